@@ -1,0 +1,973 @@
+//! The `rosterd` command line: argument definitions and the support commands.
+//! Only this module maps outcomes to exit codes: 0 success, 1 failure, 2 usage
+//! error (clap's own), 3 import applied but some rows had errors.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::clock::{self, Clock};
+use crate::config::Config;
+use crate::import::header::{self, FieldSet};
+use crate::import::users::UserField;
+use crate::import::{self, ImportContext, ImportOptions, Source};
+use crate::keys;
+use crate::password::Fingerprinter;
+use crate::schedule::Window;
+use crate::store::{self, NewTenant, Store, Tenant};
+use crate::tenant::{Subdomain, parse_timezone};
+
+/// Exit status when an import was applied but some rows were skipped.
+pub const EXIT_ROW_ERRORS: i32 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rosterd",
+    version,
+    about = "SFTP rostering daemon: districts upload users.csv nightly; rosterd imports it and emails the results",
+    long_about = "rosterd runs an SFTP server where each school district logs in as its subdomain with a \
+registered SSH key and uploads users.csv. Between 18:00 and 06:00 district time the file is imported into \
+student and staff accounts, and the district's administrator gets the results by email.\n\n\
+Support staff use the other commands to register districts, keys and schools, test an import and read the \
+import history.",
+    after_help = "Getting started:\n  \
+rosterd tenant add lincoln-usd --admin-name 'Ann Lee' --admin-email ann@lincoln.k12.ca.us\n  \
+rosterd key add lincoln-usd district_key.pub\n  \
+rosterd school add lincoln-usd --name 'Lincoln Elementary' --nces 062271003230\n  \
+rosterd import users lincoln-usd users.csv --dry-run\n\n\
+Exit codes: 0 success, 1 failure, 2 usage error, 3 import applied but some rows had errors."
+)]
+pub struct Cli {
+    /// Configuration file [default: config/rosterd.toml, used only if it exists]
+    #[arg(long, global = true, env = "ROSTERD_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the SSH host key's fingerprint, creating the key if it does not exist yet
+    #[command(
+        after_help = "Give this fingerprint to districts so their SFTP client can verify the server:\n  rosterd host-key\n  SHA256:3i8r…"
+    )]
+    HostKey,
+    /// Register and manage districts (tenants)
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Register, list and revoke districts' SSH public keys
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Register and list a district's schools
+    #[command(subcommand)]
+    School(SchoolCommand),
+    /// Import a file by hand, as support's test of a district's export
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Export a district's users
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Show a district's import history, or one import's full report
+    #[command(
+        after_help = "Examples:\n  rosterd runs lincoln-usd\n  rosterd runs lincoln-usd --id 42\n  rosterd runs lincoln-usd --id 42 --format csv > problems.csv"
+    )]
+    Runs(RunsArgs),
+    /// Print a header-only CSV template for districts to fill
+    #[command(after_help = "Example:\n  rosterd template users > users.csv")]
+    Template {
+        #[arg(value_enum)]
+        kind: TemplateKind,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TemplateKind {
+    Users,
+    Groups,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Register a district; its subdomain is the SSH username
+    #[command(
+        after_help = "Example:\n  rosterd tenant add lincoln-usd --admin-name 'Ann Lee' --admin-email ann@lincoln.k12.ca.us \\\n      --timezone America/Los_Angeles"
+    )]
+    Add {
+        /// Subdomain: lowercase letters, digits and inner hyphens, 1-63 characters
+        subdomain: String,
+        /// Name of the administrator who receives the import reports
+        #[arg(long, value_name = "NAME")]
+        admin_name: String,
+        /// Email address the import reports go to
+        #[arg(long, value_name = "EMAIL")]
+        admin_email: String,
+        /// IANA time zone [default: schedule.timezone of the config]
+        #[arg(long, value_name = "TZ")]
+        timezone: Option<String>,
+        /// Users sign in by SSO, so a missing password is normal
+        #[arg(long)]
+        sso: bool,
+        /// Import window HH:MM-HH:MM in the district's time [default: schedule.window of the config]
+        #[arg(long, value_name = "HH:MM-HH:MM")]
+        window: Option<String>,
+    },
+    /// List all districts
+    List,
+    /// Show one district: settings, keys, schools, column mapping, last import
+    #[command(after_help = "Example:\n  rosterd tenant show lincoln-usd")]
+    Show { subdomain: String },
+    /// Change a district's settings
+    #[command(
+        after_help = "Examples:\n  rosterd tenant set lincoln-usd --admin-email it@lincoln.k12.ca.us\n  rosterd tenant set lincoln-usd --sso true --window 20:00-04:00\n  rosterd tenant set lincoln-usd --timezone default"
+    )]
+    Set {
+        subdomain: String,
+        #[arg(long, value_name = "NAME")]
+        admin_name: Option<String>,
+        #[arg(long, value_name = "EMAIL")]
+        admin_email: Option<String>,
+        /// IANA time zone, or `default` for the config's
+        #[arg(long, value_name = "TZ")]
+        timezone: Option<String>,
+        #[arg(long, value_name = "true|false")]
+        sso: Option<bool>,
+        /// HH:MM-HH:MM, or `default` for the config's
+        #[arg(long, value_name = "WINDOW")]
+        window: Option<String>,
+    },
+    /// Refuse the district's logins and imports (nothing is deleted)
+    Disable { subdomain: String },
+    /// Allow the district's logins and imports again
+    Enable { subdomain: String },
+    /// Store a column mapping every import of this district uses
+    #[command(
+        after_help = "Tell rosterd which field a column of the district's export holds, when its header \
+is not one rosterd recognises (or map it to `ignore`):\n  \
+rosterd tenant map lincoln-usd 'Student Email' 'Email Address'\n  \
+rosterd tenant map lincoln-usd 'Homeroom' ignore\n  \
+rosterd tenant map lincoln-usd --remove 'Student Email'\n\
+Fields: Username, Password, Email Address, First Name, Last Name, School, Graduation Year, Access Type, \
+Owner Name, Group Name."
+    )]
+    Map {
+        subdomain: String,
+        /// Column header as the district's file writes it
+        header: String,
+        /// Field it holds, or `ignore`
+        #[arg(required_unless_present = "remove")]
+        field: Option<String>,
+        /// Remove the mapping of HEADER instead
+        #[arg(long)]
+        remove: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Register a district's SSH public key(s) from FILE, or `-` for standard input
+    #[command(
+        after_help = "Accepts an OpenSSH public key or authorized_keys line (ssh-ed25519, ecdsa-sha2-nistp256/384/521, \
+ssh-rsa of at least 2048 bits) and the '---- BEGIN SSH2 PUBLIC KEY ----' block PuTTYgen and WinSCP write. \
+Prints each key's SHA256 fingerprint.\n\nExamples:\n  rosterd key add lincoln-usd lincoln.pub\n  \
+pbpaste | rosterd key add lincoln-usd -"
+    )]
+    Add {
+        subdomain: String,
+        /// File holding the key(s), or `-`
+        file: PathBuf,
+    },
+    /// List a district's keys, revoked ones included
+    List { subdomain: String },
+    /// Revoke a key; effective from the next login, no restart needed
+    #[command(
+        after_help = "Example:\n  rosterd key revoke lincoln-usd SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s"
+    )]
+    Revoke {
+        subdomain: String,
+        fingerprint: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchoolCommand {
+    /// Add one school
+    #[command(
+        after_help = "Example:\n  rosterd school add lincoln-usd --name 'Lincoln Elementary' --nces 062271003230 --state-id 19-64733-6010763"
+    )]
+    Add {
+        subdomain: String,
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// National Center for Education Statistics school ID
+        #[arg(long, value_name = "ID")]
+        nces: Option<String>,
+        /// State-assigned school ID
+        #[arg(long, value_name = "ID")]
+        state_id: Option<String>,
+    },
+    /// Add schools from a CSV file with columns Name, NCES ID, State ID (all or none)
+    #[command(
+        after_help = "Example file:\n  Name,NCES ID,State ID\n  Lincoln Elementary,062271003230,19-64733-6010763\n  Lincoln High,062271003231,\n\nExample:\n  rosterd school import lincoln-usd schools.csv"
+    )]
+    Import { subdomain: String, file: PathBuf },
+    /// List a district's schools
+    List { subdomain: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import a users.csv file now and print the report
+    #[command(
+        after_help = "Exit codes: 0 applied, 1 rejected (nothing applied), 3 applied but some rows were skipped. \
+A dry run exits as the real import would.\n\nExamples:\n  rosterd import users lincoln-usd users.csv --dry-run\n  \
+rosterd import users lincoln-usd users.csv\n  rosterd import users lincoln-usd users.csv --format csv > problems.csv"
+    )]
+    Users(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    subdomain: String,
+    file: PathBuf,
+    /// Check everything and report, but change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Import even if the file is byte-identical to the last imported one
+    #[arg(long)]
+    force: bool,
+    /// Report format on standard output
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A readable summary with the first problems
+    Text,
+    /// Every problem as CSV: line,column,value,severity,message
+    Csv,
+    /// The whole report as JSON
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Print a district's users as CSV, sorted by username (never passwords)
+    #[command(after_help = "Example:\n  rosterd users export lincoln-usd > lincoln-users.csv")]
+    Export { subdomain: String },
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    subdomain: String,
+    /// Show this run's full report instead of the list
+    #[arg(long)]
+    id: Option<i64>,
+    /// How many runs to list
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+    /// Format of a single run's report (with --id)
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// Parse arguments and run; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+/// Run a parsed command; `Ok` carries the exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let config = Config::load(cli.config.as_deref())?;
+    init_logging(&config);
+    let clock = clock::from_env()?;
+    let out = &mut std::io::stdout().lock();
+    match cli.command {
+        Command::HostKey => {
+            let (key, created) = keys::load_or_create_host_key(&config.server.host_key)?;
+            if created {
+                eprintln!(
+                    "created a new host key at {}",
+                    config.server.host_key.display()
+                );
+            }
+            writeln!(out, "{}", keys::host_key_fingerprint(&key))?;
+            Ok(0)
+        }
+        Command::Template { kind } => {
+            let header = match kind {
+                TemplateKind::Users => import::users::template_header(),
+                TemplateKind::Groups => "Username,Owner Name,Group Name".to_owned(),
+            };
+            writeln!(out, "{header}")?;
+            Ok(0)
+        }
+        Command::Tenant(cmd) => tenant_command(&config, clock.as_ref(), cmd, out),
+        Command::Key(cmd) => key_command(&config, clock.as_ref(), cmd, out),
+        Command::School(cmd) => school_command(&config, cmd, out),
+        Command::Import(ImportCommand::Users(args)) => import_users(&config, clock, args, out),
+        Command::Users(UsersCommand::Export { subdomain }) => {
+            let store = open_store(&config)?;
+            let tenant = store.require_tenant(&subdomain)?;
+            export_users(&store, &tenant, out)?;
+            Ok(0)
+        }
+        Command::Runs(args) => runs_command(&config, args, out),
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROSTERD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = match config.log.format {
+        crate::config::LogFormat::Json => builder.json().try_init(),
+        crate::config::LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Store::open(&config.storage.database)
+}
+
+fn tenant_command(
+    config: &Config,
+    clock: &dyn Clock,
+    cmd: TenantCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
+    let store = open_store(config)?;
+    match cmd {
+        TenantCommand::Add {
+            subdomain,
+            admin_name,
+            admin_email,
+            timezone,
+            sso,
+            window,
+        } => {
+            let sub = Subdomain::parse(&subdomain)?;
+            let admin_name = admin_name.trim();
+            anyhow::ensure!(!admin_name.is_empty(), "--admin-name must not be empty");
+            let email = import::fields::EmailAddress::parse(&admin_email)
+                .map_err(|e| anyhow::anyhow!("--admin-email: {e}"))?;
+            let timezone = timezone
+                .map(|tz| parse_timezone(&tz).map(|t| t.name().to_owned()))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let window = window
+                .map(|w| w.parse::<Window>().map(|w| w.to_string()))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            store.add_tenant(
+                &NewTenant {
+                    subdomain: sub.as_str(),
+                    admin_name,
+                    admin_email: email.as_str(),
+                    timezone: timezone.as_deref(),
+                    sso,
+                    window: window.as_deref(),
+                },
+                clock.now(),
+            )?;
+            writeln!(out, "added tenant {sub}")?;
+            writeln!(
+                out,
+                "next: register the district's SSH public key with `rosterd key add {sub} FILE`"
+            )?;
+            Ok(0)
+        }
+        TenantCommand::List => {
+            let tenants = store.tenants()?;
+            if tenants.is_empty() {
+                writeln!(out, "no tenants yet; add one with `rosterd tenant add`")?;
+                return Ok(0);
+            }
+            writeln!(
+                out,
+                "{:<24} {:<8} {:<4} {:<22} {:<12} ADMIN",
+                "SUBDOMAIN", "STATE", "SSO", "TIMEZONE", "WINDOW"
+            )?;
+            for t in tenants {
+                writeln!(
+                    out,
+                    "{:<24} {:<8} {:<4} {:<22} {:<12} {} <{}>",
+                    t.subdomain,
+                    if t.disabled { "disabled" } else { "enabled" },
+                    if t.sso { "yes" } else { "no" },
+                    effective_timezone(config, &t),
+                    effective_window(config, &t),
+                    t.admin_name,
+                    t.admin_email
+                )?;
+            }
+            Ok(0)
+        }
+        TenantCommand::Show { subdomain } => {
+            let t = store.require_tenant(&subdomain)?;
+            writeln!(out, "tenant      {}", t.subdomain)?;
+            writeln!(
+                out,
+                "state       {}",
+                if t.disabled { "disabled" } else { "enabled" }
+            )?;
+            writeln!(out, "admin       {} <{}>", t.admin_name, t.admin_email)?;
+            writeln!(
+                out,
+                "timezone    {}{}",
+                effective_timezone(config, &t),
+                if t.timezone.is_none() {
+                    " (default)"
+                } else {
+                    ""
+                }
+            )?;
+            writeln!(
+                out,
+                "window      {}{}",
+                effective_window(config, &t),
+                if t.window.is_none() { " (default)" } else { "" }
+            )?;
+            writeln!(out, "sso         {}", if t.sso { "yes" } else { "no" })?;
+            writeln!(out, "created     {}", t.created_at)?;
+            let keys = store.keys(t.id)?;
+            let active = keys.iter().filter(|k| k.revoked_at.is_none()).count();
+            writeln!(
+                out,
+                "keys        {active} active, {} revoked",
+                keys.len() - active
+            )?;
+            for k in keys.iter().filter(|k| k.revoked_at.is_none()) {
+                writeln!(
+                    out,
+                    "            {} {} {}",
+                    k.fingerprint, k.kind, k.comment
+                )?;
+            }
+            writeln!(out, "schools     {}", store.schools(t.id)?.len())?;
+            let map = store.column_map(t.id)?;
+            if map.is_empty() {
+                writeln!(out, "columns     no custom mapping")?;
+            }
+            for (i, (header, field)) in map.iter().enumerate() {
+                writeln!(
+                    out,
+                    "{} {header:?} -> {field}",
+                    if i == 0 { "columns    " } else { "           " }
+                )?;
+            }
+            match store.runs(t.id, 1)?.first() {
+                Some(r) => writeln!(
+                    out,
+                    "last import {} {} ({} rows, {} errors)",
+                    r.finished_at, r.outcome, r.rows, r.errors
+                )?,
+                None => writeln!(out, "last import never")?,
+            }
+            Ok(0)
+        }
+        TenantCommand::Set {
+            subdomain,
+            admin_name,
+            admin_email,
+            timezone,
+            sso,
+            window,
+        } => {
+            let t = store.require_tenant(&subdomain)?;
+            let admin_email = admin_email
+                .map(|e| import::fields::EmailAddress::parse(&e).map(|e| e.as_str().to_owned()))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--admin-email: {e}"))?;
+            let timezone = match timezone.as_deref() {
+                None => None,
+                Some("default") => Some(None),
+                Some(tz) => Some(Some(
+                    parse_timezone(tz)
+                        .map_err(anyhow::Error::msg)?
+                        .name()
+                        .to_owned(),
+                )),
+            };
+            let window = match window.as_deref() {
+                None => None,
+                Some("default") => Some(None),
+                Some(w) => Some(Some(
+                    w.parse::<Window>().map_err(anyhow::Error::msg)?.to_string(),
+                )),
+            };
+            if let Some(name) = &admin_name {
+                anyhow::ensure!(!name.trim().is_empty(), "--admin-name must not be empty");
+            }
+            store.update_tenant(
+                t.id,
+                admin_name.as_deref().map(str::trim),
+                admin_email.as_deref(),
+                timezone.as_ref().map(|o| o.as_deref()),
+                sso,
+                window.as_ref().map(|o| o.as_deref()),
+            )?;
+            writeln!(out, "updated tenant {}", t.subdomain)?;
+            Ok(0)
+        }
+        TenantCommand::Disable { subdomain } => {
+            let t = store.require_tenant(&subdomain)?;
+            store.set_disabled(t.id, true)?;
+            writeln!(
+                out,
+                "disabled tenant {}: its logins and imports are refused until `rosterd tenant enable {}`",
+                t.subdomain, t.subdomain
+            )?;
+            Ok(0)
+        }
+        TenantCommand::Enable { subdomain } => {
+            let t = store.require_tenant(&subdomain)?;
+            store.set_disabled(t.id, false)?;
+            writeln!(out, "enabled tenant {}", t.subdomain)?;
+            Ok(0)
+        }
+        TenantCommand::Map {
+            subdomain,
+            header,
+            field,
+            remove,
+        } => {
+            let t = store.require_tenant(&subdomain)?;
+            let key = header::header_key(&header);
+            anyhow::ensure!(!key.is_empty(), "the column header must not be empty");
+            if remove {
+                if !store.remove_column(t.id, &key)? {
+                    bail!("tenant {} has no mapping for {header:?}", t.subdomain);
+                }
+                writeln!(out, "removed the mapping of {header:?}")?;
+                return Ok(0);
+            }
+            let field = field.context("FIELD is required")?;
+            let label = mapping_target_label(&field)?;
+            store.set_column(t.id, &key, header.trim(), label)?;
+            writeln!(
+                out,
+                "{}: column {:?} -> {label}",
+                t.subdomain,
+                header.trim()
+            )?;
+            Ok(0)
+        }
+    }
+}
+
+/// The canonical name of a mapping target: a field of any import kind, or `ignore`.
+fn mapping_target_label(text: &str) -> anyhow::Result<&'static str> {
+    match header::parse_target::<UserField>(text) {
+        Ok(header::Mapped::Field(f)) => Ok(f.label()),
+        Ok(header::Mapped::Ignore) => Ok(header::IGNORE),
+        Err(_) => match header::header_key(text).as_str() {
+            "ownername" | "owner" => Ok("Owner Name"),
+            "groupname" | "group" => Ok("Group Name"),
+            _ => bail!(
+                "{text:?} is not a field; use one of: {}, Owner Name, Group Name, or ignore",
+                UserField::ALL
+                    .iter()
+                    .map(|f| f.label())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+    }
+}
+
+fn effective_timezone(config: &Config, t: &Tenant) -> String {
+    t.timezone
+        .clone()
+        .unwrap_or_else(|| config.schedule.timezone.name().to_owned())
+}
+
+fn effective_window(config: &Config, t: &Tenant) -> String {
+    t.window
+        .clone()
+        .unwrap_or_else(|| config.schedule.window.to_string())
+}
+
+fn key_command(
+    config: &Config,
+    clock: &dyn Clock,
+    cmd: KeyCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
+    let store = open_store(config)?;
+    match cmd {
+        KeyCommand::Add { subdomain, file } => {
+            let t = store.require_tenant(&subdomain)?;
+            let text = read_input(&file)?;
+            let parsed = keys::parse_public_keys(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let added = store.add_keys(&t, &parsed, clock.now())?;
+            for (key, new) in parsed.iter().zip(added) {
+                writeln!(out, "{}", key.fingerprint)?;
+                let note = if new {
+                    "registered"
+                } else {
+                    "already registered"
+                };
+                eprintln!(
+                    "{note}: {} {} key {} for {}",
+                    key.kind, key.bits, key.comment, t.subdomain
+                );
+            }
+            Ok(0)
+        }
+        KeyCommand::List { subdomain } => {
+            let t = store.require_tenant(&subdomain)?;
+            let keys = store.keys(t.id)?;
+            if keys.is_empty() {
+                writeln!(
+                    out,
+                    "{} has no keys; add one with `rosterd key add {} FILE`",
+                    t.subdomain, t.subdomain
+                )?;
+            }
+            for k in keys {
+                let state = match &k.revoked_at {
+                    Some(at) => format!("revoked {at}"),
+                    None => "active".into(),
+                };
+                writeln!(
+                    out,
+                    "{} {:<7} {:<5} added {} {state} {}",
+                    k.fingerprint, k.kind, k.bits, k.added_at, k.comment
+                )?;
+            }
+            Ok(0)
+        }
+        KeyCommand::Revoke {
+            subdomain,
+            fingerprint,
+        } => {
+            let t = store.require_tenant(&subdomain)?;
+            if !store.revoke_key(t.id, fingerprint.trim(), clock.now())? {
+                bail!(
+                    "{} has no active key {}; `rosterd key list {}` shows its keys",
+                    t.subdomain,
+                    fingerprint.trim(),
+                    t.subdomain
+                );
+            }
+            writeln!(
+                out,
+                "revoked {} for {}; the next login with it is refused",
+                fingerprint.trim(),
+                t.subdomain
+            )?;
+            Ok(0)
+        }
+    }
+}
+
+fn read_input(file: &Path) -> anyhow::Result<String> {
+    let mut text = String::new();
+    if file == Path::new("-") {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read standard input")?;
+    } else {
+        let bytes =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        text = String::from_utf8_lossy(&bytes).into_owned();
+    }
+    Ok(text)
+}
+
+/// Columns of a schools CSV file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum SchoolField {
+    Name,
+    Nces,
+    State,
+}
+
+impl FieldSet for SchoolField {
+    const ALL: &'static [Self] = &[Self::Name, Self::Nces, Self::State];
+    const REQUIRED: Self = Self::Name;
+    fn label(self) -> &'static str {
+        match self {
+            Self::Name => "Name",
+            Self::Nces => "NCES ID",
+            Self::State => "State ID",
+        }
+    }
+    fn aliases(self) -> &'static [&'static str] {
+        match self {
+            Self::Name => &["school", "schoolname"],
+            Self::Nces => &["nces", "ncesschoolid", "ncesid"],
+            Self::State => &["state", "stateschoolid", "stateassignedid", "statecode"],
+        }
+    }
+}
+
+fn school_command(
+    config: &Config,
+    cmd: SchoolCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
+    let store = open_store(config)?;
+    let blank_none = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    match cmd {
+        SchoolCommand::Add {
+            subdomain,
+            name,
+            nces,
+            state_id,
+        } => {
+            let t = store.require_tenant(&subdomain)?;
+            store.add_school(
+                t.id,
+                &name,
+                blank_none(nces).as_deref(),
+                blank_none(state_id).as_deref(),
+            )?;
+            writeln!(out, "added school {:?} to {}", name.trim(), t.subdomain)?;
+            Ok(0)
+        }
+        SchoolCommand::List { subdomain } => {
+            let t = store.require_tenant(&subdomain)?;
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(["Name", "NCES ID", "State ID"])?;
+            for s in store.schools(t.id)? {
+                w.write_record([
+                    s.name,
+                    s.nces_id.unwrap_or_default(),
+                    s.state_id.unwrap_or_default(),
+                ])?;
+            }
+            w.flush()?;
+            Ok(0)
+        }
+        SchoolCommand::Import { subdomain, file } => {
+            let t = store.require_tenant(&subdomain)?;
+            let scan = import::decode::scan(&file)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .from_reader(import::decode::open_text(&file, scan.encoding)?);
+            let mut records = reader.records();
+            let header = loop {
+                match records.next() {
+                    Some(r) => {
+                        let r = r?;
+                        if !import::is_blank(&r) {
+                            break r;
+                        }
+                    }
+                    None => bail!("{}: the file has no header line", file.display()),
+                }
+            };
+            let columns = header::match_columns::<SchoolField>(&header, &Default::default())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let tx = store.conn.unchecked_transaction()?;
+            let mut errors = Vec::new();
+            let mut added = 0;
+            for record in records {
+                let record = record?;
+                if import::is_blank(&record) {
+                    continue;
+                }
+                let line = record.position().map_or(0, |p| p.line());
+                let cell = |f| Some(columns.get(&record, f).to_owned());
+                match store::add_school_in(
+                    &tx,
+                    t.id,
+                    columns.get(&record, SchoolField::Name),
+                    blank_none(cell(SchoolField::Nces)).as_deref(),
+                    blank_none(cell(SchoolField::State)).as_deref(),
+                ) {
+                    Ok(_) => added += 1,
+                    Err(store::StoreError::Sqlite(e)) => return Err(e.into()),
+                    Err(e) => errors.push(format!("line {line}: {e}")),
+                }
+            }
+            if !errors.is_empty() {
+                drop(tx);
+                bail!(
+                    "{}: nothing was added because of these problems:\n  {}",
+                    file.display(),
+                    errors.join("\n  ")
+                );
+            }
+            tx.commit()?;
+            writeln!(out, "added {added} schools to {}", t.subdomain)?;
+            Ok(0)
+        }
+    }
+}
+
+fn import_users(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    args: ImportArgs,
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
+    let mut store = open_store(config)?;
+    let tenant = store.require_tenant(&args.subdomain)?;
+    anyhow::ensure!(
+        !tenant.disabled,
+        "tenant {} is disabled, so nothing is imported for it; `rosterd tenant enable {}` first",
+        tenant.subdomain,
+        tenant.subdomain
+    );
+    anyhow::ensure!(
+        args.file.is_file(),
+        "{} is not a readable file",
+        args.file.display()
+    );
+    let ctx = ImportContext {
+        clock,
+        fingerprinter: Fingerprinter::load_or_create(&config.storage.fingerprint_key)?,
+        default_timezone: config.schedule.timezone,
+    };
+    let opts = ImportOptions {
+        dry_run: args.dry_run,
+        force: args.force,
+        source: Source::Cli,
+        upload_id: None,
+        file_name: args
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let report = import::users::import(&mut store.conn, &ctx, &tenant, &args.file, &opts)?;
+    print_report(&report, args.format, out)?;
+    if let Some(reason) = &report.reason {
+        eprintln!("error: {reason}");
+    }
+    Ok(report.exit_code())
+}
+
+fn print_report(
+    report: &import::Report,
+    format: Format,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    match format {
+        Format::Text => write!(out, "{}", report.render_text(50))?,
+        Format::Csv => report.write_problems_csv(out)?,
+        Format::Json => {
+            serde_json_write(out, report)?;
+        }
+    }
+    Ok(())
+}
+
+fn serde_json_write(out: &mut impl Write, report: &import::Report) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, report)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// `users export`: the fixed header, then one row per user sorted by username.
+pub fn export_users(store: &Store, tenant: &Tenant, out: impl Write) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "Username",
+        "Email Address",
+        "First Name",
+        "Last Name",
+        "School",
+        "Graduation Year",
+        "Access Type",
+        "User Type",
+    ])?;
+    store.for_each_user(tenant.id, |u| {
+        let year = u.graduation_year.map(|y| y.to_string()).unwrap_or_default();
+        let kind = if u.graduation_year.is_some() {
+            "student"
+        } else {
+            "staff"
+        };
+        w.write_record([
+            u.username.as_str(),
+            u.email.as_deref().unwrap_or(""),
+            u.first_name.as_deref().unwrap_or(""),
+            u.last_name.as_deref().unwrap_or(""),
+            u.school.as_deref().unwrap_or(""),
+            year.as_str(),
+            u.access_type.as_deref().unwrap_or(""),
+            kind,
+        ])
+        .map_err(std::io::Error::other)
+    })?;
+    w.flush()?;
+    Ok(())
+}
+
+fn runs_command(config: &Config, args: RunsArgs, out: &mut impl Write) -> anyhow::Result<i32> {
+    let store = open_store(config)?;
+    let t = store.require_tenant(&args.subdomain)?;
+    if let Some(id) = args.id {
+        let report = store::load_report(&store.conn, t.id, id)?;
+        print_report(&report, args.format, out)?;
+        return Ok(0);
+    }
+    let runs = store.runs(t.id, args.limit)?;
+    if runs.is_empty() {
+        writeln!(out, "{} has no imports yet", t.subdomain)?;
+        return Ok(0);
+    }
+    writeln!(
+        out,
+        "{:>5} {:<20} {:<6} {:<6} {:<20} {:>7} {:>7} {:>7} {:>9} {:>7} {:>7}",
+        "ID",
+        "FINISHED",
+        "KIND",
+        "SOURCE",
+        "OUTCOME",
+        "ROWS",
+        "CREATED",
+        "UPDATED",
+        "UNCHANGED",
+        "SKIPPED",
+        "WARN"
+    )?;
+    for r in runs {
+        writeln!(
+            out,
+            "{:>5} {:<20} {:<6} {:<6} {:<20} {:>7} {:>7} {:>7} {:>9} {:>7} {:>7}",
+            r.id,
+            r.finished_at,
+            r.kind,
+            r.source,
+            r.outcome,
+            r.rows,
+            r.created,
+            r.updated,
+            r.unchanged,
+            r.skipped,
+            r.warnings
+        )?;
+        if let Some(reason) = r.reason {
+            writeln!(out, "      why: {reason}")?;
+        }
+    }
+    writeln!(
+        out,
+        "\nfull report of one run: rosterd runs {} --id ID",
+        t.subdomain
+    )?;
+    Ok(0)
+}

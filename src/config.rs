@@ -1,0 +1,297 @@
+//! Typed configuration, read from TOML. Every setting has a default so an empty
+//! file (or none at the default path) runs; an unknown key or a bad value stops
+//! start-up with a message that names the key.
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::Context;
+use serde::{Deserialize, Deserializer};
+
+use crate::schedule::Window;
+
+/// Where the configuration is looked for when neither `--config` nor
+/// `ROSTERD_CONFIG` names a file.
+pub const DEFAULT_PATH: &str = "config/rosterd.toml";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub schedule: ScheduleConfig,
+    pub mail: MailConfig,
+    pub log: LogConfig,
+}
+
+/// The SSH/SFTP listener and its limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub host_key: PathBuf,
+    pub max_upload_bytes: u64,
+    pub max_sessions_per_tenant: u32,
+    pub max_sessions: u32,
+    pub idle_timeout_seconds: u64,
+    pub auth_failures_before_ban: u32,
+    pub auth_failure_window_seconds: u64,
+    pub ban_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 2222)),
+            host_key: "keys/ssh_host_ed25519_key".into(),
+            max_upload_bytes: 1 << 30,
+            max_sessions_per_tenant: 4,
+            max_sessions: 256,
+            idle_timeout_seconds: 600,
+            auth_failures_before_ban: 10,
+            auth_failure_window_seconds: 300,
+            ban_seconds: 900,
+        }
+    }
+}
+
+/// Files on disk: the database, the upload spool and archives, the secret that
+/// keys password fingerprints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub database: PathBuf,
+    pub spool: PathBuf,
+    pub archive_days: u32,
+    /// 32 random bytes, created on first use, that key the fingerprints which let
+    /// an unchanged password skip Argon2. Kept out of the database so that a copy
+    /// of the database alone gives no fast way to test password guesses.
+    pub fingerprint_key: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            database: "data/rosterd.db".into(),
+            spool: "data/spool".into(),
+            archive_days: 14,
+            fingerprint_key: "data/fingerprint.key".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    #[serde(deserialize_with = "parsed")]
+    pub window: Window,
+    #[serde(deserialize_with = "timezone")]
+    pub timezone: chrono_tz::Tz,
+    pub settle_seconds: u64,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            window: Window::default(),
+            timezone: chrono_tz::America::New_York,
+            settle_seconds: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    pub from: String,
+    pub smtp_url: Option<String>,
+    pub outbox_dir: PathBuf,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            from: "Rostering <rostering@localhost>".into(),
+            smtp_url: None,
+            outbox_dir: "data/outbox".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `rosterd=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+fn parsed<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: Display,
+{
+    let text = String::deserialize(d)?;
+    text.parse().map_err(serde::de::Error::custom)
+}
+
+fn timezone<'de, D: Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
+    let text = String::deserialize(d)?;
+    crate::tenant::parse_timezone(&text).map_err(serde::de::Error::custom)
+}
+
+impl Config {
+    /// Parse TOML text; `origin` names the file in error messages.
+    pub fn from_toml(text: &str, origin: &str) -> anyhow::Result<Self> {
+        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        config
+            .validate()
+            .with_context(|| format!("{origin}: invalid setting"))?;
+        Ok(config)
+    }
+
+    /// Load from `explicit` (`--config` or `ROSTERD_CONFIG`) or the default path.
+    /// A missing explicit file is an error; a missing default file means "all
+    /// defaults", so the daemon runs on a fresh machine.
+    pub fn load(explicit: Option<&Path>) -> anyhow::Result<Self> {
+        let path = explicit.unwrap_or(Path::new(DEFAULT_PATH));
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::from_toml(&text, &path.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
+                Ok(Self::default())
+            }
+            Err(e) => Err(anyhow::anyhow!(
+                "cannot read config file {}: {e}",
+                path.display()
+            )),
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let positive = [
+            ("server.max_upload_bytes", self.server.max_upload_bytes),
+            (
+                "server.max_sessions_per_tenant",
+                self.server.max_sessions_per_tenant.into(),
+            ),
+            ("server.max_sessions", self.server.max_sessions.into()),
+            (
+                "server.idle_timeout_seconds",
+                self.server.idle_timeout_seconds,
+            ),
+            (
+                "server.auth_failures_before_ban",
+                self.server.auth_failures_before_ban.into(),
+            ),
+            (
+                "server.auth_failure_window_seconds",
+                self.server.auth_failure_window_seconds,
+            ),
+            ("storage.archive_days", self.storage.archive_days.into()),
+        ];
+        for (key, value) in positive {
+            anyhow::ensure!(value > 0, "{key} must be greater than 0");
+        }
+        if let Some(url) = &self.mail.smtp_url {
+            anyhow::ensure!(
+                url.starts_with("smtp://") || url.starts_with("smtps://"),
+                "mail.smtp_url {url:?} must start with smtp:// or smtps://"
+            );
+        }
+        anyhow::ensure!(
+            mailbox_address(&self.mail.from).is_some(),
+            "mail.from {:?} must be an address such as \"Rostering <rostering@example.org>\"",
+            self.mail.from
+        );
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| anyhow::anyhow!("log.level {:?}: {e}", self.log.level))?;
+        Ok(())
+    }
+}
+
+/// The address part of `Name <addr>` or a bare `addr`, if it is a valid address.
+fn mailbox_address(text: &str) -> Option<&str> {
+    let text = text.trim();
+    let addr = match (text.rfind('<'), text.ends_with('>')) {
+        (Some(open), true) => &text[open + 1..text.len() - 1],
+        (None, false) => text,
+        _ => return None,
+    };
+    crate::import::fields::EmailAddress::parse(addr).ok()?;
+    Some(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        let c = Config::from_toml("", "test").unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:2222");
+        assert_eq!(c.storage.database, PathBuf::from("data/rosterd.db"));
+        assert_eq!(c.schedule.window.to_string(), "18:00-06:00");
+        assert_eq!(c.schedule.timezone, chrono_tz::America::New_York);
+        assert_eq!(c.schedule.settle_seconds, 60);
+        assert!(c.mail.smtp_url.is_none());
+    }
+
+    #[test]
+    fn shipped_config_parses_to_the_defaults() {
+        let text = include_str!("../config/rosterd.toml");
+        let c = Config::from_toml(text, "config/rosterd.toml").unwrap();
+        let d = Config::default();
+        assert_eq!(c.server.listen, d.server.listen);
+        assert_eq!(c.storage.database, d.storage.database);
+        assert_eq!(c.mail.outbox_dir, d.mail.outbox_dir);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let cases = [
+            ("[server]\nlisten_addr = \"x\"", "listen_addr"),
+            ("[storage]\ndatabse = \"x\"", "databse"),
+            ("[bogus]\n", "bogus"),
+            ("[schedule]\nwindow = \"6pm-6am\"", "window"),
+            ("[schedule]\ntimezone = \"Mars/Base\"", "timezone"),
+            ("[server]\nlisten = \"nowhere\"", "listen"),
+            ("[server]\nmax_sessions = 0", "server.max_sessions"),
+            ("[mail]\nsmtp_url = \"http://x\"", "mail.smtp_url"),
+            ("[mail]\nfrom = \"not an address\"", "mail.from"),
+            ("[log]\nformat = \"xml\"", "format"),
+        ];
+        for (text, key) in cases {
+            let err = format!("{:#}", Config::from_toml(text, "t.toml").unwrap_err());
+            assert!(
+                err.contains(key),
+                "error for {text:?} does not name {key}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/rosterd.toml"))).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/rosterd.toml"));
+    }
+}

@@ -1,0 +1,526 @@
+//! Field rules of `users.csv`, one small parser per column. Each returns the
+//! clean value or the message the district reads in its report, so the rules are
+//! table-tested here and nothing else parses a cell.
+
+use chrono::{Datelike, NaiveDate};
+
+/// A username: trimmed, 4–254 characters of letters, digits and `. _ @ - +`.
+/// `key` is the lowercase form that uniqueness (across all tenants) uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username {
+    pub display: String,
+    pub key: String,
+}
+
+impl Username {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let text = raw.trim();
+        if text.is_empty() {
+            return Err("Username is required; add one or remove the row".into());
+        }
+        let len = text.chars().count();
+        if len < 4 {
+            return Err("Username must be at least 4 characters long".into());
+        }
+        if len > 254 {
+            return Err("Username must be at most 254 characters long".into());
+        }
+        if let Some(bad) = text
+            .chars()
+            .find(|c| !(c.is_alphanumeric() || matches!(c, '.' | '_' | '@' | '-' | '+')))
+        {
+            return Err(format!(
+                "Username may contain only letters, digits and . _ @ - + (it contains {})",
+                describe_char(bad)
+            ));
+        }
+        Ok(Self {
+            display: text.to_owned(),
+            key: text.to_lowercase(),
+        })
+    }
+}
+
+fn describe_char(c: char) -> String {
+    match c {
+        ' ' => "a space".into(),
+        '\t' => "a tab".into(),
+        '\n' | '\r' => "a line break".into(),
+        c if c.is_control() => format!("the control character U+{:04X}", c as u32),
+        c => format!("'{c}'"),
+    }
+}
+
+/// A password cell: blank means "none given" (`Ok(None)`).
+pub fn parse_password(raw: &str) -> Result<Option<&str>, String> {
+    // Passwords are case- and space-sensitive: not trimmed, except that a cell of
+    // only spaces counts as blank.
+    if raw.trim().is_empty() {
+        return Ok(None);
+    }
+    let len = raw.chars().count();
+    if len < 6 {
+        return Err("Password must be at least 6 characters long".into());
+    }
+    if len > 256 {
+        return Err("Password must be at most 256 characters long".into());
+    }
+    if raw.chars().any(char::is_control) {
+        return Err("Password contains a line break or control character".into());
+    }
+    Ok(Some(raw))
+}
+
+/// A syntactically valid email address (`local@domain.tld`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let text = raw.trim();
+        check_address(text, true)
+            .map(|()| Self(text.to_owned()))
+            .map_err(|why| format!("Email Address is not a valid email address: {why}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Address syntax: the dot-atom subset of RFC 5322 that real mail systems accept.
+/// `dotted_domain` requires a domain like `example.org` (not `localhost`).
+pub fn check_address(text: &str, dotted_domain: bool) -> Result<(), &'static str> {
+    if text.len() > 254 {
+        return Err("longer than 254 characters");
+    }
+    let (local, domain) = text.rsplit_once('@').ok_or("it has no @")?;
+    if local.is_empty() || local.len() > 64 {
+        return Err("the part before @ must be 1 to 64 characters");
+    }
+    let local_ok = local
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
+    if !local_ok || local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Err("the part before @ has a character or dot that is not allowed");
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    if dotted_domain && labels.len() < 2 {
+        return Err("the domain after @ needs a dot, as in example.org");
+    }
+    for label in &labels {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err("the domain after @ is not a valid domain name");
+        }
+    }
+    Ok(())
+}
+
+/// First or last name: trimmed; blank means "none given".
+pub fn parse_name(label: &str, raw: &str) -> Result<Option<String>, String> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if text.chars().any(char::is_control) {
+        return Err(format!(
+            "{label} contains a line break or control character; check the quoting of this row"
+        ));
+    }
+    if text.chars().count() > 100 {
+        return Err(format!("{label} must be at most 100 characters long"));
+    }
+    Ok(Some(text.to_owned()))
+}
+
+/// Special privileges of a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessType {
+    Administrator,
+    SchoolAdministrator,
+    Manager,
+}
+
+impl AccessType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Administrator => "Administrator",
+            Self::SchoolAdministrator => "School Administrator",
+            Self::Manager => "Manager",
+        }
+    }
+
+    pub fn from_stored(text: &str) -> Option<Self> {
+        match text {
+            "Administrator" => Some(Self::Administrator),
+            "School Administrator" => Some(Self::SchoolAdministrator),
+            "Manager" => Some(Self::Manager),
+            _ => None,
+        }
+    }
+}
+
+/// What an Access Type cell asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessChange {
+    /// Blank: keep what is stored.
+    Keep,
+    /// `None`: remove privileges.
+    Remove,
+    Set(AccessType),
+}
+
+/// Parse an Access Type cell. With `oneroster_role` (the column was OneRoster's
+/// `role`), that standard's role names are understood too: `administrator`
+/// grants Administrator, and the roles without privileges keep what is stored.
+pub fn parse_access_type(raw: &str, oneroster_role: bool) -> Result<AccessChange, String> {
+    let text = raw
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
+    match text.as_str() {
+        "" => Ok(AccessChange::Keep),
+        "administrator" => Ok(AccessChange::Set(AccessType::Administrator)),
+        "school administrator" => Ok(AccessChange::Set(AccessType::SchoolAdministrator)),
+        "manager" => Ok(AccessChange::Set(AccessType::Manager)),
+        "none" => Ok(AccessChange::Remove),
+        "student" | "teacher" | "aide" | "proctor" | "guardian" | "parent" | "relative"
+            if oneroster_role =>
+        {
+            Ok(AccessChange::Keep)
+        }
+        _ => Err(
+            "Access Type must be Administrator, School Administrator, Manager, None (to remove privileges) or blank"
+                .into(),
+        ),
+    }
+}
+
+/// The calendar year in which the school year containing `today` ends. School
+/// years roll over on 1 July.
+pub fn school_year_end(today: NaiveDate) -> i32 {
+    if today.month() >= 7 {
+        today.year() + 1
+    } else {
+        today.year()
+    }
+}
+
+/// Parse a Graduation Year cell: a 4-digit year within `E-1 ..= E+14`, or a
+/// grade level converted with `E + 12 - grade`, where `E` is
+/// [`school_year_end`]. Blank means "none given".
+pub fn parse_graduation_year(raw: &str, year_end: i32) -> Result<Option<i32>, String> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let (low, high) = (year_end - 1, year_end + 14);
+    if text.len() == 4 && text.bytes().all(|b| b.is_ascii_digit()) {
+        let year: i32 = text.parse().map_err(|_| "unreachable".to_string())?;
+        if !(low..=high).contains(&year) {
+            return Err(format!(
+                "Graduation Year {year} is outside the accepted range {low}–{high}"
+            ));
+        }
+        return Ok(Some(year));
+    }
+    match grade_level(text) {
+        Some(Ok(grade)) => Ok(Some(year_end + 12 - grade)),
+        Some(Err(grade)) => Err(format!(
+            "Graduation Year: grade {grade} does not exist; use PK, K or 1 to 12, or a 4-digit year"
+        )),
+        None => Err(
+            "Graduation Year must be a 4-digit year (2031) or a grade level (PK, K, 1 to 12, 3rd, third grade, Grade 3)"
+                .into(),
+        ),
+    }
+}
+
+const ORDINALS: [&str; 12] = [
+    "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
+    "eleventh", "twelfth",
+];
+const CARDINALS: [&str; 12] = [
+    "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+    "twelve",
+];
+
+/// A grade level: `Some(Ok(-1))` for pre-kindergarten, 0 for kindergarten,
+/// 1–12; `Some(Err(n))` for a number that is no grade (13); `None` if the text is
+/// not a grade at all.
+pub fn grade_level(text: &str) -> Option<Result<i32, i32>> {
+    if text.trim_start().starts_with('-') {
+        return None; // "-1" is no spelling of any grade; don't let the hyphen rule eat the sign
+    }
+    // Fold case, and drop spaces, hyphens, dots and the word "grade", so that
+    // "Grade 3", "3rd grade", "Pre-K" and "pre k" all meet one table.
+    let mut s: String = text
+        .to_lowercase()
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '_' | '.'))
+        .collect();
+    if let Some(rest) = s.strip_prefix("grade") {
+        s = rest.to_owned();
+    } else if let Some(rest) = s.strip_suffix("grade") {
+        s = rest.to_owned();
+    } else if let Some(rest) = s.strip_prefix("gr") {
+        s = rest.to_owned();
+    }
+    match s.as_str() {
+        "pk" | "prek" | "prekindergarten" | "tk" | "transitionalkindergarten" => {
+            return Some(Ok(-1));
+        }
+        "k" | "kg" | "kindergarten" | "kinder" => return Some(Ok(0)),
+        _ => {}
+    }
+    if let Some(i) = ORDINALS.iter().position(|w| *w == s) {
+        return Some(Ok(i as i32 + 1));
+    }
+    if let Some(i) = CARDINALS.iter().position(|w| *w == s) {
+        return Some(Ok(i as i32 + 1));
+    }
+    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let suffix = &s[digits.len()..];
+    if digits.is_empty() || digits.len() > 2 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: i32 = digits.parse().ok()?;
+    let expected = match n % 100 {
+        11..=13 => "th",
+        _ => match n % 10 {
+            1 => "st",
+            2 => "nd",
+            3 => "rd",
+            _ => "th",
+        },
+    };
+    if !(suffix.is_empty() || suffix == expected) {
+        return None;
+    }
+    Some(if n <= 12 { Ok(n) } else { Err(n) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        let ok = [
+            ("jdoe", "jdoe"),
+            ("  JDoe  ", "jdoe"),
+            ("jane.doe@lincoln.k12.ca.us", "jane.doe@lincoln.k12.ca.us"),
+            ("a_b-c+d", "a_b-c+d"),
+            ("José.García", "josé.garcía"),
+            ("1234", "1234"),
+        ];
+        for (raw, key) in ok {
+            let u = Username::parse(raw).unwrap_or_else(|e| panic!("{raw:?}: {e}"));
+            assert_eq!(u.key, key);
+            assert_eq!(u.display, raw.trim());
+        }
+        let bad = [
+            ("", "required"),
+            ("   ", "required"),
+            ("abc", "at least 4"),
+            ("john doe", "a space"),
+            ("john,doe", "','"),
+            ("john!", "'!'"),
+            ("jo\nhn", "a line break"),
+        ];
+        for (raw, msg) in bad {
+            let e = Username::parse(raw).unwrap_err();
+            assert!(e.contains(msg), "{raw:?}: {e}");
+        }
+        assert!(
+            Username::parse(&"a".repeat(255))
+                .unwrap_err()
+                .contains("at most 254")
+        );
+    }
+
+    #[test]
+    fn passwords() {
+        assert_eq!(parse_password(""), Ok(None));
+        assert_eq!(parse_password("   "), Ok(None));
+        assert_eq!(parse_password("secret"), Ok(Some("secret")));
+        assert_eq!(parse_password(" Pass word "), Ok(Some(" Pass word ")));
+        assert!(parse_password("abc12").unwrap_err().contains("at least 6"));
+        assert!(parse_password("abc\n123").unwrap_err().contains("control"));
+    }
+
+    #[test]
+    fn emails() {
+        for ok in ["a@b.co", "jane.doe+tag@lincoln.k12.ca.us", " x_y@d-1.org "] {
+            assert!(EmailAddress::parse(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "plain",
+            "@b.co",
+            "a@",
+            "a@b",
+            "a@@b.co",
+            "a b@c.org",
+            ".a@b.co",
+            "a..b@c.org",
+            "a@-b.co",
+            "a@b..co",
+            "a@b_c.org",
+        ] {
+            assert!(EmailAddress::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(check_address("rostering@localhost", false).is_ok());
+        assert!(check_address("rostering@localhost", true).is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(parse_name("First Name", "  Ann "), Ok(Some("Ann".into())));
+        assert_eq!(parse_name("First Name", " "), Ok(None));
+        assert!(
+            parse_name("Last Name", "Ann\nBob")
+                .unwrap_err()
+                .starts_with("Last Name")
+        );
+        assert!(parse_name("Last Name", &"x".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn access_types() {
+        use AccessChange::*;
+        use AccessType::*;
+        let cases = [
+            ("", Keep),
+            ("administrator", Set(Administrator)),
+            ("ADMINISTRATOR", Set(Administrator)),
+            ("School  Administrator", Set(SchoolAdministrator)),
+            ("manager", Set(Manager)),
+            ("None", Remove),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(parse_access_type(raw, false), Ok(want), "{raw:?}");
+        }
+        for bad in ["Teacher", "admin", "student", "Principal"] {
+            assert!(parse_access_type(bad, false).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_access_type("student", true), Ok(Keep));
+        assert_eq!(parse_access_type("teacher", true), Ok(Keep));
+        assert_eq!(
+            parse_access_type("administrator", true),
+            Ok(Set(Administrator))
+        );
+        assert!(parse_access_type("wizard", true).is_err());
+    }
+
+    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    #[test]
+    fn school_year_rolls_over_on_1_july() {
+        assert_eq!(school_year_end(date(2026, 6, 30)), 2026);
+        assert_eq!(school_year_end(date(2026, 7, 1)), 2027);
+        assert_eq!(school_year_end(date(2026, 1, 1)), 2026);
+        assert_eq!(school_year_end(date(2026, 12, 31)), 2027);
+    }
+
+    #[test]
+    fn every_grade_spelling() {
+        let e = 2027; // school year 2026-27
+        let cases: &[(&str, i32)] = &[
+            ("12", 2027),
+            ("0", 2039),
+            ("00", 2039),
+            ("03", 2036),
+            ("3", 2036),
+            ("K", 2039),
+            ("k", 2039),
+            ("KG", 2039),
+            ("Kindergarten", 2039),
+            ("PK", 2040),
+            ("Pre-K", 2040),
+            ("pre k", 2040),
+            ("PreK", 2040),
+            ("TK", 2040),
+            ("1st", 2038),
+            ("first", 2038),
+            ("First Grade", 2038),
+            ("2nd grade", 2037),
+            ("second grade", 2037),
+            ("2nd", 2037),
+            ("3rd", 2036),
+            ("Grade 3", 2036),
+            ("grade 03", 2036),
+            ("4th", 2035),
+            ("fifth", 2034),
+            ("sixth grade", 2033),
+            ("seventh", 2032),
+            ("8th Grade", 2031),
+            ("ninth", 2030),
+            ("10th", 2029),
+            ("eleventh", 2028),
+            ("11th", 2028),
+            ("twelfth", 2027),
+            ("12th grade", 2027),
+            ("Grade 12", 2027),
+            ("2031", 2031),
+            ("2026", 2026),
+            ("2041", 2041),
+        ];
+        for &(raw, want) in cases {
+            assert_eq!(parse_graduation_year(raw, e), Ok(Some(want)), "{raw:?}");
+        }
+        assert_eq!(parse_graduation_year("  ", e), Ok(None));
+    }
+
+    #[test]
+    fn graduation_year_bounds_around_1_july() {
+        // Before 1 July 2026: E = 2026, range 2025..=2040.
+        let before = school_year_end(date(2026, 6, 30));
+        assert_eq!(parse_graduation_year("2025", before), Ok(Some(2025)));
+        assert_eq!(parse_graduation_year("2040", before), Ok(Some(2040)));
+        assert!(
+            parse_graduation_year("2024", before)
+                .unwrap_err()
+                .contains("2025–2040")
+        );
+        assert!(
+            parse_graduation_year("2041", before)
+                .unwrap_err()
+                .contains("2025–2040")
+        );
+        assert_eq!(parse_graduation_year("12", before), Ok(Some(2026)));
+        assert_eq!(parse_graduation_year("K", before), Ok(Some(2038)));
+        // From 1 July 2026: E = 2027, range 2026..=2041.
+        let after = school_year_end(date(2026, 7, 1));
+        assert_eq!(parse_graduation_year("2026", after), Ok(Some(2026)));
+        assert_eq!(parse_graduation_year("2041", after), Ok(Some(2041)));
+        assert!(parse_graduation_year("2025", after).is_err());
+        assert!(parse_graduation_year("2042", after).is_err());
+        assert_eq!(parse_graduation_year("12", after), Ok(Some(2027)));
+        assert_eq!(parse_graduation_year("K", after), Ok(Some(2039)));
+    }
+
+    #[test]
+    fn graduation_year_refusals() {
+        for bad in [
+            "13", "13th", "abc", "1rd", "3st", "2nd3", "PS", "20301", "123", "-1", "K12",
+        ] {
+            assert!(
+                parse_graduation_year(bad, 2027).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(
+            parse_graduation_year("13", 2027)
+                .unwrap_err()
+                .contains("grade 13 does not exist")
+        );
+    }
+}

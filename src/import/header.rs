@@ -1,0 +1,151 @@
+//! Header matching: which column of a CSV file holds which field. Headers are
+//! compared case-insensitively, ignoring spaces, `_` and `-`, against each
+//! field's aliases (OneRoster's among them), after the tenant's own stored
+//! mapping. Shared by every import kind through the [`FieldSet`] trait.
+
+use std::collections::HashMap;
+
+/// The fields one kind of import understands.
+pub trait FieldSet: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static {
+    /// Every field, in template order.
+    const ALL: &'static [Self];
+    /// The required field (Username for every import kind).
+    const REQUIRED: Self;
+    /// The field's name as the template and reports write it.
+    fn label(self) -> &'static str;
+    /// Header spellings (already in [`header_key`] form) that mean this field.
+    fn aliases(self) -> &'static [&'static str];
+
+    /// The field a header key names, by label or alias.
+    fn from_key(key: &str) -> Option<Self> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|f| header_key(f.label()) == key || f.aliases().contains(&key))
+    }
+}
+
+/// The form headers are compared in: lowercase, without spaces, `_`, `-` or a
+/// stray byte-order mark.
+pub fn header_key(text: &str) -> String {
+    text.chars()
+        .filter(|c| !matches!(c, ' ' | '_' | '-' | '\u{feff}' | '\t'))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// What a tenant's stored mapping says of one header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mapped<F> {
+    Field(F),
+    Ignore,
+}
+
+/// The special word a mapping uses to drop a column.
+pub const IGNORE: &str = "ignore";
+
+/// Parse a mapping's target: a field's label or alias, or `ignore`.
+pub fn parse_target<F: FieldSet>(text: &str) -> Result<Mapped<F>, String> {
+    let key = header_key(text);
+    if key == IGNORE {
+        return Ok(Mapped::Ignore);
+    }
+    F::from_key(&key).map(Mapped::Field).ok_or_else(|| {
+        let names: Vec<&str> = F::ALL.iter().map(|f| f.label()).collect();
+        format!(
+            "{text:?} is not a field; use one of: {}, or {IGNORE}",
+            names.join(", ")
+        )
+    })
+}
+
+/// The columns of one file.
+#[derive(Debug)]
+pub struct Columns<F> {
+    /// Field of each column, by position.
+    pub by_index: Vec<Option<F>>,
+    /// Column position of each field present.
+    pub position: HashMap<F, usize>,
+    /// The header as written, by position (for reports).
+    pub names: Vec<String>,
+    /// Headers matched to no field, reported once as a warning.
+    pub unknown: Vec<String>,
+}
+
+impl<F: FieldSet> Columns<F> {
+    pub fn get<'r>(&self, record: &'r csv::StringRecord, field: F) -> &'r str {
+        self.position
+            .get(&field)
+            .and_then(|&i| record.get(i))
+            .unwrap_or("")
+    }
+
+    pub fn has(&self, field: F) -> bool {
+        self.position.contains_key(&field)
+    }
+
+    /// The header of the column holding `field`, as the file writes it.
+    pub fn header_of(&self, field: F) -> Option<&str> {
+        self.position.get(&field).map(|&i| self.names[i].as_str())
+    }
+}
+
+/// Match a header row. `mapping` is the tenant's (header key → target).
+/// Errors are whole-file rejections, worded for the district.
+pub fn match_columns<F: FieldSet>(
+    header: &csv::StringRecord,
+    mapping: &HashMap<String, Mapped<F>>,
+) -> Result<Columns<F>, String> {
+    let mut by_index = Vec::with_capacity(header.len());
+    let mut position: HashMap<F, usize> = HashMap::new();
+    let mut unknown = Vec::new();
+    let names: Vec<String> = header.iter().map(|h| h.trim().to_owned()).collect();
+    for (i, name) in names.iter().enumerate() {
+        let key = header_key(name);
+        let field = match mapping.get(&key) {
+            Some(Mapped::Field(f)) => Some(*f),
+            Some(Mapped::Ignore) => None,
+            None if key.is_empty() => None,
+            None => {
+                let f = F::from_key(&key);
+                if f.is_none() {
+                    unknown.push(name.clone());
+                }
+                f
+            }
+        };
+        if let Some(f) = field {
+            if let Some(&first) = position.get(&f) {
+                return Err(format!(
+                    "columns {} ({:?}) and {} ({:?}) both hold {}; remove one of them (or ask support to map one to another field or to ignore it)",
+                    first + 1,
+                    names[first],
+                    i + 1,
+                    name,
+                    f.label()
+                ));
+            }
+            position.insert(f, i);
+        }
+        by_index.push(field);
+    }
+    if !position.contains_key(&F::REQUIRED) {
+        let found: Vec<String> = names.iter().take(8).map(|n| format!("{n:?}")).collect();
+        return Err(format!(
+            "no {} column: the first line must be a header naming the columns, such as {}. The first line holds {}",
+            F::REQUIRED.label(),
+            F::ALL
+                .iter()
+                .map(|f| f.label())
+                .collect::<Vec<_>>()
+                .join(","),
+            found.join(", ")
+        ));
+    }
+    Ok(Columns {
+        by_index,
+        position,
+        names,
+        unknown,
+    })
+}

@@ -1,0 +1,299 @@
+//! The importer: turns an uploaded CSV file into account changes and a
+//! [`Report`]. Decoding ([`decode`]), header matching ([`header`]) and field rules
+//! ([`fields`]) are pure; [`users`] streams rows through them and applies the
+//! result to the store in one transaction.
+
+pub mod decode;
+pub mod fields;
+pub mod header;
+pub mod report;
+pub mod users;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::clock::Clock;
+use crate::password::Fingerprinter;
+use crate::store::{Tenant, timestamp};
+pub use report::{Counts, Outcome, Problem, Report, Severity};
+
+/// Where an import was started from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Support ran `rosterd import`.
+    Cli,
+    /// The scheduler picked up an SFTP upload.
+    Sftp,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cli => "cli",
+            Self::Sftp => "sftp",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// Validate and count everything, then roll back.
+    pub dry_run: bool,
+    /// Import even if the file is byte-identical to the last imported one.
+    pub force: bool,
+    pub source: Source,
+    /// The upload being imported, when it came over SFTP.
+    pub upload_id: Option<i64>,
+    /// Name shown in reports (`users.csv`).
+    pub file_name: String,
+}
+
+/// What every import needs besides the file: the time, the password secret and
+/// the default time zone for tenants without one.
+#[derive(Clone)]
+pub struct ImportContext {
+    pub clock: Arc<dyn Clock>,
+    pub fingerprinter: Fingerprinter,
+    pub default_timezone: chrono_tz::Tz,
+}
+
+impl ImportContext {
+    /// The tenant's time zone (its own, else the default).
+    pub fn timezone_of(&self, tenant: &Tenant) -> chrono_tz::Tz {
+        tenant
+            .timezone
+            .as_deref()
+            .and_then(|tz| tz.parse().ok())
+            .unwrap_or(self.default_timezone)
+    }
+}
+
+/// A fresh report for `tenant`, before anything is read.
+pub(crate) fn new_report(
+    ctx: &ImportContext,
+    tenant: &Tenant,
+    kind: &'static str,
+    opts: &ImportOptions,
+) -> Report {
+    let now = timestamp(ctx.clock.now());
+    Report {
+        tenant: tenant.subdomain.clone(),
+        kind,
+        file_name: opts.file_name.clone(),
+        size: 0,
+        sha256: String::new(),
+        encoding: None,
+        started_at: now.clone(),
+        finished_at: now,
+        dry_run: opts.dry_run,
+        outcome: Outcome::Applied,
+        reason: None,
+        counts: Counts::default(),
+        problems: Vec::new(),
+        problems_truncated: 0,
+        run_id: None,
+    }
+}
+
+/// The first, header-level stage shared by every import kind: scan the bytes,
+/// notice a byte-identical re-import, open the text and match the header.
+/// `Ok(None)` means the report is final already (rejected or unchanged).
+pub(crate) fn open_csv<F: header::FieldSet>(
+    conn: &Connection,
+    tenant: &Tenant,
+    path: &Path,
+    opts: &ImportOptions,
+    report: &mut Report,
+) -> anyhow::Result<Option<(csv::Reader<Box<dyn std::io::Read>>, header::Columns<F>)>> {
+    let scan = match decode::scan(path) {
+        Ok(scan) => scan,
+        Err(decode::ScanError::Undecodable(why)) => {
+            reject(report, why);
+            return Ok(None);
+        }
+        Err(decode::ScanError::Io(e)) => {
+            return Err(anyhow::anyhow!("cannot read {}: {e}", path.display()));
+        }
+    };
+    report.size = scan.size;
+    report.sha256 = scan.sha256.clone();
+    report.encoding = Some(scan.encoding.label().to_owned());
+    if !opts.force
+        && last_imported_sha256(conn, tenant.id, report.kind)?.as_deref() == Some(&scan.sha256)
+    {
+        report.outcome = Outcome::Unchanged;
+        return Ok(None);
+    }
+    let text: Box<dyn std::io::Read> = Box::new(decode::open_text(path, scan.encoding)?);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(256 * 1024)
+        .from_reader(text);
+    let mut record = csv::StringRecord::new();
+    // The header is the first line that is not blank.
+    loop {
+        if !reader.read_record(&mut record)? {
+            reject(
+                report,
+                "the file has no header line (it holds only blank lines)".into(),
+            );
+            return Ok(None);
+        }
+        if !is_blank(&record) {
+            break;
+        }
+    }
+    let mapping = tenant_mapping::<F>(conn, tenant.id)?;
+    let columns = match header::match_columns::<F>(&record, &mapping) {
+        Ok(c) => c,
+        Err(why) => {
+            reject(report, why);
+            return Ok(None);
+        }
+    };
+    let line = record.position().map(|p| p.line());
+    if !columns.unknown.is_empty() {
+        let known: Vec<&str> = F::ALL.iter().map(|f| f.label()).collect();
+        report.add(Problem {
+            line,
+            column: columns.unknown.join(", "),
+            value: String::new(),
+            severity: Severity::Warning,
+            message: format!(
+                "{} not recognised and ignored; the recognised columns are {}",
+                if columns.unknown.len() == 1 {
+                    "this column is"
+                } else {
+                    "these columns are"
+                },
+                known.join(", ")
+            ),
+        });
+    }
+    Ok(Some((reader, columns)))
+}
+
+/// A record with no content: an empty line, or only separators and spaces.
+pub(crate) fn is_blank(record: &csv::StringRecord) -> bool {
+    record.iter().all(|f| f.trim().is_empty())
+}
+
+/// Mark the report rejected, with the reason the district reads.
+pub(crate) fn reject(report: &mut Report, why: String) {
+    report.outcome = Outcome::Rejected;
+    report.reason = Some(why);
+}
+
+/// The tenant's stored column mapping, for the fields of `F`.
+fn tenant_mapping<F: header::FieldSet>(
+    conn: &Connection,
+    tenant_id: i64,
+) -> anyhow::Result<HashMap<String, header::Mapped<F>>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT header_key, field FROM tenant_columns WHERE tenant_id = ?1")?;
+    let mut map = HashMap::new();
+    let rows = stmt.query_map([tenant_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    for row in rows {
+        let (key, field) = row?;
+        // A mapping may name a field of another import kind; it does not apply here.
+        if let Ok(target) = header::parse_target::<F>(&field) {
+            map.insert(key, target);
+        }
+    }
+    Ok(map)
+}
+
+fn last_imported_sha256(
+    conn: &Connection,
+    tenant_id: i64,
+    kind: &str,
+) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT sha256 FROM import_runs WHERE tenant_id = ?1 AND kind = ?2
+         AND outcome IN ('applied', 'applied_with_errors', 'unchanged') ORDER BY id DESC LIMIT 1",
+        params![tenant_id, kind],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// Store the run and its kept problems (inside the caller's transaction, so the
+/// history and the changes it describes commit together).
+pub(crate) fn record_run(
+    conn: &Connection,
+    tenant_id: i64,
+    opts: &ImportOptions,
+    report: &mut Report,
+) -> rusqlite::Result<i64> {
+    let c = &report.counts;
+    conn.execute(
+        "INSERT INTO import_runs (tenant_id, kind, source, file_name, size, sha256, upload_id, started_at,
+            finished_at, outcome, reason, rows, created, updated, unchanged, skipped, errors, warnings, problems_truncated,
+            encoding)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+        params![
+            tenant_id,
+            report.kind,
+            opts.source.as_str(),
+            report.file_name,
+            report.size as i64,
+            report.sha256,
+            opts.upload_id,
+            report.started_at,
+            report.finished_at,
+            report.outcome.as_str(),
+            report.reason,
+            c.rows as i64,
+            c.created as i64,
+            c.updated as i64,
+            c.unchanged as i64,
+            c.skipped as i64,
+            c.errors as i64,
+            c.warnings as i64,
+            report.problems_truncated as i64,
+            report.encoding,
+        ],
+    )?;
+    let run_id = conn.last_insert_rowid();
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO import_problems (run_id, seq, line, column, value, severity, message)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for (seq, p) in report.problems.iter().enumerate() {
+        stmt.execute(params![
+            run_id,
+            seq as i64,
+            p.line.map(|l| l as i64),
+            p.column,
+            p.value,
+            p.severity.as_str(),
+            p.message
+        ])?;
+    }
+    report.run_id = Some(run_id);
+    Ok(run_id)
+}
+
+/// Finish a report that ended before any row was applied (rejected or
+/// unchanged): stamp it and, unless a dry run, store it.
+pub(crate) fn finish_early(
+    conn: &Connection,
+    ctx: &ImportContext,
+    tenant: &Tenant,
+    opts: &ImportOptions,
+    mut report: Report,
+) -> anyhow::Result<Report> {
+    report.finished_at = timestamp(ctx.clock.now());
+    if !opts.dry_run {
+        let tx = conn.unchecked_transaction()?;
+        record_run(&tx, tenant.id, opts, &mut report)?;
+        tx.commit()?;
+    }
+    Ok(report)
+}

@@ -1,0 +1,315 @@
+//! The result of one import, as one value that every consumer renders: the CLI
+//! summary, the problems CSV, the stored run history and (later) the email.
+//! Passwords never enter it: a password problem carries no value.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// How many problems a report keeps in full; counts stay exact beyond it.
+pub const MAX_KEPT_PROBLEMS: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warning => "warning",
+        }
+    }
+}
+
+/// One thing the district should fix (error: the row was skipped) or know
+/// (warning: the row was applied).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// Physical line where the record starts; `None` for whole-file problems.
+    pub line: Option<u64>,
+    /// The column as the file's header names it, or the field's name.
+    pub column: String,
+    /// The offending cell as written (empty for passwords).
+    pub value: String,
+    pub severity: Severity,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Data rows read (blank lines not counted).
+    pub rows: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    /// Rows skipped because they had at least one error.
+    pub skipped: u64,
+    pub errors: u64,
+    pub warnings: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every row applied.
+    Applied,
+    /// Applied, but some rows were skipped for errors.
+    AppliedWithErrors,
+    /// Byte-identical to the last imported file: nothing to do.
+    Unchanged,
+    /// Nothing applied; `reason` says why.
+    Rejected,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::AppliedWithErrors => "applied_with_errors",
+            Self::Unchanged => "unchanged",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
+/// Everything one import did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub tenant: String,
+    /// `users` or `groups`.
+    pub kind: &'static str,
+    pub file_name: String,
+    pub size: u64,
+    pub sha256: String,
+    pub encoding: Option<String>,
+    pub started_at: String,
+    pub finished_at: String,
+    pub dry_run: bool,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub counts: Counts,
+    /// The first [`MAX_KEPT_PROBLEMS`] problems, in file order.
+    pub problems: Vec<Problem>,
+    /// Problems counted but not kept.
+    pub problems_truncated: u64,
+    /// Stored run id (absent for dry runs).
+    pub run_id: Option<i64>,
+}
+
+impl Report {
+    /// Record a problem: counted always, kept while under the cap.
+    pub fn add(&mut self, problem: Problem) {
+        match problem.severity {
+            Severity::Error => self.counts.errors += 1,
+            Severity::Warning => self.counts.warnings += 1,
+        }
+        if self.problems.len() < MAX_KEPT_PROBLEMS {
+            self.problems.push(problem);
+        } else {
+            self.problems_truncated += 1;
+        }
+    }
+
+    /// Exit status for the CLI: 0 applied (or unchanged), 1 rejected, 3 applied
+    /// with some rows skipped. A dry run answers as the real run would.
+    pub fn exit_code(&self) -> i32 {
+        match self.outcome {
+            Outcome::Applied | Outcome::Unchanged => 0,
+            Outcome::Rejected => 1,
+            Outcome::AppliedWithErrors => 3,
+        }
+    }
+
+    /// One line for subjects and logs: "imported — 12 created, 3 updated, 1 error".
+    pub fn headline(&self) -> String {
+        let c = &self.counts;
+        let verb = if self.dry_run { "dry run" } else { "imported" };
+        match self.outcome {
+            Outcome::Rejected => format!(
+                "{} {} rejected, nothing applied",
+                self.file_name,
+                self.kind_noun()
+            ),
+            Outcome::Unchanged => format!(
+                "{} unchanged since the last import, nothing to do",
+                self.file_name
+            ),
+            _ => {
+                let mut s = format!(
+                    "{} {verb} — {} created, {} updated, {} unchanged",
+                    self.file_name,
+                    thousands(c.created),
+                    thousands(c.updated),
+                    thousands(c.unchanged)
+                );
+                if c.skipped > 0 {
+                    let _ = write!(
+                        s,
+                        ", {} {} skipped",
+                        thousands(c.skipped),
+                        plural(c.skipped, "row")
+                    );
+                }
+                s
+            }
+        }
+    }
+
+    fn kind_noun(&self) -> &'static str {
+        if self.dry_run {
+            "(dry run) would be"
+        } else {
+            "was"
+        }
+    }
+
+    /// The human summary the CLI prints (and the email body will reuse).
+    pub fn render_text(&self, max_problems: usize) -> String {
+        let c = &self.counts;
+        let mut s = String::new();
+        let _ = writeln!(s, "{}: {}", self.tenant, self.headline());
+        if self.dry_run {
+            let _ = writeln!(s, "DRY RUN: nothing was changed.");
+        }
+        if let Some(reason) = &self.reason {
+            let _ = writeln!(s, "\nWhy: {reason}");
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "  file       {} ({}, {})",
+            self.file_name,
+            human_size(self.size),
+            self.encoding.as_deref().unwrap_or("not decoded")
+        );
+        let _ = writeln!(s, "  sha256     {}", self.sha256);
+        if self.outcome == Outcome::Unchanged {
+            return s;
+        }
+        let _ = writeln!(s, "  rows       {}", thousands(c.rows));
+        let _ = writeln!(s, "  created    {}", thousands(c.created));
+        let _ = writeln!(s, "  updated    {}", thousands(c.updated));
+        let _ = writeln!(s, "  unchanged  {}", thousands(c.unchanged));
+        let _ = writeln!(
+            s,
+            "  skipped    {} (rows with errors)",
+            thousands(c.skipped)
+        );
+        let _ = writeln!(s, "  errors     {}", thousands(c.errors));
+        let _ = writeln!(s, "  warnings   {}", thousands(c.warnings));
+        if !self.problems.is_empty() {
+            let shown = self.problems.len().min(max_problems);
+            let total = c.errors + c.warnings;
+            let _ = writeln!(s, "\nProblems (first {shown} of {}):", thousands(total));
+            for p in &self.problems[..shown] {
+                let line = p
+                    .line
+                    .map(|l| format!("line {l}"))
+                    .unwrap_or_else(|| "file".into());
+                let value = if p.value.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {:?}", p.value)
+                };
+                let _ = writeln!(
+                    s,
+                    "  {line}, {}{value}: {} {}",
+                    p.column,
+                    p.severity.as_str(),
+                    p.message
+                );
+            }
+            if total > shown as u64 {
+                let _ = writeln!(
+                    s,
+                    "  … and {} more (all of them: --format csv)",
+                    thousands(total - shown as u64)
+                );
+            }
+        }
+        s
+    }
+
+    /// Every kept problem as CSV: line,column,value,severity,message.
+    pub fn write_problems_csv(&self, out: impl std::io::Write) -> csv::Result<()> {
+        let mut w = csv::Writer::from_writer(out);
+        w.write_record(["line", "column", "value", "severity", "message"])?;
+        for p in &self.problems {
+            let line = p.line.map(|l| l.to_string()).unwrap_or_default();
+            w.write_record([
+                line.as_str(),
+                &p.column,
+                &p.value,
+                p.severity.as_str(),
+                &p.message,
+            ])?;
+        }
+        if self.problems_truncated > 0 {
+            let note = format!(
+                "{} more problems were counted but not listed",
+                self.problems_truncated
+            );
+            w.write_record(["", "", "", "note", note.as_str()])?;
+        }
+        w.flush()?;
+        Ok(())
+    }
+}
+
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        word.into()
+    } else {
+        format!("{word}s")
+    }
+}
+
+/// 1234567 → "1,234,567".
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64;
+    let mut unit = "";
+    for u in UNITS {
+        value /= 1024.0;
+        unit = u;
+        if value < 1024.0 {
+            break;
+        }
+    }
+    format!("{value:.1} {unit}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_formats() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1204), "1,204");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(human_size(10), "10 bytes");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(3 << 20), "3.0 MiB");
+    }
+}

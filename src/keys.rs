@@ -1,0 +1,398 @@
+//! SSH keys: the districts' public keys that support registers (OpenSSH lines,
+//! `authorized_keys` lines, RFC 4716 blocks from PuTTYgen/WinSCP), the type and
+//! size rules they must pass, and the server's own ed25519 host key.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use base64ct::{Base64, Encoding};
+use russh::keys::ssh_key::{HashAlg, LineEnding, PublicKey, public::KeyData};
+use russh::keys::{Algorithm, PrivateKey};
+use thiserror::Error;
+
+/// RSA keys shorter than this are refused.
+pub const MIN_RSA_BITS: u32 = 2048;
+
+/// A public key that passed every rule and may be registered.
+#[derive(Debug, Clone)]
+pub struct AcceptedKey {
+    pub key: PublicKey,
+    /// `SHA256:…`, exactly as `ssh-keygen -lf` prints it.
+    pub fingerprint: String,
+    /// `ED25519`, `ECDSA`, `RSA`, as `ssh-keygen -l` names them.
+    pub kind: &'static str,
+    pub bits: u32,
+    pub comment: String,
+}
+
+impl AcceptedKey {
+    /// The key as one OpenSSH line, which is how the store keeps it.
+    pub fn openssh_line(&self) -> String {
+        self.key.to_openssh().unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error(
+        "no public key found: expected a line like 'ssh-ed25519 AAAA… comment' or a '---- BEGIN SSH2 PUBLIC KEY ----' block"
+    )]
+    Empty,
+    #[error(
+        "this is a PRIVATE key: never send it to anyone. Register the matching public key (the .pub file) instead, and treat this private key as exposed"
+    )]
+    PrivateKey,
+    #[error(
+        "this is a PuTTY private key file (.ppk): in PuTTYgen, load it and copy the text under 'Public key for pasting into OpenSSH authorized_keys file'"
+    )]
+    PuttyPrivateKey,
+    #[error(
+        "{0}: DSA (ssh-dss) keys are not accepted because they are obsolete and weak; generate a new key with `ssh-keygen -t ed25519`"
+    )]
+    Dsa(String),
+    #[error(
+        "{where_}: this RSA key has only {bits} bits; at least {MIN_RSA_BITS} are required. Generate a new key with `ssh-keygen -t ed25519` (or `-t rsa -b 4096`)"
+    )]
+    ShortRsa { where_: String, bits: u32 },
+    #[error("{0}: certificates are not accepted; register the plain public key")]
+    Certificate(String),
+    #[error(
+        "{0}: security-key (FIDO, sk-…) keys are not accepted: an unattended upload job cannot touch a hardware key"
+    )]
+    SecurityKey(String),
+    #[error(
+        "{where_}: key type {kind:?} is not accepted; use ssh-ed25519, ecdsa-sha2-nistp256/384/521 or ssh-rsa of at least {MIN_RSA_BITS} bits"
+    )]
+    UnsupportedType { where_: String, kind: String },
+    #[error("{where_}: the key data is damaged ({detail}); copy the whole key again, on one line")]
+    Malformed { where_: String, detail: String },
+}
+
+/// Parse every key in `text`: OpenSSH or `authorized_keys` lines (blank lines and
+/// `#` comments skipped) and RFC 4716 blocks. All must be acceptable, or none is
+/// returned, so a support command never registers half a file.
+pub fn parse_public_keys(text: &str) -> Result<Vec<AcceptedKey>, KeyError> {
+    if text.contains("PRIVATE KEY-----") {
+        return Err(KeyError::PrivateKey);
+    }
+    if text.trim_start().starts_with("PuTTY-User-Key-File") {
+        return Err(KeyError::PuttyPrivateKey);
+    }
+    let mut keys = Vec::new();
+    let mut lines = text.lines().enumerate();
+    while let Some((index, raw)) = lines.next() {
+        let line = raw.trim();
+        let where_ = format!("line {}", index + 1);
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with("---- BEGIN SSH2 PUBLIC KEY") {
+            let mut body = Vec::new();
+            let mut ended = false;
+            for (_, raw) in lines.by_ref() {
+                let l = raw.trim();
+                if l.starts_with("---- END SSH2 PUBLIC KEY") {
+                    ended = true;
+                    break;
+                }
+                body.push(l);
+            }
+            if !ended {
+                return Err(KeyError::Malformed {
+                    where_,
+                    detail: "the block has no '---- END SSH2 PUBLIC KEY ----' line".into(),
+                });
+            }
+            keys.push(parse_rfc4716(&body, &where_)?);
+        } else {
+            keys.push(parse_openssh_line(line, &where_)?);
+        }
+    }
+    if keys.is_empty() {
+        return Err(KeyError::Empty);
+    }
+    Ok(keys)
+}
+
+/// One OpenSSH public-key line, optionally with `authorized_keys` options in
+/// front (`from="10.0.0.1",no-pty ssh-ed25519 AAAA… comment`).
+fn parse_openssh_line(line: &str, where_: &str) -> Result<AcceptedKey, KeyError> {
+    let tokens = split_outside_quotes(line);
+    let start = tokens
+        .iter()
+        .position(|t| looks_like_key_type(t))
+        .ok_or_else(|| KeyError::Malformed {
+            where_: where_.into(),
+            detail: "no key type such as ssh-ed25519 found".into(),
+        })?;
+    let kind = tokens[start];
+    let data = tokens.get(start + 1).ok_or_else(|| KeyError::Malformed {
+        where_: where_.into(),
+        detail: format!("{kind} is not followed by the key's base64 data"),
+    })?;
+    let comment = tokens[start + 2..].join(" ");
+    check_type_name(kind, where_)?;
+    let blob = Base64::decode_vec(data).map_err(|_| KeyError::Malformed {
+        where_: where_.into(),
+        detail: "the base64 data is not valid".into(),
+    })?;
+    let key = decode_blob(&blob, where_)?;
+    if key.algorithm().as_str() != kind {
+        return Err(KeyError::Malformed {
+            where_: where_.into(),
+            detail: format!(
+                "the line says {kind} but the data holds a {} key",
+                key.algorithm()
+            ),
+        });
+    }
+    accept(key, comment, where_)
+}
+
+/// The lines between RFC 4716's BEGIN and END markers: headers (`Comment: "…"`,
+/// continued with a trailing backslash), then base64.
+fn parse_rfc4716(body: &[&str], where_: &str) -> Result<AcceptedKey, KeyError> {
+    let mut comment = String::new();
+    let mut data = String::new();
+    let mut continuing = false;
+    for line in body {
+        if continuing || line.contains(':') {
+            let (name, value) = line.split_once(':').unwrap_or(("", line));
+            continuing = value.ends_with('\\');
+            if name.trim().eq_ignore_ascii_case("comment") {
+                comment = value
+                    .trim()
+                    .trim_end_matches('\\')
+                    .trim_matches('"')
+                    .to_owned();
+            }
+        } else {
+            data.push_str(line);
+        }
+    }
+    let blob = Base64::decode_vec(&data).map_err(|_| KeyError::Malformed {
+        where_: where_.into(),
+        detail: "the base64 data of the SSH2 block is not valid".into(),
+    })?;
+    let key = decode_blob(&blob, where_)?;
+    check_type_name(key.algorithm().as_str(), where_)?;
+    accept(key, comment, where_)
+}
+
+fn decode_blob(blob: &[u8], where_: &str) -> Result<PublicKey, KeyError> {
+    PublicKey::from_bytes(blob).map_err(|e| KeyError::Malformed {
+        where_: where_.into(),
+        detail: e.to_string(),
+    })
+}
+
+fn looks_like_key_type(token: &str) -> bool {
+    token.starts_with("ssh-") || token.starts_with("ecdsa-") || token.starts_with("sk-")
+}
+
+/// Refuse by type name before decoding, so the message says why.
+fn check_type_name(kind: &str, where_: &str) -> Result<(), KeyError> {
+    if kind.contains("-cert-") {
+        return Err(KeyError::Certificate(where_.into()));
+    }
+    if kind.starts_with("sk-") {
+        return Err(KeyError::SecurityKey(where_.into()));
+    }
+    if kind == "ssh-dss" {
+        return Err(KeyError::Dsa(where_.into()));
+    }
+    Ok(())
+}
+
+fn accept(key: PublicKey, comment: String, where_: &str) -> Result<AcceptedKey, KeyError> {
+    let (kind, bits) = match key.key_data() {
+        KeyData::Ed25519(_) => ("ED25519", 256),
+        KeyData::Ecdsa(ec) => {
+            use russh::keys::EcdsaCurve;
+            let bits = match ec.curve() {
+                EcdsaCurve::NistP256 => 256,
+                EcdsaCurve::NistP384 => 384,
+                EcdsaCurve::NistP521 => 521,
+            };
+            ("ECDSA", bits)
+        }
+        KeyData::Rsa(rsa) => {
+            let bits = rsa.key_size();
+            if bits < MIN_RSA_BITS {
+                return Err(KeyError::ShortRsa {
+                    where_: where_.into(),
+                    bits,
+                });
+            }
+            ("RSA", bits)
+        }
+        KeyData::Dsa(_) => return Err(KeyError::Dsa(where_.into())),
+        other => {
+            return Err(KeyError::UnsupportedType {
+                where_: where_.into(),
+                kind: other.algorithm().to_string(),
+            });
+        }
+    };
+    let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+    let mut key = key;
+    key.set_comment(comment.as_str());
+    Ok(AcceptedKey {
+        key,
+        fingerprint,
+        kind,
+        bits,
+        comment,
+    })
+}
+
+/// Split on whitespace, keeping `"…"` (which may hold spaces) inside one token,
+/// as sshd does for `authorized_keys` options.
+fn split_outside_quotes(line: &str) -> Vec<&str> {
+    let mut tokens = Vec::new();
+    let mut start = None;
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => escaped = true,
+            '"' => {
+                quoted = !quoted;
+                start.get_or_insert(i);
+            }
+            c if c.is_whitespace() && !quoted => {
+                if let Some(s) = start.take() {
+                    tokens.push(&line[s..i]);
+                }
+            }
+            _ => {
+                start.get_or_insert(i);
+            }
+        }
+    }
+    if let Some(s) = start {
+        tokens.push(&line[s..]);
+    }
+    tokens
+}
+
+/// Load the server's ed25519 host key, creating it (mode 0600, written to a
+/// temporary name and renamed, so a crash never leaves half a key) if missing.
+/// Returns the key and whether it was just created.
+pub fn load_or_create_host_key(path: &Path) -> anyhow::Result<(PrivateKey, bool)> {
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            anyhow::ensure!(
+                mode & 0o077 == 0,
+                "host key {} is readable by other users (mode {mode:04o}); run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            );
+            let key = russh::keys::load_secret_key(path, None)
+                .map_err(|e| anyhow::anyhow!("cannot load host key {}: {e}", path.display()))?;
+            Ok((key, false))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
+                .map_err(|e| anyhow::anyhow!("cannot generate a host key: {e}"))?;
+            let text = key
+                .to_openssh(LineEnding::LF)
+                .map_err(|e| anyhow::anyhow!("cannot encode the host key: {e}"))?;
+            write_secret_file(path, text.as_bytes())?;
+            Ok((key, true))
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot read host key {}: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// The host key's `SHA256:` fingerprint, as districts see it on first connect.
+pub fn host_key_fingerprint(key: &PrivateKey) -> String {
+    key.public_key().fingerprint(HashAlg::Sha256).to_string()
+}
+
+/// Write a file readable only by this user, atomically: a temporary file beside
+/// it (mode 0600 from creation), fsync, rename. Creates the parent directory.
+pub fn write_secret_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let ctx =
+        |what: &str, e: std::io::Error| anyhow::anyhow!("cannot {what} {}: {e}", path.display());
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| ctx("create the directory of", e))?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| ctx("create", e))?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(ctx("write", e));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILM+rvN+ot98qgEN796jTiQfZfG1KaT0PtFDJ/XFSqti foo@bar.com";
+
+    #[test]
+    fn options_and_comment() {
+        let line = format!("from=\"10.0.0.1,10.0.0.2\",command=\"echo a b\",no-pty {ED}");
+        let keys = parse_public_keys(&line).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].kind, "ED25519");
+        assert_eq!(keys[0].comment, "foo@bar.com");
+        assert!(keys[0].fingerprint.starts_with("SHA256:"));
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        assert_eq!(
+            parse_public_keys("\n# only a comment\n").unwrap_err(),
+            KeyError::Empty
+        );
+        assert_eq!(
+            parse_public_keys("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n").unwrap_err(),
+            KeyError::PrivateKey
+        );
+        assert!(matches!(
+            parse_public_keys("ssh-ed25519 AAAA!!!").unwrap_err(),
+            KeyError::Malformed { .. }
+        ));
+        assert!(matches!(
+            parse_public_keys("ssh-ed25519").unwrap_err(),
+            KeyError::Malformed { .. }
+        ));
+        assert!(matches!(
+            parse_public_keys("sk-ssh-ed25519@openssh.com AAAA").unwrap_err(),
+            KeyError::SecurityKey(_)
+        ));
+        // type on the line differs from the type inside the data
+        let lying = ED.replacen("ssh-ed25519", "ssh-rsa", 1);
+        assert!(matches!(
+            parse_public_keys(&lying).unwrap_err(),
+            KeyError::Malformed { .. }
+        ));
+    }
+
+    #[test]
+    fn quoted_options_keep_spaces() {
+        assert_eq!(
+            split_outside_quotes(r#"a="x y",b c  d"#),
+            vec![r#"a="x y",b"#, "c", "d"]
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! rosterd: a standalone SFTP rostering daemon.
+//!
+//! School districts' student information systems upload `users.csv` every night;
+//! rosterd imports it into student and staff accounts and reports the result to the
+//! district's administrator. This crate holds everything testable; `main.rs` only
+//! parses the command line and calls [`cli::run`].
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod import;
+pub mod keys;
+pub mod password;
+pub mod schedule;
+pub mod store;
+pub mod tenant;

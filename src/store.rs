@@ -1,0 +1,760 @@
+//! The SQLite store: opening (WAL, foreign keys, mode 0600), numbered
+//! migrations applied at start-up, and the queries for tenants, keys, schools,
+//! column mappings, import history and user export.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use thiserror::Error;
+
+use crate::keys::AcceptedKey;
+
+/// Schema changes, in order. Entry `i` brings the database from
+/// `user_version = i` to `i + 1`; never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // 1: tenants, keys, schools, users, import runs and their problems, uploads.
+    r#"
+    CREATE TABLE tenants (
+        id          INTEGER PRIMARY KEY,
+        subdomain   TEXT NOT NULL UNIQUE,
+        admin_name  TEXT NOT NULL,
+        admin_email TEXT NOT NULL,
+        timezone    TEXT,
+        sso         INTEGER NOT NULL DEFAULT 0,
+        window      TEXT,
+        disabled    INTEGER NOT NULL DEFAULT 0,
+        created_at  TEXT NOT NULL
+    );
+    CREATE TABLE tenant_columns (
+        tenant_id  INTEGER NOT NULL REFERENCES tenants(id),
+        header_key TEXT NOT NULL,
+        header     TEXT NOT NULL,
+        field      TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, header_key)
+    );
+    CREATE TABLE ssh_keys (
+        id          INTEGER PRIMARY KEY,
+        tenant_id   INTEGER NOT NULL REFERENCES tenants(id),
+        fingerprint TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        bits        INTEGER NOT NULL,
+        public_key  TEXT NOT NULL,
+        comment     TEXT NOT NULL,
+        added_at    TEXT NOT NULL,
+        revoked_at  TEXT
+    );
+    CREATE UNIQUE INDEX ssh_keys_active ON ssh_keys(fingerprint) WHERE revoked_at IS NULL;
+    CREATE INDEX ssh_keys_tenant ON ssh_keys(tenant_id);
+    CREATE TABLE schools (
+        id        INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        name      TEXT NOT NULL,
+        name_key  TEXT NOT NULL,
+        nces_id   TEXT,
+        state_id  TEXT,
+        UNIQUE (tenant_id, name_key),
+        UNIQUE (tenant_id, nces_id),
+        UNIQUE (tenant_id, state_id)
+    );
+    CREATE TABLE users (
+        id              INTEGER PRIMARY KEY,
+        tenant_id       INTEGER NOT NULL REFERENCES tenants(id),
+        username        TEXT NOT NULL,
+        username_key    TEXT NOT NULL UNIQUE,
+        email           TEXT,
+        first_name      TEXT,
+        last_name       TEXT,
+        school_id       INTEGER REFERENCES schools(id),
+        graduation_year INTEGER,
+        access_type     TEXT,
+        password_hash   TEXT,
+        password_fp     BLOB,
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL
+    );
+    CREATE INDEX users_tenant ON users(tenant_id, username_key);
+    CREATE TABLE uploads (
+        id              INTEGER PRIMARY KEY,
+        tenant_id       INTEGER NOT NULL REFERENCES tenants(id),
+        received_at     TEXT NOT NULL,
+        size            INTEGER NOT NULL,
+        sha256          TEXT NOT NULL,
+        remote_addr     TEXT,
+        key_fingerprint TEXT,
+        path            TEXT NOT NULL,
+        state           TEXT NOT NULL DEFAULT 'pending'
+    );
+    CREATE INDEX uploads_tenant ON uploads(tenant_id, state);
+    CREATE TABLE import_runs (
+        id                 INTEGER PRIMARY KEY,
+        tenant_id          INTEGER NOT NULL REFERENCES tenants(id),
+        kind               TEXT NOT NULL,
+        source             TEXT NOT NULL,
+        file_name          TEXT NOT NULL,
+        size               INTEGER NOT NULL,
+        sha256             TEXT NOT NULL,
+        upload_id          INTEGER REFERENCES uploads(id),
+        started_at         TEXT NOT NULL,
+        finished_at        TEXT NOT NULL,
+        outcome            TEXT NOT NULL,
+        reason             TEXT,
+        rows               INTEGER NOT NULL,
+        created            INTEGER NOT NULL,
+        updated            INTEGER NOT NULL,
+        unchanged          INTEGER NOT NULL,
+        skipped            INTEGER NOT NULL,
+        errors             INTEGER NOT NULL,
+        warnings           INTEGER NOT NULL,
+        problems_truncated INTEGER NOT NULL DEFAULT 0,
+        encoding           TEXT
+    );
+    CREATE INDEX import_runs_tenant ON import_runs(tenant_id, id);
+    CREATE TABLE import_problems (
+        run_id   INTEGER NOT NULL REFERENCES import_runs(id),
+        seq      INTEGER NOT NULL,
+        line     INTEGER,
+        column   TEXT NOT NULL,
+        value    TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        message  TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+    "#,
+];
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A time as the store keeps it: RFC 3339, UTC, whole seconds.
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// An open database with the schema up to date.
+pub struct Store {
+    pub conn: Connection,
+}
+
+impl Store {
+    /// Open (creating with mode 0600 if missing) and migrate the database at `path`.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("cannot create directory {}: {e}", dir.display()))?;
+        }
+        // Create the file ourselves so it is never, even briefly, world-readable;
+        // SQLite gives its -wal and -shm files the same mode.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
+        let conn = Connection::open(path)
+            .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
+        let store =
+            Self::setup(conn).map_err(|e| anyhow::anyhow!("database {}: {e}", path.display()))?;
+        Ok(store)
+    }
+
+    fn setup(mut conn: Connection) -> Result<Self> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.pragma_update(None, "cache_size", -65536)?; // 64 MiB
+        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::Conflict(format!(
+                "the database is at schema version {version}, newer than this rosterd knows ({}); run a newer rosterd",
+                MIGRATIONS.len()
+            )));
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", index + 1)?;
+            tx.commit()?;
+        }
+        Ok(Self { conn })
+    }
+}
+
+/// A district as stored.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: i64,
+    pub subdomain: String,
+    pub admin_name: String,
+    pub admin_email: String,
+    pub timezone: Option<String>,
+    pub sso: bool,
+    pub window: Option<String>,
+    pub disabled: bool,
+    pub created_at: String,
+}
+
+pub struct NewTenant<'a> {
+    pub subdomain: &'a str,
+    pub admin_name: &'a str,
+    pub admin_email: &'a str,
+    pub timezone: Option<&'a str>,
+    pub sso: bool,
+    pub window: Option<&'a str>,
+}
+
+const TENANT_COLUMNS: &str =
+    "id, subdomain, admin_name, admin_email, timezone, sso, window, disabled, created_at";
+
+fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
+    Ok(Tenant {
+        id: r.get(0)?,
+        subdomain: r.get(1)?,
+        admin_name: r.get(2)?,
+        admin_email: r.get(3)?,
+        timezone: r.get(4)?,
+        sso: r.get(5)?,
+        window: r.get(6)?,
+        disabled: r.get(7)?,
+        created_at: r.get(8)?,
+    })
+}
+
+/// A registered SSH key.
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub fingerprint: String,
+    pub kind: String,
+    pub bits: u32,
+    pub comment: String,
+    pub added_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// A school of a tenant.
+#[derive(Debug, Clone)]
+pub struct School {
+    pub id: i64,
+    pub name: String,
+    pub nces_id: Option<String>,
+    pub state_id: Option<String>,
+}
+
+/// The key schools are matched by name on: case- and space-insensitive.
+pub fn school_name_key(name: &str) -> String {
+    name.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// One import as `rosterd runs` lists it.
+#[derive(Debug, Clone)]
+pub struct RunRow {
+    pub id: i64,
+    pub kind: String,
+    pub source: String,
+    pub file_name: String,
+    pub size: i64,
+    pub finished_at: String,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub rows: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub unchanged: i64,
+    pub skipped: i64,
+    pub errors: i64,
+    pub warnings: i64,
+}
+
+impl Store {
+    pub fn add_tenant(&self, t: &NewTenant<'_>, now: DateTime<Utc>) -> Result<i64> {
+        if self.tenant(t.subdomain)?.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "tenant {} already exists",
+                t.subdomain
+            )));
+        }
+        self.conn.execute(
+            "INSERT INTO tenants (subdomain, admin_name, admin_email, timezone, sso, window, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![t.subdomain, t.admin_name, t.admin_email, t.timezone, t.sso, t.window, timestamp(now)],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn tenant(&self, subdomain: &str) -> Result<Option<Tenant>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE subdomain = ?1"),
+                [subdomain],
+                tenant_row,
+            )
+            .optional()?)
+    }
+
+    /// The tenant, or a NotFound error that tells support how to list them.
+    pub fn require_tenant(&self, subdomain: &str) -> Result<Tenant> {
+        self.tenant(subdomain)?.ok_or_else(|| {
+            StoreError::NotFound(format!(
+                "no tenant {subdomain:?}; `rosterd tenant list` shows them"
+            ))
+        })
+    }
+
+    pub fn tenants(&self) -> Result<Vec<Tenant>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants ORDER BY subdomain"
+        ))?;
+        let rows = stmt
+            .query_map([], tenant_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    pub fn set_disabled(&self, tenant_id: i64, disabled: bool) -> Result<()> {
+        self.conn.execute(
+            "UPDATE tenants SET disabled = ?2 WHERE id = ?1",
+            params![tenant_id, disabled],
+        )?;
+        Ok(())
+    }
+
+    /// Change the settings `tenant set` may change; `None` leaves one as it is.
+    pub fn update_tenant(
+        &self,
+        tenant_id: i64,
+        admin_name: Option<&str>,
+        admin_email: Option<&str>,
+        timezone: Option<Option<&str>>,
+        sso: Option<bool>,
+        window: Option<Option<&str>>,
+    ) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        if let Some(v) = admin_name {
+            tx.execute(
+                "UPDATE tenants SET admin_name = ?2 WHERE id = ?1",
+                params![tenant_id, v],
+            )?;
+        }
+        if let Some(v) = admin_email {
+            tx.execute(
+                "UPDATE tenants SET admin_email = ?2 WHERE id = ?1",
+                params![tenant_id, v],
+            )?;
+        }
+        if let Some(v) = timezone {
+            tx.execute(
+                "UPDATE tenants SET timezone = ?2 WHERE id = ?1",
+                params![tenant_id, v],
+            )?;
+        }
+        if let Some(v) = sso {
+            tx.execute(
+                "UPDATE tenants SET sso = ?2 WHERE id = ?1",
+                params![tenant_id, v],
+            )?;
+        }
+        if let Some(v) = window {
+            tx.execute(
+                "UPDATE tenants SET window = ?2 WHERE id = ?1",
+                params![tenant_id, v],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The tenant's stored column mapping: (header as written, field name).
+    pub fn column_map(&self, tenant_id: i64) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT header, field FROM tenant_columns WHERE tenant_id = ?1 ORDER BY header_key",
+        )?;
+        let rows = stmt
+            .query_map([tenant_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    pub fn set_column(
+        &self,
+        tenant_id: i64,
+        header_key: &str,
+        header: &str,
+        field: &str,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO tenant_columns (tenant_id, header_key, header, field) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant_id, header_key) DO UPDATE SET header = excluded.header, field = excluded.field",
+            params![tenant_id, header_key, header, field],
+        )?;
+        Ok(())
+    }
+
+    /// Remove one mapping; false if there was none.
+    pub fn remove_column(&self, tenant_id: i64, header_key: &str) -> Result<bool> {
+        let n = self.conn.execute(
+            "DELETE FROM tenant_columns WHERE tenant_id = ?1 AND header_key = ?2",
+            params![tenant_id, header_key],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Register keys for a tenant, all or none. A key active for another tenant is
+    /// a conflict; one already active for this tenant is reported, not duplicated.
+    /// Returns, per key, whether it was newly added.
+    pub fn add_keys(
+        &self,
+        tenant: &Tenant,
+        keys: &[AcceptedKey],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>> {
+        let tx = self.conn.unchecked_transaction()?;
+        let mut added = Vec::new();
+        for key in keys {
+            let owner: Option<String> = tx
+                .query_row(
+                    "SELECT t.subdomain FROM ssh_keys k JOIN tenants t ON t.id = k.tenant_id
+                     WHERE k.fingerprint = ?1 AND k.revoked_at IS NULL",
+                    [&key.fingerprint],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match owner {
+                Some(owner) if owner == tenant.subdomain => added.push(false),
+                Some(owner) => {
+                    return Err(StoreError::Conflict(format!(
+                        "key {} is already registered to tenant {owner}; a key may belong to one tenant only. Ask the district for a key of its own",
+                        key.fingerprint
+                    )));
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO ssh_keys (tenant_id, fingerprint, kind, bits, public_key, comment, added_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![
+                            tenant.id,
+                            key.fingerprint,
+                            key.kind,
+                            key.bits,
+                            key.openssh_line(),
+                            key.comment,
+                            timestamp(now)
+                        ],
+                    )?;
+                    added.push(true);
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(added)
+    }
+
+    pub fn keys(&self, tenant_id: i64) -> Result<Vec<KeyRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT fingerprint, kind, bits, comment, added_at, revoked_at FROM ssh_keys
+             WHERE tenant_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt
+            .query_map([tenant_id], |r| {
+                Ok(KeyRow {
+                    fingerprint: r.get(0)?,
+                    kind: r.get(1)?,
+                    bits: r.get(2)?,
+                    comment: r.get(3)?,
+                    added_at: r.get(4)?,
+                    revoked_at: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// Revoke an active key of the tenant; false if it has no such key.
+    pub fn revoke_key(
+        &self,
+        tenant_id: i64,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE ssh_keys SET revoked_at = ?3 WHERE tenant_id = ?1 AND fingerprint = ?2 AND revoked_at IS NULL",
+            params![tenant_id, fingerprint, timestamp(now)],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Add a school; a name, NCES ID or state ID the tenant already uses is a conflict.
+    pub fn add_school(
+        &self,
+        tenant_id: i64,
+        name: &str,
+        nces: Option<&str>,
+        state: Option<&str>,
+    ) -> Result<i64> {
+        add_school_in(&self.conn, tenant_id, name, nces, state)
+    }
+
+    pub fn schools(&self, tenant_id: i64) -> Result<Vec<School>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, name, nces_id, state_id FROM schools WHERE tenant_id = ?1 ORDER BY name_key")?;
+        let rows = stmt
+            .query_map([tenant_id], |r| {
+                Ok(School {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    nces_id: r.get(2)?,
+                    state_id: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// The newest runs of a tenant, newest first.
+    pub fn runs(&self, tenant_id: i64, limit: u32) -> Result<Vec<RunRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, kind, source, file_name, size, finished_at, outcome, reason, rows, created, updated,
+                    unchanged, skipped, errors, warnings
+             FROM import_runs WHERE tenant_id = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![tenant_id, limit], |r| {
+                Ok(RunRow {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    source: r.get(2)?,
+                    file_name: r.get(3)?,
+                    size: r.get(4)?,
+                    finished_at: r.get(5)?,
+                    outcome: r.get(6)?,
+                    reason: r.get(7)?,
+                    rows: r.get(8)?,
+                    created: r.get(9)?,
+                    updated: r.get(10)?,
+                    unchanged: r.get(11)?,
+                    skipped: r.get(12)?,
+                    errors: r.get(13)?,
+                    warnings: r.get(14)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// Stream the tenant's users, sorted by username, to `each`.
+    pub fn for_each_user(
+        &self,
+        tenant_id: i64,
+        mut each: impl FnMut(ExportedUser) -> std::io::Result<()>,
+    ) -> anyhow::Result<()> {
+        let mut stmt = self.conn.prepare(
+            "SELECT u.username, u.email, u.first_name, u.last_name, s.name, u.graduation_year, u.access_type
+             FROM users u LEFT JOIN schools s ON s.id = u.school_id
+             WHERE u.tenant_id = ?1 ORDER BY u.username_key",
+        )?;
+        let mut rows = stmt.query([tenant_id])?;
+        while let Some(r) = rows.next()? {
+            each(ExportedUser {
+                username: r.get(0)?,
+                email: r.get(1)?,
+                first_name: r.get(2)?,
+                last_name: r.get(3)?,
+                school: r.get(4)?,
+                graduation_year: r.get(5)?,
+                access_type: r.get(6)?,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Rebuild the full report of a stored run, for `rosterd runs SUB --id N`.
+pub fn load_report(
+    conn: &Connection,
+    tenant_id: i64,
+    run_id: i64,
+) -> anyhow::Result<crate::import::Report> {
+    use crate::import::{Counts, Outcome, Problem, Report, Severity};
+    let mut report = conn
+        .query_row(
+            "SELECT r.kind, r.file_name, r.size, r.sha256, r.encoding, r.started_at, r.finished_at, r.outcome,
+                    r.reason, r.rows, r.created, r.updated, r.unchanged, r.skipped, r.errors, r.warnings,
+                    r.problems_truncated, t.subdomain
+             FROM import_runs r JOIN tenants t ON t.id = r.tenant_id WHERE r.tenant_id = ?1 AND r.id = ?2",
+            params![tenant_id, run_id],
+            |r| {
+                let outcome = match r.get::<_, String>(7)?.as_str() {
+                    "applied" => Outcome::Applied,
+                    "applied_with_errors" => Outcome::AppliedWithErrors,
+                    "unchanged" => Outcome::Unchanged,
+                    _ => Outcome::Rejected,
+                };
+                let kind = if r.get::<_, String>(0)? == "groups" { "groups" } else { "users" };
+                let n = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
+                Ok(Report {
+                    tenant: r.get(17)?,
+                    kind,
+                    file_name: r.get(1)?,
+                    size: n(2)?,
+                    sha256: r.get(3)?,
+                    encoding: r.get(4)?,
+                    started_at: r.get(5)?,
+                    finished_at: r.get(6)?,
+                    dry_run: false,
+                    outcome,
+                    reason: r.get(8)?,
+                    counts: Counts {
+                        rows: n(9)?,
+                        created: n(10)?,
+                        updated: n(11)?,
+                        unchanged: n(12)?,
+                        skipped: n(13)?,
+                        errors: n(14)?,
+                        warnings: n(15)?,
+                    },
+                    problems: Vec::new(),
+                    problems_truncated: n(16)?,
+                    run_id: Some(run_id),
+                })
+            },
+        )
+        .optional()?
+        .ok_or_else(|| anyhow::anyhow!("no run {run_id} for this tenant; `rosterd runs SUB` lists them"))?;
+    let mut stmt = conn.prepare(
+        "SELECT line, column, value, severity, message FROM import_problems WHERE run_id = ?1 ORDER BY seq",
+    )?;
+    let problems = stmt.query_map([run_id], |r| {
+        Ok(Problem {
+            line: r.get::<_, Option<i64>>(0)?.map(|l| l as u64),
+            column: r.get(1)?,
+            value: r.get(2)?,
+            severity: if r.get::<_, String>(3)? == "warning" {
+                Severity::Warning
+            } else {
+                Severity::Error
+            },
+            message: r.get(4)?,
+        })
+    })?;
+    report.problems = problems.collect::<rusqlite::Result<_>>()?;
+    Ok(report)
+}
+
+/// A user as `users export` shows it; never a password.
+pub struct ExportedUser {
+    pub username: String,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub school: Option<String>,
+    pub graduation_year: Option<i32>,
+    pub access_type: Option<String>,
+}
+
+/// `add_school` on any connection or transaction, so `school import` can add a
+/// whole file in one transaction.
+pub fn add_school_in(
+    conn: &Connection,
+    tenant_id: i64,
+    name: &str,
+    nces: Option<&str>,
+    state: Option<&str>,
+) -> Result<i64> {
+    let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
+    if name.is_empty() {
+        return Err(StoreError::Conflict("a school needs a name".into()));
+    }
+    let clash: Option<String> = conn
+        .query_row(
+            "SELECT name FROM schools WHERE tenant_id = ?1
+             AND (name_key = ?2 OR (?3 IS NOT NULL AND nces_id = ?3) OR (?4 IS NOT NULL AND state_id = ?4))",
+            params![tenant_id, school_name_key(&name), nces, state],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(existing) = clash {
+        return Err(StoreError::Conflict(format!(
+            "school {name:?} clashes with existing school {existing:?}: names, NCES IDs and state IDs must be unique within a tenant"
+        )));
+    }
+    conn.execute(
+        "INSERT INTO schools (tenant_id, name, name_key, nces_id, state_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![tenant_id, name, school_name_key(&name), nces, state],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn creates_private_file_and_migrates_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/rosterd.db");
+        let store = Store::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let v: usize = store
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len());
+        let mode: String = store
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let fk: bool = store
+            .conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .unwrap();
+        assert!(fk);
+        drop(store);
+        Store::open(&path).unwrap(); // re-open: migrations already applied, no error
+    }
+
+    #[test]
+    fn school_names_clash_case_and_space_insensitively() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let t = NewTenant {
+            subdomain: "d1",
+            admin_name: "A",
+            admin_email: "a@example.org",
+            timezone: None,
+            sso: false,
+            window: None,
+        };
+        let id = store.add_tenant(&t, Utc::now()).unwrap();
+        store
+            .add_school(id, "Lincoln  Elementary", Some("123"), None)
+            .unwrap();
+        assert!(
+            store
+                .add_school(id, "lincoln elementary", None, None)
+                .is_err()
+        );
+        assert!(store.add_school(id, "Other", Some("123"), None).is_err());
+        store
+            .add_school(id, "Other", Some("456"), Some("S-1"))
+            .unwrap();
+        assert_eq!(store.schools(id).unwrap()[0].name, "Lincoln Elementary");
+    }
+}

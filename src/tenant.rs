@@ -1,0 +1,86 @@
+//! Tenants (districts) and the values that name and configure them: the
+//! subdomain that is also the SSH username, and the administrator's address.
+
+use std::fmt;
+
+use thiserror::Error;
+
+/// A district's subdomain (`lincoln-usd`): a DNS label, lowercase letters, digits
+/// and inner hyphens, 1–63 characters. It is also the SSH username, so anything
+/// else is refused before it reaches the store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subdomain(String);
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{0:?} is not a valid subdomain: {1}")]
+pub struct SubdomainError(pub String, pub &'static str);
+
+impl Subdomain {
+    pub fn parse(text: &str) -> Result<Self, SubdomainError> {
+        let err = |why| Err(SubdomainError(text.to_owned(), why));
+        if text.is_empty() {
+            return err("it is empty");
+        }
+        if text.len() > 63 {
+            return err("it is longer than 63 characters");
+        }
+        if !text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return err("use only lowercase letters a-z, digits and hyphens");
+        }
+        if text.starts_with('-') || text.ends_with('-') {
+            return err("it may not start or end with a hyphen");
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Subdomain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Parse an IANA time zone name such as `America/Chicago`.
+pub fn parse_timezone(text: &str) -> Result<chrono_tz::Tz, String> {
+    text.trim().parse::<chrono_tz::Tz>().map_err(|_| {
+        format!("{text:?} is not an IANA time zone name (for example America/New_York, America/Chicago, America/Los_Angeles)")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subdomain_rules() {
+        for ok in ["a", "lincoln-usd", "d1", "a-b-c", &"x".repeat(63)] {
+            assert_eq!(Subdomain::parse(ok).unwrap().as_str(), ok);
+        }
+        for bad in [
+            "",
+            "-lead",
+            "trail-",
+            "Upper",
+            "under_score",
+            "dot.ted",
+            "sp ace",
+            &"x".repeat(64),
+            "ünï",
+        ] {
+            assert!(Subdomain::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn timezones() {
+        assert!(parse_timezone("America/Chicago").is_ok());
+        assert!(parse_timezone("Mars/Olympus").is_err());
+    }
+}
