@@ -761,33 +761,18 @@ fn school_command(
             let t = store.require_tenant(&subdomain)?;
             let scan = import::decode::scan(&file)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let mut reader = csv::ReaderBuilder::new()
-                .has_headers(false)
-                .flexible(true)
-                .from_reader(import::decode::open_text(&file, scan.encoding)?);
-            let mut records = reader.records();
-            let header = loop {
-                match records.next() {
-                    Some(r) => {
-                        let r = r?;
-                        if !import::is_blank(&r) {
-                            break r;
-                        }
-                    }
-                    None => bail!("{}: the file has no header line", file.display()),
-                }
-            };
+            let mut rows = import::decode::CsvRows::open(&file, scan.encoding)?;
+            let mut header = csv::StringRecord::new();
+            if rows.next(&mut header)?.is_none() {
+                bail!("{}: the file has no header line", file.display());
+            }
             let columns = header::match_columns::<SchoolField>(&header, &Default::default())
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let tx = store.conn.unchecked_transaction()?;
             let mut errors = Vec::new();
             let mut added = 0;
-            for record in records {
-                let record = record?;
-                if import::is_blank(&record) {
-                    continue;
-                }
-                let line = record.position().map_or(0, |p| p.line());
+            let mut record = csv::StringRecord::new();
+            while let Some(line) = rows.next(&mut record)? {
                 let cell = |f| Some(columns.get(&record, f).to_owned());
                 match store::add_school_in(
                     &tx,

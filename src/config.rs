@@ -237,7 +237,7 @@ fn mailbox_address(text: &str) -> Option<&str> {
         (None, false) => text,
         _ => return None,
     };
-    crate::import::fields::EmailAddress::parse(addr).ok()?;
+    crate::import::fields::check_address(addr, false).ok()?;
     Some(addr)
 }
 

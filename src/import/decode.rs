@@ -3,9 +3,11 @@
 //! UTF-16 with a byte-order mark, UTF-8 with or without one, otherwise
 //! Windows-1252, the usual SIS export. A second pass streams the decoded text.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use encoding_rs::{DecoderResult, UTF_16BE, UTF_16LE, WINDOWS_1252};
 use encoding_rs_io::DecodeReaderBytesBuilder;
@@ -101,6 +103,109 @@ pub fn open_text(path: &Path, encoding: TextEncoding) -> io::Result<impl Read + 
         }
     };
     Ok(builder.build(file))
+}
+
+/// A CSV file's records with the physical line each starts on. (The csv
+/// crate's own line numbers drift after blank lines and CRLF endings, so lines
+/// are counted here, in the decoded stream the parser reads.)
+pub struct CsvRows {
+    reader: csv::Reader<CountLines<Box<dyn Read>>>,
+    lines: Arc<Mutex<LineStarts>>,
+}
+
+impl CsvRows {
+    /// Open the second pass of `path` as CSV.
+    pub fn open(path: &Path, encoding: TextEncoding) -> io::Result<Self> {
+        Ok(Self::from_text(Box::new(open_text(path, encoding)?)))
+    }
+
+    pub fn from_text(text: Box<dyn Read>) -> Self {
+        let lines = Arc::new(Mutex::new(LineStarts {
+            next_line: 1,
+            at_line_start: true,
+            pos: 0,
+            starts: VecDeque::new(),
+        }));
+        let reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(256 * 1024)
+            .from_reader(CountLines {
+                inner: text,
+                lines: lines.clone(),
+            });
+        Self { reader, lines }
+    }
+
+    /// The next record that is not blank (blank: an empty line, or only
+    /// separators and spaces), and the line it starts on; `None` at the end.
+    pub fn next(&mut self, record: &mut csv::StringRecord) -> csv::Result<Option<u64>> {
+        loop {
+            if !self.reader.read_record(record)? {
+                return Ok(None);
+            }
+            if record.iter().all(|f| f.trim().is_empty()) {
+                continue;
+            }
+            let byte = record.position().map_or(0, |p| p.byte());
+            let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+            return Ok(Some(lines.line_at(byte)));
+        }
+    }
+}
+
+/// Where each non-empty line starts, for the stretch the parser has read ahead.
+struct LineStarts {
+    next_line: u64,
+    at_line_start: bool,
+    pos: u64,
+    /// (byte offset, line number) of lines that begin with content.
+    starts: VecDeque<(u64, u64)>,
+}
+
+impl LineStarts {
+    fn see(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.at_line_start {
+                if b != b'\n' && b != b'\r' {
+                    self.starts.push_back((self.pos, self.next_line));
+                }
+                self.at_line_start = false;
+            }
+            if b == b'\n' {
+                self.next_line += 1;
+                self.at_line_start = true;
+            }
+            self.pos += 1;
+        }
+    }
+
+    /// The line of the first content at or after `byte`. Records arrive in
+    /// order, so everything before `byte` is dropped for good.
+    fn line_at(&mut self, byte: u64) -> u64 {
+        while self.starts.front().is_some_and(|&(at, _)| at < byte) {
+            self.starts.pop_front();
+        }
+        self.starts
+            .front()
+            .map_or(self.next_line, |&(_, line)| line)
+    }
+}
+
+struct CountLines<R> {
+    inner: R,
+    lines: Arc<Mutex<LineStarts>>,
+}
+
+impl<R: Read> Read for CountLines<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .see(&buf[..n]);
+        Ok(n)
+    }
 }
 
 fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -323,6 +428,20 @@ mod tests {
                 .unwrap_err()
                 .contains("not valid UTF-16LE")
         );
+    }
+
+    #[test]
+    fn line_numbers_survive_blank_lines_crlf_and_quoted_newlines() {
+        let text = "h\r\na\r\n\r\n \r\nb\r\n\"x\ny\nz\",1\n\n,,\nc\n";
+        let mut rows = CsvRows::from_text(Box::new(text.as_bytes()));
+        let mut rec = csv::StringRecord::new();
+        let mut got = Vec::new();
+        while let Some(line) = rows.next(&mut rec).unwrap() {
+            got.push((rec.get(0).unwrap().to_owned(), line));
+        }
+        let want = [("h", 1), ("a", 2), ("b", 5), ("x\ny\nz", 6), ("c", 11)];
+        let want: Vec<(String, u64)> = want.iter().map(|(s, l)| (s.to_string(), *l)).collect();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -107,7 +107,7 @@ pub(crate) fn open_csv<F: header::FieldSet>(
     path: &Path,
     opts: &ImportOptions,
     report: &mut Report,
-) -> anyhow::Result<Option<(csv::Reader<Box<dyn std::io::Read>>, header::Columns<F>)>> {
+) -> anyhow::Result<Option<(decode::CsvRows, header::Columns<F>)>> {
     let scan = match decode::scan(path) {
         Ok(scan) => scan,
         Err(decode::ScanError::Undecodable(why)) => {
@@ -127,26 +127,16 @@ pub(crate) fn open_csv<F: header::FieldSet>(
         report.outcome = Outcome::Unchanged;
         return Ok(None);
     }
-    let text: Box<dyn std::io::Read> = Box::new(decode::open_text(path, scan.encoding)?);
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .buffer_capacity(256 * 1024)
-        .from_reader(text);
+    let mut rows = decode::CsvRows::open(path, scan.encoding)?;
     let mut record = csv::StringRecord::new();
     // The header is the first line that is not blank.
-    loop {
-        if !reader.read_record(&mut record)? {
-            reject(
-                report,
-                "the file has no header line (it holds only blank lines)".into(),
-            );
-            return Ok(None);
-        }
-        if !is_blank(&record) {
-            break;
-        }
-    }
+    let Some(line) = rows.next(&mut record)? else {
+        reject(
+            report,
+            "the file has no header line (it holds only blank lines)".into(),
+        );
+        return Ok(None);
+    };
     let mapping = tenant_mapping::<F>(conn, tenant.id)?;
     let columns = match header::match_columns::<F>(&record, &mapping) {
         Ok(c) => c,
@@ -155,11 +145,10 @@ pub(crate) fn open_csv<F: header::FieldSet>(
             return Ok(None);
         }
     };
-    let line = record.position().map(|p| p.line());
     if !columns.unknown.is_empty() {
         let known: Vec<&str> = F::ALL.iter().map(|f| f.label()).collect();
         report.add(Problem {
-            line,
+            line: Some(line),
             column: columns.unknown.join(", "),
             value: String::new(),
             severity: Severity::Warning,
@@ -174,12 +163,7 @@ pub(crate) fn open_csv<F: header::FieldSet>(
             ),
         });
     }
-    Ok(Some((reader, columns)))
-}
-
-/// A record with no content: an empty line, or only separators and spaces.
-pub(crate) fn is_blank(record: &csv::StringRecord) -> bool {
-    record.iter().all(|f| f.trim().is_empty())
+    Ok(Some((rows, columns)))
 }
 
 /// Mark the report rejected, with the reason the district reads.

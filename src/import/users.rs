@@ -76,14 +76,7 @@ impl FieldSet for UserField {
             Self::Email => &["email", "mail", "emailaddr", "useremail"],
             Self::FirstName => &["first", "fname", "givenname", "forename"],
             Self::LastName => &["last", "lname", "familyname", "surname"],
-            Self::School => &[
-                "schoolname",
-                "schoolid",
-                "building",
-                "campus",
-                "ncesid",
-                "orgsourcedids",
-            ],
+            Self::School => &["schoolname", "schoolid", "building", "campus", "ncesid"],
             Self::GraduationYear => &[
                 "gradyear",
                 "graduation",
@@ -213,7 +206,7 @@ pub fn import(
     opts: &ImportOptions,
 ) -> anyhow::Result<Report> {
     let mut report = super::new_report(ctx, tenant, "users", opts);
-    let Some((mut reader, columns)) =
+    let Some((mut rows, columns)) =
         super::open_csv::<UserField>(conn, tenant, path, opts, &mut report)?
     else {
         return super::finish_early(conn, ctx, tenant, opts, report);
@@ -243,15 +236,11 @@ pub fn import(
     let mut seen: HashMap<u128, u64> = HashMap::new();
     let mut batch: Vec<Row> = Vec::with_capacity(BATCH);
     let mut record = csv::StringRecord::new();
-    while reader.read_record(&mut record)? {
-        if super::is_blank(&record) {
-            continue;
-        }
+    while let Some(line) = rows.next(&mut record)? {
         report.counts.rows += 1;
-        if report.counts.rows % PROGRESS_EVERY == 0 {
+        if report.counts.rows.is_multiple_of(PROGRESS_EVERY) {
             tracing::info!(tenant = %tenant.subdomain, rows = report.counts.rows, seconds = started.elapsed().as_secs_f64(), "import in progress");
         }
-        let line = record.position().map_or(0, |p| p.line());
         match rules.check(&record, line) {
             Ok(row) => {
                 let digest = Sha256::digest(row.username.key.as_bytes());

@@ -1,0 +1,422 @@
+//! The `rosterd` binary as support uses it: exit codes, help, templates,
+//! export, tenants, column mapping, schools, host key, config errors.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::helpers::*;
+
+#[test]
+fn exit_codes_0_1_2_3() {
+    let env = Env::new();
+    env.tenant("lincoln");
+    let clean = env.file("clean.csv", "Username,Password\njdoe,secret1\n");
+    let some_bad = env.file(
+        "some.csv",
+        "Username,Password\nasmith,secret1\nbsmith,secret2\nxy,secret3\n",
+    );
+    let rejected = env.file("rej.csv", "First Name\nJohn\n");
+    let (code, out, _) = env.run(&["import", "users", "lincoln", clean.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 created"), "{out}");
+    // dry run answers as the real run would, and changes nothing
+    let (code, out, _) = env.run(&[
+        "import",
+        "users",
+        "lincoln",
+        some_bad.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("DRY RUN"));
+    assert!(!env.export("lincoln").contains("asmith"));
+    let (code, out, _) = env.run(&["import", "users", "lincoln", some_bad.to_str().unwrap()]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("line 4, Username \"xy\": error Username must be at least 4 characters long"),
+        "{out}"
+    );
+    let (code, out, err) = env.run(&["import", "users", "lincoln", rejected.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(out.contains("rejected, nothing applied"), "{out}");
+    assert!(err.contains("no Username column"), "{err}");
+    // usage errors
+    assert_eq!(env.run(&["import", "users", "lincoln"]).0, 2);
+    assert_eq!(env.run(&["frobnicate"]).0, 2);
+    assert_eq!(env.run(&["template", "pets"]).0, 2);
+    // a missing tenant or file is a failure, not a usage error
+    assert_eq!(
+        env.run(&["import", "users", "nobody", clean.to_str().unwrap()])
+            .0,
+        1
+    );
+    assert_eq!(
+        env.run(&["import", "users", "lincoln", "/nonexistent.csv"])
+            .0,
+        1
+    );
+}
+
+#[test]
+fn problems_as_csv_and_run_history() {
+    let env = Env::new();
+    env.tenant("lincoln");
+    let f = env.file(
+        "u.csv",
+        "Username,Graduation Year\ngood1,3\nbad1,1850\ngood2,K\n",
+    );
+    let (code, out, _) = env.run(&[
+        "import",
+        "users",
+        "lincoln",
+        f.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(code, 3);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("line,column,value,severity,message"));
+    assert!(
+        out.contains(
+            "3,Graduation Year,1850,error,Graduation Year 1850 is outside the accepted range"
+        ),
+        "{out}"
+    );
+    let runs = env.ok(&["runs", "lincoln"]);
+    assert!(runs.contains("applied_with_errors"), "{runs}");
+    let one = env.ok(&["runs", "lincoln", "--id", "1"]);
+    assert!(one.contains("line 3, Graduation Year \"1850\""), "{one}");
+    assert_eq!(env.run(&["runs", "lincoln", "--id", "99"]).0, 1);
+}
+
+#[test]
+fn help_teaches_with_examples() {
+    let env = Env::new();
+    let top = env.ok(&["--help"]);
+    assert!(
+        top.contains("Exit codes: 0 success, 1 failure, 2 usage error, 3"),
+        "{top}"
+    );
+    for cmd in [
+        vec!["tenant", "add"],
+        vec!["tenant", "map"],
+        vec!["key", "add"],
+        vec!["key", "revoke"],
+        vec!["school", "add"],
+        vec!["school", "import"],
+        vec!["import", "users"],
+        vec!["users", "export"],
+        vec!["runs"],
+        vec!["template"],
+        vec!["host-key"],
+    ] {
+        let mut args = cmd.clone();
+        args.push("--help");
+        let out = env.ok(&args);
+        assert!(
+            out.contains("rosterd "),
+            "{cmd:?} help shows no example:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn templates() {
+    let env = Env::new();
+    assert_eq!(
+        env.ok(&["template", "users"]),
+        "Username,Password,Email Address,First Name,Last Name,School,Graduation Year,Access Type\n"
+    );
+    assert_eq!(
+        env.ok(&["template", "groups"]),
+        "Username,Owner Name,Group Name\n"
+    );
+    // The users template imports as a valid (empty) file.
+    env.tenant("lincoln");
+    let t = env.file("t.csv", env.ok(&["template", "users"]));
+    let (code, out, _) = env.run(&["import", "users", "lincoln", t.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn users_export_is_sorted_and_has_no_passwords() {
+    let env = Env::new();
+    env.tenant("lincoln");
+    let f = env.file(
+        "u.csv",
+        "Username,Password,Email Address,School,Graduation Year,Access Type\n\
+         zed.last,Pw-zzzzzz,z@example.org,Lincoln High,12,\n\
+         Amy.First,Pw-aaaaaa,,062271003230,,School Administrator\n\
+         middle,,,,K,\n",
+    );
+    env.import("lincoln", &f);
+    let out = env.export("lincoln");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        "Username,Email Address,First Name,Last Name,School,Graduation Year,Access Type,User Type"
+    );
+    assert_eq!(
+        lines[1],
+        "Amy.First,,,,Lincoln Elementary,,School Administrator,staff"
+    );
+    assert_eq!(lines[2], "middle,,,,,2039,,student");
+    assert_eq!(
+        lines[3],
+        "zed.last,z@example.org,,,Lincoln High,2027,,student"
+    );
+    assert!(!out.contains("Pw-"));
+}
+
+#[test]
+fn tenants_add_show_disable_enable() {
+    let env = Env::new();
+    let (code, _, err) = env.run(&[
+        "tenant",
+        "add",
+        "Lincoln_USD",
+        "--admin-name",
+        "A",
+        "--admin-email",
+        "a@example.org",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("lowercase letters"), "{err}");
+    let (code, _, err) = env.run(&[
+        "tenant",
+        "add",
+        "lincoln",
+        "--admin-name",
+        "A",
+        "--admin-email",
+        "not-an-address",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--admin-email"), "{err}");
+    let (code, _, err) = env.run(&[
+        "tenant",
+        "add",
+        "lincoln",
+        "--admin-name",
+        "A",
+        "--admin-email",
+        "a@example.org",
+        "--timezone",
+        "Mars/Base",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("IANA"), "{err}");
+    let (code, _, err) = env.run(&[
+        "tenant",
+        "add",
+        "lincoln",
+        "--admin-name",
+        "A",
+        "--admin-email",
+        "a@example.org",
+        "--window",
+        "6pm-6am",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("18:00-06:00"), "{err}");
+    env.ok(&[
+        "tenant",
+        "add",
+        "lincoln",
+        "--admin-name",
+        "Ann Lee",
+        "--admin-email",
+        "ann@example.org",
+        "--timezone",
+        "America/Chicago",
+        "--window",
+        "20:00-04:30",
+        "--sso",
+    ]);
+    assert_eq!(
+        env.run(&[
+            "tenant",
+            "add",
+            "lincoln",
+            "--admin-name",
+            "A",
+            "--admin-email",
+            "a@example.org"
+        ])
+        .0,
+        1
+    );
+    let show = env.ok(&["tenant", "show", "lincoln"]);
+    for want in [
+        "Ann Lee <ann@example.org>",
+        "America/Chicago",
+        "20:00-04:30",
+        "sso         yes",
+        "enabled",
+    ] {
+        assert!(show.contains(want), "{show}");
+    }
+    env.ok(&[
+        "tenant",
+        "set",
+        "lincoln",
+        "--timezone",
+        "default",
+        "--sso",
+        "false",
+    ]);
+    let show = env.ok(&["tenant", "show", "lincoln"]);
+    assert!(
+        show.contains("America/New_York (default)") && show.contains("sso         no"),
+        "{show}"
+    );
+
+    env.ok(&["tenant", "disable", "lincoln"]);
+    assert!(env.ok(&["tenant", "list"]).contains("disabled"));
+    let f = env.file("u.csv", "Username\njdoe1\n");
+    let (code, _, err) = env.run(&["import", "users", "lincoln", f.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("disabled"), "{err}");
+    env.ok(&["tenant", "enable", "lincoln"]);
+    assert_eq!(
+        env.run(&["import", "users", "lincoln", f.to_str().unwrap()])
+            .0,
+        0
+    );
+}
+
+#[test]
+fn stored_column_mapping_applies_to_every_import() {
+    let env = Env::new();
+    env.tenant("lincoln");
+    assert_eq!(
+        env.run(&["tenant", "map", "lincoln", "Student Email", "Shoe Size"])
+            .0,
+        1
+    );
+    env.ok(&["tenant", "map", "lincoln", "Student Email", "email address"]);
+    env.ok(&["tenant", "map", "lincoln", "Student ID", "Username"]);
+    env.ok(&["tenant", "map", "lincoln", "Username", "ignore"]);
+    assert!(
+        env.ok(&["tenant", "show", "lincoln"])
+            .contains("\"Student Email\" -> Email Address")
+    );
+    // the export has a Username column too (a login alias), which the mapping ignores
+    let f = env.file(
+        "u.csv",
+        "Student ID,student_email,Username\ns1001,kid@example.org,ignored\n",
+    );
+    let r = env.import("lincoln", &f);
+    assert_eq!(r.counts.created, 1, "{:?}", r);
+    assert!(env.export("lincoln").contains("s1001,kid@example.org,"));
+    env.ok(&["tenant", "map", "lincoln", "--remove", "Student Email"]);
+    assert_eq!(
+        env.run(&["tenant", "map", "lincoln", "--remove", "Student Email"])
+            .0,
+        1
+    );
+}
+
+#[test]
+fn school_import_is_all_or_nothing() {
+    let env = Env::new();
+    env.ok(&[
+        "tenant",
+        "add",
+        "lincoln",
+        "--admin-name",
+        "A",
+        "--admin-email",
+        "a@example.org",
+    ]);
+    let bad = env.file(
+        "bad.csv",
+        "School Name,NCES ID,State ID\nAlpha,1,\nBeta,1,\n",
+    );
+    let (code, _, err) = env.run(&["school", "import", "lincoln", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("line 3"), "{err}");
+    assert_eq!(
+        env.ok(&["school", "list", "lincoln"]),
+        "Name,NCES ID,State ID\n"
+    );
+    let good = env.file(
+        "good.csv",
+        "Name,NCES,State School ID\nAlpha,1,A-1\n\nBeta Elementary,2,\n",
+    );
+    assert!(
+        env.ok(&["school", "import", "lincoln", good.to_str().unwrap()])
+            .contains("added 2 schools")
+    );
+    assert_eq!(
+        env.ok(&["school", "list", "lincoln"]),
+        "Name,NCES ID,State ID\nAlpha,1,A-1\nBeta Elementary,2,\n"
+    );
+}
+
+#[test]
+fn host_key_is_created_private_once_and_matches_ssh_keygen() {
+    let env = Env::new();
+    let (code, first, err) = env.run(&["host-key"]);
+    assert_eq!(code, 0);
+    assert!(err.contains("created a new host key"));
+    let key = env.path("keys/host");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (_, second, err) = env.run(&["host-key"]);
+    assert_eq!(first, second, "host key must be reused");
+    assert!(!err.contains("created"));
+    let lf = ssh_keygen(&["-lf", key.to_str().unwrap()]);
+    let lf = String::from_utf8(lf.stdout).unwrap();
+    assert_eq!(lf.split_whitespace().nth(1), Some(first.trim()));
+    // a world-readable key is refused, with the fix in the message
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = env.run(&["host-key"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("chmod 600"), "{err}");
+}
+
+#[test]
+fn database_file_is_private() {
+    let env = Env::new();
+    env.ok(&["tenant", "list"]);
+    let mode = std::fs::metadata(env.db_path())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn config_errors_name_the_key_and_defaults_need_no_file() {
+    let env = Env::new();
+    std::fs::write(&env.config, "[storage]\ndatabse = \"x.db\"\n").unwrap();
+    let (code, _, err) = env.run(&["tenant", "list"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("databse"), "{err}");
+    std::fs::write(&env.config, "[schedule]\nwindow = \"25:00-06:00\"\n").unwrap();
+    let (code, _, err) = env.run(&["tenant", "list"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("window"), "{err}");
+    // ROSTERD_CONFIG names a missing file: an error, not silent defaults
+    let out = std::process::Command::new(BIN)
+        .args(["tenant", "list"])
+        .current_dir(env.dir.path())
+        .env("ROSTERD_CONFIG", env.path("missing.toml"))
+        .output()
+        .unwrap();
+    let (code, _, err) = decode(out);
+    assert_eq!(code, 1);
+    assert!(err.contains("missing.toml"), "{err}");
+    // no config at the default path: embedded defaults, database under data/
+    let out = std::process::Command::new(BIN)
+        .args(["tenant", "list"])
+        .current_dir(env.dir.path())
+        .env_remove("ROSTERD_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(decode(out).0, 0);
+    assert!(env.path("data/rosterd.db").exists());
+}

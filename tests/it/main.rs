@@ -1,0 +1,9 @@
+//! rosterd's integration tests: one binary, real SQLite files in temp dirs, the
+//! built `rosterd` binary for the command line, real `ssh-keygen` for keys.
+
+mod helpers;
+
+mod cli;
+mod crash;
+mod importer;
+mod keys;
