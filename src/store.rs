@@ -71,10 +71,10 @@ const MIGRATIONS: &[&str] = &[
         access_type     TEXT,
         password_hash   TEXT,
         password_fp     BLOB,
-        created_at      TEXT NOT NULL,
-        updated_at      TEXT NOT NULL
+        created_at      INTEGER NOT NULL, -- Unix seconds: users are many, keep rows small
+        updated_at      INTEGER NOT NULL
     );
-    CREATE INDEX users_tenant ON users(tenant_id, username_key);
+    CREATE INDEX users_tenant ON users(tenant_id);
     CREATE TABLE uploads (
         id              INTEGER PRIMARY KEY,
         tenant_id       INTEGER NOT NULL REFERENCES tenants(id),

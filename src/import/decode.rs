@@ -109,7 +109,7 @@ pub fn open_text(path: &Path, encoding: TextEncoding) -> io::Result<impl Read + 
 /// crate's own line numbers drift after blank lines and CRLF endings, so lines
 /// are counted here, in the decoded stream the parser reads.)
 pub struct CsvRows {
-    reader: csv::Reader<CountLines<Box<dyn Read>>>,
+    reader: csv::Reader<CountLines<Box<dyn Read + Send>>>,
     lines: Arc<Mutex<LineStarts>>,
 }
 
@@ -119,7 +119,7 @@ impl CsvRows {
         Ok(Self::from_text(Box::new(open_text(path, encoding)?)))
     }
 
-    pub fn from_text(text: Box<dyn Read>) -> Self {
+    pub fn from_text(text: Box<dyn Read + Send>) -> Self {
         let lines = Arc::new(Mutex::new(LineStarts {
             next_line: 1,
             at_line_start: true,

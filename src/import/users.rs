@@ -154,18 +154,15 @@ impl Schools {
     }
 }
 
-/// The stored account a row's username already belongs to.
+/// What the store holds for a row's username, as far as the plan needs it.
 struct Existing {
     id: i64,
     tenant_id: i64,
-    username: String,
-    email: Option<String>,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    school_id: Option<i64>,
-    graduation_year: Option<i32>,
-    access_type: Option<String>,
-    password_fp: Option<Vec<u8>>,
+    /// Every value the row gives already equals the stored one (blank cells
+    /// keep the stored value, so they never differ).
+    same: bool,
+    /// The password fingerprint equals the row's (or the row gives none).
+    same_password: bool,
 }
 
 /// What one valid row will do to the store.
@@ -174,27 +171,17 @@ enum Plan {
         row: Row,
         fp: Option<Vec<u8>>,
     },
+    /// Set the row's non-blank values (and the password, if `fp` is given).
     Update {
         id: i64,
-        merged: Merged,
+        row: Row,
         fp: Option<Vec<u8>>,
-        password: Option<String>,
     },
     Unchanged,
     /// The username belongs to another tenant: a row error.
     Taken {
         row: Row,
     },
-}
-
-struct Merged {
-    username: String,
-    email: Option<String>,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    school_id: Option<i64>,
-    graduation_year: Option<i32>,
-    access_type: Option<String>,
 }
 
 /// Import `path` as `users.csv` for `tenant`.
@@ -206,7 +193,7 @@ pub fn import(
     opts: &ImportOptions,
 ) -> anyhow::Result<Report> {
     let mut report = super::new_report(ctx, tenant, "users", opts);
-    let Some((mut rows, columns)) =
+    let Some((rows, columns)) =
         super::open_csv::<UserField>(conn, tenant, path, opts, &mut report)?
     else {
         return super::finish_early(conn, ctx, tenant, opts, report);
@@ -226,71 +213,41 @@ pub fn import(
             .as_deref()
             == Some("role"),
     };
-    let now = report.started_at.clone();
+    let now = ctx.clock.now().timestamp();
     let started = std::time::Instant::now();
 
-    let tx = conn.transaction()?;
-    // Usernames seen in this file: 128 bits of SHA-256 of the lowercase name
-    // (collisions are beyond reach) and the line that first used it, so memory
-    // stays small for million-row files.
-    let mut seen: HashMap<u128, u64> = HashMap::new();
-    let mut batch: Vec<Row> = Vec::with_capacity(BATCH);
-    let mut record = csv::StringRecord::new();
-    while let Some(line) = rows.next(&mut record)? {
-        report.counts.rows += 1;
-        if report.counts.rows.is_multiple_of(PROGRESS_EVERY) {
-            tracing::info!(tenant = %tenant.subdomain, rows = report.counts.rows, seconds = started.elapsed().as_secs_f64(), "import in progress");
-        }
-        match rules.check(&record, line) {
-            Ok(row) => {
-                let digest = Sha256::digest(row.username.key.as_bytes());
-                let id = u128::from_le_bytes(digest[..16].try_into().expect("16 bytes"));
-                if let Some(&first) = seen.get(&id) {
-                    report.counts.skipped += 1;
-                    report.add(Problem {
-                        line: Some(line),
-                        column: rules.header(UserField::Username),
-                        value: row.username.display.clone(),
-                        severity: Severity::Error,
-                        message: format!(
-                            "this username already appears on line {first} of this file; each user may appear only once"
-                        ),
-                    });
-                    continue;
-                }
-                seen.insert(id, line);
-                batch.push(row);
+    // Take the write lock first, so the reader stage's snapshot below is exactly
+    // the state this import writes over.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // A tenant's first import only creates: every row goes straight to INSERT,
+    // and a clash on the username can only be another tenant's user.
+    let first_import: bool = tx.query_row(
+        "SELECT NOT EXISTS (SELECT 1 FROM users WHERE tenant_id = ?1)",
+        [tenant.id],
+        |r| r.get(0),
+    )?;
+    let lookup = if first_import {
+        None
+    } else {
+        Some(read_snapshot(&tx)?)
+    };
+    // Two stages on two cores: this thread applies batches to the store while a
+    // reader thread parses and checks the rows that follow.
+    let (to_apply, batches) = std::sync::mpsc::sync_channel::<Checked>(4);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let reader = scope.spawn(|| read_rows(rows, &rules, ctx, tenant, lookup, to_apply));
+        for checked in batches {
+            report.counts.rows += checked.rows;
+            report.counts.skipped += checked.skipped;
+            for p in checked.problems {
+                report.add(p);
             }
-            Err(problems) => {
-                report.counts.skipped += 1;
-                for p in problems {
-                    report.add(p);
-                }
-                // Remember the name so a later row with it is still a duplicate.
-                let cell = columns.get(&record, UserField::Username);
-                if let Ok(u) = Username::parse(cell) {
-                    let digest = Sha256::digest(u.key.as_bytes());
-                    seen.entry(u128::from_le_bytes(
-                        digest[..16].try_into().expect("16 bytes"),
-                    ))
-                    .or_insert(line);
-                }
-            }
+            write_batch(&tx, tenant, &rules, now, checked.plans, &mut report)?;
         }
-        if batch.len() == BATCH {
-            apply_batch(
-                &tx,
-                ctx,
-                tenant,
-                &rules,
-                &now,
-                std::mem::take(&mut batch),
-                &mut report,
-            )?;
-        }
-    }
-    apply_batch(&tx, ctx, tenant, &rules, &now, batch, &mut report)?;
-    drop(seen);
+        reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("the CSV reader thread panicked"))?
+    })?;
 
     report.problems.sort_by_key(|p| p.line);
     let c = report.counts;
@@ -339,6 +296,93 @@ pub fn import(
         "users import finished"
     );
     Ok(report)
+}
+
+/// One batch from the reader stage: the rows that passed every rule, and the
+/// problems of those that did not.
+struct Checked {
+    rows: u64,
+    skipped: u64,
+    plans: Vec<(Plan, Option<String>)>,
+    problems: Vec<Problem>,
+}
+
+/// The reader stage: parse, check and de-duplicate rows, handing them on in
+/// batches. Returns when the file ends or the applying stage hangs up.
+fn read_rows(
+    mut rows: super::decode::CsvRows,
+    rules: &Rules<'_>,
+    ctx: &ImportContext,
+    tenant: &Tenant,
+    lookup: Option<Connection>,
+    to_apply: std::sync::mpsc::SyncSender<Checked>,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    // Usernames seen in this file: 128 bits of SHA-256 of the lowercase name
+    // (collisions are beyond reach) and the line that first used it, so memory
+    // stays small for million-row files.
+    let mut seen: HashMap<u128, u64> = HashMap::new();
+    let name_id = |u: &Username| {
+        let digest = Sha256::digest(u.key.as_bytes());
+        u128::from_le_bytes(digest[..16].try_into().expect("16 bytes"))
+    };
+    let mut valid: Vec<Row> = Vec::with_capacity(BATCH);
+    let fresh = || Checked {
+        rows: 0,
+        skipped: 0,
+        plans: Vec::new(),
+        problems: Vec::new(),
+    };
+    let mut batch = fresh();
+    let mut total: u64 = 0;
+    let mut record = csv::StringRecord::new();
+    while let Some(line) = rows.next(&mut record)? {
+        batch.rows += 1;
+        total += 1;
+        if total.is_multiple_of(PROGRESS_EVERY) {
+            tracing::info!(tenant = %tenant.subdomain, rows = total, seconds = started.elapsed().as_secs_f64(), "import in progress");
+        }
+        match rules.check(&record, line) {
+            Ok(row) => {
+                let id = name_id(&row.username);
+                if let Some(&first) = seen.get(&id) {
+                    batch.skipped += 1;
+                    batch.problems.push(Problem {
+                        line: Some(line),
+                        column: rules.header(UserField::Username),
+                        value: row.username.display.clone(),
+                        severity: Severity::Error,
+                        message: format!(
+                            "this username already appears on line {first} of this file; each user may appear only once"
+                        ),
+                    });
+                    continue;
+                }
+                seen.insert(id, line);
+                valid.push(row);
+            }
+            Err(problems) => {
+                batch.skipped += 1;
+                batch.problems.extend(problems);
+                // Remember the name so a later row with it is still a duplicate.
+                if let Ok(u) = Username::parse(rules.columns.get(&record, UserField::Username)) {
+                    seen.entry(name_id(&u)).or_insert(line);
+                }
+            }
+        }
+        if valid.len() == BATCH {
+            batch.plans = plan_batch(lookup.as_ref(), ctx, tenant, std::mem::take(&mut valid))?;
+            if to_apply
+                .send(std::mem::replace(&mut batch, fresh()))
+                .is_err()
+            {
+                return Ok(()); // the applying stage stopped; its error is reported there
+            }
+        }
+    }
+    batch.plans = plan_batch(lookup.as_ref(), ctx, tenant, valid)?;
+    let _ = to_apply.send(batch);
+    Ok(())
 }
 
 struct Rules<'a> {
@@ -457,131 +501,169 @@ impl Rules<'_> {
     }
 }
 
-fn find_existing(tx: &Connection, key: &str) -> rusqlite::Result<Option<Existing>> {
-    let mut stmt = tx.prepare_cached(
-        "SELECT id, tenant_id, username, email, first_name, last_name, school_id, graduation_year, access_type, password_fp
-         FROM users WHERE username_key = ?1",
+/// A second, read-only connection holding a snapshot of the database as the
+/// writer locked it.
+fn read_snapshot(tx: &Connection) -> anyhow::Result<Connection> {
+    use rusqlite::OpenFlags;
+    let path = tx
+        .path()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("imports need a database file"))?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    stmt.query_row([key], |r| {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch("BEGIN")?;
+    conn.query_row("SELECT count(*) FROM tenants", [], |_| Ok(()))?; // the snapshot starts at the first read
+    Ok(conn)
+}
+
+const FIND_EXISTING: &str =
+    "SELECT id, tenant_id, username, email, first_name, last_name, school_id,
+    graduation_year, access_type, password_fp FROM users WHERE username_key = ?1";
+
+/// Look up the row's username and compare, in place, what is stored with what
+/// the row gives: no stored value is copied out.
+fn find_existing(
+    stmt: &mut rusqlite::Statement<'_>,
+    row: &Row,
+    fp: Option<&[u8]>,
+) -> rusqlite::Result<Option<Existing>> {
+    use rusqlite::types::ValueRef;
+    // A blank cell keeps the stored value, so only given values can differ.
+    fn keeps(given: &Option<String>, stored: ValueRef<'_>) -> bool {
+        match (given, stored) {
+            (None, _) => true,
+            (Some(g), ValueRef::Text(t)) => g.as_bytes() == t,
+            _ => false,
+        }
+    }
+    stmt.query_row([&row.username.key], |r| {
+        let access_same = match (row.access, r.get_ref(8)?) {
+            (AccessChange::Keep, _) => true,
+            (AccessChange::Remove, v) => v == ValueRef::Null,
+            (AccessChange::Set(a), ValueRef::Text(t)) => t == a.as_str().as_bytes(),
+            (AccessChange::Set(_), _) => false,
+        };
+        let same = r.get_ref(2)? == ValueRef::Text(row.username.display.as_bytes())
+            && keeps(&row.email, r.get_ref(3)?)
+            && keeps(&row.first_name, r.get_ref(4)?)
+            && keeps(&row.last_name, r.get_ref(5)?)
+            && row
+                .school_id
+                .is_none_or(|id| r.get_ref(6).ok() == Some(ValueRef::Integer(id)))
+            && row
+                .graduation_year
+                .is_none_or(|y| r.get_ref(7).ok() == Some(ValueRef::Integer(y.into())))
+            && access_same;
+        let same_password = match (fp, r.get_ref(9)?) {
+            (None, _) => true,
+            (Some(fp), ValueRef::Blob(stored)) => fp == stored,
+            _ => false,
+        };
         Ok(Existing {
             id: r.get(0)?,
             tenant_id: r.get(1)?,
-            username: r.get(2)?,
-            email: r.get(3)?,
-            first_name: r.get(4)?,
-            last_name: r.get(5)?,
-            school_id: r.get(6)?,
-            graduation_year: r.get(7)?,
-            access_type: r.get(8)?,
-            password_fp: r.get(9)?,
+            same,
+            same_password,
         })
     })
     .optional()
 }
 
-/// Decide what each row does, hash the passwords that changed (in parallel),
-/// then write.
-fn apply_batch(
-    tx: &Connection,
+/// Decide what each row does and hash the passwords that are new or changed,
+/// on all cores. Runs in the reader stage: `lookup` is a read snapshot taken
+/// after the writer locked the database, and rows of one file never share a
+/// username, so no lookup depends on a write of this import. `None` on a
+/// tenant's first import, where every row is a creation.
+fn plan_batch(
+    lookup: Option<&Connection>,
     ctx: &ImportContext,
     tenant: &Tenant,
-    rules: &Rules<'_>,
-    now: &str,
     batch: Vec<Row>,
-    report: &mut Report,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<(Plan, Option<String>)>> {
     let mut plans = Vec::with_capacity(batch.len());
+    let mut lookup = lookup
+        .map(|conn| conn.prepare_cached(FIND_EXISTING))
+        .transpose()?;
     for row in batch {
         let fp = row
             .password
             .as_deref()
             .map(|p| ctx.fingerprinter.fingerprint(&row.username.key, p));
-        let plan = match find_existing(tx, &row.username.key)? {
-            None => {
-                if row.password.is_none() && !tenant.sso {
-                    report.add(Problem {
-                        line: Some(row.line),
-                        column: rules.header(UserField::Password),
-                        value: String::new(),
-                        severity: Severity::Warning,
-                        message: "new user without a password: the account cannot sign in until a password is set (fine if your district signs in with SSO; ask support to mark it)".into(),
-                    });
-                }
-                Plan::Create { row, fp }
-            }
+        let existing = match lookup.as_mut() {
+            Some(stmt) => find_existing(stmt, &row, fp.as_deref())?,
+            None => None,
+        };
+        let plan = match existing {
+            None => Plan::Create { row, fp },
             Some(old) if old.tenant_id != tenant.id => Plan::Taken { row },
-            Some(old) => {
-                let access_type = match row.access {
-                    AccessChange::Keep => old.access_type.clone(),
-                    AccessChange::Remove => None,
-                    AccessChange::Set(a) => Some(a.as_str().to_owned()),
-                };
-                let merged = Merged {
-                    username: row.username.display.clone(),
-                    email: row.email.clone().or(old.email.clone()),
-                    first_name: row.first_name.clone().or(old.first_name.clone()),
-                    last_name: row.last_name.clone().or(old.last_name.clone()),
-                    school_id: row.school_id.or(old.school_id),
-                    graduation_year: row.graduation_year.or(old.graduation_year),
-                    access_type,
-                };
-                let password_changed = fp.is_some() && fp != old.password_fp;
-                let same = merged.username == old.username
-                    && merged.email == old.email
-                    && merged.first_name == old.first_name
-                    && merged.last_name == old.last_name
-                    && merged.school_id == old.school_id
-                    && merged.graduation_year == old.graduation_year
-                    && merged.access_type == old.access_type;
-                if same && !password_changed {
-                    Plan::Unchanged
-                } else {
-                    let (fp, password) = if password_changed {
-                        (fp, row.password)
-                    } else {
-                        (None, None)
-                    };
-                    Plan::Update {
-                        id: old.id,
-                        merged,
-                        fp,
-                        password,
-                    }
-                }
-            }
+            Some(old) if old.same && old.same_password => Plan::Unchanged,
+            Some(old) => Plan::Update {
+                id: old.id,
+                fp: if old.same_password { None } else { fp },
+                row,
+            },
         };
         plans.push(plan);
     }
-
     // Argon2 for exactly the passwords that are new or changed, on all cores.
-    let hashes: Vec<Option<String>> = plans
-        .par_iter()
-        .map(|plan| match plan {
-            Plan::Create { row, .. } => row.password.as_deref().map(password::hash),
-            Plan::Update { password, .. } => password.as_deref().map(password::hash),
+    let password_to_hash = |plan: &Plan| match plan {
+        Plan::Create { row, .. }
+        | Plan::Update {
+            row, fp: Some(_), ..
+        } => row.password.is_some(),
+        _ => false,
+    };
+    let hash = |plan: Plan| {
+        let hash = match &plan {
+            Plan::Create { row, .. }
+            | Plan::Update {
+                row, fp: Some(_), ..
+            } => row.password.as_deref().map(password::hash),
             _ => None,
-        })
-        .collect();
+        };
+        (plan, hash)
+    };
+    if plans.iter().any(password_to_hash) {
+        Ok(plans.into_par_iter().map(hash).collect())
+    } else {
+        Ok(plans.into_iter().map(hash).collect())
+    }
+}
 
+/// The writer stage: apply one batch of plans inside the import's transaction.
+fn write_batch(
+    tx: &Connection,
+    tenant: &Tenant,
+    rules: &Rules<'_>,
+    now: i64,
+    plans: Vec<(Plan, Option<String>)>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO users (tenant_id, username, username_key, email, first_name, last_name, school_id,
             graduation_year, access_type, password_hash, password_fp, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)
+         ON CONFLICT (username_key) DO NOTHING",
     )?;
     let mut update = tx.prepare_cached(
-        "UPDATE users SET username = ?2, email = ?3, first_name = ?4, last_name = ?5, school_id = ?6,
-            graduation_year = ?7, access_type = ?8, password_hash = COALESCE(?9, password_hash),
-            password_fp = COALESCE(?10, password_fp), updated_at = ?11
+        "UPDATE users SET username = ?2, email = COALESCE(?3, email), first_name = COALESCE(?4, first_name),
+            last_name = COALESCE(?5, last_name), school_id = COALESCE(?6, school_id),
+            graduation_year = COALESCE(?7, graduation_year),
+            access_type = CASE WHEN ?12 THEN access_type ELSE ?8 END,
+            password_hash = COALESCE(?9, password_hash), password_fp = COALESCE(?10, password_fp), updated_at = ?11
          WHERE id = ?1",
     )?;
-    for (plan, hash) in plans.into_iter().zip(hashes) {
+    for (plan, hash) in plans {
         match plan {
             Plan::Create { row, fp } => {
                 let access = match row.access {
                     AccessChange::Set(a) => Some(a.as_str()),
                     _ => None,
                 };
-                insert.execute(params![
+                let inserted = insert.execute(params![
                     tenant.id,
                     row.username.display,
                     row.username.key,
@@ -595,36 +677,60 @@ fn apply_batch(
                     fp,
                     now
                 ])?;
+                if inserted == 0 {
+                    // Only on a first import do we insert without looking first.
+                    taken(report, rules, row);
+                    continue;
+                }
                 report.counts.created += 1;
+                if row.password.is_none() && !tenant.sso {
+                    report.add(Problem {
+                        line: Some(row.line),
+                        column: rules.header(UserField::Password),
+                        value: String::new(),
+                        severity: Severity::Warning,
+                        message: "new user without a password: the account cannot sign in until a password is set (fine if your district signs in with SSO; ask support to mark it)".into(),
+                    });
+                }
             }
-            Plan::Update { id, merged, fp, .. } => {
+            Plan::Update { id, row, fp } => {
+                let (keep_access, access) = match row.access {
+                    AccessChange::Keep => (true, None),
+                    AccessChange::Remove => (false, None),
+                    AccessChange::Set(a) => (false, Some(a.as_str())),
+                };
                 update.execute(params![
                     id,
-                    merged.username,
-                    merged.email,
-                    merged.first_name,
-                    merged.last_name,
-                    merged.school_id,
-                    merged.graduation_year,
-                    merged.access_type,
+                    row.username.display,
+                    row.email,
+                    row.first_name,
+                    row.last_name,
+                    row.school_id,
+                    row.graduation_year,
+                    access,
                     hash,
                     fp,
-                    now
+                    now,
+                    keep_access
                 ])?;
                 report.counts.updated += 1;
             }
             Plan::Unchanged => report.counts.unchanged += 1,
-            Plan::Taken { row } => {
-                report.counts.skipped += 1;
-                report.add(Problem {
-                    line: Some(row.line),
-                    column: rules.header(UserField::Username),
-                    value: row.username.display,
-                    severity: Severity::Error,
-                    message: "this username is already in use by another account in the system; usernames must be unique across all districts, so choose another (for example, add your district's prefix)".into(),
-                });
-            }
+            Plan::Taken { row } => taken(report, rules, row),
         }
     }
     Ok(())
+}
+
+/// The row's username belongs to another tenant's user: a row error that does
+/// not say which tenant.
+fn taken(report: &mut Report, rules: &Rules<'_>, row: Row) {
+    report.counts.skipped += 1;
+    report.add(Problem {
+        line: Some(row.line),
+        column: rules.header(UserField::Username),
+        value: row.username.display,
+        severity: Severity::Error,
+        message: "this username is already in use by another account in the system; usernames must be unique across all districts, so choose another (for example, add your district's prefix)".into(),
+    });
 }
