@@ -51,6 +51,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the SFTP server until SIGINT or SIGTERM
+    #[command(
+        after_help = "Example:\n  rosterd serve\n  rosterd --config /etc/rosterd/rosterd.toml serve"
+    )]
+    Serve,
     /// Print the SSH host key's fingerprint, creating the key if it does not exist yet
     #[command(
         after_help = "Give this fingerprint to districts so their SFTP client can verify the server:\n  rosterd host-key\n  SHA256:3i8r…"
@@ -294,6 +299,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let clock = clock::from_env()?;
     let out = &mut std::io::stdout().lock();
     match cli.command {
+        Command::Serve => serve(config, clock),
         Command::HostKey => {
             let (key, created) = keys::load_or_create_host_key(&config.server.host_key)?;
             if created {
@@ -324,6 +330,51 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Runs(args) => runs_command(&config, args, out),
+    }
+}
+
+/// `rosterd serve`: the daemon.
+fn serve(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<i32> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let store = open_store(&config)?;
+        let (host_key, created) = keys::load_or_create_host_key(&config.server.host_key)?;
+        if created {
+            tracing::info!(path = %config.server.host_key.display(), "created a new host key");
+        }
+        let fingerprint = keys::host_key_fingerprint(&host_key);
+        let removed = crate::spool::clean_incoming(&config.storage.spool)?;
+        if removed > 0 {
+            tracing::info!(removed, "removed unfinished transfers left by the previous run");
+        }
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
+        let addr = listener.local_addr()?;
+        let grace = std::time::Duration::from_secs(config.server.shutdown_grace_seconds);
+        let ssh = crate::server::ssh_config(&config, host_key);
+        tracing::info!(%addr, host_key = %fingerprint, "rosterd listening for SFTP");
+        eprintln!("rosterd is listening on {addr} (SFTP); host key {fingerprint}");
+        if store.tenants()?.is_empty() {
+            eprintln!("no districts yet: register one with `rosterd tenant add SUBDOMAIN --admin-name NAME --admin-email EMAIL`,");
+            eprintln!("then its key with `rosterd key add SUBDOMAIN FILE.pub`; it uploads with `sftp -P {} SUBDOMAIN@HOST`", addr.port());
+        }
+        let shared = crate::server::Shared::new(config, store.conn, clock);
+        crate::server::run(listener, shared, ssh, shutdown_signal(), grace).await?;
+        tracing::info!("rosterd stopped");
+        Ok(0)
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
     }
 }
 

@@ -39,6 +39,8 @@ pub struct ServerConfig {
     pub auth_failures_before_ban: u32,
     pub auth_failure_window_seconds: u64,
     pub ban_seconds: u64,
+    /// On SIGINT/SIGTERM, how long running transfers may take to finish.
+    pub shutdown_grace_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +55,7 @@ impl Default for ServerConfig {
             auth_failures_before_ban: 10,
             auth_failure_window_seconds: 300,
             ban_seconds: 900,
+            shutdown_grace_seconds: 30,
         }
     }
 }

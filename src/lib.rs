@@ -12,5 +12,7 @@ pub mod import;
 pub mod keys;
 pub mod password;
 pub mod schedule;
+pub mod server;
+pub mod spool;
 pub mod store;
 pub mod tenant;

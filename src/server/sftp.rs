@@ -1,0 +1,573 @@
+//! The SFTP view a district gets: a virtual root `/` holding at most the
+//! pending `users.csv`, which is the only name it may write. Everything else is
+//! refused with "permission denied" and a message naming `users.csv`. Writes go
+//! to a private temporary file; only a clean close publishes it.
+
+use std::collections::HashMap;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use russh_sftp::protocol::{
+    Attrs, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode, Version,
+};
+use russh_sftp::server::StatusReply;
+
+use super::Shared;
+use crate::spool::{self, Sender, TenantSpool, USERS_CSV};
+
+/// What every refusal says.
+pub const ONLY_USERS_CSV: &str =
+    "permission denied: only users.csv may be uploaded, in the root folder";
+
+fn denied() -> StatusReply {
+    StatusCode::PermissionDenied.with_message(ONLY_USERS_CSV)
+}
+
+fn failure(message: impl Into<String>) -> StatusReply {
+    StatusCode::Failure.with_message(message)
+}
+
+fn ok(id: u32) -> Status {
+    Status {
+        id,
+        status_code: StatusCode::Ok,
+        error_message: "Ok".into(),
+        language_tag: "en-US".into(),
+    }
+}
+
+/// A path inside the virtual root: the root itself, or one name in it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum VPath {
+    Root,
+    Name(String),
+}
+
+/// Resolve a client path. `.` and repeated slashes are ignored; `..` and any
+/// sub-path are refused, so no path can leave the root.
+pub fn resolve(path: &str) -> Option<VPath> {
+    let mut parts = path.split('/').filter(|p| !p.is_empty() && *p != ".");
+    match (parts.next(), parts.next()) {
+        (None, _) => Some(VPath::Root),
+        (Some(".."), _) | (Some(_), Some(_)) => None,
+        (Some(name), None) => Some(VPath::Name(name.to_owned())),
+    }
+}
+
+/// Canonical form for `realpath`: `..` is clamped at the root, as a chroot does.
+pub fn canonical(path: &str) -> String {
+    let mut stack: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                stack.pop();
+            }
+            p => stack.push(p),
+        }
+    }
+    format!("/{}", stack.join("/"))
+}
+
+/// An upload in progress.
+struct Upload {
+    file: Arc<std::fs::File>,
+    tmp: PathBuf,
+    /// `users.csv`, or a temporary name that a rename will publish.
+    name: String,
+    /// Set once a write failed: the handle is dead and its file removed.
+    failed: Option<String>,
+}
+
+enum Open {
+    Upload(Upload),
+    Dir { listed: bool },
+}
+
+/// One SFTP subsystem of an authenticated session.
+pub struct SftpSession {
+    shared: Arc<Shared>,
+    spool: TenantSpool,
+    sender: Sender,
+    handles: HashMap<String, Open>,
+    next_handle: u64,
+}
+
+impl SftpSession {
+    pub fn new(shared: Arc<Shared>, subdomain: &str, sender: Sender) -> Self {
+        let spool = TenantSpool::new(&shared.config.storage.spool, subdomain);
+        Self {
+            shared,
+            spool,
+            sender,
+            handles: HashMap::new(),
+            next_handle: 0,
+        }
+    }
+
+    fn handle_name(&mut self, prefix: &str) -> String {
+        self.next_handle += 1;
+        format!("{prefix}{}", self.next_handle)
+    }
+
+    /// The file a visible name stands for: the pending upload or a staged one.
+    fn visible_path(&self, name: &str) -> Option<PathBuf> {
+        if name == USERS_CSV {
+            Some(self.spool.pending())
+        } else if spool::is_staging_name(name) {
+            Some(self.spool.staging().join(name))
+        } else {
+            None
+        }
+    }
+
+    fn attrs_of(&self, name: &str) -> Result<FileAttributes, StatusReply> {
+        let path = self
+            .visible_path(name)
+            .ok_or_else(|| StatusReply::new(StatusCode::NoSuchFile))?;
+        let meta = std::fs::metadata(path).map_err(|_| StatusReply::new(StatusCode::NoSuchFile))?;
+        Ok(file_attrs(&meta))
+    }
+
+    /// Publish a completed upload or staged file as the pending users.csv.
+    async fn publish(&self, complete: PathBuf) -> Result<(), StatusReply> {
+        let shared = self.shared.clone();
+        let spool = self.spool.clone();
+        let sender = self.sender.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let now = shared.clock.now();
+            let conn = shared.store.lock().unwrap_or_else(|e| e.into_inner());
+            spool::publish(&conn, &spool, &complete, &sender, now)
+        })
+        .await;
+        match result {
+            Ok(Ok(upload)) => {
+                tracing::info!(upload_id = upload.id, size = upload.size, sha256 = %upload.sha256, "users.csv received");
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "could not publish users.csv");
+                Err(failure(
+                    "the server could not store users.csv; nothing was changed, please upload again",
+                ))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "publish task failed");
+                Err(failure(
+                    "the server could not store users.csv; please upload again",
+                ))
+            }
+        }
+    }
+
+    fn fail_upload(upload: &mut Upload, message: String) -> StatusReply {
+        let _ = std::fs::remove_file(&upload.tmp);
+        upload.failed = Some(message.clone());
+        failure(message)
+    }
+}
+
+impl Drop for SftpSession {
+    /// A session that ends with uploads still open (a dropped connection, a
+    /// killed client) leaves nothing behind and publishes nothing.
+    fn drop(&mut self) {
+        for (_, open) in self.handles.drain() {
+            if let Open::Upload(u) = open {
+                let _ = std::fs::remove_file(&u.tmp);
+                if u.failed.is_none() {
+                    tracing::warn!(name = %u.name, "upload abandoned before close; discarded");
+                }
+            }
+        }
+    }
+}
+
+/// Attributes of a regular file or the root, as clients expect them.
+fn file_attrs(meta: &std::fs::Metadata) -> FileAttributes {
+    use std::os::unix::fs::MetadataExt;
+    let mut attrs = FileAttributes::empty();
+    attrs.size = Some(meta.len());
+    attrs.permissions = Some(if meta.is_dir() { 0o040700 } else { 0o100600 });
+    attrs.mtime = Some(meta.mtime().clamp(0, u32::MAX as i64) as u32);
+    attrs.atime = attrs.mtime;
+    attrs
+}
+
+fn root_attrs() -> FileAttributes {
+    let mut attrs = FileAttributes::empty();
+    attrs.size = Some(0);
+    attrs.permissions = Some(0o040700);
+    attrs
+}
+
+/// Read one SSH string from `data`, returning it and the rest.
+fn ssh_string(data: &[u8]) -> Option<(String, &[u8])> {
+    let len = u32::from_be_bytes(data.get(..4)?.try_into().ok()?) as usize;
+    let bytes = data.get(4..4 + len)?;
+    Some((
+        String::from_utf8_lossy(bytes).into_owned(),
+        &data[4 + len..],
+    ))
+}
+
+impl russh_sftp::server::Handler for SftpSession {
+    type Error = StatusReply;
+
+    fn unimplemented(&self) -> Self::Error {
+        StatusCode::OpUnsupported.with_message("not supported: only uploading users.csv is")
+    }
+
+    async fn init(
+        &mut self,
+        _version: u32,
+        _extensions: HashMap<String, String>,
+    ) -> Result<Version, Self::Error> {
+        let mut v = Version::new();
+        // Advertised so clients rename over an existing users.csv in one step
+        // (a plain SFTP v3 rename may not overwrite, and remove is refused).
+        v.extensions
+            .insert("posix-rename@openssh.com".into(), "1".into());
+        v.extensions.insert("fsync@openssh.com".into(), "1".into());
+        Ok(v)
+    }
+
+    async fn open(
+        &mut self,
+        id: u32,
+        filename: String,
+        pflags: OpenFlags,
+        _attrs: FileAttributes,
+    ) -> Result<Handle, Self::Error> {
+        let Some(VPath::Name(name)) = resolve(&filename) else {
+            return Err(denied());
+        };
+        if self.visible_path(&name).is_none()
+            || !pflags.contains(OpenFlags::WRITE)
+            || pflags.contains(OpenFlags::READ)
+        {
+            return Err(denied());
+        }
+        self.spool
+            .create_dirs()
+            .map_err(|e| failure(format!("the server cannot store uploads right now: {e}")))?;
+        let handle = self.handle_name("f");
+        let tmp = self.spool.incoming().join(format!(
+            "{}-{}.tmp",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| failure(format!("the server cannot store uploads right now: {e}")))?;
+        self.handles.insert(
+            handle.clone(),
+            Open::Upload(Upload {
+                file: Arc::new(file),
+                tmp,
+                name,
+                failed: None,
+            }),
+        );
+        Ok(Handle { id, handle })
+    }
+
+    async fn write(
+        &mut self,
+        id: u32,
+        handle: String,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<Status, Self::Error> {
+        let max = self.shared.config.server.max_upload_bytes;
+        let Some(Open::Upload(upload)) = self.handles.get_mut(&handle) else {
+            return Err(StatusCode::Failure.with_message("invalid handle"));
+        };
+        if let Some(message) = &upload.failed {
+            return Err(failure(message.clone()));
+        }
+        let end = offset.saturating_add(data.len() as u64);
+        if end > max {
+            return Err(Self::fail_upload(
+                upload,
+                format!(
+                    "users.csv is larger than this server accepts ({max} bytes); nothing was stored"
+                ),
+            ));
+        }
+        let file = upload.file.clone();
+        // pwrite at the client's offset: out-of-order and concurrent writes
+        // (rclone, lftp) land where they belong.
+        let written = tokio::task::block_in_place(|| file.write_all_at(&data, offset));
+        if let Err(e) = written {
+            let message = if e.raw_os_error() == Some(28) {
+                "the server's disk is full; nothing was stored, please try again later".to_string()
+            } else {
+                format!("the server could not store users.csv ({e}); nothing was stored")
+            };
+            tracing::error!(error = %e, "upload write failed");
+            return Err(Self::fail_upload(upload, message));
+        }
+        Ok(ok(id))
+    }
+
+    async fn close(&mut self, id: u32, handle: String) -> Result<Status, Self::Error> {
+        match self.handles.remove(&handle) {
+            Some(Open::Dir { .. }) => Ok(ok(id)),
+            Some(Open::Upload(upload)) => {
+                if let Some(message) = upload.failed {
+                    return Err(failure(message));
+                }
+                let Upload {
+                    file, tmp, name, ..
+                } = upload;
+                drop(file);
+                if name == USERS_CSV {
+                    self.publish(tmp).await?;
+                } else {
+                    let staged = self.spool.staging().join(&name);
+                    if let Err(e) = std::fs::rename(&tmp, &staged) {
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(failure(format!("the server could not store {name}: {e}")));
+                    }
+                }
+                Ok(ok(id))
+            }
+            None => Err(StatusCode::Failure.with_message("invalid handle")),
+        }
+    }
+
+    async fn opendir(&mut self, id: u32, path: String) -> Result<Handle, Self::Error> {
+        match resolve(&path) {
+            Some(VPath::Root) => {
+                let handle = self.handle_name("d");
+                self.handles
+                    .insert(handle.clone(), Open::Dir { listed: false });
+                Ok(Handle { id, handle })
+            }
+            Some(VPath::Name(name)) if self.visible_path(&name).is_some() => {
+                Err(StatusCode::Failure.with_message(format!("{name} is not a folder")))
+            }
+            _ => Err(denied()),
+        }
+    }
+
+    async fn readdir(&mut self, id: u32, handle: String) -> Result<Name, Self::Error> {
+        let Some(Open::Dir { listed }) = self.handles.get_mut(&handle) else {
+            return Err(StatusCode::Failure.with_message("invalid handle"));
+        };
+        if *listed {
+            return Err(StatusCode::Eof.into());
+        }
+        *listed = true;
+        let mut files = vec![File::new(".", root_attrs()), File::new("..", root_attrs())];
+        if let Ok(meta) = std::fs::metadata(self.spool.pending()) {
+            files.push(File::new(USERS_CSV, file_attrs(&meta)));
+        }
+        Ok(Name { id, files })
+    }
+
+    async fn realpath(&mut self, id: u32, path: String) -> Result<Name, Self::Error> {
+        Ok(Name {
+            id,
+            files: vec![File::dummy(canonical(&path))],
+        })
+    }
+
+    async fn stat(&mut self, id: u32, path: String) -> Result<Attrs, Self::Error> {
+        match resolve(&path) {
+            Some(VPath::Root) => Ok(Attrs {
+                id,
+                attrs: root_attrs(),
+            }),
+            Some(VPath::Name(name)) => Ok(Attrs {
+                id,
+                attrs: self.attrs_of(&name)?,
+            }),
+            None => Err(StatusCode::NoSuchFile.into()),
+        }
+    }
+
+    async fn lstat(&mut self, id: u32, path: String) -> Result<Attrs, Self::Error> {
+        self.stat(id, path).await
+    }
+
+    async fn fstat(&mut self, id: u32, handle: String) -> Result<Attrs, Self::Error> {
+        match self.handles.get(&handle) {
+            Some(Open::Upload(u)) => {
+                let meta = u.file.metadata().map_err(|e| failure(e.to_string()))?;
+                Ok(Attrs {
+                    id,
+                    attrs: file_attrs(&meta),
+                })
+            }
+            Some(Open::Dir { .. }) => Ok(Attrs {
+                id,
+                attrs: root_attrs(),
+            }),
+            None => Err(StatusCode::Failure.with_message("invalid handle")),
+        }
+    }
+
+    /// `put -p` and many clients set times and modes; accepted, without effect.
+    async fn setstat(
+        &mut self,
+        id: u32,
+        path: String,
+        _attrs: FileAttributes,
+    ) -> Result<Status, Self::Error> {
+        match resolve(&path) {
+            Some(_) => Ok(ok(id)),
+            None => Err(denied()),
+        }
+    }
+
+    async fn fsetstat(
+        &mut self,
+        id: u32,
+        handle: String,
+        _attrs: FileAttributes,
+    ) -> Result<Status, Self::Error> {
+        if self.handles.contains_key(&handle) {
+            Ok(ok(id))
+        } else {
+            Err(StatusCode::Failure.with_message("invalid handle"))
+        }
+    }
+
+    async fn rename(
+        &mut self,
+        id: u32,
+        oldpath: String,
+        newpath: String,
+    ) -> Result<Status, Self::Error> {
+        let (Some(VPath::Name(old)), Some(VPath::Name(new))) =
+            (resolve(&oldpath), resolve(&newpath))
+        else {
+            return Err(denied());
+        };
+        if new != USERS_CSV || !spool::is_staging_name(&old) {
+            return Err(denied());
+        }
+        let staged = self.spool.staging().join(&old);
+        if !staged.exists() {
+            return Err(StatusCode::NoSuchFile.with_message(format!("{old} does not exist")));
+        }
+        self.publish(staged).await?;
+        Ok(ok(id))
+    }
+
+    async fn extended(
+        &mut self,
+        id: u32,
+        request: String,
+        data: Vec<u8>,
+    ) -> Result<Packet, Self::Error> {
+        match request.as_str() {
+            "posix-rename@openssh.com" => {
+                let (old, rest) =
+                    ssh_string(&data).ok_or_else(|| StatusReply::new(StatusCode::BadMessage))?;
+                let (new, _) =
+                    ssh_string(rest).ok_or_else(|| StatusReply::new(StatusCode::BadMessage))?;
+                Ok(Packet::Status(self.rename(id, old, new).await?))
+            }
+            "fsync@openssh.com" => {
+                let (handle, _) =
+                    ssh_string(&data).ok_or_else(|| StatusReply::new(StatusCode::BadMessage))?;
+                match self.handles.get(&handle) {
+                    Some(Open::Upload(u)) => {
+                        let file = u.file.clone();
+                        tokio::task::block_in_place(|| file.sync_data())
+                            .map_err(|e| failure(e.to_string()))?;
+                        Ok(Packet::Status(ok(id)))
+                    }
+                    _ => Err(StatusCode::Failure.with_message("invalid handle")),
+                }
+            }
+            _ => Err(self.unimplemented()),
+        }
+    }
+
+    async fn remove(&mut self, _id: u32, _filename: String) -> Result<Status, Self::Error> {
+        Err(denied())
+    }
+
+    async fn mkdir(
+        &mut self,
+        _id: u32,
+        _path: String,
+        _attrs: FileAttributes,
+    ) -> Result<Status, Self::Error> {
+        Err(denied())
+    }
+
+    async fn rmdir(&mut self, _id: u32, _path: String) -> Result<Status, Self::Error> {
+        Err(denied())
+    }
+
+    async fn symlink(
+        &mut self,
+        _id: u32,
+        _linkpath: String,
+        _targetpath: String,
+    ) -> Result<Status, Self::Error> {
+        Err(denied())
+    }
+
+    async fn readlink(&mut self, _id: u32, _path: String) -> Result<Name, Self::Error> {
+        Err(denied())
+    }
+
+    async fn read(
+        &mut self,
+        _id: u32,
+        _handle: String,
+        _offset: u64,
+        _len: u32,
+    ) -> Result<russh_sftp::protocol::Data, Self::Error> {
+        Err(denied())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_never_leave_the_root() {
+        assert_eq!(resolve("/"), Some(VPath::Root));
+        assert_eq!(resolve(""), Some(VPath::Root));
+        assert_eq!(resolve("."), Some(VPath::Root));
+        assert_eq!(resolve("//./"), Some(VPath::Root));
+        for same in [
+            "users.csv",
+            "/users.csv",
+            "/./users.csv",
+            "//users.csv",
+            "./users.csv/",
+        ] {
+            assert_eq!(
+                resolve(same),
+                Some(VPath::Name("users.csv".into())),
+                "{same}"
+            );
+        }
+        for bad in [
+            "../users.csv",
+            "/../users.csv",
+            "..",
+            "/tmp/users.csv",
+            "a/users.csv",
+            "users.csv/x",
+            "/x/../users.csv",
+        ] {
+            assert_eq!(resolve(bad), None, "{bad}");
+        }
+        assert_eq!(canonical("/../../etc"), "/etc");
+        assert_eq!(canonical("."), "/");
+        assert_eq!(canonical("/a/./b/.."), "/a");
+    }
+}
