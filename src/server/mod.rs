@@ -366,7 +366,10 @@ impl russh::server::Handler for SshSession {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        // OpenSSH's sftp waits for the server to close after its EOF on `bye`.
+        // OpenSSH's sftp waits for the server to close after its EOF on `bye`;
+        // scp (run over ssh) also wants an exit status, or it reports failure.
+        session.exit_status_request(channel, 0)?;
+        session.eof(channel)?;
         session.close(channel)?;
         Ok(())
     }

@@ -420,3 +420,44 @@ fn config_errors_name_the_key_and_defaults_need_no_file() {
     assert_eq!(decode(out).0, 0);
     assert!(env.path("data/rosterd.db").exists());
 }
+
+#[test]
+fn serve_prints_where_it_listens_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let env = Env::new();
+    std::fs::write(&env.config, "[server]\nlisten = \"127.0.0.1:0\"\nhost_key = \"keys/host\"\n[storage]\ndatabase = \"data/rosterd.db\"\n").unwrap();
+    let mut child = env
+        .command(&["serve"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let banner = loop {
+        let line = lines
+            .next()
+            .expect("serve exited before listening")
+            .unwrap();
+        if line.contains("listening on") {
+            break line;
+        }
+    };
+    let fingerprint = env.ok(&["host-key"]);
+    assert!(
+        banner.contains("127.0.0.1:") && banner.contains(fingerprint.trim()),
+        "{banner}"
+    );
+    // the host key was created private on first start
+    let mode = std::fs::metadata(env.path("keys/host"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(0), "serve must exit 0 after SIGTERM");
+}

@@ -7,3 +7,4 @@ mod cli;
 mod crash;
 mod importer;
 mod keys;
+mod server;

@@ -1,0 +1,469 @@
+//! The SSH/SFTP server in-process on a loopback port 0, driven by the real
+//! OpenSSH `sftp` and `scp` clients.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rosterd::clock::SystemClock;
+use rosterd::config::Config;
+use rosterd::server;
+use rosterd::store::Store;
+use sha2::Digest;
+
+use crate::helpers::*;
+
+/// A running server for one test; stops (gracefully) when dropped.
+pub struct TestServer {
+    pub env: Env,
+    pub port: u16,
+    rt: Option<tokio::runtime::Runtime>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestServer {
+    pub fn start(env: Env, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::default();
+        config.storage.database = env.db_path();
+        config.storage.spool = env.path("data/spool");
+        tweak(&mut config);
+        let store = Store::open(&config.storage.database).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let host_key =
+            russh::keys::PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
+                .unwrap();
+        let ssh = server::ssh_config(&config, host_key);
+        let shared = server::Shared::new(config, store.conn, Arc::new(SystemClock));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        rt.spawn(server::run(
+            listener,
+            shared,
+            ssh,
+            async move {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(2),
+        ));
+        Self {
+            env,
+            port,
+            rt: Some(rt),
+            stop: Some(stop),
+        }
+    }
+
+    fn ssh_opts(&self, key: &Path) -> Vec<String> {
+        [
+            "-F",
+            "/dev/null",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=10",
+            "-i",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([key.to_string_lossy().into_owned()])
+        .collect()
+    }
+
+    /// Run `sftp -b -` with `batch` as user@127.0.0.1; returns (code, stdout, stderr).
+    pub fn sftp(&self, user: &str, key: &Path, batch: &str) -> (i32, String, String) {
+        let mut cmd = Command::new("timeout");
+        cmd.arg("60").arg("sftp").args(self.ssh_opts(key)).args([
+            "-P",
+            &self.port.to_string(),
+            "-b",
+            "-",
+        ]);
+        cmd.arg(format!("{user}@127.0.0.1"))
+            .current_dir(self.env.dir.path());
+        run_with_stdin(cmd, batch)
+    }
+
+    pub fn scp(&self, user: &str, key: &Path, local: &Path, remote: &str) -> (i32, String, String) {
+        let mut cmd = Command::new("timeout");
+        cmd.arg("60")
+            .arg("scp")
+            .arg("-s")
+            .args(self.ssh_opts(key))
+            .args(["-P", &self.port.to_string()]);
+        cmd.arg(local).arg(format!("{user}@127.0.0.1:{remote}"));
+        run_with_stdin(cmd, "")
+    }
+
+    pub fn pending(&self, sub: &str) -> PathBuf {
+        self.env.path(&format!("data/spool/{sub}/users.csv"))
+    }
+
+    pub fn uploads(&self) -> Vec<(i64, String, String, String, String)> {
+        let store = self.env.store();
+        let mut stmt = store
+            .conn
+            .prepare(
+                "SELECT size, sha256, remote_addr, key_fingerprint, state FROM uploads ORDER BY id",
+            )
+            .unwrap();
+        stmt.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+fn run_with_stdin(mut cmd: Command, input: &str) -> (i32, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("OpenSSH client tools must be installed (apt-get install openssh-client)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    decode(child.wait_with_output().unwrap())
+}
+
+/// A tenant with a registered ed25519 key; returns the private key path.
+pub fn tenant_with_key(env: &Env, sub: &str) -> PathBuf {
+    env.ok(&[
+        "tenant",
+        "add",
+        sub,
+        "--admin-name",
+        "A",
+        "--admin-email",
+        "a@example.org",
+    ]);
+    let key = env.path(&format!("{sub}_key"));
+    ssh_keygen(&["-q", "-t", "ed25519", "-N", "", "-f", key.to_str().unwrap()]);
+    env.ok(&[
+        "key",
+        "add",
+        sub,
+        key.with_extension("pub").to_str().unwrap(),
+    ]);
+    key
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn sftp_batch_and_scp_upload_users_csv() {
+    let env = Env::new();
+    let key = tenant_with_key(&env, "lincoln");
+    let fp = env
+        .ok(&["key", "list", "lincoln"])
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let srv = TestServer::start(env, |_| {});
+    let body = "Username,First Name\njdoe1,John\n".repeat(3000);
+    let local = srv.env.file("local.csv", &body);
+
+    let (code, out, err) = srv.sftp("lincoln", &key, "put local.csv users.csv\nls -l\nbye\n");
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains(&format!("{} ", body.len())),
+        "ls -l shows the size: {out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(srv.pending("lincoln")).unwrap(),
+        body
+    );
+    let uploads = srv.uploads();
+    assert_eq!(uploads.len(), 1);
+    let (size, sha, remote, key_fp, state) = &uploads[0];
+    assert_eq!(*size as usize, body.len());
+    assert_eq!(sha, &sha256_hex(body.as_bytes()));
+    assert!(remote.starts_with("127.0.0.1:"), "{remote}");
+    assert_eq!(key_fp, &fp);
+    assert_eq!(state, "pending");
+
+    // scp (SFTP mode) to the same name, with a leading slash and "/./": the same file.
+    let other = srv.env.file("second.csv", "Username\nsecond1\n");
+    let (code, _, err) = srv.scp("lincoln", &key, &other, "/./users.csv");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(srv.pending("lincoln")).unwrap(),
+        "Username\nsecond1\n"
+    );
+    let states: Vec<String> = srv.uploads().into_iter().map(|u| u.4).collect();
+    assert_eq!(states, ["superseded", "pending"]);
+    // nothing left behind in the spool but the pending file
+    assert_eq!(
+        std::fs::read_dir(srv.env.path("data/spool/lincoln/incoming"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn every_other_operation_is_refused() {
+    let env = Env::new();
+    let key = tenant_with_key(&env, "lincoln");
+    let srv = TestServer::start(env, |_| {});
+    srv.env.file("users.csv", "Username\nfirst1\n");
+    assert_eq!(srv.sftp("lincoln", &key, "put users.csv\n").0, 0);
+    let before = std::fs::read(srv.pending("lincoln")).unwrap();
+    let refused = [
+        "put users.csv other.csv",
+        "put users.csv ../x/users.csv",
+        "put users.csv ../users.csv",
+        "put users.csv /tmp/users.csv",
+        "put users.csv sub/users.csv",
+        "put users.csv users.csv/x",
+        "mkdir newdir",
+        "rm users.csv",
+        "rmdir /",
+        "ln -s users.csv link.csv",
+        "rename users.csv other.csv",
+        "get users.csv copy.csv",
+        "cd /tmp",
+    ];
+    for command in refused {
+        let (code, out, err) = srv.sftp("lincoln", &key, &format!("{command}\n"));
+        assert_ne!(code, 0, "{command:?} was allowed: {out}");
+        assert!(
+            err.contains("ermission denied")
+                || err.contains("only users.csv")
+                || err.contains("not a directory")
+                || err.contains("No such file"),
+            "{command:?}: {err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(srv.pending("lincoln")).unwrap(),
+        before,
+        "a refused operation changed users.csv"
+    );
+    assert!(
+        !Path::new("/tmp/users.csv").exists() || std::fs::read("/tmp/users.csv").unwrap() != before
+    );
+    // setstat (put -p) succeeds without effect; the WinSCP pattern publishes
+    let (code, _, err) = srv.sftp(
+        "lincoln",
+        &key,
+        "put -p users.csv users.csv.filepart\nrename users.csv.filepart users.csv\nls\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(srv.uploads().len(), 2);
+}
+
+#[test]
+fn authentication_refusals_look_alike() {
+    let env = Env::new();
+    let key = tenant_with_key(&env, "lincoln");
+    let other_key = tenant_with_key(&env, "other");
+    let fp = env
+        .ok(&["key", "list", "lincoln"])
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let srv = TestServer::start(env, |c| c.server.auth_failures_before_ban = 1000);
+    let unregistered = srv.env.path("stray");
+    ssh_keygen(&[
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-f",
+        unregistered.to_str().unwrap(),
+    ]);
+    let cases: [(&str, &Path); 4] = [
+        ("nobody", &key),           // unknown tenant
+        ("lincoln", &other_key),    // another tenant's key
+        ("lincoln", &unregistered), // unregistered key
+        ("Lincoln", &key),          // usernames are exact subdomains
+    ];
+    for (user, k) in cases {
+        let (code, _, err) = srv.sftp(user, k, "ls\n");
+        assert_ne!(code, 0, "{user} with {k:?} logged in");
+        assert!(
+            err.contains("Permission denied (publickey)"),
+            "{user}: {err}"
+        );
+    }
+    // password and keyboard-interactive are not even offered
+    let mut cmd = Command::new("timeout");
+    cmd.args([
+        "30",
+        "sftp",
+        "-F",
+        "/dev/null",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+    ])
+    .args([
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "PubkeyAuthentication=no",
+        "-o",
+        "PreferredAuthentications=password,keyboard-interactive",
+    ])
+    .args(["-P", &srv.port.to_string(), "-b", "-", "lincoln@127.0.0.1"]);
+    let (code, _, err) = run_with_stdin(cmd, "ls\n");
+    assert_ne!(code, 0);
+    assert!(err.contains("Permission denied (publickey)"), "{err}");
+
+    // revoked while the server runs: refused at the next login, no restart
+    assert_eq!(srv.sftp("lincoln", &key, "ls\n").0, 0);
+    srv.env.ok(&["key", "revoke", "lincoln", &fp]);
+    let (code, _, err) = srv.sftp("lincoln", &key, "ls\n");
+    assert_ne!(code, 0);
+    assert!(err.contains("Permission denied (publickey)"), "{err}");
+    // a disabled tenant is refused the same way
+    srv.env.ok(&["tenant", "disable", "other"]);
+    assert!(
+        srv.sftp("other", &other_key, "ls\n")
+            .2
+            .contains("Permission denied (publickey)")
+    );
+}
+
+#[test]
+fn repeated_failures_ban_the_address() {
+    let env = Env::new();
+    let key = tenant_with_key(&env, "lincoln");
+    let srv = TestServer::start(env, |c| {
+        c.server.auth_failures_before_ban = 3;
+        c.server.ban_seconds = 600;
+    });
+    for _ in 0..3 {
+        assert_ne!(srv.sftp("nobody", &key, "ls\n").0, 0);
+    }
+    // Now even the right key is refused: the connection is dropped before the handshake.
+    let (code, _, err) = srv.sftp("lincoln", &key, "ls\n");
+    assert_ne!(code, 0);
+    assert!(
+        !err.contains("Permission denied"),
+        "banned address reached authentication: {err}"
+    );
+}
+
+#[test]
+fn interrupted_upload_publishes_nothing() {
+    let env = Env::new();
+    let key = tenant_with_key(&env, "lincoln");
+    let srv = TestServer::start(env, |_| {});
+    srv.env.file("users.csv", "Username\nkeeper1\n");
+    assert_eq!(srv.sftp("lincoln", &key, "put users.csv\n").0, 0);
+    let before = std::fs::read(srv.pending("lincoln")).unwrap();
+
+    // A 512 MiB file, throttled by the client (-l, Kbit/s) so it is surely mid-transfer when killed.
+    let big = srv.env.path("big.csv");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(512 << 20)
+        .unwrap();
+    let mut cmd = Command::new("sftp");
+    cmd.args(srv.ssh_opts(&key))
+        .args(["-l", "8000", "-P", &srv.port.to_string(), "-b", "-"])
+        .arg("lincoln@127.0.0.1")
+        .current_dir(srv.env.dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"put big.csv users.csv\n")
+        .unwrap();
+    let incoming = srv.env.path("data/spool/lincoln/incoming");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let partial: u64 = std::fs::read_dir(&incoming)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0);
+        if partial > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the upload never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The server notices the dropped connection and discards the partial file.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::fs::read_dir(&incoming).unwrap().count() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "partial upload left in incoming/"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read(srv.pending("lincoln")).unwrap(), before);
+    assert_eq!(srv.uploads().len(), 1, "an interrupted upload was recorded");
+}
+
+#[test]
+fn upload_over_the_size_limit_fails_cleanly() {
+    let env = Env::new();
+    let key = tenant_with_key(&env, "lincoln");
+    let srv = TestServer::start(env, |c| c.server.max_upload_bytes = 1000);
+    srv.env.file("users.csv", "x".repeat(5000));
+    let (code, _, err) = srv.sftp("lincoln", &key, "put users.csv\n");
+    assert_ne!(code, 0);
+    assert!(!err.is_empty());
+    assert!(!srv.pending("lincoln").exists());
+    assert_eq!(
+        std::fs::read_dir(srv.env.path("data/spool/lincoln/incoming"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert!(srv.uploads().is_empty());
+}
