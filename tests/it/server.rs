@@ -200,7 +200,7 @@ fn sftp_batch_and_scp_upload_users_csv() {
         .to_owned();
     let srv = TestServer::start(env, |_| {});
     let body = "Username,First Name\njdoe1,John\n".repeat(3000);
-    let local = srv.env.file("local.csv", &body);
+    srv.env.file("local.csv", &body);
 
     let (code, out, err) = srv.sftp("lincoln", &key, "put local.csv users.csv\nls -l\nbye\n");
     assert_eq!(code, 0, "{out}\n{err}");
