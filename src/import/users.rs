@@ -659,10 +659,7 @@ fn write_batch(
     for (plan, hash) in plans {
         match plan {
             Plan::Create { row, fp } => {
-                let access = match row.access {
-                    AccessChange::Set(a) => Some(a.as_str()),
-                    _ => None,
-                };
+                let (_, access) = access_params(row.access);
                 let inserted = insert.execute(params![
                     tenant.id,
                     row.username.display,
@@ -694,11 +691,7 @@ fn write_batch(
                 }
             }
             Plan::Update { id, row, fp } => {
-                let (keep_access, access) = match row.access {
-                    AccessChange::Keep => (true, None),
-                    AccessChange::Remove => (false, None),
-                    AccessChange::Set(a) => (false, Some(a.as_str())),
-                };
+                let (keep_access, access) = access_params(row.access);
                 update.execute(params![
                     id,
                     row.username.display,
@@ -720,6 +713,16 @@ fn write_batch(
         }
     }
     Ok(())
+}
+
+/// An Access Type cell as statement parameters: whether to keep the stored
+/// value, and the value to store otherwise (NULL removes privileges).
+fn access_params(change: AccessChange) -> (bool, Option<&'static str>) {
+    match change {
+        AccessChange::Keep => (true, None),
+        AccessChange::Remove => (false, None),
+        AccessChange::Set(a) => (false, Some(a.as_str())),
+    }
 }
 
 /// The row's username belongs to another tenant's user: a row error that does

@@ -170,54 +170,44 @@ fn users_export_is_sorted_and_has_no_passwords() {
 #[test]
 fn tenants_add_show_disable_enable() {
     let env = Env::new();
-    let (code, _, err) = env.run(&[
-        "tenant",
-        "add",
-        "Lincoln_USD",
-        "--admin-name",
-        "A",
-        "--admin-email",
-        "a@example.org",
-    ]);
-    assert_eq!(code, 1);
-    assert!(err.contains("lowercase letters"), "{err}");
-    let (code, _, err) = env.run(&[
-        "tenant",
-        "add",
-        "lincoln",
-        "--admin-name",
-        "A",
-        "--admin-email",
-        "not-an-address",
-    ]);
-    assert_eq!(code, 1);
-    assert!(err.contains("--admin-email"), "{err}");
-    let (code, _, err) = env.run(&[
-        "tenant",
-        "add",
-        "lincoln",
-        "--admin-name",
-        "A",
-        "--admin-email",
-        "a@example.org",
-        "--timezone",
-        "Mars/Base",
-    ]);
-    assert_eq!(code, 1);
-    assert!(err.contains("IANA"), "{err}");
-    let (code, _, err) = env.run(&[
-        "tenant",
-        "add",
-        "lincoln",
-        "--admin-name",
-        "A",
-        "--admin-email",
-        "a@example.org",
-        "--window",
-        "6pm-6am",
-    ]);
-    assert_eq!(code, 1);
-    assert!(err.contains("18:00-06:00"), "{err}");
+    // Each bad value is refused with a message that names what to fix.
+    let refused: [(&[&str], &str); 4] = [
+        (
+            &["Lincoln_USD", "--admin-email", "a@example.org"],
+            "lowercase letters",
+        ),
+        (
+            &["lincoln", "--admin-email", "not-an-address"],
+            "--admin-email",
+        ),
+        (
+            &[
+                "lincoln",
+                "--admin-email",
+                "a@example.org",
+                "--timezone",
+                "Mars/Base",
+            ],
+            "IANA",
+        ),
+        (
+            &[
+                "lincoln",
+                "--admin-email",
+                "a@example.org",
+                "--window",
+                "6pm-6am",
+            ],
+            "18:00-06:00",
+        ),
+    ];
+    for (args, why) in refused {
+        let mut full = vec!["tenant", "add", "--admin-name", "A"];
+        full.extend_from_slice(args);
+        let (code, _, err) = env.run(&full);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
     env.ok(&[
         "tenant",
         "add",

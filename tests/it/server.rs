@@ -467,3 +467,51 @@ fn upload_over_the_size_limit_fails_cleanly() {
     );
     assert!(srv.uploads().is_empty());
 }
+
+#[test]
+fn per_tenant_session_limit() {
+    let env = Env::new();
+    let key = tenant_with_key(&env, "lincoln");
+    let other = tenant_with_key(&env, "other");
+    let srv = TestServer::start(env, |c| c.server.max_sessions_per_tenant = 1);
+    // One session held open (sftp waits on its standard input)...
+    let mut holder = Command::new("sftp")
+        .args(srv.ssh_opts(&key))
+        .args(["-P", &srv.port.to_string(), "-b", "-", "lincoln@127.0.0.1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = holder.stdin.take().unwrap();
+    stdin.write_all(b"pwd\n").unwrap();
+    // ... is logged in once its first command has answered.
+    let mut out = holder.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&seen).contains("Remote working directory") {
+        let mut buf = [0u8; 256];
+        let n = std::io::Read::read(&mut out, &mut buf).unwrap();
+        assert!(
+            n > 0 && Instant::now() < deadline,
+            "the first session never logged in"
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // A second session of the same tenant is refused; another tenant is not affected.
+    let (code, _, err) = srv.sftp("lincoln", &key, "ls\n");
+    assert_ne!(code, 0, "second session of the tenant was allowed");
+    assert!(err.contains("Permission denied"), "{err}");
+    assert_eq!(srv.sftp("other", &other, "ls\n").0, 0);
+    // When the first session ends, the slot is free again.
+    drop(stdin);
+    holder.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while srv.sftp("lincoln", &key, "ls\n").0 != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the slot was not freed after the session ended"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
