@@ -181,6 +181,18 @@ pub fn tenant_with_key(env: &Env, sub: &str) -> PathBuf {
     key
 }
 
+/// A server whose tenant `lincoln` has uploaded one users.csv: the server, the
+/// tenant's key, and the published bytes.
+fn server_with_one_upload() -> (TestServer, PathBuf, Vec<u8>) {
+    let env = Env::new();
+    let key = tenant_with_key(&env, "lincoln");
+    let srv = TestServer::start(env, |_| {});
+    srv.env.file("users.csv", "Username\nfirst1\n");
+    assert_eq!(srv.sftp("lincoln", &key, "put users.csv\n").0, 0);
+    let before = std::fs::read(srv.pending("lincoln")).unwrap();
+    (srv, key, before)
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     sha2::Sha256::digest(bytes)
         .iter()
@@ -242,12 +254,7 @@ fn sftp_batch_and_scp_upload_users_csv() {
 
 #[test]
 fn every_other_operation_is_refused() {
-    let env = Env::new();
-    let key = tenant_with_key(&env, "lincoln");
-    let srv = TestServer::start(env, |_| {});
-    srv.env.file("users.csv", "Username\nfirst1\n");
-    assert_eq!(srv.sftp("lincoln", &key, "put users.csv\n").0, 0);
-    let before = std::fs::read(srv.pending("lincoln")).unwrap();
+    let (srv, key, before) = server_with_one_upload();
     let refused = [
         "put users.csv other.csv",
         "put users.csv ../x/users.csv",
@@ -390,12 +397,7 @@ fn repeated_failures_ban_the_address() {
 
 #[test]
 fn interrupted_upload_publishes_nothing() {
-    let env = Env::new();
-    let key = tenant_with_key(&env, "lincoln");
-    let srv = TestServer::start(env, |_| {});
-    srv.env.file("users.csv", "Username\nkeeper1\n");
-    assert_eq!(srv.sftp("lincoln", &key, "put users.csv\n").0, 0);
-    let before = std::fs::read(srv.pending("lincoln")).unwrap();
+    let (srv, key, before) = server_with_one_upload();
 
     // A 512 MiB file, throttled by the client (-l, Kbit/s) so it is surely mid-transfer when killed.
     let big = srv.env.path("big.csv");
