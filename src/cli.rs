@@ -904,15 +904,10 @@ fn print_report(
         Format::Text => write!(out, "{}", report.render_text(50))?,
         Format::Csv => report.write_problems_csv(out)?,
         Format::Json => {
-            serde_json_write(out, report)?;
+            serde_json::to_writer_pretty(&mut *out, report)?;
+            writeln!(out)?;
         }
     }
-    Ok(())
-}
-
-fn serde_json_write(out: &mut impl Write, report: &import::Report) -> anyhow::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, report)?;
-    writeln!(out)?;
     Ok(())
 }
 

@@ -159,8 +159,9 @@ fn run_with_stdin(mut cmd: Command, input: &str) -> (i32, String, String) {
     decode(child.wait_with_output().unwrap())
 }
 
-/// A tenant with a registered ed25519 key; returns the private key path.
-pub fn tenant_with_key(env: &Env, sub: &str) -> PathBuf {
+/// A tenant with a registered ed25519 key: the private key's path and the
+/// `SHA256:` fingerprint `key add` printed for it.
+pub fn tenant_with_key(env: &Env, sub: &str) -> (PathBuf, String) {
     env.ok(&[
         "tenant",
         "add",
@@ -172,20 +173,20 @@ pub fn tenant_with_key(env: &Env, sub: &str) -> PathBuf {
     ]);
     let key = env.path(&format!("{sub}_key"));
     ssh_keygen(&["-q", "-t", "ed25519", "-N", "", "-f", key.to_str().unwrap()]);
-    env.ok(&[
+    let fingerprint = env.ok(&[
         "key",
         "add",
         sub,
         key.with_extension("pub").to_str().unwrap(),
     ]);
-    key
+    (key, fingerprint.trim().to_owned())
 }
 
 /// A server whose tenant `lincoln` has uploaded one users.csv: the server, the
 /// tenant's key, and the published bytes.
 fn server_with_one_upload() -> (TestServer, PathBuf, Vec<u8>) {
     let env = Env::new();
-    let key = tenant_with_key(&env, "lincoln");
+    let (key, _) = tenant_with_key(&env, "lincoln");
     let srv = TestServer::start(env, |_| {});
     srv.env.file("users.csv", "Username\nfirst1\n");
     assert_eq!(srv.sftp("lincoln", &key, "put users.csv\n").0, 0);
@@ -203,13 +204,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 #[test]
 fn sftp_batch_and_scp_upload_users_csv() {
     let env = Env::new();
-    let key = tenant_with_key(&env, "lincoln");
-    let fp = env
-        .ok(&["key", "list", "lincoln"])
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
+    let (key, fp) = tenant_with_key(&env, "lincoln");
     let srv = TestServer::start(env, |_| {});
     let body = "Username,First Name\njdoe1,John\n".repeat(3000);
     srv.env.file("local.csv", &body);
@@ -302,14 +297,8 @@ fn every_other_operation_is_refused() {
 #[test]
 fn authentication_refusals_look_alike() {
     let env = Env::new();
-    let key = tenant_with_key(&env, "lincoln");
-    let other_key = tenant_with_key(&env, "other");
-    let fp = env
-        .ok(&["key", "list", "lincoln"])
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
+    let (key, fp) = tenant_with_key(&env, "lincoln");
+    let (other_key, _) = tenant_with_key(&env, "other");
     let srv = TestServer::start(env, |c| c.server.auth_failures_before_ban = 1000);
     let unregistered = srv.env.path("stray");
     ssh_keygen(&[
@@ -378,7 +367,7 @@ fn authentication_refusals_look_alike() {
 #[test]
 fn repeated_failures_ban_the_address() {
     let env = Env::new();
-    let key = tenant_with_key(&env, "lincoln");
+    let (key, _) = tenant_with_key(&env, "lincoln");
     let srv = TestServer::start(env, |c| {
         c.server.auth_failures_before_ban = 3;
         c.server.ban_seconds = 600;
@@ -454,7 +443,7 @@ fn interrupted_upload_publishes_nothing() {
 #[test]
 fn upload_over_the_size_limit_fails_cleanly() {
     let env = Env::new();
-    let key = tenant_with_key(&env, "lincoln");
+    let (key, _) = tenant_with_key(&env, "lincoln");
     let srv = TestServer::start(env, |c| c.server.max_upload_bytes = 1000);
     srv.env.file("users.csv", "x".repeat(5000));
     let (code, _, err) = srv.sftp("lincoln", &key, "put users.csv\n");
@@ -473,8 +462,8 @@ fn upload_over_the_size_limit_fails_cleanly() {
 #[test]
 fn per_tenant_session_limit() {
     let env = Env::new();
-    let key = tenant_with_key(&env, "lincoln");
-    let other = tenant_with_key(&env, "other");
+    let (key, _) = tenant_with_key(&env, "lincoln");
+    let (other, _) = tenant_with_key(&env, "other");
     let srv = TestServer::start(env, |c| c.server.max_sessions_per_tenant = 1);
     // One session held open (sftp waits on its standard input)...
     let mut holder = Command::new("sftp")
