@@ -87,6 +87,12 @@ pub enum Command {
         #[arg(value_enum)]
         kind: TemplateKind,
     },
+    /// Per district: last upload, last import and its outcome, the pending file,
+    /// when the window next opens (district time); and the mail queue
+    #[command(
+        after_help = "Example:\n  rosterd status\n\nMessages that could not be delivered are listed with the server's answer."
+    )]
+    Status,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -232,6 +238,19 @@ A dry run exits as the real import would.\n\nExamples:\n  rosterd import users l
 rosterd import users lincoln-usd users.csv\n  rosterd import users lincoln-usd users.csv --format csv > problems.csv"
     )]
     Users(ImportArgs),
+    /// Import a district's pending SFTP upload now, whatever the time (support's
+    /// override of the nightly window); the report is printed and emailed
+    #[command(
+        after_help = "Use it when a district needs last night's file applied during the day, or after\n\
+fixing a problem that stopped the nightly import. If the daemon is importing the file\n\
+at this moment, this says so and changes nothing.\n\nExample:\n  rosterd import run lincoln-usd"
+    )]
+    Run {
+        subdomain: String,
+        /// Report format on standard output
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +266,9 @@ pub struct ImportArgs {
     /// Report format on standard output
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Also email the report to the district's administrator
+    #[arg(long)]
+    email: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -323,6 +345,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Key(cmd) => key_command(&config, clock.as_ref(), cmd, out),
         Command::School(cmd) => school_command(&config, cmd, out),
         Command::Import(ImportCommand::Users(args)) => import_users(&config, clock, args, out),
+        Command::Import(ImportCommand::Run { subdomain, format }) => {
+            import_run(&config, clock, &subdomain, format, out)
+        }
+        Command::Status => status(&config, clock.as_ref(), out),
         Command::Users(UsersCommand::Export { subdomain }) => {
             let store = open_store(&config)?;
             let tenant = store.require_tenant(&subdomain)?;
@@ -349,20 +375,43 @@ fn serve(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<i32> {
         if removed > 0 {
             tracing::info!(removed, "removed unfinished transfers left by the previous run");
         }
+        let finished = crate::spool::archive_leftovers(&store.conn, &config.storage.spool)?;
+        if finished > 0 {
+            tracing::info!(finished, "archived uploads whose import finished just before the previous run stopped");
+        }
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
         let addr = listener.local_addr()?;
         let grace = std::time::Duration::from_secs(config.server.shutdown_grace_seconds);
         let ssh = crate::server::ssh_config(&config, host_key);
-        tracing::info!(%addr, host_key = %fingerprint, "rosterd listening for SFTP");
+        let scheduler = Arc::new(crate::scheduler::Scheduler::new(
+            &config,
+            import_context(&config, clock.clone())?,
+        ));
+        let mailer = crate::mail::Mailer::new(&config.mail, open_store(&config)?.conn, clock.clone())?;
+        let mail_target = crate::mail::Mailer::describe(&config.mail);
+        tracing::info!(%addr, host_key = %fingerprint, mail = %mail_target, "rosterd listening for SFTP");
         eprintln!("rosterd is listening on {addr} (SFTP); host key {fingerprint}");
+        eprintln!("reports go to {mail_target}; imports run {} in each district's time zone (default {})", config.schedule.window, config.schedule.timezone);
         if store.tenants()?.is_empty() {
             eprintln!("no districts yet: register one with `rosterd tenant add SUBDOMAIN --admin-name NAME --admin-email EMAIL`,");
             eprintln!("then its key with `rosterd key add SUBDOMAIN FILE.pub`; it uploads with `sftp -P {} SUBDOMAIN@HOST`", addr.port());
         }
-        let shared = crate::server::Shared::new(config, store.conn, clock);
+        drop(store);
+        let shared = crate::server::Shared::open(config, clock)?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mail_wake = Arc::new(tokio::sync::Notify::new());
+        let scheduling = tokio::spawn(scheduler.run_until_stopped(
+            shared.uploaded.clone(),
+            mail_wake.clone(),
+            stopped.clone(),
+        ));
+        let mailing = tokio::spawn(async move { mailer.run_until_stopped(mail_wake, stopped).await });
         crate::server::run(listener, shared, ssh, shutdown_signal(), grace).await?;
+        let _ = stop.send(true);
+        let _ = scheduling.await;
+        let _ = mailing.await;
         tracing::info!("rosterd stopped");
         Ok(0)
     })
@@ -871,11 +920,7 @@ fn import_users(
         "{} is not a readable file",
         args.file.display()
     );
-    let ctx = ImportContext {
-        clock,
-        fingerprinter: Fingerprinter::load_or_create(&config.storage.fingerprint_key)?,
-        default_timezone: config.schedule.timezone,
-    };
+    let ctx = import_context(config, clock.clone())?;
     let opts = ImportOptions {
         dry_run: args.dry_run,
         force: args.force,
@@ -886,13 +931,198 @@ fn import_users(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
+        email: args.email && !args.dry_run,
     };
     let report = import::users::import(&mut store.conn, &ctx, &tenant, &args.file, &opts)?;
+    if args.email && args.dry_run {
+        // A dry run stores nothing, so its email is queued on its own.
+        let now = ctx.clock.now();
+        let mail = ctx
+            .composer
+            .report(&tenant, ctx.timezone_of(&tenant), &report, None, now)?;
+        crate::mail::queue(&store.conn, &mail, now)?;
+    }
     print_report(&report, args.format, out)?;
     if let Some(reason) = &report.reason {
         eprintln!("error: {reason}");
     }
+    if args.email {
+        deliver_now(config, clock)?;
+    }
     Ok(report.exit_code())
+}
+
+fn import_context(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<ImportContext> {
+    Ok(ImportContext {
+        clock,
+        fingerprinter: Fingerprinter::load_or_create(&config.storage.fingerprint_key)?,
+        default_timezone: config.schedule.timezone,
+        composer: crate::mail::Composer::new(&config.mail.from)?,
+    })
+}
+
+/// Try the mail queue once now, so a support command's report goes out (or
+/// lands in the outbox directory) without waiting for the daemon; whatever
+/// cannot be delivered stays queued for it.
+fn deliver_now(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let conn = open_store(config)?.conn;
+    let mailer = crate::mail::Mailer::new(&config.mail, conn, clock)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let pass = runtime.block_on(mailer.run_once())?;
+    let queued = crate::mail::queue_length(&open_store(config)?.conn)?;
+    let target = crate::mail::Mailer::describe(&config.mail);
+    match (pass.sent, queued) {
+        (0, 0) => {}
+        (sent, 0) => eprintln!("emailed {sent} message(s) via {target}"),
+        (sent, queued) => eprintln!(
+            "emailed {sent} message(s) via {target}; {queued} still queued (`rosterd serve` retries them; `rosterd status` shows why)"
+        ),
+    }
+    Ok(())
+}
+
+/// `rosterd status`: one block per tenant, then the mail queue.
+fn status(config: &Config, clock: &dyn Clock, out: &mut impl Write) -> anyhow::Result<i32> {
+    use crate::mail::compose::local;
+    let store = open_store(config)?;
+    let now = clock.now();
+    let tenants = store.tenants()?;
+    if tenants.is_empty() {
+        writeln!(
+            out,
+            "no districts yet: `rosterd tenant add SUBDOMAIN --admin-name NAME --admin-email EMAIL`"
+        )?;
+    }
+    let at = |text: &str, tz| {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|d| local(d.to_utc(), tz))
+            .unwrap_or_else(|_| text.to_owned())
+    };
+    for t in &tenants {
+        let tz = t
+            .timezone
+            .as_deref()
+            .and_then(|z| z.parse().ok())
+            .unwrap_or(config.schedule.timezone);
+        let window: crate::schedule::Window = t
+            .window
+            .as_deref()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(config.schedule.window);
+        let st = crate::store::tenant_status(&store.conn, t.id)?;
+        let disabled = if t.disabled { ", DISABLED" } else { "" };
+        writeln!(out, "{} ({tz}, window {window}{disabled})", t.subdomain)?;
+        match &st.last_upload {
+            Some((received, size, state)) => writeln!(
+                out,
+                "  last upload   {}, {} ({state})",
+                at(received, tz),
+                import::report::human_size(*size as u64)
+            )?,
+            None => writeln!(out, "  last upload   never")?,
+        }
+        match &st.last_run {
+            Some((finished, outcome, created, updated, errors)) => writeln!(
+                out,
+                "  last import   {}: {outcome}, {created} created, {updated} updated, {errors} errors",
+                at(finished, tz)
+            )?,
+            None => writeln!(out, "  last import   never")?,
+        }
+        match &st.pending_since {
+            Some(since) => writeln!(out, "  pending       users.csv received {}", at(since, tz))?,
+            None => writeln!(out, "  pending       none")?,
+        }
+        if window.is_open(tz, now) {
+            writeln!(
+                out,
+                "  window        open now, closes {}",
+                local(window.next_close(tz, now), tz)
+            )?;
+        } else {
+            writeln!(
+                out,
+                "  window        opens {}",
+                local(window.next_opening(tz, now), tz)
+            )?;
+        }
+        writeln!(out, "  mail queued   {}", st.mail_queued)?;
+    }
+    let outbox = crate::mail::outbox(&store.conn)?;
+    let queued = outbox.iter().filter(|m| m.state == "queued").count();
+    let failed: Vec<_> = outbox.iter().filter(|m| m.state == "failed").collect();
+    writeln!(
+        out,
+        "mail: {queued} queued, {} failed, {} sent (via {})",
+        failed.len(),
+        outbox.iter().filter(|m| m.state == "sent").count(),
+        crate::mail::Mailer::describe(&config.mail)
+    )?;
+    for m in outbox.iter().filter(|m| m.state != "sent") {
+        writeln!(
+            out,
+            "  #{} {} to {} ({}, {} attempts){}",
+            m.id,
+            m.kind,
+            m.recipient,
+            m.state,
+            m.attempts,
+            m.last_error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        )?;
+    }
+    Ok(0)
+}
+
+/// `import run`: import the pending upload now.
+fn import_run(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    subdomain: &str,
+    format: Format,
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
+    let mut store = open_store(config)?;
+    let tenant = store.require_tenant(subdomain)?;
+    anyhow::ensure!(
+        !tenant.disabled,
+        "tenant {} is disabled, so nothing is imported for it; `rosterd tenant enable {}` first",
+        tenant.subdomain,
+        tenant.subdomain
+    );
+    let scheduler =
+        crate::scheduler::Scheduler::new(config, import_context(config, clock.clone())?);
+    crate::spool::archive_leftovers(&store.conn, &config.storage.spool)?;
+    crate::spool::adopt_unrecorded(
+        &store.conn,
+        &scheduler.spool_of(&tenant),
+        tenant.id,
+        clock.now(),
+    )?;
+    let code = match scheduler.import_next(&mut store.conn, &tenant)? {
+        crate::scheduler::Next::Imported(report) => {
+            print_report(&report, format, out)?;
+            if let Some(reason) = &report.reason {
+                eprintln!("error: {reason}");
+            }
+            report.exit_code()
+        }
+        crate::scheduler::Next::Nothing => anyhow::bail!(
+            "{} has no pending upload to import; `rosterd status` shows its last upload and import",
+            tenant.subdomain
+        ),
+        crate::scheduler::Next::Busy => anyhow::bail!(
+            "{}'s upload is being imported right now (by the daemon); its report will be emailed. `rosterd runs {}` shows it when done",
+            tenant.subdomain,
+            tenant.subdomain
+        ),
+    };
+    deliver_now(config, clock)?;
+    Ok(code)
 }
 
 fn print_report(
@@ -901,7 +1131,11 @@ fn print_report(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     match format {
-        Format::Text => write!(out, "{}", report.render_text(50))?,
+        Format::Text => write!(
+            out,
+            "{}",
+            report.render_text(50, "all of them: --format csv")
+        )?,
         Format::Csv => report.write_problems_csv(out)?,
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, report)?;

@@ -46,8 +46,26 @@ impl Clock for FixedClock {
     }
 }
 
-/// The clock the CLI uses. `ROSTERD_NOW` (an RFC 3339 time) pins it, so support can
-/// rehearse "what would this file do on 1 July" and tests can drive the binary.
+/// The wall clock shifted by a fixed amount: it starts at a chosen time and then
+/// runs at real speed, so a daemon started "at 23:00" keeps its schedule moving.
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetClock(chrono::Duration);
+
+impl OffsetClock {
+    pub fn starting_at(at: DateTime<Utc>) -> Self {
+        Self(at - Utc::now())
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.0
+    }
+}
+
+/// The clock the CLI and daemon use. `ROSTERD_NOW` (an RFC 3339 time) sets where
+/// it starts, so support can rehearse "what would this file do on 1 July" and
+/// tests can run the daemon "at night"; from there it runs at real speed.
 pub fn from_env() -> anyhow::Result<Arc<dyn Clock>> {
     match std::env::var("ROSTERD_NOW") {
         Ok(text) => {
@@ -56,7 +74,7 @@ pub fn from_env() -> anyhow::Result<Arc<dyn Clock>> {
                     "ROSTERD_NOW={text:?} is not an RFC 3339 time such as 2026-09-01T12:00:00Z: {e}"
                 )
             })?;
-            Ok(Arc::new(FixedClock::new(at.with_timezone(&Utc))))
+            Ok(Arc::new(OffsetClock::starting_at(at.with_timezone(&Utc))))
         }
         Err(_) => Ok(Arc::new(SystemClock)),
     }

@@ -2,12 +2,19 @@
 //! `incoming/` under a private name and published as the pending `users.csv`
 //! only by an atomic rename once complete, so a broken transfer never replaces
 //! a complete file. Each publication is recorded in the store.
+//!
+//! An upload's life: `pending` (the tenant's `users.csv`) → `importing` (moved
+//! to `archive/upload-N.original.csv`, out of the SFTP root, so a new upload
+//! during the import is simply the next pending file) → `imported` (the
+//! original replaced by `archive/upload-N.csv` with its passwords blanked,
+//! deleted after the retention period). Every step is a rename followed by a
+//! store update, and each can be redone after a crash between the two.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use crate::store::timestamp;
@@ -47,13 +54,65 @@ impl TenantSpool {
         self.dir.join("staging")
     }
 
+    /// Uploads taken for import, and their blanked copies.
+    pub fn archive(&self) -> PathBuf {
+        self.dir.join("archive")
+    }
+
+    /// Upload `id` while it is imported (plaintext, deleted afterwards).
+    pub fn original(&self, upload_id: i64) -> PathBuf {
+        self.archive()
+            .join(format!("upload-{upload_id}.original.csv"))
+    }
+
+    /// The kept copy of upload `id`, passwords blanked.
+    pub fn archived(&self, upload_id: i64) -> PathBuf {
+        self.archive().join(format!("upload-{upload_id}.csv"))
+    }
+
     pub fn create_dirs(&self) -> std::io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         let mut b = std::fs::DirBuilder::new();
         b.recursive(true).mode(0o700);
         b.create(self.incoming())?;
-        b.create(self.staging())
+        b.create(self.staging())?;
+        b.create(self.archive())
     }
+
+    /// Hold the tenant's spool while its pending file changes hands (publish
+    /// or claim), across threads and processes; released when dropped.
+    pub fn lock(&self) -> std::io::Result<std::fs::File> {
+        self.create_dirs()?;
+        let f = lock_file(&self.dir.join(".spool.lock"))?;
+        f.lock()?;
+        Ok(f)
+    }
+
+    /// The right to import this tenant's uploads, if nobody else (the daemon, a
+    /// support command) holds it. Released when dropped or when the holder dies.
+    pub fn try_lock_import(&self) -> std::io::Result<Option<std::fs::File>> {
+        self.create_dirs()?;
+        let f = lock_file(&self.dir.join(".import.lock"))?;
+        match f.try_lock() {
+            Ok(()) => Ok(Some(f)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+fn lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Is `name` one of the temporary names that may be renamed to `users.csv`?
@@ -65,7 +124,9 @@ pub fn is_staging_name(name: &str) -> bool {
 /// What is known of a published upload.
 #[derive(Debug, Clone)]
 pub struct Upload {
-    pub id: i64,
+    /// Its row; `None` if the file is stored but could not be recorded yet
+    /// (the store stayed busy): [`adopt_unrecorded`] records it later.
+    pub id: Option<i64>,
     pub size: u64,
     pub sha256: String,
 }
@@ -81,6 +142,8 @@ pub struct Sender {
 /// Make `complete` (a finished file inside the tenant's spool) the pending
 /// `users.csv`: fsync it, hash it, rename it over the pending file, fsync the
 /// directory, and record the upload (superseding any earlier pending one).
+/// Once the rename is done the upload is safe: a failure to record it is
+/// logged and repaired by the scheduler, not reported to the client.
 pub fn publish(
     conn: &Connection,
     spool: &TenantSpool,
@@ -92,8 +155,25 @@ pub fn publish(
     file.sync_all()?;
     let (size, sha256) = hash_file(file)?;
     let target = spool.pending();
+    let _held = spool.lock()?;
     std::fs::rename(complete, &target)?;
-    std::fs::File::open(&spool.dir)?.sync_all()?;
+    sync_dir(&spool.dir)?;
+    let id = record_upload(conn, sender, now, size, &sha256, &target)
+        .inspect_err(|e| {
+            tracing::error!(error = %e, "users.csv is stored but could not be recorded yet; the scheduler will record it")
+        })
+        .ok();
+    Ok(Upload { id, size, sha256 })
+}
+
+fn record_upload(
+    conn: &Connection,
+    sender: &Sender,
+    now: DateTime<Utc>,
+    size: u64,
+    sha256: &str,
+    path: &Path,
+) -> rusqlite::Result<i64> {
     let tx = conn.unchecked_transaction()?;
     tx.execute(
         "UPDATE uploads SET state = 'superseded' WHERE tenant_id = ?1 AND state = 'pending'",
@@ -109,12 +189,188 @@ pub fn publish(
             sha256,
             sender.remote_addr,
             sender.key_fingerprint,
-            target.to_string_lossy()
+            path.to_string_lossy()
         ],
     )?;
     let id = tx.last_insert_rowid();
     tx.commit()?;
-    Ok(Upload { id, size, sha256 })
+    Ok(id)
+}
+
+/// An upload taken for import.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub upload_id: i64,
+    /// The file to import (`archive/upload-N.original.csv`).
+    pub path: PathBuf,
+}
+
+/// Take the tenant's next upload for import. An upload a previous run had
+/// already taken (the daemon stopped mid-import) comes first; otherwise the
+/// pending `users.csv` is moved out of the SFTP root. The caller must hold
+/// [`TenantSpool::try_lock_import`].
+pub fn claim(
+    conn: &Connection,
+    spool: &TenantSpool,
+    tenant_id: i64,
+) -> anyhow::Result<Option<Claimed>> {
+    spool.create_dirs()?;
+    // Taken before: its original is in the archive, whatever its row says (the
+    // daemon may have stopped between the rename and the row update).
+    let mut stmt = conn.prepare(
+        "SELECT id FROM uploads WHERE tenant_id = ?1 AND state IN ('pending', 'importing', 'superseded')
+         ORDER BY id",
+    )?;
+    let ids: Vec<i64> = stmt
+        .query_map([tenant_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for id in ids {
+        let path = spool.original(id);
+        if path.exists() {
+            conn.execute("UPDATE uploads SET state = 'importing' WHERE id = ?1", [id])?;
+            return Ok(Some(Claimed {
+                upload_id: id,
+                path,
+            }));
+        }
+    }
+    let _held = spool.lock()?;
+    let pending: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM uploads WHERE tenant_id = ?1 AND state = 'pending' ORDER BY id DESC LIMIT 1",
+            [tenant_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(id) = pending else {
+        return Ok(None);
+    };
+    let path = spool.original(id);
+    match std::fs::rename(spool.pending(), &path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::error!(
+                upload_id = id,
+                "the pending users.csv is missing from the spool; marking the upload lost"
+            );
+            conn.execute("UPDATE uploads SET state = 'lost' WHERE id = ?1", [id])?;
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    sync_dir(&spool.archive())?;
+    sync_dir(&spool.dir)?;
+    conn.execute(
+        "UPDATE uploads SET state = 'importing', path = ?2 WHERE id = ?1",
+        params![id, path.to_string_lossy()],
+    )?;
+    Ok(Some(Claimed {
+        upload_id: id,
+        path,
+    }))
+}
+
+/// After upload `id` was imported: keep its blanked copy and delete the
+/// plaintext original. Idempotent, so it is redone at start-up for an import
+/// whose result committed just before the daemon stopped.
+pub fn archive_imported(
+    conn: &Connection,
+    spool: &TenantSpool,
+    tenant_id: i64,
+    upload_id: i64,
+) -> anyhow::Result<()> {
+    let original = spool.original(upload_id);
+    if !original.exists() {
+        return Ok(());
+    }
+    let kept = spool.archived(upload_id);
+    let written = crate::import::archive::write_blanked_copy(conn, tenant_id, &original, &kept)?;
+    std::fs::remove_file(&original)?;
+    sync_dir(&spool.archive())?;
+    conn.execute(
+        "UPDATE uploads SET archive = ?2 WHERE id = ?1",
+        params![
+            upload_id,
+            written.then(|| kept.to_string_lossy().into_owned())
+        ],
+    )?;
+    Ok(())
+}
+
+/// Finish what a stopped daemon left between an import's commit and its
+/// archiving, for every tenant.
+pub fn archive_leftovers(conn: &Connection, spool_root: &Path) -> anyhow::Result<usize> {
+    let mut stmt = conn.prepare(
+        "SELECT u.id, u.tenant_id, t.subdomain FROM uploads u JOIN tenants t ON t.id = u.tenant_id
+         WHERE u.state = 'imported' AND u.archive IS NULL",
+    )?;
+    let rows: Vec<(i64, i64, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut done = 0;
+    for (id, tenant_id, sub) in rows {
+        let spool = TenantSpool::new(spool_root, &sub);
+        if spool.original(id).exists() {
+            archive_imported(conn, &spool, tenant_id, id)?;
+            done += 1;
+        }
+    }
+    Ok(done)
+}
+
+/// Delete archived copies of uploads received before `cutoff`.
+pub fn expire_archives(conn: &Connection, cutoff: DateTime<Utc>) -> anyhow::Result<usize> {
+    let mut stmt = conn.prepare(
+        "SELECT id, archive FROM uploads WHERE archive IS NOT NULL AND received_at < ?1",
+    )?;
+    let rows: Vec<(i64, String)> = stmt
+        .query_map([timestamp(cutoff)], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, path) in &rows {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(anyhow::anyhow!("cannot delete expired archive {path}: {e}")),
+        }
+        conn.execute("UPDATE uploads SET archive = NULL WHERE id = ?1", [id])?;
+    }
+    Ok(rows.len())
+}
+
+/// Record a pending `users.csv` that has no upload row (the daemon stopped,
+/// or the store was busy, between publishing the file and recording it), so it
+/// is imported like any other. Returns whether one was adopted.
+pub fn adopt_unrecorded(
+    conn: &Connection,
+    spool: &TenantSpool,
+    tenant_id: i64,
+    now: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    if !spool.pending().exists() {
+        return Ok(false);
+    }
+    let _held = spool.lock()?;
+    let recorded: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM uploads WHERE tenant_id = ?1 AND state = 'pending')",
+        [tenant_id],
+        |r| r.get(0),
+    )?;
+    let Ok(file) = std::fs::File::open(spool.pending()) else {
+        return Ok(false);
+    };
+    if recorded {
+        return Ok(false);
+    }
+    let (size, sha256) = hash_file(file)?;
+    conn.execute(
+        "INSERT INTO uploads (tenant_id, received_at, size, sha256, path, state) VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
+        params![tenant_id, timestamp(now), size as i64, sha256, spool.pending().to_string_lossy()],
+    )?;
+    tracing::warn!(
+        tenant_id,
+        "found a users.csv with no upload record (stored while the daemon stopped or the database was busy); it will be imported"
+    );
+    Ok(true)
 }
 
 fn hash_file(mut file: std::fs::File) -> std::io::Result<(u64, String)> {

@@ -122,6 +122,31 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, seq)
     );
     "#,
+    // 2: the nightly pipeline. An upload goes pending -> importing -> imported
+    // (or superseded by a newer one); its archived copy, passwords blanked, is
+    // kept until the retention period ends. The outbox holds every email until
+    // it is delivered; `dedupe_key` makes queueing the same email twice a no-op.
+    r#"
+    ALTER TABLE uploads ADD COLUMN run_id INTEGER REFERENCES import_runs(id);
+    ALTER TABLE uploads ADD COLUMN archive TEXT;
+    CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY,
+        tenant_id       INTEGER REFERENCES tenants(id),
+        dedupe_key      TEXT NOT NULL UNIQUE,
+        kind            TEXT NOT NULL,
+        recipient       TEXT NOT NULL,
+        subject         TEXT NOT NULL,
+        message         BLOB NOT NULL,
+        created_at      TEXT NOT NULL,
+        state           TEXT NOT NULL DEFAULT 'queued',
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        last_error      TEXT,
+        sent_at         TEXT,
+        delivered_to    TEXT
+    );
+    CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
+    "#,
 ];
 
 #[derive(Debug, Error)]
@@ -316,7 +341,12 @@ impl Store {
     }
 
     pub fn tenants(&self) -> Result<Vec<Tenant>> {
-        let mut stmt = self.conn.prepare(&format!(
+        Self::tenants_of(&self.conn)
+    }
+
+    /// Every tenant, on any connection.
+    pub fn tenants_of(conn: &Connection) -> Result<Vec<Tenant>> {
+        let mut stmt = conn.prepare(&format!(
             "SELECT {TENANT_COLUMNS} FROM tenants ORDER BY subdomain"
         ))?;
         let rows = stmt
@@ -581,6 +611,48 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// What `rosterd status` shows of one tenant.
+#[derive(Debug, Clone, Default)]
+pub struct TenantStatus {
+    /// (received at, size, state) of the newest upload.
+    pub last_upload: Option<(String, i64, String)>,
+    /// (finished at, outcome, created, updated, errors) of the newest run.
+    pub last_run: Option<(String, String, i64, i64, i64)>,
+    /// Received time of the upload waiting for (or in) import.
+    pub pending_since: Option<String>,
+    pub mail_queued: i64,
+}
+
+pub fn tenant_status(conn: &Connection, tenant_id: i64) -> Result<TenantStatus> {
+    Ok(TenantStatus {
+        last_upload: conn
+            .query_row(
+                "SELECT received_at, size, state FROM uploads WHERE tenant_id = ?1 ORDER BY id DESC LIMIT 1",
+                [tenant_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?,
+        last_run: conn
+            .query_row(
+                "SELECT finished_at, outcome, created, updated, errors FROM import_runs
+                 WHERE tenant_id = ?1 ORDER BY id DESC LIMIT 1",
+                [tenant_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()?,
+        pending_since: conn.query_row(
+            "SELECT min(received_at) FROM uploads WHERE tenant_id = ?1 AND state IN ('pending', 'importing')",
+            [tenant_id],
+            |r| r.get(0),
+        )?,
+        mail_queued: conn.query_row(
+            "SELECT count(*) FROM outbox WHERE tenant_id = ?1 AND state = 'queued'",
+            [tenant_id],
+            |r| r.get(0),
+        )?,
+    })
 }
 
 /// Rebuild the full report of a stored run, for `rosterd runs SUB --id N`.

@@ -3,6 +3,7 @@
 //! ([`fields`]) are pure; [`users`] streams rows through them and applies the
 //! result to the store in one transaction.
 
+pub mod archive;
 pub mod decode;
 pub mod fields;
 pub mod header;
@@ -16,6 +17,8 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::clock::Clock;
+use crate::mail::Composer;
+use crate::mail::compose::Received;
 use crate::password::Fingerprinter;
 use crate::store::{Tenant, timestamp};
 pub use report::{Counts, Outcome, Problem, Report, Severity};
@@ -49,15 +52,19 @@ pub struct ImportOptions {
     pub upload_id: Option<i64>,
     /// Name shown in reports (`users.csv`).
     pub file_name: String,
+    /// Queue the report email to the tenant's administrator, in the same
+    /// transaction as the result.
+    pub email: bool,
 }
 
-/// What every import needs besides the file: the time, the password secret and
-/// the default time zone for tenants without one.
+/// What every import needs besides the file: the time, the password secret,
+/// the default time zone for tenants without one, and the report composer.
 #[derive(Clone)]
 pub struct ImportContext {
     pub clock: Arc<dyn Clock>,
     pub fingerprinter: Fingerprinter,
     pub default_timezone: chrono_tz::Tz,
+    pub composer: Composer,
 }
 
 impl ImportContext {
@@ -207,14 +214,17 @@ fn last_imported_sha256(
     .optional()
 }
 
-/// Store the run and its kept problems (inside the caller's transaction, so the
-/// history and the changes it describes commit together).
+/// Store the run and its kept problems, mark the upload it came from imported,
+/// and queue its report email: all inside the caller's transaction, so the
+/// history, the changes it describes and the email commit together or not at all.
 pub(crate) fn record_run(
     conn: &Connection,
-    tenant_id: i64,
+    ctx: &ImportContext,
+    tenant: &Tenant,
     opts: &ImportOptions,
     report: &mut Report,
-) -> rusqlite::Result<i64> {
+) -> anyhow::Result<i64> {
+    let tenant_id = tenant.id;
     let c = &report.counts;
     conn.execute(
         "INSERT INTO import_runs (tenant_id, kind, source, file_name, size, sha256, upload_id, started_at,
@@ -261,7 +271,44 @@ pub(crate) fn record_run(
         ])?;
     }
     report.run_id = Some(run_id);
+    let mut received = None;
+    if let Some(upload_id) = opts.upload_id {
+        conn.execute(
+            "UPDATE uploads SET state = 'imported', run_id = ?2 WHERE id = ?1",
+            params![upload_id, run_id],
+        )?;
+        received = upload_received(conn, upload_id)?;
+    }
+    if opts.email {
+        let now = ctx.clock.now();
+        let mail = ctx.composer.report(
+            tenant,
+            ctx.timezone_of(tenant),
+            report,
+            received.as_ref(),
+            now,
+        )?;
+        crate::mail::queue(conn, &mail, now)?;
+    }
     Ok(run_id)
+}
+
+/// When and from where an upload came, for its report.
+pub fn upload_received(conn: &Connection, upload_id: i64) -> rusqlite::Result<Option<Received>> {
+    conn.query_row(
+        "SELECT received_at, remote_addr FROM uploads WHERE id = ?1",
+        [upload_id],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
+    )
+    .optional()
+    .map(|row| {
+        row.and_then(|(at, remote_addr)| {
+            Some(Received {
+                at: chrono::DateTime::parse_from_rfc3339(&at).ok()?.to_utc(),
+                remote_addr,
+            })
+        })
+    })
 }
 
 /// Finish a report that ended before any row was applied (rejected or
@@ -276,7 +323,7 @@ pub(crate) fn finish_early(
     report.finished_at = timestamp(ctx.clock.now());
     if !opts.dry_run {
         let tx = conn.unchecked_transaction()?;
-        record_run(&tx, tenant.id, opts, &mut report)?;
+        record_run(&tx, ctx, tenant, opts, &mut report)?;
         tx.commit()?;
     }
     Ok(report)

@@ -39,6 +39,27 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// One line for people: `line 14, School "Lincon": error no school matches …`.
+    pub fn describe(&self) -> String {
+        let line = self
+            .line
+            .map(|l| format!("line {l}"))
+            .unwrap_or_else(|| "file".into());
+        let value = if self.value.is_empty() {
+            String::new()
+        } else {
+            format!(" {:?}", self.value)
+        };
+        format!(
+            "{line}, {}{value}: {} {}",
+            self.column,
+            self.severity.as_str(),
+            self.message
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     /// Data rows read (blank lines not counted).
@@ -167,8 +188,9 @@ impl Report {
         }
     }
 
-    /// The human summary the CLI prints (and the email body will reuse).
-    pub fn render_text(&self, max_problems: usize) -> String {
+    /// The human summary the CLI prints and the email body holds, listing the
+    /// first `max_problems` problems; `rest_hint` says where the others are.
+    pub fn render_text(&self, max_problems: usize, rest_hint: &str) -> String {
         let c = &self.counts;
         let mut s = String::new();
         let _ = writeln!(s, "{}: {}", self.tenant, self.headline());
@@ -206,27 +228,12 @@ impl Report {
             let total = c.errors + c.warnings;
             let _ = writeln!(s, "\nProblems (first {shown} of {}):", thousands(total));
             for p in &self.problems[..shown] {
-                let line = p
-                    .line
-                    .map(|l| format!("line {l}"))
-                    .unwrap_or_else(|| "file".into());
-                let value = if p.value.is_empty() {
-                    String::new()
-                } else {
-                    format!(" {:?}", p.value)
-                };
-                let _ = writeln!(
-                    s,
-                    "  {line}, {}{value}: {} {}",
-                    p.column,
-                    p.severity.as_str(),
-                    p.message
-                );
+                let _ = writeln!(s, "  {}", p.describe());
             }
             if total > shown as u64 {
                 let _ = writeln!(
                     s,
-                    "  … and {} more (all of them: --format csv)",
+                    "  … and {} more ({rest_hint})",
                     thousands(total - shown as u64)
                 );
             }

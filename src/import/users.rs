@@ -284,7 +284,7 @@ pub fn import(
     if opts.dry_run {
         drop(tx); // rolls back
     } else {
-        super::record_run(&tx, tenant.id, opts, &mut report)?;
+        super::record_run(&tx, ctx, tenant, opts, &mut report)?;
         tx.commit()?;
     }
     tracing::info!(

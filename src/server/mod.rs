@@ -33,8 +33,13 @@ const LOGIN_GRACE: Duration = Duration::from_secs(30);
 /// per-address and per-tenant bookkeeping.
 pub struct Shared {
     pub config: Config,
+    /// For reads (logins look up keys here; WAL readers never wait for writers).
     pub store: Mutex<Connection>,
+    /// For recording uploads, which may wait for a running import's commit.
+    pub writer: Mutex<Connection>,
     pub clock: Arc<dyn Clock>,
+    /// Notified when an upload is published, so the scheduler looks at once.
+    pub uploaded: Arc<tokio::sync::Notify>,
     throttle: Mutex<HashMap<IpAddr, Failures>>,
     tenant_sessions: Mutex<HashMap<i64, u32>>,
 }
@@ -46,14 +51,22 @@ struct Failures {
 }
 
 impl Shared {
-    pub fn new(config: Config, store: Connection, clock: Arc<dyn Clock>) -> Arc<Self> {
-        Arc::new(Self {
+    /// Open the server's two connections to the store named by `config`.
+    pub fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Self>> {
+        let store = crate::store::Store::open(&config.storage.database)?.conn;
+        let writer = crate::store::Store::open(&config.storage.database)?.conn;
+        // An import holds the write lock for its whole transaction; an upload
+        // arriving meanwhile waits for it rather than failing.
+        writer.busy_timeout(Duration::from_secs(300))?;
+        Ok(Arc::new(Self {
             config,
             store: Mutex::new(store),
+            writer: Mutex::new(writer),
             clock,
+            uploaded: Arc::new(tokio::sync::Notify::new()),
             throttle: Mutex::new(HashMap::new()),
             tenant_sessions: Mutex::new(HashMap::new()),
-        })
+        }))
     }
 
     /// Is the address banned for too many failed logins?

@@ -137,12 +137,15 @@ impl SftpSession {
         let sender = self.sender.clone();
         let result = tokio::task::spawn_blocking(move || {
             let now = shared.clock.now();
-            let conn = shared.store.lock().unwrap_or_else(|e| e.into_inner());
+            // Its own connection: waiting for an import's write lock here must
+            // not hold up the logins that read through `store`.
+            let conn = shared.writer.lock().unwrap_or_else(|e| e.into_inner());
             spool::publish(&conn, &spool, &complete, &sender, now)
         })
         .await;
         match result {
             Ok(Ok(upload)) => {
+                self.shared.uploaded.notify_one();
                 tracing::info!(upload_id = upload.id, size = upload.size, sha256 = %upload.sha256, "users.csv received");
                 Ok(())
             }

@@ -137,6 +137,8 @@ pub fn context(env: &Env, now: DateTime<Utc>) -> ImportContext {
         fingerprinter: Fingerprinter::load_or_create(&env.path("data/fp.key"))
             .expect("fingerprint key"),
         default_timezone: chrono_tz::America::New_York,
+        composer: rosterd::mail::Composer::new("Rostering <rostering@localhost>")
+            .expect("from address"),
     }
 }
 
@@ -147,6 +149,7 @@ pub fn options(file: &Path, dry_run: bool) -> ImportOptions {
         source: Source::Cli,
         upload_id: None,
         file_name: file.file_name().unwrap().to_string_lossy().into_owned(),
+        email: false,
     }
 }
 

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use rosterd::clock::SystemClock;
 use rosterd::config::Config;
 use rosterd::server;
-use rosterd::store::Store;
 use sha2::Digest;
 
 use crate::helpers::*;
@@ -29,7 +28,6 @@ impl TestServer {
         config.storage.database = env.db_path();
         config.storage.spool = env.path("data/spool");
         tweak(&mut config);
-        let store = Store::open(&config.storage.database).unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -43,7 +41,7 @@ impl TestServer {
             russh::keys::PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
                 .unwrap();
         let ssh = server::ssh_config(&config, host_key);
-        let shared = server::Shared::new(config, store.conn, Arc::new(SystemClock));
+        let shared = server::Shared::open(config, Arc::new(SystemClock)).unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         rt.spawn(server::run(
             listener,

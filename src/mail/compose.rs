@@ -1,0 +1,246 @@
+//! The emails administrators read: the report after each import (summary,
+//! first problems, every problem in `errors.csv`) and the note that no file
+//! arrived last night. Composed from the import [`Report`], which never holds
+//! a password, so no email can carry one.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+
+use super::Outgoing;
+use crate::import::report::thousands;
+use crate::import::{Outcome, Report};
+use crate::store::Tenant;
+
+/// How many problems the body lists; the attachment has them all.
+pub const PROBLEMS_IN_BODY: usize = 50;
+
+/// Builds messages from the configured sender address.
+#[derive(Debug, Clone)]
+pub struct Composer {
+    from: Mailbox,
+}
+
+/// Where and when the reported file came in, when it came over SFTP.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub at: DateTime<Utc>,
+    pub remote_addr: Option<String>,
+}
+
+impl Composer {
+    /// `from` as in `mail.from` ("Rostering <rostering@example.org>").
+    pub fn new(from: &str) -> anyhow::Result<Self> {
+        let from = from
+            .parse()
+            .map_err(|e| anyhow::anyhow!("mail.from {from:?} is not an address: {e}"))?;
+        Ok(Self { from })
+    }
+
+    /// The address the SMTP envelope uses.
+    pub fn from_address(&self) -> &lettre::Address {
+        &self.from.email
+    }
+
+    /// The email reporting one import to the tenant's administrator.
+    pub fn report(
+        &self,
+        tenant: &Tenant,
+        tz: Tz,
+        report: &Report,
+        received: Option<&Received>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Outgoing> {
+        let subject = report_subject(report);
+        let mut body = format!("Hello {},\n\n", tenant.admin_name);
+        body.push_str(&match (report.outcome, received) {
+            (Outcome::Rejected, _) => format!(
+                "rosterd could not import the {} that {} sent, so nothing in your accounts was changed.\n",
+                report.file_name, tenant.subdomain
+            ),
+            (Outcome::Unchanged, _) => format!(
+                "The {} that {} sent is byte-for-byte the same as the last one imported, so there was nothing to change.\n",
+                report.file_name, tenant.subdomain
+            ),
+            _ => format!(
+                "rosterd imported the {} that {} sent. The counts and any rows that need fixing are below.\n",
+                report.file_name, tenant.subdomain
+            ),
+        });
+        if let Some(r) = received {
+            body.push_str(&format!("\n  received   {}", local(r.at, tz)));
+            if let Some(addr) = &r.remote_addr {
+                body.push_str(&format!(" (from {addr})"));
+            }
+        }
+        if let Ok(done) = DateTime::parse_from_rfc3339(&report.finished_at) {
+            body.push_str(&format!(
+                "\n  imported   {}\n",
+                local(done.with_timezone(&Utc), tz)
+            ));
+        }
+        body.push('\n');
+        body.push_str(&report.render_text(
+            PROBLEMS_IN_BODY,
+            "the attached errors.csv lists every problem",
+        ));
+        if report.outcome == Outcome::Rejected {
+            body.push_str(
+                "\nWhat to do: fix the file as described above and upload users.csv again; it will be imported in the next window.\n",
+            );
+        } else if report.counts.errors > 0 {
+            body.push_str(
+                "\nRows with errors were skipped; every other row was applied. Fix the rows listed (errors.csv has all of them) in your SIS and they will be imported with the next upload.\n",
+            );
+        }
+        body.push_str(&footer(tenant));
+        let attachment = if report.problems.is_empty() && report.problems_truncated == 0 {
+            None
+        } else {
+            let mut csv = Vec::new();
+            report.write_problems_csv(&mut csv)?;
+            Some(("errors.csv", csv))
+        };
+        let key = match report.run_id {
+            Some(id) => format!("run:{id}"),
+            // A dry run has no stored run; every one is a message of its own.
+            None => format!("dry-run:{}:{:016x}", tenant.id, rand::random::<u64>()),
+        };
+        self.build(tenant, "report", key, subject, body, attachment, now)
+    }
+
+    /// The one note for a night in which a tenant that has delivered before sent
+    /// nothing. `close` is when that night's window closed.
+    pub fn missing(
+        &self,
+        tenant: &Tenant,
+        tz: Tz,
+        close: DateTime<Utc>,
+        last_received: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Outgoing> {
+        let close_local = close.with_timezone(&tz);
+        let subject = format!(
+            "{}: no users.csv received last night (window closed {})",
+            tenant.subdomain,
+            close_local.format("%a %-d %b %H:%M %Z")
+        );
+        let mut body = format!(
+            "Hello {},\n\nrosterd did not receive a users.csv from {} before the import window closed at {}, so nothing was imported last night.\n",
+            tenant.admin_name,
+            tenant.subdomain,
+            local(close, tz)
+        );
+        if let Some(last) = last_received {
+            body.push_str(&format!(
+                "\nThe last users.csv arrived {}.\n",
+                local(last, tz)
+            ));
+        }
+        body.push_str(
+            "\nPlease check that your SIS export job ran and could connect (it logs in with SFTP as your district's subdomain, with its registered SSH key). Accounts stay as they were until the next file arrives.\n",
+        );
+        body.push_str(&footer(tenant));
+        let key = format!(
+            "missing:{}:{}",
+            tenant.id,
+            close_local.date_naive().format("%Y-%m-%d")
+        );
+        self.build(tenant, "missing", key, subject, body, None, now)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        &self,
+        tenant: &Tenant,
+        kind: &'static str,
+        dedupe_key: String,
+        subject: String,
+        body: String,
+        attachment: Option<(&str, Vec<u8>)>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Outgoing> {
+        let to: Mailbox = format!("{} <{}>", tenant.admin_name, tenant.admin_email)
+            .parse()
+            .or_else(|_| tenant.admin_email.parse())
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "tenant {} has an administrator address lettre cannot use ({:?}): {e}; fix it with `rosterd tenant set`",
+                    tenant.subdomain,
+                    tenant.admin_email
+                )
+            })?;
+        let message_id = format!(
+            "<{}.{}@{}>",
+            dedupe_key.replace(':', "."),
+            now.timestamp(),
+            self.from.email.domain()
+        );
+        let builder = lettre::Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject.clone())
+            .date(now.into())
+            .message_id(Some(message_id));
+        let text = SinglePart::plain(body);
+        let message = match attachment {
+            None => builder.singlepart(text)?,
+            Some((name, bytes)) => builder.multipart(
+                MultiPart::mixed().singlepart(text).singlepart(
+                    Attachment::new(name.to_owned())
+                        .body(bytes, ContentType::parse("text/csv; charset=utf-8")?),
+                ),
+            )?,
+        };
+        Ok(Outgoing {
+            tenant_id: tenant.id,
+            dedupe_key,
+            kind,
+            recipient: tenant.admin_email.clone(),
+            subject,
+            message: message.formatted(),
+        })
+    }
+}
+
+/// "lincoln-usd: users.csv imported — 1,204 created, 37 updated, 3 errors".
+pub fn report_subject(report: &Report) -> String {
+    let c = &report.counts;
+    let dry = if report.dry_run { "[dry run] " } else { "" };
+    let what = match report.outcome {
+        Outcome::Rejected => format!("{} rejected — nothing was applied", report.file_name),
+        Outcome::Unchanged => format!("{} unchanged since the last import", report.file_name),
+        _ => {
+            let mut s = format!(
+                "{} imported — {} created, {} updated",
+                report.file_name,
+                thousands(c.created),
+                thousands(c.updated)
+            );
+            if c.errors > 0 {
+                s.push_str(&format!(
+                    ", {} error{}",
+                    thousands(c.errors),
+                    if c.errors == 1 { "" } else { "s" }
+                ));
+            }
+            s
+        }
+    };
+    format!("{dry}{}: {what}", report.tenant)
+}
+
+/// A time as the district reads it: its own zone, with the zone named.
+pub fn local(at: DateTime<Utc>, tz: Tz) -> String {
+    at.with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
+fn footer(tenant: &Tenant) -> String {
+    format!(
+        "\n-- \nThis message was sent by rosterd to the administrator registered for {}. Reply to your rostering support contact with any questions.\n",
+        tenant.subdomain
+    )
+}

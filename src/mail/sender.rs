@@ -1,0 +1,329 @@
+//! Delivers the outbox. Each message is leased before it is tried, so two
+//! senders (the daemon and a support command) never send it twice; a server
+//! that is down or answers 4xx means "try again later", with the wait doubling
+//! up to an hour; a 5xx answer is recorded and logged, and the message is not
+//! retried. Without an SMTP URL every message becomes an `.eml` file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lettre::address::Envelope;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::clock::Clock;
+use crate::config::MailConfig;
+use crate::store::timestamp;
+
+/// How long a message is reserved for the sender trying it; after a crash it
+/// becomes due again when the lease runs out.
+const LEASE: Duration = Duration::from_secs(120);
+/// The first retry waits this long, each next one twice as long...
+const FIRST_RETRY: Duration = Duration::from_secs(30);
+/// ...up to this.
+const MAX_RETRY: Duration = Duration::from_secs(3600);
+/// Messages tried per pass.
+const BATCH: i64 = 20;
+
+/// Where messages go.
+pub enum Delivery {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// One `.eml` file per message in this directory.
+    Eml(PathBuf),
+}
+
+/// What one pass over the outbox did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pass {
+    pub sent: usize,
+    pub retrying: usize,
+    pub failed: usize,
+}
+
+pub struct Mailer {
+    delivery: Delivery,
+    envelope_from: lettre::Address,
+    db: Arc<Mutex<Connection>>,
+    clock: Arc<dyn Clock>,
+}
+
+struct Due {
+    id: i64,
+    name: String,
+    recipient: String,
+    message: Vec<u8>,
+    attempts: u32,
+}
+
+enum Failure {
+    /// Try again later.
+    Transient(String),
+    /// The server refused the message for good (5xx) or it cannot be sent.
+    Permanent(String),
+}
+
+impl Mailer {
+    /// A mailer for `config`, using its own connection `db` to the store.
+    pub fn new(config: &MailConfig, db: Connection, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let composer = super::Composer::new(&config.from)?;
+        let delivery = match &config.smtp_url {
+            Some(url) => Delivery::Smtp(
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                    .map_err(|e| {
+                        anyhow::anyhow!("mail.smtp_url {} is not usable: {e}", redact(url))
+                    })?
+                    .timeout(Some(Duration::from_secs(30)))
+                    .build(),
+            ),
+            None => Delivery::Eml(config.outbox_dir.clone()),
+        };
+        Ok(Self {
+            delivery,
+            envelope_from: composer.from_address().clone(),
+            db: Arc::new(Mutex::new(db)),
+            clock,
+        })
+    }
+
+    /// Where messages go, for the start-up banner: the SMTP server (without its
+    /// password) or the `.eml` directory.
+    pub fn describe(config: &MailConfig) -> String {
+        match &config.smtp_url {
+            Some(url) => redact(url),
+            None => format!("{} (.eml files)", config.outbox_dir.display()),
+        }
+    }
+
+    /// Try every message that is due now, once.
+    pub async fn run_once(&self) -> anyhow::Result<Pass> {
+        let now = self.clock.now();
+        let due = self.db(move |c| due(c, now)).await?;
+        let mut pass = Pass::default();
+        for msg in due {
+            let id = msg.id;
+            let lease_until = now + LEASE;
+            let claimed = self
+                .db(move |c| {
+                    c.execute(
+                        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?3
+                         WHERE id = ?1 AND state = 'queued' AND next_attempt_at <= ?2",
+                        params![id, timestamp(now), timestamp(lease_until)],
+                    )
+                })
+                .await?;
+            if claimed != 1 {
+                continue; // another sender has it
+            }
+            let attempts = msg.attempts + 1;
+            match self.deliver(&msg).await {
+                Ok(to) => {
+                    tracing::info!(outbox_id = id, recipient = %msg.recipient, delivered_to = %to, "email delivered");
+                    let sent_at = self.clock.now();
+                    self.db(move |c| {
+                        c.execute(
+                            "UPDATE outbox SET state = 'sent', sent_at = ?2, delivered_to = ?3, last_error = NULL WHERE id = ?1",
+                            params![id, timestamp(sent_at), to],
+                        )
+                    })
+                    .await?;
+                    pass.sent += 1;
+                }
+                Err(Failure::Transient(why)) => {
+                    let wait = retry_wait(attempts);
+                    let next = self.clock.now() + wait;
+                    tracing::warn!(outbox_id = id, attempts, retry_in_seconds = wait.num_seconds(), error = %why, "email not delivered yet; will retry");
+                    self.db(move |c| {
+                        c.execute(
+                            "UPDATE outbox SET next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+                            params![id, timestamp(next), why],
+                        )
+                    })
+                    .await?;
+                    pass.retrying += 1;
+                }
+                Err(Failure::Permanent(why)) => {
+                    tracing::error!(outbox_id = id, recipient = %msg.recipient, error = %why, "email refused for good; not retrying (see `rosterd status`)");
+                    self.db(move |c| {
+                        c.execute(
+                            "UPDATE outbox SET state = 'failed', last_error = ?2 WHERE id = ?1",
+                            params![id, why],
+                        )
+                    })
+                    .await?;
+                    pass.failed += 1;
+                }
+            }
+        }
+        Ok(pass)
+    }
+
+    /// Deliver until `stop` turns true, waking at least every few seconds and
+    /// at once when `wake` is notified (something was queued).
+    pub async fn run_until_stopped(
+        &self,
+        wake: Arc<tokio::sync::Notify>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            if let Err(e) = self.run_once().await {
+                tracing::error!(error = %format!("{e:#}"), "mail pass failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = wake.notified() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    async fn deliver(&self, msg: &Due) -> Result<String, Failure> {
+        match &self.delivery {
+            Delivery::Eml(dir) => {
+                let dir = dir.clone();
+                let name = msg.name.clone();
+                let bytes = msg.message.clone();
+                tokio::task::spawn_blocking(move || write_eml(&dir, &name, &bytes))
+                    .await
+                    .map_err(|e| Failure::Transient(e.to_string()))?
+                    .map_err(|e| {
+                        Failure::Transient(format!("cannot write to the outbox directory: {e}"))
+                    })
+            }
+            Delivery::Smtp(transport) => {
+                let to = msg.recipient.parse().map_err(|e| {
+                    Failure::Permanent(format!(
+                        "recipient {:?} is not an address: {e}",
+                        msg.recipient
+                    ))
+                })?;
+                let envelope = Envelope::new(Some(self.envelope_from.clone()), vec![to])
+                    .map_err(|e| Failure::Permanent(e.to_string()))?;
+                match transport.send_raw(&envelope, &msg.message).await {
+                    Ok(_) => Ok("smtp".into()),
+                    Err(e) if e.is_permanent() => Err(Failure::Permanent(format!(
+                        "SMTP server refused the message: {e}"
+                    ))),
+                    Err(e) => Err(Failure::Transient(format!("SMTP: {e}"))),
+                }
+            }
+        }
+    }
+
+    async fn db<T, F>(&self, f: F) -> anyhow::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let db = self.db.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let conn = db.lock().unwrap_or_else(|e| e.into_inner());
+            f(&conn)
+        })
+        .await?;
+        Ok(result?)
+    }
+}
+
+fn due(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<Due>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT o.id, o.kind, coalesce(t.subdomain, 'rosterd'), o.recipient, o.message, o.attempts
+         FROM outbox o LEFT JOIN tenants t ON t.id = o.tenant_id
+         WHERE o.state = 'queued' AND o.next_attempt_at <= ?1 ORDER BY o.id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![timestamp(now), BATCH], |r| {
+        let id: i64 = r.get(0)?;
+        let kind: String = r.get(1)?;
+        let sub: String = r.get(2)?;
+        Ok(Due {
+            id,
+            name: format!("{id:06}-{sub}-{kind}.eml"),
+            recipient: r.get(3)?,
+            message: r.get(4)?,
+            attempts: r.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The `.eml` file for outbox message `id`, if it was written.
+pub fn eml_path(
+    conn: &Connection,
+    outbox_dir: &Path,
+    id: i64,
+) -> rusqlite::Result<Option<PathBuf>> {
+    let to: Option<Option<String>> = conn
+        .query_row("SELECT delivered_to FROM outbox WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(to
+        .flatten()
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(outbox_dir)))
+}
+
+/// Write the message under its fixed name (temporary file, fsync, rename), so a
+/// crash before the outbox row is marked sent rewrites the same file instead of
+/// adding a second one.
+fn write_eml(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<String> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    let path = dir.join(name);
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(path.to_string_lossy().into_owned())
+}
+
+/// How long to wait after the `attempts`-th failed try.
+pub fn retry_wait(attempts: u32) -> chrono::Duration {
+    let secs = FIRST_RETRY
+        .as_secs()
+        .saturating_mul(1u64 << attempts.saturating_sub(1).min(16))
+        .min(MAX_RETRY.as_secs());
+    chrono::Duration::seconds(secs as i64)
+}
+
+/// The SMTP URL without its user name and password, for logs and messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_waits_double_up_to_an_hour() {
+        let waits: Vec<i64> = (1..=9).map(|n| retry_wait(n).num_seconds()).collect();
+        assert_eq!(waits, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+    }
+
+    #[test]
+    fn smtp_url_secrets_are_redacted() {
+        assert_eq!(
+            redact("smtps://user:s3cret@mail.example.org:465"),
+            "smtps://…@mail.example.org:465"
+        );
+        assert_eq!(redact("smtp://127.0.0.1:25"), "smtp://127.0.0.1:25");
+    }
+}

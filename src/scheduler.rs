@@ -1,0 +1,296 @@
+//! The nightly scheduler: imports each tenant's pending upload once it has
+//! settled and the tenant's window is open, archives it with passwords
+//! blanked, expires old archives, and notices a night with no delivery. All of
+//! its state is in the store, so a restarted daemon carries on where it
+//! stopped; imports run on blocking threads, never on the SFTP server's.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, params};
+
+use crate::config::Config;
+use crate::import::{ImportContext, ImportOptions, Report, Source};
+use crate::schedule::Window;
+use crate::spool::{self, TenantSpool};
+use crate::store::{Store, Tenant, timestamp};
+
+/// How often the scheduler looks, at most; an upload wakes it at once.
+const TICK: Duration = Duration::from_secs(5);
+/// After an import fails (disk, database), leave the tenant alone this long.
+const FAILURE_BACKOFF: chrono::Duration = chrono::Duration::minutes(5);
+
+/// What [`Scheduler::import_next`] did.
+#[derive(Debug)]
+pub enum Next {
+    Imported(Box<Report>),
+    /// Nothing pending.
+    Nothing,
+    /// Another process or thread is importing this tenant's upload.
+    Busy,
+}
+
+pub struct Scheduler {
+    ctx: ImportContext,
+    database: PathBuf,
+    spool: PathBuf,
+    window: Window,
+    settle: chrono::Duration,
+    archive_days: u32,
+}
+
+impl Scheduler {
+    pub fn new(config: &Config, ctx: ImportContext) -> Self {
+        Self {
+            ctx,
+            database: config.storage.database.clone(),
+            spool: config.storage.spool.clone(),
+            window: config.schedule.window,
+            settle: chrono::Duration::seconds(config.schedule.settle_seconds as i64),
+            archive_days: config.storage.archive_days,
+        }
+    }
+
+    /// The tenant's window: its own, else the configured default.
+    pub fn window_of(&self, tenant: &Tenant) -> Window {
+        tenant
+            .window
+            .as_deref()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(self.window)
+    }
+
+    pub fn spool_of(&self, tenant: &Tenant) -> TenantSpool {
+        TenantSpool::new(&self.spool, &tenant.subdomain)
+    }
+
+    /// Look at every tenant once: record stray uploads, expire old archives,
+    /// queue the "nothing received" notes of windows that closed, and return
+    /// the tenants whose upload should be imported now.
+    pub fn survey(&self, conn: &Connection) -> anyhow::Result<Vec<Tenant>> {
+        let now = self.ctx.clock.now();
+        let cutoff = now - chrono::Duration::days(self.archive_days.into());
+        let expired = spool::expire_archives(conn, cutoff)?;
+        if expired > 0 {
+            tracing::info!(
+                expired,
+                "deleted archived uploads past the retention period"
+            );
+        }
+        let tenants = Store::tenants_of(conn)?;
+        let mut due = Vec::new();
+        for tenant in tenants.into_iter().filter(|t| !t.disabled) {
+            spool::adopt_unrecorded(conn, &self.spool_of(&tenant), tenant.id, now)?;
+            self.check_missing(conn, &tenant, now)?;
+            if self.is_due(conn, &tenant, now)? {
+                due.push(tenant);
+            }
+        }
+        Ok(due)
+    }
+
+    /// An import cut short by a stop is due at once; a pending upload is due
+    /// once settled and inside the window.
+    fn is_due(
+        &self,
+        conn: &Connection,
+        tenant: &Tenant,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        let (importing, pending_since): (bool, Option<String>) = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM uploads WHERE tenant_id = ?1 AND state = 'importing'),
+                    (SELECT max(received_at) FROM uploads WHERE tenant_id = ?1 AND state = 'pending')",
+            [tenant.id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if importing {
+            return Ok(true);
+        }
+        let Some(since) = pending_since.and_then(|s| DateTime::parse_from_rfc3339(&s).ok()) else {
+            return Ok(false);
+        };
+        let settled = now - since.to_utc() >= self.settle;
+        Ok(settled
+            && self
+                .window_of(tenant)
+                .is_open(self.ctx.timezone_of(tenant), now))
+    }
+
+    /// Queue one "no users.csv received" note for the last window that closed,
+    /// if the tenant has delivered before but sent nothing for that night
+    /// (between the window's closing the night before and this closing).
+    fn check_missing(
+        &self,
+        conn: &Connection,
+        tenant: &Tenant,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let tz = self.ctx.timezone_of(tenant);
+        let window = self.window_of(tenant);
+        let close = window.last_close(tz, now);
+        let night_began = window.last_close(tz, close - chrono::Duration::seconds(1));
+        let (before, tonight, last): (bool, bool, Option<String>) = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM uploads WHERE tenant_id = ?1 AND received_at <= ?2),
+                    EXISTS (SELECT 1 FROM uploads WHERE tenant_id = ?1 AND received_at > ?2 AND received_at <= ?3),
+                    (SELECT max(received_at) FROM uploads WHERE tenant_id = ?1)",
+            params![tenant.id, timestamp(night_began), timestamp(close)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        if !before || tonight {
+            return Ok(());
+        }
+        let last = last
+            .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+            .map(|d| d.to_utc());
+        let mail = self.ctx.composer.missing(tenant, tz, close, last, now)?;
+        if crate::mail::queue(conn, &mail, now)? {
+            tracing::warn!(tenant = %tenant.subdomain, window_closed = %timestamp(close), "no users.csv received during the window; administrator notified");
+        }
+        Ok(())
+    }
+
+    /// Import the tenant's next upload now, whatever the time: the one a stopped
+    /// daemon left half-done first, else the pending `users.csv`. The report
+    /// email is queued in the import's transaction; afterwards the file is
+    /// archived with its passwords blanked.
+    pub fn import_next(&self, conn: &mut Connection, tenant: &Tenant) -> anyhow::Result<Next> {
+        let spool = self.spool_of(tenant);
+        let Some(_importing) = spool.try_lock_import()? else {
+            return Ok(Next::Busy);
+        };
+        let Some(claimed) = spool::claim(conn, &spool, tenant.id)? else {
+            return Ok(Next::Nothing);
+        };
+        let span = tracing::info_span!("import", tenant = %tenant.subdomain, upload_id = claimed.upload_id);
+        let _enter = span.enter();
+        let opts = ImportOptions {
+            dry_run: false,
+            force: false,
+            source: Source::Sftp,
+            upload_id: Some(claimed.upload_id),
+            file_name: spool::USERS_CSV.into(),
+            email: true,
+        };
+        let report = crate::import::users::import(conn, &self.ctx, tenant, &claimed.path, &opts)?;
+        spool::archive_imported(conn, &spool, tenant.id, claimed.upload_id)?;
+        Ok(Next::Imported(Box::new(report)))
+    }
+
+    fn open(&self) -> anyhow::Result<Connection> {
+        Ok(Store::open(&self.database)?.conn)
+    }
+
+    /// Survey once and import everything due, concurrently, waiting for all of
+    /// it: what tests and `run_until_stopped` build on.
+    pub async fn run_once(self: &Arc<Self>) -> anyhow::Result<Vec<Report>> {
+        let due = self.survey_blocking().await?;
+        let mut tasks = tokio::task::JoinSet::new();
+        for tenant in due {
+            let me = self.clone();
+            tasks.spawn_blocking(move || me.import_blocking(&tenant));
+        }
+        let mut reports = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            if let Next::Imported(report) = done?? {
+                reports.push(*report);
+            }
+        }
+        Ok(reports)
+    }
+
+    async fn survey_blocking(self: &Arc<Self>) -> anyhow::Result<Vec<Tenant>> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.survey(&me.open()?)).await?
+    }
+
+    fn import_blocking(&self, tenant: &Tenant) -> anyhow::Result<Next> {
+        let mut conn = self.open()?;
+        self.import_next(&mut conn, tenant)
+    }
+
+    /// Run until `stop` turns true. Each tenant's import runs on its own
+    /// blocking thread, so tenants import side by side; `uploaded` wakes the
+    /// scheduler when a file arrives and `mail` is notified after each import.
+    /// On stop, running imports are allowed to finish.
+    pub async fn run_until_stopped(
+        self: Arc<Self>,
+        uploaded: Arc<tokio::sync::Notify>,
+        mail: Arc<tokio::sync::Notify>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut running = tokio::task::JoinSet::new();
+        let mut busy: HashSet<i64> = HashSet::new();
+        let mut resting: HashMap<i64, DateTime<Utc>> = HashMap::new();
+        loop {
+            match self.survey_blocking().await {
+                Ok(due) => {
+                    let now = self.ctx.clock.now();
+                    resting.retain(|_, until| *until > now);
+                    for tenant in due {
+                        if busy.contains(&tenant.id) || resting.contains_key(&tenant.id) {
+                            continue;
+                        }
+                        busy.insert(tenant.id);
+                        let me = self.clone();
+                        running.spawn_blocking(move || {
+                            let result = me.import_blocking(&tenant);
+                            (tenant, result)
+                        });
+                    }
+                }
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "scheduler survey failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(TICK) => {}
+                _ = uploaded.notified() => {}
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    self.finished(done, &mut busy, &mut resting, &mail);
+                }
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+        if !running.is_empty() {
+            tracing::info!(
+                imports = running.len(),
+                "waiting for running imports to finish"
+            );
+        }
+        while let Some(done) = running.join_next().await {
+            self.finished(done, &mut busy, &mut resting, &mail);
+        }
+    }
+
+    fn finished(
+        &self,
+        done: Result<(Tenant, anyhow::Result<Next>), tokio::task::JoinError>,
+        busy: &mut HashSet<i64>,
+        resting: &mut HashMap<i64, DateTime<Utc>>,
+        mail: &tokio::sync::Notify,
+    ) {
+        let (tenant, result) = match done {
+            Ok(pair) => pair,
+            Err(e) => {
+                // A panicked import: its tenant id is lost with it, so let every
+                // tenant be tried again; the failed one is logged here.
+                tracing::error!(error = %e, "an import task failed");
+                busy.clear();
+                return;
+            }
+        };
+        busy.remove(&tenant.id);
+        match result {
+            Ok(Next::Imported(report)) => {
+                tracing::info!(tenant = %tenant.subdomain, outcome = report.outcome.as_str(), "{}", report.headline());
+                mail.notify_one();
+            }
+            Ok(Next::Nothing | Next::Busy) => {}
+            Err(e) => {
+                tracing::error!(tenant = %tenant.subdomain, error = %format!("{e:#}"), "import failed; the upload is kept and will be tried again in 5 minutes");
+                resting.insert(tenant.id, self.ctx.clock.now() + FAILURE_BACKOFF);
+            }
+        }
+    }
+}
