@@ -179,13 +179,25 @@ impl Store {
                 .map_err(|e| anyhow::anyhow!("cannot create directory {}: {e}", dir.display()))?;
         }
         // Create the file ourselves so it is never, even briefly, world-readable;
-        // SQLite gives its -wal and -shm files the same mode.
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
+        // SQLite gives its -wal and -shm files the same mode. Only when it is
+        // missing: closing a descriptor of an open database drops every POSIX
+        // lock this process holds on it, which would let another process
+        // checkpoint under the feet of this one's other connections.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
             .mode(0o600)
             .open(path)
-            .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "cannot create database {}: {e}",
+                    path.display()
+                ));
+            }
+        }
         let conn = Connection::open(path)
             .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
         let store =

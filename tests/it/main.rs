@@ -7,4 +7,6 @@ mod cli;
 mod crash;
 mod importer;
 mod keys;
+mod pipeline;
 mod server;
+mod smtp;

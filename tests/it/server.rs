@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rosterd::clock::SystemClock;
+use rosterd::clock::{Clock, SystemClock};
 use rosterd::config::Config;
 use rosterd::server;
 use sha2::Digest;
@@ -18,15 +18,24 @@ use crate::helpers::*;
 pub struct TestServer {
     pub env: Env,
     pub port: u16,
+    pub config: Config,
+    pub clock: Arc<dyn Clock>,
     rt: Option<tokio::runtime::Runtime>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl TestServer {
     pub fn start(env: Env, tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_at(env, Arc::new(SystemClock), tweak)
+    }
+
+    /// A server whose "now" comes from `clock`.
+    pub fn start_at(env: Env, clock: Arc<dyn Clock>, tweak: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::default();
         config.storage.database = env.db_path();
         config.storage.spool = env.path("data/spool");
+        config.storage.fingerprint_key = env.path("data/fp.key");
+        config.mail.outbox_dir = env.path("data/outbox");
         tweak(&mut config);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -41,7 +50,7 @@ impl TestServer {
             russh::keys::PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
                 .unwrap();
         let ssh = server::ssh_config(&config, host_key);
-        let shared = server::Shared::open(config, Arc::new(SystemClock)).unwrap();
+        let shared = server::Shared::open(config.clone(), clock.clone()).unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         rt.spawn(server::run(
             listener,
@@ -55,9 +64,16 @@ impl TestServer {
         Self {
             env,
             port,
+            config,
+            clock,
             rt: Some(rt),
             stop: Some(stop),
         }
+    }
+
+    /// Run `f` on the server's runtime.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.as_ref().expect("running").block_on(f)
     }
 
     fn ssh_opts(&self, key: &Path) -> Vec<String> {

@@ -1,0 +1,593 @@
+//! The nightly pipeline end to end: a real OpenSSH `sftp` upload to the
+//! in-process server, the scheduler driven step by step with a fixed clock,
+//! the report delivered to a real SMTP server on loopback (or as `.eml`), and
+//! a real `rosterd serve` killed and restarted mid-way.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rosterd::clock::FixedClock;
+use rosterd::import::{ImportContext, Report};
+use rosterd::mail::Mailer;
+use rosterd::password::Fingerprinter;
+use rosterd::scheduler::Scheduler;
+use rosterd::store::Store;
+
+use crate::helpers::*;
+use crate::server::{TestServer, tenant_with_key};
+use crate::smtp::{SmtpServer, free_port};
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+}
+
+/// 23:00 on Thursday 19 November in New York, the default zone.
+const NIGHT: &str = "2026-11-20T04:00:00Z";
+
+/// Three users; Bob's graduation year is wrong.
+const USERS: &str = "Username,Password,Email Address,First Name,Last Name,Graduation Year\r\n\
+ann.lee,Secr3t-Ann!,ann.lee@example.org,Ann,Lee,2030\r\n\
+bob.ray,Secr3t-Bob!,bob.ray@example.org,Bob,Ray,not-a-year\r\n\
+cat.diaz,Secr3t-Cat!,cat.diaz@example.org,Cat,Diaz,2031\r\n";
+const PASSWORDS: [&str; 3] = ["Secr3t-Ann!", "Secr3t-Bob!", "Secr3t-Cat!"];
+
+/// The scheduler and mailer of `srv`, on its clock, as `serve` builds them.
+fn pipeline(srv: &TestServer) -> (Arc<Scheduler>, Mailer) {
+    let ctx = ImportContext {
+        clock: srv.clock.clone(),
+        fingerprinter: Fingerprinter::load_or_create(&srv.config.storage.fingerprint_key).unwrap(),
+        default_timezone: srv.config.schedule.timezone,
+        composer: rosterd::mail::Composer::new(&srv.config.mail.from).unwrap(),
+    };
+    let scheduler = Arc::new(Scheduler::new(&srv.config, ctx));
+    let conn = Store::open(&srv.config.storage.database).unwrap().conn;
+    let mailer = Mailer::new(&srv.config.mail, conn, srv.clock.clone()).unwrap();
+    (scheduler, mailer)
+}
+
+/// A server at `now` whose tenant `lincoln` has a key; `tweak` edits the config.
+fn night_server(
+    now: &str,
+    tweak: impl FnOnce(&mut rosterd::config::Config),
+) -> (TestServer, FixedClock, PathBuf) {
+    let env = Env::new();
+    let (key, _) = tenant_with_key(&env, "lincoln");
+    let clock = FixedClock::new(at(now));
+    let srv = TestServer::start_at(env, Arc::new(clock.clone()), |c| {
+        c.schedule.settle_seconds = 0;
+        tweak(c);
+    });
+    (srv, clock, key)
+}
+
+fn upload(srv: &TestServer, key: &Path, body: &str) {
+    srv.env.file("users.csv", body);
+    let (code, _, err) = srv.sftp("lincoln", key, "put users.csv\n");
+    assert_eq!(code, 0, "sftp failed: {err}");
+}
+
+fn outbox_states(srv: &TestServer) -> Vec<(String, String, i64)> {
+    let store = srv.env.store();
+    rosterd::mail::outbox(&store.conn)
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.kind, m.state, m.attempts))
+        .collect()
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn assert_no_plaintext_passwords(data: &Path) {
+    for file in files_under(data) {
+        let bytes = std::fs::read(&file).unwrap();
+        for pw in PASSWORDS {
+            assert!(
+                !bytes.windows(pw.len()).any(|w| w == pw.as_bytes()),
+                "{} holds the plaintext password {pw}",
+                file.display()
+            );
+        }
+    }
+}
+
+fn problems_csv(report: &Report) -> String {
+    let mut out = Vec::new();
+    report.write_problems_csv(&mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn upload_in_the_window_is_imported_archived_and_reported_once_by_smtp() {
+    let smtp_dir = tempfile::tempdir().unwrap();
+    let smtp = SmtpServer::start(smtp_dir.path().to_path_buf(), &[]);
+    let (srv, clock, key) = night_server(NIGHT, |c| {
+        c.schedule.settle_seconds = 60;
+        c.mail.smtp_url = Some(smtp.url());
+    });
+    let (scheduler, mailer) = pipeline(&srv);
+    upload(&srv, &key, USERS);
+
+    // Complete but not yet settled: nothing happens.
+    assert!(srv.block_on(scheduler.run_once()).unwrap().is_empty());
+    clock.advance(chrono::Duration::seconds(60));
+    let reports = srv.block_on(scheduler.run_once()).unwrap();
+    assert_eq!(reports.len(), 1);
+    let report = &reports[0];
+    assert_eq!(
+        (
+            report.counts.rows,
+            report.counts.created,
+            report.counts.errors
+        ),
+        (3, 2, 1)
+    );
+
+    let pass = srv.block_on(mailer.run_once()).unwrap();
+    assert_eq!(pass.sent, 1);
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let m = &messages[0];
+    assert_eq!(
+        m["subject"],
+        "lincoln: users.csv imported — 2 created, 0 updated, 1 error"
+    );
+    assert_eq!(m["rcpt_tos"], serde_json::json!(["a@example.org"]));
+    assert_eq!(m["mail_from"], "rostering@localhost");
+    let text = m["text"].as_str().unwrap();
+    for expected in [
+        "rows       3",
+        "created    2",
+        "errors     1",
+        "received   2026-11-19 23:00:00 EST (from 127.0.0.1:",
+        "imported   2026-11-19 23:01:00 EST",
+        &report.sha256,
+        &report.problems[0].describe(),
+    ] {
+        assert!(text.contains(expected), "body lacks {expected:?}:\n{text}");
+    }
+    assert_eq!(
+        m["attachments"]["errors.csv"].as_str().unwrap(),
+        problems_csv(report)
+    );
+
+    // The file left the SFTP root; the archive holds it with passwords blanked.
+    let spool = srv.env.path("data/spool/lincoln");
+    assert!(!spool.join("users.csv").exists());
+    let archived = std::fs::read_to_string(spool.join("archive/upload-1.csv")).unwrap();
+    assert!(archived.starts_with("Username,Password,"), "{archived}");
+    assert!(
+        archived.contains("ann.lee,,ann.lee@example.org"),
+        "{archived}"
+    );
+    assert!(!spool.join("archive/upload-1.original.csv").exists());
+    assert_no_plaintext_passwords(&srv.env.path("data"));
+
+    // Nothing more to import or send, however much later.
+    clock.advance(chrono::Duration::hours(3));
+    assert!(srv.block_on(scheduler.run_once()).unwrap().is_empty());
+    assert_eq!(srv.block_on(mailer.run_once()).unwrap().sent, 0);
+    assert_eq!(smtp.messages().len(), 1);
+    assert_eq!(outbox_states(&srv), [("report".into(), "sent".into(), 1)]);
+}
+
+#[test]
+fn upload_outside_the_window_waits_for_it_then_reports_as_eml() {
+    // 14:00 in New York.
+    let (srv, clock, key) = night_server("2026-11-20T19:00:00Z", |_| {});
+    let (scheduler, mailer) = pipeline(&srv);
+    upload(&srv, &key, USERS);
+    assert!(srv.block_on(scheduler.run_once()).unwrap().is_empty());
+    assert!(srv.pending("lincoln").exists());
+
+    let mut status = srv.env.command(&["status"]);
+    status.env("ROSTERD_NOW", "2026-11-20T19:05:00Z");
+    let out = String::from_utf8(status.output().unwrap().stdout).unwrap();
+    assert!(
+        out.contains("pending       users.csv received 2026-11-20 14:00:00 EST"),
+        "{out}"
+    );
+    assert!(
+        out.contains("window        opens 2026-11-20 18:00:00 EST"),
+        "{out}"
+    );
+
+    clock.set(at("2026-11-20T22:59:59Z")); // 17:59:59
+    assert!(srv.block_on(scheduler.run_once()).unwrap().is_empty());
+    clock.set(at("2026-11-20T23:00:00Z")); // 18:00
+    assert_eq!(srv.block_on(scheduler.run_once()).unwrap().len(), 1);
+
+    // No SMTP URL: the report is an .eml file in the outbox directory.
+    assert_eq!(srv.block_on(mailer.run_once()).unwrap().sent, 1);
+    let emls = files_under(&srv.env.path("data/outbox"));
+    assert_eq!(emls.len(), 1, "{emls:?}");
+    assert!(emls[0].ends_with("000001-lincoln-report.eml"), "{emls:?}");
+    let eml = std::fs::read_to_string(&emls[0]).unwrap();
+    assert!(
+        eml.contains("To: \"A\" <a@example.org>") || eml.contains("To: A <a@example.org>"),
+        "{eml}"
+    );
+    assert!(eml.contains("errors.csv"), "{eml}");
+    assert_no_plaintext_passwords(&srv.env.path("data"));
+}
+
+#[test]
+fn smtp_down_during_the_import_then_up_delivers_once() {
+    let port = free_port();
+    let (srv, clock, key) = night_server(NIGHT, |c| {
+        c.mail.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+    });
+    let (scheduler, mailer) = pipeline(&srv);
+    upload(&srv, &key, USERS);
+    assert_eq!(srv.block_on(scheduler.run_once()).unwrap().len(), 1);
+
+    let pass = srv.block_on(mailer.run_once()).unwrap();
+    assert_eq!((pass.sent, pass.retrying), (0, 1));
+    let store = srv.env.store();
+    let row = &rosterd::mail::outbox(&store.conn).unwrap()[0];
+    assert_eq!((row.state.as_str(), row.attempts), ("queued", 1));
+    assert!(row.last_error.is_some());
+
+    let smtp_dir = tempfile::tempdir().unwrap();
+    let smtp = SmtpServer::start_on(smtp_dir.path().to_path_buf(), port, &[]);
+    // The retry waits 30 s: not before.
+    assert_eq!(srv.block_on(mailer.run_once()).unwrap(), Default::default());
+    clock.advance(chrono::Duration::seconds(30));
+    assert_eq!(srv.block_on(mailer.run_once()).unwrap().sent, 1);
+    clock.advance(chrono::Duration::hours(2));
+    assert_eq!(srv.block_on(mailer.run_once()).unwrap().sent, 0);
+    assert_eq!(smtp.messages().len(), 1);
+    assert_eq!(outbox_states(&srv), [("report".into(), "sent".into(), 2)]);
+}
+
+#[test]
+fn smtp_4xx_is_retried_and_5xx_is_recorded_not_retried() {
+    let busy_dir = tempfile::tempdir().unwrap();
+    let busy = SmtpServer::start(busy_dir.path().to_path_buf(), &["--fail-first", "2"]);
+    let (srv, clock, key) = night_server(NIGHT, |c| c.mail.smtp_url = Some(busy.url()));
+    let (scheduler, mailer) = pipeline(&srv);
+    upload(&srv, &key, USERS);
+    assert_eq!(srv.block_on(scheduler.run_once()).unwrap().len(), 1);
+    assert_eq!(srv.block_on(mailer.run_once()).unwrap().retrying, 1);
+    clock.advance(chrono::Duration::seconds(30));
+    assert_eq!(srv.block_on(mailer.run_once()).unwrap().retrying, 1);
+    clock.advance(chrono::Duration::seconds(59));
+    assert_eq!(srv.block_on(mailer.run_once()).unwrap(), Default::default());
+    clock.advance(chrono::Duration::seconds(1));
+    assert_eq!(srv.block_on(mailer.run_once()).unwrap().sent, 1);
+    assert_eq!(busy.messages().len(), 1);
+
+    let refusing_dir = tempfile::tempdir().unwrap();
+    let refusing = SmtpServer::start(refusing_dir.path().to_path_buf(), &["--reject"]);
+    let (srv, clock, key) = night_server(NIGHT, |c| c.mail.smtp_url = Some(refusing.url()));
+    let (scheduler, mailer) = pipeline(&srv);
+    upload(&srv, &key, USERS);
+    assert_eq!(srv.block_on(scheduler.run_once()).unwrap().len(), 1);
+    assert_eq!(srv.block_on(mailer.run_once()).unwrap().failed, 1);
+    clock.advance(chrono::Duration::days(1));
+    assert_eq!(srv.block_on(mailer.run_once()).unwrap(), Default::default());
+    let store = srv.env.store();
+    let row = &rosterd::mail::outbox(&store.conn).unwrap()[0];
+    assert_eq!((row.state.as_str(), row.attempts), ("failed", 1));
+    assert!(
+        row.last_error.as_deref().unwrap().contains("550"),
+        "{row:?}"
+    );
+    let mut status = srv.env.command(&["status"]);
+    let out = String::from_utf8(status.output().unwrap().stdout).unwrap();
+    assert!(
+        out.contains("report to a@example.org (failed, 1 attempts): SMTP server refused"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_night_without_upload_gets_one_note() {
+    let (srv, clock, key) = night_server(NIGHT, |_| {});
+    let (scheduler, mailer) = pipeline(&srv);
+    upload(&srv, &key, USERS); // Thursday night
+    assert_eq!(srv.block_on(scheduler.run_once()).unwrap().len(), 1);
+    clock.set(at("2026-11-20T12:00:00Z")); // Friday 07:00: Thursday night had its file
+    srv.block_on(scheduler.run_once()).unwrap();
+    assert_eq!(outbox_states(&srv).len(), 1);
+    clock.set(at("2026-11-21T05:00:00Z")); // Saturday 00:00: Friday night still open
+    srv.block_on(scheduler.run_once()).unwrap();
+    assert_eq!(outbox_states(&srv).len(), 1);
+    clock.set(at("2026-11-21T11:00:00Z")); // Saturday 06:00: Friday night closed, empty
+    for _ in 0..3 {
+        srv.block_on(scheduler.run_once()).unwrap();
+        clock.advance(chrono::Duration::hours(2));
+    }
+    let states = outbox_states(&srv);
+    assert_eq!(states.len(), 2, "{states:?}");
+    assert_eq!(states[1].0, "missing");
+    assert_eq!(srv.block_on(mailer.run_once()).unwrap().sent, 2);
+    let note =
+        std::fs::read_to_string(srv.env.path("data/outbox/000002-lincoln-missing.eml")).unwrap();
+    assert!(
+        note.contains("Subject: lincoln: no users.csv received last night"),
+        "{note}"
+    );
+    // The next empty night gets its own note.
+    clock.set(at("2026-11-22T11:30:00Z"));
+    srv.block_on(scheduler.run_once()).unwrap();
+    assert_eq!(outbox_states(&srv).len(), 3);
+}
+
+#[test]
+fn archives_expire_after_the_retention_period() {
+    let (srv, clock, key) = night_server(NIGHT, |c| c.storage.archive_days = 2);
+    let (scheduler, _) = pipeline(&srv);
+    upload(&srv, &key, USERS);
+    assert_eq!(srv.block_on(scheduler.run_once()).unwrap().len(), 1);
+    let archived = srv.env.path("data/spool/lincoln/archive/upload-1.csv");
+    assert!(archived.exists());
+    clock.advance(chrono::Duration::days(2) - chrono::Duration::seconds(1));
+    srv.block_on(scheduler.run_once()).unwrap();
+    assert!(archived.exists());
+    clock.advance(chrono::Duration::seconds(2));
+    srv.block_on(scheduler.run_once()).unwrap();
+    assert!(!archived.exists());
+}
+
+/// `rosterd serve` as a child process, at night, mailing to `smtp`.
+struct Daemon(std::process::Child);
+
+impl Daemon {
+    fn start(env: &Env) -> Self {
+        let mut cmd = env.command(&["serve"]);
+        cmd.env("ROSTERD_NOW", NIGHT)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        Self(cmd.spawn().expect("start rosterd serve"))
+    }
+
+    fn kill(mut self) {
+        self.0.kill().unwrap(); // SIGKILL
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn query_i64(env: &Env, sql: &str) -> i64 {
+    let store = env.store();
+    store.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+fn upload_state(env: &Env) -> Option<String> {
+    let store = env.store();
+    store
+        .conn
+        .query_row(
+            "SELECT state FROM uploads ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .ok()
+}
+
+#[test]
+fn daemon_killed_after_the_upload_and_during_the_import_imports_and_mails_once() {
+    let env = Env::new();
+    let (key, _) = tenant_with_key(&env, "lincoln");
+    let smtp_dir = tempfile::tempdir().unwrap();
+    let smtp = SmtpServer::start(smtp_dir.path().to_path_buf(), &[]);
+    let port = free_port();
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    config = config.replace(
+        "[server]\n",
+        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    config.push_str("settle_seconds = 2\n"); // the [schedule] table is last
+    config.push_str(&format!("[mail]\nsmtp_url = \"{}\"\n", smtp.url()));
+    std::fs::write(&env.config, config).unwrap();
+
+    // 150,000 rows: long enough an import to be killed in the middle of.
+    let mut body = String::from("Username,Email Address,First Name,Last Name,Graduation Year\n");
+    for i in 0..150_000 {
+        body.push_str(&format!(
+            "user{i},user{i}@example.org,First{i},Last{i},2030\n"
+        ));
+    }
+    env.file("users.csv", &body);
+
+    let sftp = |env: &Env| {
+        let out = std::process::Command::new("timeout")
+            .args([
+                "60",
+                "sftp",
+                "-F",
+                "/dev/null",
+                "-o",
+                "StrictHostKeyChecking=no",
+            ])
+            .args([
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "LogLevel=ERROR",
+            ])
+            .args([
+                "-i",
+                key.to_str().unwrap(),
+                "-P",
+                &port.to_string(),
+                "-b",
+                "-",
+            ])
+            .arg("lincoln@127.0.0.1")
+            .current_dir(env.dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("sftp");
+        use std::io::Write;
+        let mut out = out;
+        out.stdin
+            .take()
+            .unwrap()
+            .write_all(b"put users.csv\n")
+            .unwrap();
+        let res = out.wait_with_output().unwrap();
+        assert!(
+            res.status.success(),
+            "{}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+    };
+    let listening = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+
+    // 1: killed right after the upload is recorded, before it settles.
+    let daemon = Daemon::start(&env);
+    wait_for("the daemon to listen", Duration::from_secs(30), listening);
+    sftp(&env);
+    assert_eq!(upload_state(&env).as_deref(), Some("pending"));
+    daemon.kill();
+
+    // 2: killed as soon as the import has started.
+    let daemon = Daemon::start(&env);
+    wait_for("the import to start", Duration::from_secs(60), || {
+        upload_state(&env).as_deref() == Some("importing")
+    });
+    daemon.kill();
+    assert_eq!(
+        query_i64(&env, "SELECT count(*) FROM import_runs"),
+        0,
+        "killed too late"
+    );
+    assert_eq!(query_i64(&env, "SELECT count(*) FROM users"), 0);
+    assert_eq!(query_i64(&env, "SELECT count(*) FROM outbox"), 0);
+
+    // 3: left to finish.
+    let daemon = Daemon::start(&env);
+    wait_for("the report to be sent", Duration::from_secs(120), || {
+        query_i64(&env, "SELECT count(*) FROM outbox WHERE state = 'sent'") == 1
+    });
+    assert_eq!(query_i64(&env, "SELECT count(*) FROM import_runs"), 1);
+    assert_eq!(query_i64(&env, "SELECT count(*) FROM users"), 150_000);
+    assert_eq!(upload_state(&env).as_deref(), Some("imported"));
+    let store = env.store();
+    let integrity: String = store
+        .conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    drop(store);
+    // A while longer: still exactly one import and one email.
+    std::thread::sleep(Duration::from_secs(6));
+    daemon.kill();
+    assert_eq!(query_i64(&env, "SELECT count(*) FROM import_runs"), 1);
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(
+        messages[0]["subject"],
+        "lincoln: users.csv imported — 150,000 created, 0 updated"
+    );
+    assert!(
+        !env.path("data/spool/lincoln/archive/upload-1.original.csv")
+            .exists()
+    );
+    assert!(env.path("data/spool/lincoln/archive/upload-1.csv").exists());
+}
+
+#[test]
+fn import_run_imports_the_pending_upload_now_and_mails_the_report() {
+    // 14:00: outside the window, so only support's override imports it.
+    let (srv, _clock, key) = night_server("2026-11-20T19:00:00Z", |_| {});
+    upload(&srv, &key, USERS);
+    let run = |args: &[&str]| {
+        let mut cmd = srv.env.command(args);
+        cmd.env("ROSTERD_NOW", "2026-11-20T19:30:00Z");
+        decode(cmd.output().unwrap())
+    };
+    let (code, out, err) = run(&["import", "run", "lincoln"]);
+    assert_eq!(code, 3, "{out}{err}"); // applied, one row skipped
+    assert!(
+        out.contains("lincoln: users.csv imported — 2 created"),
+        "{out}"
+    );
+    assert!(err.contains("emailed 1 message(s) via"), "{err}");
+    let eml =
+        std::fs::read_to_string(srv.env.path("data/outbox/000001-lincoln-report.eml")).unwrap();
+    assert!(
+        eml.contains("Subject: lincoln: users.csv imported"),
+        "{eml}"
+    );
+    assert!(!srv.pending("lincoln").exists());
+
+    // Nothing left: a clear error, exit 1.
+    let (code, _, err) = run(&["import", "run", "lincoln"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("lincoln has no pending upload to import"),
+        "{err}"
+    );
+
+    let (code, out, _) = run(&["status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("last import   2026-11-20 14:30:00 EST: applied_with_errors, 2 created, 0 updated, 1 errors"), "{out}");
+    assert!(out.contains("pending       none"), "{out}");
+    assert!(out.contains("mail: 0 queued, 0 failed, 1 sent"), "{out}");
+
+    // A manual import with --email is mailed too; a dry run says so in its subject.
+    srv.env
+        .file("more.csv", "Username,Password\ndan.fox,Secr3t-Dan!\n");
+    let (code, _, err) = run(&[
+        "import",
+        "users",
+        "lincoln",
+        "more.csv",
+        "--dry-run",
+        "--email",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&["import", "users", "lincoln", "more.csv", "--email"]);
+    assert_eq!(code, 0, "{err}");
+    let dry =
+        std::fs::read_to_string(srv.env.path("data/outbox/000002-lincoln-report.eml")).unwrap();
+    assert!(
+        dry.contains("Subject: [dry run] lincoln: more.csv imported"),
+        "{dry}"
+    );
+    let real =
+        std::fs::read_to_string(srv.env.path("data/outbox/000003-lincoln-report.eml")).unwrap();
+    assert!(
+        real.contains("Subject: lincoln: more.csv imported"),
+        "{real}"
+    );
+    assert!(real.contains("created    1"), "{real}");
+    assert_no_plaintext_passwords(&srv.env.path("data"));
+}
