@@ -107,6 +107,32 @@ fn assert_no_plaintext_passwords(data: &Path) {
     }
 }
 
+/// An `.eml` file with quoted-printable text decoded, as a mail reader shows it.
+fn read_eml(path: &Path) -> String {
+    let raw = std::fs::read(path).unwrap();
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'=' if raw[i + 1..].starts_with(b"\r\n") => i += 3,
+            b'=' if raw[i + 1..].starts_with(b"\n") => i += 2,
+            b'=' if i + 2 < raw.len()
+                && raw[i + 1].is_ascii_hexdigit()
+                && raw[i + 2].is_ascii_hexdigit() =>
+            {
+                let hex = std::str::from_utf8(&raw[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).replace("\r\n", "\n")
+}
+
 fn problems_csv(report: &Report) -> String {
     let mut out = Vec::new();
     report.write_problems_csv(&mut out).unwrap();
@@ -590,4 +616,52 @@ fn import_run_imports_the_pending_upload_now_and_mails_the_report() {
     );
     assert!(real.contains("created    1"), "{real}");
     assert_no_plaintext_passwords(&srv.env.path("data"));
+}
+
+#[test]
+fn rejected_and_unchanged_files_are_reported_as_such() {
+    let (srv, clock, key) = night_server(NIGHT, |_| {});
+    let (scheduler, mailer) = pipeline(&srv);
+    upload(&srv, &key, USERS);
+    assert_eq!(srv.block_on(scheduler.run_once()).unwrap().len(), 1);
+    clock.advance(chrono::Duration::minutes(10));
+    upload(&srv, &key, USERS); // the same bytes again
+    let unchanged = srv.block_on(scheduler.run_once()).unwrap();
+    assert_eq!(unchanged[0].outcome, rosterd::import::Outcome::Unchanged);
+    clock.advance(chrono::Duration::minutes(10));
+    upload(
+        &srv,
+        &key,
+        "Email Address,First Name\nann@example.org,Ann\n",
+    );
+    let rejected = srv.block_on(scheduler.run_once()).unwrap();
+    assert_eq!(rejected[0].outcome, rosterd::import::Outcome::Rejected);
+    assert_eq!(srv.block_on(mailer.run_once()).unwrap().sent, 3);
+
+    let eml = |n: u32| {
+        read_eml(
+            &srv.env
+                .path(&format!("data/outbox/{n:06}-lincoln-report.eml")),
+        )
+    };
+    let same = eml(2);
+    assert!(
+        same.contains("Subject: lincoln: users.csv unchanged since the last import"),
+        "{same}"
+    );
+    assert!(
+        same.contains("byte-for-byte the same as the last one imported"),
+        "{same}"
+    );
+    let bad = eml(3);
+    assert!(
+        bad.contains("Subject: lincoln: users.csv rejected"),
+        "{bad}"
+    );
+    assert!(
+        bad.contains("nothing in your accounts was changed"),
+        "{bad}"
+    );
+    assert!(bad.contains("Why: no Username column"), "{bad}");
+    assert!(bad.contains("What to do: fix the file"), "{bad}");
 }
