@@ -203,7 +203,15 @@ pub async fn run(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let handler = SshSession::new(shared.clone(), peer);
+                // Tenant and key are filled in at login; every event of the
+                // session, SFTP included, carries them.
+                let span = tracing::info_span!(
+                    "ssh",
+                    %peer,
+                    tenant = tracing::field::Empty,
+                    key = tracing::field::Empty
+                );
+                let handler = SshSession::new(shared.clone(), peer, span.clone());
                 let ssh = ssh.clone();
                 let mut stop = stop_rx.clone();
                 let session = async move {
@@ -236,7 +244,7 @@ pub async fn run(
                     tracing::info!(reason, "disconnecting");
                     let _ = handle.disconnect(russh::Disconnect::ByApplication, reason.into(), "en".into()).await;
                 };
-                sessions.spawn(session.instrument(tracing::info_span!("ssh", %peer)));
+                sessions.spawn(session.instrument(span));
             }
             () = &mut shutdown => break,
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
@@ -277,14 +285,16 @@ pub struct SshSession {
     authenticated: Arc<AtomicBool>,
     /// Set after authentication: tenant id, subdomain, key fingerprint.
     login: Option<(i64, String, String)>,
+    span: tracing::Span,
     channels: HashMap<ChannelId, Channel<Msg>>,
 }
 
 impl SshSession {
-    fn new(shared: Arc<Shared>, peer: SocketAddr) -> Self {
+    fn new(shared: Arc<Shared>, peer: SocketAddr, span: tracing::Span) -> Self {
         Self {
             shared,
             peer,
+            span,
             authenticated: Arc::new(AtomicBool::new(false)),
             login: None,
             channels: HashMap::new(),
@@ -338,7 +348,9 @@ impl russh::server::Handler for SshSession {
             tracing::warn!(tenant = user, peer = %self.peer, "login refused: the tenant's session limit is reached");
             return Ok(Auth::reject());
         }
-        tracing::info!(tenant = user, peer = %self.peer, key = %fp, "login");
+        self.span.record("tenant", user);
+        self.span.record("key", fp.as_str());
+        tracing::info!("login");
         self.login = Some((tenant_id, user.to_owned(), fp));
         self.authenticated.store(true, Ordering::Relaxed);
         Ok(Auth::Accept)
@@ -409,7 +421,7 @@ impl russh::server::Handler for SshSession {
             remote_addr: self.peer.to_string(),
             key_fingerprint: fp,
         };
-        let sftp = sftp::SftpSession::new(self.shared.clone(), &sub, sender);
+        let sftp = sftp::SftpSession::new(self.shared.clone(), &sub, sender, self.span.clone());
         russh_sftp::server::run(channel.into_stream(), sftp).await;
         Ok(())
     }

@@ -92,15 +92,19 @@ pub struct SftpSession {
     sender: Sender,
     handles: HashMap<String, Open>,
     next_handle: u64,
+    span: tracing::Span,
 }
 
 impl SftpSession {
-    pub fn new(shared: Arc<Shared>, subdomain: &str, sender: Sender) -> Self {
+    /// `span` is the SSH session's (tenant, address, key): russh-sftp runs the
+    /// handler on a task of its own, so its events name their parent.
+    pub fn new(shared: Arc<Shared>, subdomain: &str, sender: Sender, span: tracing::Span) -> Self {
         let spool = TenantSpool::new(&shared.config.storage.spool, subdomain);
         Self {
             shared,
             spool,
             sender,
+            span,
             handles: HashMap::new(),
             next_handle: 0,
         }
@@ -146,17 +150,17 @@ impl SftpSession {
         match result {
             Ok(Ok(upload)) => {
                 self.shared.uploaded.notify_one();
-                tracing::info!(upload_id = upload.id, size = upload.size, sha256 = %upload.sha256, "users.csv received");
+                tracing::info!(parent: &self.span, upload_id = upload.id, size = upload.size, sha256 = %upload.sha256, "users.csv received");
                 Ok(())
             }
             Ok(Err(e)) => {
-                tracing::error!(error = %e, "could not publish users.csv");
+                tracing::error!(parent: &self.span, error = %e, "could not publish users.csv");
                 Err(failure(
                     "the server could not store users.csv; nothing was changed, please upload again",
                 ))
             }
             Err(e) => {
-                tracing::error!(error = %e, "publish task failed");
+                tracing::error!(parent: &self.span, error = %e, "publish task failed");
                 Err(failure(
                     "the server could not store users.csv; please upload again",
                 ))
@@ -175,11 +179,12 @@ impl Drop for SftpSession {
     /// A session that ends with uploads still open (a dropped connection, a
     /// killed client) leaves nothing behind and publishes nothing.
     fn drop(&mut self) {
+        let span = self.span.clone();
         for (_, open) in self.handles.drain() {
             if let Open::Upload(u) = open {
                 let _ = std::fs::remove_file(&u.tmp);
                 if u.failed.is_none() {
-                    tracing::warn!(name = %u.name, "upload abandoned before close; discarded");
+                    tracing::warn!(parent: &span, name = %u.name, "upload abandoned before close; discarded");
                 }
             }
         }
@@ -286,6 +291,7 @@ impl russh_sftp::server::Handler for SftpSession {
         data: Vec<u8>,
     ) -> Result<Status, Self::Error> {
         let max = self.shared.config.server.max_upload_bytes;
+        let span = &self.span;
         let Some(Open::Upload(upload)) = self.handles.get_mut(&handle) else {
             return Err(StatusCode::Failure.with_message("invalid handle"));
         };
@@ -311,7 +317,7 @@ impl russh_sftp::server::Handler for SftpSession {
             } else {
                 format!("the server could not store users.csv ({e}); nothing was stored")
             };
-            tracing::error!(error = %e, "upload write failed");
+            tracing::error!(parent: span, error = %e, "upload write failed");
             return Err(Self::fail_upload(upload, message));
         }
         Ok(ok(id))
