@@ -270,6 +270,24 @@ mod tests {
     }
 
     #[test]
+    fn deployment_configs_parse() {
+        let prod = Config::from_toml(
+            include_str!("../deploy/rosterd.production.toml"),
+            "deploy/rosterd.production.toml",
+        )
+        .unwrap();
+        assert_eq!(prod.server.listen.port(), 22);
+        assert!(prod.storage.database.starts_with("/var/lib/rosterd"));
+        let container = Config::from_toml(
+            include_str!("../deploy/rosterd.container.toml"),
+            "deploy/rosterd.container.toml",
+        )
+        .unwrap();
+        assert_eq!(container.server.listen.port(), 2222);
+        assert!(container.server.host_key.starts_with("/var/lib/rosterd"));
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
         let cases = [
             ("[server]\nlisten_addr = \"x\"", "listen_addr"),
