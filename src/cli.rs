@@ -321,7 +321,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let clock = clock::from_env()?;
     let out = &mut std::io::stdout().lock();
     match cli.command {
-        Command::Serve => serve(config, clock),
+        Command::Serve => serve(config, cli.config.clone(), clock),
         Command::HostKey => {
             let (key, created) = keys::load_or_create_host_key(&config.server.host_key)?;
             if created {
@@ -360,7 +360,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 /// `rosterd serve`: the daemon.
-fn serve(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<i32> {
+fn serve(
+    config: Config,
+    config_path: Option<PathBuf>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -389,7 +393,11 @@ fn serve(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<i32> {
             &config,
             import_context(&config, clock.clone())?,
         ));
-        let mailer = crate::mail::Mailer::new(&config.mail, open_store(&config)?.conn, clock.clone())?;
+        let mailer = Arc::new(crate::mail::Mailer::new(
+            &config.mail,
+            open_store(&config)?.conn,
+            clock.clone(),
+        )?);
         let mail_target = crate::mail::Mailer::describe(&config.mail);
         tracing::info!(%addr, host_key = %fingerprint, mail = %mail_target, "rosterd listening for SFTP");
         eprintln!("rosterd is listening on {addr} (SFTP); host key {fingerprint}");
@@ -399,7 +407,19 @@ fn serve(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<i32> {
             eprintln!("then its key with `rosterd key add SUBDOMAIN FILE.pub`; it uploads with `sftp -P {} SUBDOMAIN@HOST`", addr.port());
         }
         drop(store);
-        let shared = crate::server::Shared::open(config, clock)?;
+        let shared = crate::server::Shared::open(config, clock.clone())?;
+        let reloading = {
+            let (shared, scheduler, mailer) = (shared.clone(), scheduler.clone(), mailer.clone());
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    match reload(config_path.as_deref(), &shared, &scheduler, &mailer, &clock) {
+                        Ok(()) => tracing::info!("configuration reloaded (SIGHUP)"),
+                        Err(e) => tracing::error!(error = %format!("{e:#}"), "configuration not reloaded; the running one stays in force"),
+                    }
+                }
+            })
+        };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mail_wake = Arc::new(tokio::sync::Notify::new());
         let scheduling = tokio::spawn(scheduler.run_until_stopped(
@@ -407,14 +427,53 @@ fn serve(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<i32> {
             mail_wake.clone(),
             stopped.clone(),
         ));
-        let mailing = tokio::spawn(async move { mailer.run_until_stopped(mail_wake, stopped).await });
+        let mailing = {
+            let mailer = mailer.clone();
+            tokio::spawn(async move { mailer.run_until_stopped(mail_wake, stopped).await })
+        };
         crate::server::run(listener, shared, ssh, shutdown_signal(), grace).await?;
+        reloading.abort();
         let _ = stop.send(true);
         let _ = scheduling.await;
         let _ = mailing.await;
         tracing::info!("rosterd stopped");
         Ok(0)
     })
+}
+
+/// Re-read the configuration and apply what can change while serving: the
+/// schedule, retention, mail, and the per-upload, per-tenant and ban limits.
+/// Listen address, host key, storage paths, the session count, the idle
+/// timeout and logging keep their running values until a restart (a warning
+/// says so). A file with an error changes nothing.
+fn reload(
+    path: Option<&std::path::Path>,
+    shared: &crate::server::Shared,
+    scheduler: &crate::scheduler::Scheduler,
+    mailer: &crate::mail::Mailer,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<()> {
+    let new = Config::load(path)?;
+    let running = shared.config();
+    let mut applied = (*running).clone();
+    applied.server.max_upload_bytes = new.server.max_upload_bytes;
+    applied.server.max_sessions_per_tenant = new.server.max_sessions_per_tenant;
+    applied.server.auth_failures_before_ban = new.server.auth_failures_before_ban;
+    applied.server.auth_failure_window_seconds = new.server.auth_failure_window_seconds;
+    applied.server.ban_seconds = new.server.ban_seconds;
+    applied.storage.archive_days = new.storage.archive_days;
+    applied.schedule = new.schedule.clone();
+    applied.mail = new.mail.clone();
+    let ctx = import_context(&applied, clock.clone())?;
+    mailer.reload(&applied.mail)?;
+    scheduler.reload(&applied, ctx);
+    if format!("{applied:?}") != format!("{new:?}") {
+        tracing::warn!(
+            "some changed settings (listen address, host key, storage paths, max_sessions, idle timeout, logging) take effect only after a restart"
+        );
+    }
+    shared.set_config(applied);
+    Ok(())
 }
 
 /// Completes on SIGINT or SIGTERM.

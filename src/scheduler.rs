@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -34,33 +34,60 @@ pub enum Next {
 }
 
 pub struct Scheduler {
-    ctx: ImportContext,
+    settings: RwLock<Arc<Settings>>,
     database: PathBuf,
     spool: PathBuf,
+}
+
+/// What a configuration reload may change.
+struct Settings {
+    ctx: ImportContext,
     window: Window,
     settle: chrono::Duration,
     archive_days: u32,
 }
 
+impl Settings {
+    /// The tenant's window: its own, else the configured default.
+    fn window_of(&self, tenant: &Tenant) -> Window {
+        tenant
+            .window
+            .as_deref()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(self.window)
+    }
+}
+
 impl Scheduler {
     pub fn new(config: &Config, ctx: ImportContext) -> Self {
         Self {
-            ctx,
+            settings: RwLock::new(Arc::new(Self::settings_from(config, ctx))),
             database: config.storage.database.clone(),
             spool: config.storage.spool.clone(),
+        }
+    }
+
+    fn settings_from(config: &Config, ctx: ImportContext) -> Settings {
+        Settings {
+            ctx,
             window: config.schedule.window,
             settle: chrono::Duration::seconds(config.schedule.settle_seconds as i64),
             archive_days: config.storage.archive_days,
         }
     }
 
-    /// The tenant's window: its own, else the configured default.
-    pub fn window_of(&self, tenant: &Tenant) -> Window {
-        tenant
-            .window
-            .as_deref()
-            .and_then(|w| w.parse().ok())
-            .unwrap_or(self.window)
+    /// Take the schedule, retention and mail settings of a reloaded `config`
+    /// (with the context built from it); paths stay as they were.
+    pub fn reload(&self, config: &Config, ctx: ImportContext) {
+        *self.settings.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(Self::settings_from(config, ctx));
+    }
+
+    fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn spool_of(&self, tenant: &Tenant) -> TenantSpool {
@@ -71,8 +98,9 @@ impl Scheduler {
     /// queue the "nothing received" notes of windows that closed, and return
     /// the tenants whose upload should be imported now.
     pub fn survey(&self, conn: &Connection) -> anyhow::Result<Vec<Tenant>> {
-        let now = self.ctx.clock.now();
-        let cutoff = now - chrono::Duration::days(self.archive_days.into());
+        let s = self.settings();
+        let now = s.ctx.clock.now();
+        let cutoff = now - chrono::Duration::days(s.archive_days.into());
         let expired = spool::expire_archives(conn, cutoff)?;
         if expired > 0 {
             tracing::info!(
@@ -84,72 +112,12 @@ impl Scheduler {
         let mut due = Vec::new();
         for tenant in tenants.into_iter().filter(|t| !t.disabled) {
             spool::adopt_unrecorded(conn, &self.spool_of(&tenant), tenant.id, now)?;
-            self.check_missing(conn, &tenant, now)?;
-            if self.is_due(conn, &tenant, now)? {
+            check_missing(&s, conn, &tenant, now)?;
+            if is_due(&s, conn, &tenant, now)? {
                 due.push(tenant);
             }
         }
         Ok(due)
-    }
-
-    /// An import cut short by a stop is due at once; a pending upload is due
-    /// once settled and inside the window.
-    fn is_due(
-        &self,
-        conn: &Connection,
-        tenant: &Tenant,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<bool> {
-        let (importing, pending_since): (bool, Option<String>) = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM uploads WHERE tenant_id = ?1 AND state = 'importing'),
-                    (SELECT max(received_at) FROM uploads WHERE tenant_id = ?1 AND state = 'pending')",
-            [tenant.id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        if importing {
-            return Ok(true);
-        }
-        let Some(since) = pending_since.and_then(|s| DateTime::parse_from_rfc3339(&s).ok()) else {
-            return Ok(false);
-        };
-        let settled = now - since.to_utc() >= self.settle;
-        Ok(settled
-            && self
-                .window_of(tenant)
-                .is_open(self.ctx.timezone_of(tenant), now))
-    }
-
-    /// Queue one "no users.csv received" note for the last window that closed,
-    /// if the tenant has delivered before but sent nothing for that night
-    /// (between the window's closing the night before and this closing).
-    fn check_missing(
-        &self,
-        conn: &Connection,
-        tenant: &Tenant,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<()> {
-        let tz = self.ctx.timezone_of(tenant);
-        let window = self.window_of(tenant);
-        let close = window.last_close(tz, now);
-        let night_began = window.last_close(tz, close - chrono::Duration::seconds(1));
-        let (before, tonight, last): (bool, bool, Option<String>) = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM uploads WHERE tenant_id = ?1 AND received_at <= ?2),
-                    EXISTS (SELECT 1 FROM uploads WHERE tenant_id = ?1 AND received_at > ?2 AND received_at <= ?3),
-                    (SELECT max(received_at) FROM uploads WHERE tenant_id = ?1)",
-            params![tenant.id, timestamp(night_began), timestamp(close)],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
-        if !before || tonight {
-            return Ok(());
-        }
-        let last = last
-            .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
-            .map(|d| d.to_utc());
-        let mail = self.ctx.composer.missing(tenant, tz, close, last, now)?;
-        if crate::mail::queue(conn, &mail, now)? {
-            tracing::warn!(tenant = %tenant.subdomain, window_closed = %timestamp(close), "no users.csv received during the window; administrator notified");
-        }
-        Ok(())
     }
 
     /// Import the tenant's next upload now, whatever the time: the one a stopped
@@ -174,7 +142,8 @@ impl Scheduler {
             file_name: spool::USERS_CSV.into(),
             email: true,
         };
-        let report = crate::import::users::import(conn, &self.ctx, tenant, &claimed.path, &opts)?;
+        let report =
+            crate::import::users::import(conn, &self.settings().ctx, tenant, &claimed.path, &opts)?;
         spool::archive_imported(conn, &spool, tenant.id, claimed.upload_id)?;
         Ok(Next::Imported(Box::new(report)))
     }
@@ -227,7 +196,7 @@ impl Scheduler {
         loop {
             match self.survey_blocking().await {
                 Ok(due) => {
-                    let now = self.ctx.clock.now();
+                    let now = self.settings().ctx.clock.now();
                     resting.retain(|_, until| *until > now);
                     for tenant in due {
                         if busy.contains(&tenant.id) || resting.contains_key(&tenant.id) {
@@ -289,8 +258,65 @@ impl Scheduler {
             Ok(Next::Nothing | Next::Busy) => {}
             Err(e) => {
                 tracing::error!(tenant = %tenant.subdomain, error = %format!("{e:#}"), "import failed; the upload is kept and will be tried again in 5 minutes");
-                resting.insert(tenant.id, self.ctx.clock.now() + FAILURE_BACKOFF);
+                resting.insert(tenant.id, self.settings().ctx.clock.now() + FAILURE_BACKOFF);
             }
         }
     }
+}
+
+/// An import cut short by a stop is due at once; a pending upload is due
+/// once settled and inside the window.
+fn is_due(
+    s: &Settings,
+    conn: &Connection,
+    tenant: &Tenant,
+    now: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let (importing, pending_since): (bool, Option<String>) = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM uploads WHERE tenant_id = ?1 AND state = 'importing'),
+                    (SELECT max(received_at) FROM uploads WHERE tenant_id = ?1 AND state = 'pending')",
+            [tenant.id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+    if importing {
+        return Ok(true);
+    }
+    let Some(since) = pending_since.and_then(|t| DateTime::parse_from_rfc3339(&t).ok()) else {
+        return Ok(false);
+    };
+    let settled = now - since.to_utc() >= s.settle;
+    Ok(settled && s.window_of(tenant).is_open(s.ctx.timezone_of(tenant), now))
+}
+
+/// Queue one "no users.csv received" note for the last window that closed,
+/// if the tenant has delivered before but sent nothing for that night
+/// (between the window's closing the night before and this closing).
+fn check_missing(
+    s: &Settings,
+    conn: &Connection,
+    tenant: &Tenant,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let tz = s.ctx.timezone_of(tenant);
+    let window = s.window_of(tenant);
+    let close = window.last_close(tz, now);
+    let night_began = window.last_close(tz, close - chrono::Duration::seconds(1));
+    let (before, tonight, last): (bool, bool, Option<String>) = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM uploads WHERE tenant_id = ?1 AND received_at <= ?2),
+                    EXISTS (SELECT 1 FROM uploads WHERE tenant_id = ?1 AND received_at > ?2 AND received_at <= ?3),
+                    (SELECT max(received_at) FROM uploads WHERE tenant_id = ?1)",
+            params![tenant.id, timestamp(night_began), timestamp(close)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+    if !before || tonight {
+        return Ok(());
+    }
+    let last = last
+        .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+        .map(|d| d.to_utc());
+    let mail = s.ctx.composer.missing(tenant, tz, close, last, now)?;
+    if crate::mail::queue(conn, &mail, now)? {
+        tracing::warn!(tenant = %tenant.subdomain, window_closed = %timestamp(close), "no users.csv received during the window; administrator notified");
+    }
+    Ok(())
 }

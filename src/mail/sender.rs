@@ -44,10 +44,15 @@ pub struct Pass {
 }
 
 pub struct Mailer {
-    delivery: Delivery,
-    envelope_from: lettre::Address,
+    /// Replaced whole when the configuration is reloaded.
+    route: std::sync::RwLock<Arc<Route>>,
     db: Arc<Mutex<Connection>>,
     clock: Arc<dyn Clock>,
+}
+
+struct Route {
+    delivery: Delivery,
+    envelope_from: lettre::Address,
 }
 
 struct Due {
@@ -68,6 +73,21 @@ enum Failure {
 impl Mailer {
     /// A mailer for `config`, using its own connection `db` to the store.
     pub fn new(config: &MailConfig, db: Connection, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        Ok(Self {
+            route: std::sync::RwLock::new(Arc::new(Self::route(config)?)),
+            db: Arc::new(Mutex::new(db)),
+            clock,
+        })
+    }
+
+    /// Deliver by a reloaded configuration's settings from the next message on.
+    pub fn reload(&self, config: &MailConfig) -> anyhow::Result<()> {
+        let route = Arc::new(Self::route(config)?);
+        *self.route.write().unwrap_or_else(|e| e.into_inner()) = route;
+        Ok(())
+    }
+
+    fn route(config: &MailConfig) -> anyhow::Result<Route> {
         let composer = super::Composer::new(&config.from)?;
         let delivery = match &config.smtp_url {
             Some(url) => Delivery::Smtp(
@@ -80,11 +100,9 @@ impl Mailer {
             ),
             None => Delivery::Eml(config.outbox_dir.clone()),
         };
-        Ok(Self {
+        Ok(Route {
             delivery,
             envelope_from: composer.from_address().clone(),
-            db: Arc::new(Mutex::new(db)),
-            clock,
         })
     }
 
@@ -180,7 +198,8 @@ impl Mailer {
     }
 
     async fn deliver(&self, msg: &Due) -> Result<String, Failure> {
-        match &self.delivery {
+        let route = self.route.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match &route.delivery {
             Delivery::Eml(dir) => {
                 let dir = dir.clone();
                 let name = msg.name.clone();
@@ -199,7 +218,7 @@ impl Mailer {
                         msg.recipient
                     ))
                 })?;
-                let envelope = Envelope::new(Some(self.envelope_from.clone()), vec![to])
+                let envelope = Envelope::new(Some(route.envelope_from.clone()), vec![to])
                     .map_err(|e| Failure::Permanent(e.to_string()))?;
                 match transport.send_raw(&envelope, &msg.message).await {
                     Ok(_) => Ok("smtp".into()),

@@ -32,7 +32,9 @@ const LOGIN_GRACE: Duration = Duration::from_secs(30);
 /// What every session shares: configuration, the store, the clock and the
 /// per-address and per-tenant bookkeeping.
 pub struct Shared {
-    pub config: Config,
+    /// Replaced whole by a configuration reload (SIGHUP); sessions read it
+    /// when they need a limit, so a reload applies without dropping them.
+    config: std::sync::RwLock<Arc<Config>>,
     /// For reads (logins look up keys here; WAL readers never wait for writers).
     pub store: Mutex<Connection>,
     /// For recording uploads, which may wait for a running import's commit.
@@ -59,7 +61,7 @@ impl Shared {
         // arriving meanwhile waits for it rather than failing.
         writer.busy_timeout(Duration::from_secs(300))?;
         Ok(Arc::new(Self {
-            config,
+            config: std::sync::RwLock::new(Arc::new(config)),
             store: Mutex::new(store),
             writer: Mutex::new(writer),
             clock,
@@ -67,6 +69,19 @@ impl Shared {
             throttle: Mutex::new(HashMap::new()),
             tenant_sessions: Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Apply a reloaded configuration's limits to new checks and sessions.
+    pub fn set_config(&self, config: Config) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
     }
 
     /// Is the address banned for too many failed logins?
@@ -85,7 +100,8 @@ impl Shared {
 
     /// Count a failed authentication; ban the address past the limit.
     fn record_failure(&self, ip: IpAddr) {
-        let s = &self.config.server;
+        let config = self.config();
+        let s = &config.server;
         let now = Instant::now();
         let window = Duration::from_secs(s.auth_failure_window_seconds);
         let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
@@ -109,7 +125,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let n = m.entry(tenant_id).or_insert(0);
-        if *n >= self.config.server.max_sessions_per_tenant {
+        if *n >= self.config().server.max_sessions_per_tenant {
             return false;
         }
         *n += 1;
@@ -178,7 +194,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let slots = Arc::new(Semaphore::new(shared.config.server.max_sessions as usize));
+    // Fixed for the life of the listener: a reload does not resize it.
+    let max_sessions = shared.config().server.max_sessions;
+    let slots = Arc::new(Semaphore::new(max_sessions as usize));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut sessions = JoinSet::new();
     tokio::pin!(shutdown);
@@ -199,7 +217,7 @@ pub async fn run(
                     continue;
                 }
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, max = shared.config.server.max_sessions, "session limit reached; connection refused");
+                    tracing::warn!(%peer, max = max_sessions, "session limit reached; connection refused");
                     continue;
                 };
                 let _ = stream.set_nodelay(true);

@@ -99,7 +99,7 @@ impl SftpSession {
     /// `span` is the SSH session's (tenant, address, key): russh-sftp runs the
     /// handler on a task of its own, so its events name their parent.
     pub fn new(shared: Arc<Shared>, subdomain: &str, sender: Sender, span: tracing::Span) -> Self {
-        let spool = TenantSpool::new(&shared.config.storage.spool, subdomain);
+        let spool = TenantSpool::new(&shared.config().storage.spool, subdomain);
         Self {
             shared,
             spool,
@@ -290,7 +290,7 @@ impl russh_sftp::server::Handler for SftpSession {
         offset: u64,
         data: Vec<u8>,
     ) -> Result<Status, Self::Error> {
-        let max = self.shared.config.server.max_upload_bytes;
+        let max = self.shared.config().server.max_upload_bytes;
         let span = &self.span;
         let Some(Open::Upload(upload)) = self.handles.get_mut(&handle) else {
             return Err(StatusCode::Failure.with_message("invalid handle"));

@@ -665,3 +665,96 @@ fn rejected_and_unchanged_files_are_reported_as_such() {
     assert!(bad.contains("Why: no Username column"), "{bad}");
     assert!(bad.contains("What to do: fix the file"), "{bad}");
 }
+
+#[test]
+fn sighup_reloads_the_schedule_without_dropping_sessions() {
+    use std::io::{BufRead, BufReader, Write};
+    let env = Env::new();
+    let (key, _) = tenant_with_key(&env, "lincoln");
+    let port = free_port();
+    let base = std::fs::read_to_string(&env.config).unwrap().replace(
+        "[server]\n",
+        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n"),
+    ) + "settle_seconds = 0\n";
+    // 23:00 in New York: closed for 01:00-02:00.
+    std::fs::write(&env.config, format!("{base}window = \"01:00-02:00\"\n")).unwrap();
+    env.file("users.csv", USERS);
+    let daemon = Daemon::start(&env);
+    wait_for("the daemon to listen", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+
+    let mut sftp = std::process::Command::new("timeout")
+        .args([
+            "120",
+            "sftp",
+            "-F",
+            "/dev/null",
+            "-o",
+            "StrictHostKeyChecking=no",
+        ])
+        .args([
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .args([
+            "-i",
+            key.to_str().unwrap(),
+            "-P",
+            &port.to_string(),
+            "-b",
+            "-",
+        ])
+        .arg("lincoln@127.0.0.1")
+        .current_dir(env.dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut to_sftp = sftp.stdin.take().unwrap();
+    let mut from_sftp = BufReader::new(sftp.stdout.take().unwrap());
+    // Send commands, then wait until sftp has echoed the marker `ls` (so every
+    // command before it has completed).
+    let mut converse = |commands: &str| {
+        to_sftp
+            .write_all(format!("{commands}ls\n").as_bytes())
+            .unwrap();
+        to_sftp.flush().unwrap();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(
+                from_sftp.read_line(&mut line).unwrap() > 0,
+                "sftp session ended"
+            );
+            if line.trim() == "sftp> ls" {
+                return;
+            }
+        }
+    };
+    converse("put users.csv\n");
+    assert_eq!(upload_state(&env).as_deref(), Some("pending"));
+
+    std::fs::write(&env.config, format!("{base}window = \"22:00-23:30\"\n")).unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &daemon.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    wait_for(
+        "the import under the reloaded window",
+        Duration::from_secs(30),
+        || query_i64(&env, "SELECT count(*) FROM import_runs") == 1,
+    );
+    // The session opened before the reload still works.
+    converse("");
+    drop(converse);
+    drop(to_sftp);
+    assert!(sftp.wait().unwrap().success());
+    daemon.kill();
+}
