@@ -753,7 +753,6 @@ fn sighup_reloads_the_schedule_without_dropping_sessions() {
     );
     // The session opened before the reload still works.
     converse("");
-    drop(converse);
     drop(to_sftp);
     assert!(sftp.wait().unwrap().success());
     daemon.kill();
