@@ -76,6 +76,9 @@ pub enum Command {
     /// Export a district's users
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Export a district's groups and their members
+    #[command(subcommand)]
+    Groups(GroupsCommand),
     /// Show a district's import history, or one import's full report
     #[command(
         after_help = "Examples:\n  rosterd runs lincoln-usd\n  rosterd runs lincoln-usd --id 42\n  rosterd runs lincoln-usd --id 42 --format csv > problems.csv"
@@ -238,6 +241,15 @@ A dry run exits as the real import would.\n\nExamples:\n  rosterd import users l
 rosterd import users lincoln-usd users.csv\n  rosterd import users lincoln-usd users.csv --format csv > problems.csv"
     )]
     Users(ImportArgs),
+    /// Import a group assignments file now and print the report
+    #[command(
+        after_help = "Columns: Username (an existing user), Owner Name (username or \"First Last\" of a user with\n\
+Administrator, School Administrator or Manager access), Group Name. Owner without group: the user\n\
+joins the owner's default group. Group without owner: the group is created without one.\n\
+Exit codes as for `import users`.\n\nExamples:\n  rosterd template groups > groups.csv\n  \
+rosterd import groups lincoln-usd groups.csv --dry-run\n  rosterd import groups lincoln-usd groups.csv --email"
+    )]
+    Groups(ImportArgs),
     /// Import a district's pending SFTP upload now, whatever the time (support's
     /// override of the nightly window); the report is printed and emailed
     #[command(
@@ -285,6 +297,14 @@ pub enum Format {
 pub enum UsersCommand {
     /// Print a district's users as CSV, sorted by username (never passwords)
     #[command(after_help = "Example:\n  rosterd users export lincoln-usd > lincoln-users.csv")]
+    Export { subdomain: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupsCommand {
+    /// Print a district's group memberships as CSV (Group Name, Owner, Username),
+    /// sorted by group and username; groups without members have one row with no username
+    #[command(after_help = "Example:\n  rosterd groups export lincoln-usd > lincoln-groups.csv")]
     Export { subdomain: String },
 }
 
@@ -336,7 +356,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Template { kind } => {
             let header = match kind {
                 TemplateKind::Users => import::users::template_header(),
-                TemplateKind::Groups => "Username,Owner Name,Group Name".to_owned(),
+                TemplateKind::Groups => import::groups::template_header(),
             };
             writeln!(out, "{header}")?;
             Ok(0)
@@ -344,7 +364,27 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Tenant(cmd) => tenant_command(&config, clock.as_ref(), cmd, out),
         Command::Key(cmd) => key_command(&config, clock.as_ref(), cmd, out),
         Command::School(cmd) => school_command(&config, cmd, out),
-        Command::Import(ImportCommand::Users(args)) => import_users(&config, clock, args, out),
+        Command::Import(ImportCommand::Users(args)) => {
+            import_file(&config, clock, args, import::users::import, out)
+        }
+        Command::Import(ImportCommand::Groups(args)) => {
+            import_file(&config, clock, args, import::groups::import, out)
+        }
+        Command::Groups(GroupsCommand::Export { subdomain }) => {
+            let store = open_store(&config)?;
+            let tenant = store.require_tenant(&subdomain)?;
+            let mut w = csv::Writer::from_writer(&mut *out);
+            w.write_record(["Group Name", "Owner", "Username"])?;
+            for row in crate::store::group_memberships(&store.conn, tenant.id)? {
+                w.write_record([
+                    row.group,
+                    row.owner.unwrap_or_default(),
+                    row.member.unwrap_or_default(),
+                ])?;
+            }
+            w.flush()?;
+            Ok(0)
+        }
         Command::Import(ImportCommand::Run { subdomain, format }) => {
             import_run(&config, clock, &subdomain, format, out)
         }
@@ -960,10 +1000,21 @@ fn school_command(
     }
 }
 
-fn import_users(
+/// An importer: `import::users::import` or `import::groups::import`.
+type Importer = fn(
+    &mut rusqlite::Connection,
+    &ImportContext,
+    &Tenant,
+    &std::path::Path,
+    &ImportOptions,
+) -> anyhow::Result<import::Report>;
+
+/// `import users` and `import groups`: import a file now, print the report.
+fn import_file(
     config: &Config,
     clock: Arc<dyn Clock>,
     args: ImportArgs,
+    importer: Importer,
     out: &mut impl Write,
 ) -> anyhow::Result<i32> {
     let mut store = open_store(config)?;
@@ -992,7 +1043,7 @@ fn import_users(
             .unwrap_or_default(),
         email: args.email && !args.dry_run,
     };
-    let report = import::users::import(&mut store.conn, &ctx, &tenant, &args.file, &opts)?;
+    let report = importer(&mut store.conn, &ctx, &tenant, &args.file, &opts)?;
     if args.email && args.dry_run {
         // A dry run stores nothing, so its email is queued on its own.
         let now = ctx.clock.now();

@@ -147,6 +147,27 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
     "#,
+    // 3: groups and their members (the manual groups import). A group is
+    // named uniquely within its tenant; an owner's default group is marked
+    // and keyed by its owner, so its name never clashes with a named group.
+    r#"
+    CREATE TABLE groups (
+        id         INTEGER PRIMARY KEY,
+        tenant_id  INTEGER NOT NULL REFERENCES tenants(id),
+        name       TEXT NOT NULL,
+        name_key   TEXT NOT NULL,
+        owner_id   INTEGER REFERENCES users(id),
+        is_default INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        UNIQUE (tenant_id, name_key)
+    );
+    CREATE UNIQUE INDEX groups_default ON groups(owner_id) WHERE is_default;
+    CREATE TABLE group_members (
+        group_id INTEGER NOT NULL REFERENCES groups(id),
+        user_id  INTEGER NOT NULL REFERENCES users(id),
+        PRIMARY KEY (group_id, user_id)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 #[derive(Debug, Error)]
@@ -623,6 +644,36 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// One row of `groups export`.
+pub struct Membership {
+    pub group: String,
+    pub owner: Option<String>,
+    /// `None` for a group without members.
+    pub member: Option<String>,
+}
+
+/// Every group of a tenant with its members, by group and member; a group
+/// without members once, with no member.
+pub fn group_memberships(conn: &Connection, tenant_id: i64) -> Result<Vec<Membership>> {
+    let mut stmt = conn.prepare(
+        "SELECT g.name, o.username, u.username FROM groups g
+         LEFT JOIN users o ON o.id = g.owner_id
+         LEFT JOIN group_members m ON m.group_id = g.id
+         LEFT JOIN users u ON u.id = m.user_id
+         WHERE g.tenant_id = ?1 ORDER BY lower(g.name), g.id, u.username_key",
+    )?;
+    let rows = stmt
+        .query_map([tenant_id], |r| {
+            Ok(Membership {
+                group: r.get(0)?,
+                owner: r.get(1)?,
+                member: r.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
 }
 
 /// What `rosterd status` shows of one tenant.

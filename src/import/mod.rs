@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod decode;
 pub mod fields;
+pub mod groups;
 pub mod header;
 pub mod report;
 pub mod users;
@@ -173,6 +174,22 @@ pub(crate) fn open_csv<F: header::FieldSet>(
     Ok(Some((rows, columns)))
 }
 
+/// The row error for a record with non-empty cells beyond the header's width.
+pub(crate) fn extra_fields(record: &csv::StringRecord, width: usize, line: u64) -> Option<Problem> {
+    (record.len() > width && record.iter().skip(width).any(|v| !v.trim().is_empty())).then(|| {
+        Problem {
+            line: Some(line),
+            column: "(row)".into(),
+            value: String::new(),
+            severity: Severity::Error,
+            message: format!(
+                "the row has {} fields but the header has {width}; a value probably holds a comma without quotes around it",
+                record.len()
+            ),
+        }
+    })
+}
+
 /// Mark the report rejected, with the reason the district reads.
 pub(crate) fn reject(report: &mut Report, why: String) {
     report.outcome = Outcome::Rejected;
@@ -309,6 +326,64 @@ pub fn upload_received(conn: &Connection, upload_id: i64) -> rusqlite::Result<Op
             })
         })
     })
+}
+
+/// Savepoint every import sets right after taking the write lock, so a file
+/// rejected after its rows were applied is undone while its run is still
+/// recorded in the same transaction.
+pub(crate) const ROWS_SAVEPOINT: &str = "SAVEPOINT rows";
+
+/// The end every import kind shares once its rows are applied inside `tx`:
+/// problems in file order, the "no data rows" warning, the rejection of a
+/// file with more than half of its rows in error (undoing them), the outcome,
+/// and — unless a dry run — the stored run, all committed together.
+pub(crate) fn conclude(
+    tx: rusqlite::Transaction<'_>,
+    ctx: &ImportContext,
+    tenant: &Tenant,
+    opts: &ImportOptions,
+    mut report: Report,
+) -> anyhow::Result<Report> {
+    report.problems.sort_by_key(|p| p.line);
+    let c = report.counts;
+    if c.rows == 0 {
+        report.add(Problem {
+            line: None,
+            column: String::new(),
+            value: String::new(),
+            severity: Severity::Warning,
+            message: "the file has a header but no data rows; nothing to import".into(),
+        });
+    }
+    report.finished_at = timestamp(ctx.clock.now());
+    if c.skipped * 2 > c.rows {
+        // A broken export must not half-apply.
+        tx.execute_batch("ROLLBACK TO rows")?;
+        reject(
+            &mut report,
+            format!(
+                "more than half of the data rows ({} of {}) have errors, so the file was rejected as a whole and nothing was applied. This usually means a broken export; fix the problems listed and upload again",
+                c.skipped, c.rows
+            ),
+        );
+        report.counts.created = 0;
+        report.counts.updated = 0;
+        report.counts.unchanged = 0;
+    } else {
+        report.outcome = if c.skipped > 0 {
+            Outcome::AppliedWithErrors
+        } else {
+            Outcome::Applied
+        };
+    }
+    if opts.dry_run {
+        drop(tx); // rolls back
+    } else {
+        tx.execute_batch("RELEASE rows")?;
+        record_run(&tx, ctx, tenant, opts, &mut report)?;
+        tx.commit()?;
+    }
+    Ok(report)
 }
 
 /// Finish a report that ended before any row was applied (rejected or

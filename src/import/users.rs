@@ -12,9 +12,9 @@ use sha2::{Digest, Sha256};
 
 use super::fields::{self, AccessChange, Username};
 use super::header::{Columns, FieldSet};
-use super::{ImportContext, ImportOptions, Outcome, Problem, Report, Severity};
+use super::{ImportContext, ImportOptions, Problem, Report, Severity};
 use crate::password;
-use crate::store::{Tenant, school_name_key, timestamp};
+use crate::store::{Tenant, school_name_key};
 
 /// Rows validated, looked up and hashed together. Large enough to keep both
 /// cores busy hashing, small enough that memory stays flat.
@@ -219,6 +219,7 @@ pub fn import(
     // Take the write lock first, so the reader stage's snapshot below is exactly
     // the state this import writes over.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch(super::ROWS_SAVEPOINT)?;
     // A tenant's first import only creates: every row goes straight to INSERT,
     // and a clash on the username can only be another tenant's user.
     let first_import: bool = tx.query_row(
@@ -249,44 +250,8 @@ pub fn import(
             .map_err(|_| anyhow::anyhow!("the CSV reader thread panicked"))?
     })?;
 
-    report.problems.sort_by_key(|p| p.line);
+    let report = super::conclude(tx, ctx, tenant, opts, report)?;
     let c = report.counts;
-    if c.rows == 0 {
-        report.add(Problem {
-            line: None,
-            column: String::new(),
-            value: String::new(),
-            severity: Severity::Warning,
-            message: "the file has a header but no data rows; nothing to import".into(),
-        });
-    }
-    report.finished_at = timestamp(ctx.clock.now());
-    if c.skipped * 2 > c.rows {
-        // A broken export must not half-apply.
-        drop(tx);
-        super::reject(
-            &mut report,
-            format!(
-                "more than half of the data rows ({} of {}) have errors, so the file was rejected as a whole and nothing was applied. This usually means a broken export; fix the problems listed and upload again",
-                c.skipped, c.rows
-            ),
-        );
-        report.counts.created = 0;
-        report.counts.updated = 0;
-        report.counts.unchanged = 0;
-        return super::finish_early(conn, ctx, tenant, opts, report);
-    }
-    report.outcome = if c.skipped > 0 {
-        Outcome::AppliedWithErrors
-    } else {
-        Outcome::Applied
-    };
-    if opts.dry_run {
-        drop(tx); // rolls back
-    } else {
-        super::record_run(&tx, ctx, tenant, opts, &mut report)?;
-        tx.commit()?;
-    }
     tracing::info!(
         tenant = %tenant.subdomain,
         outcome = report.outcome.as_str(),
@@ -405,19 +370,11 @@ impl Rules<'_> {
     /// the district can fix them in one go.
     fn check(&self, record: &csv::StringRecord, line: u64) -> Result<Row, Vec<Problem>> {
         let mut problems = Vec::new();
-        let width = self.columns.by_index.len();
-        if record.len() > width && record.iter().skip(width).any(|v| !v.trim().is_empty()) {
-            problems.push(Problem {
-                line: Some(line),
-                column: "(row)".into(),
-                value: String::new(),
-                severity: Severity::Error,
-                message: format!(
-                    "the row has {} fields but the header has {width}; a value probably holds a comma without quotes around it",
-                    record.len()
-                ),
-            });
-        }
+        problems.extend(super::extra_fields(
+            record,
+            self.columns.by_index.len(),
+            line,
+        ));
         let mut fail = |field: UserField, value: &str, message: String| {
             problems.push(Problem {
                 line: Some(line),
