@@ -9,5 +9,6 @@ mod groups;
 mod importer;
 mod keys;
 mod pipeline;
+mod quickstart;
 mod server;
 mod smtp;
