@@ -11,7 +11,7 @@ done
 python3 -c 'import paramiko' || { echo "compat: python paramiko is not installed" >&2; exit 1; }
 
 cargo build --quiet --locked
-BIN=$PWD/target/debug/rosterd
+BIN=$(realpath "${CARGO_TARGET_DIR:-target}")/debug/rosterd
 WORK=$(mktemp -d)
 PID=
 cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$WORK"; }
