@@ -325,7 +325,7 @@ pub fn write_secret_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let ctx =
         |what: &str, e: std::io::Error| anyhow::anyhow!("cannot {what} {}: {e}", path.display());
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| ctx("create the directory of", e))?;
+        private_dir(dir).map_err(|e| ctx("create the directory of", e))?;
     }
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let mut file = std::fs::OpenOptions::new()
@@ -340,6 +340,16 @@ pub fn write_secret_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         return Err(ctx("write", e));
     }
     Ok(())
+}
+
+/// Create `dir` and its missing parents readable by the daemon's user only
+/// (0700); an existing directory keeps its mode.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 #[cfg(test)]

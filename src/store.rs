@@ -196,7 +196,7 @@ impl Store {
     /// Open (creating with mode 0600 if missing) and migrate the database at `path`.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
+            crate::keys::private_dir(dir)
                 .map_err(|e| anyhow::anyhow!("cannot create directory {}: {e}", dir.display()))?;
         }
         // Create the file ourselves so it is never, even briefly, world-readable;

@@ -520,3 +520,27 @@ fn per_tenant_session_limit() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_revoked_key_is_refused_at_the_next_login_without_restart() {
+    let env = Env::new();
+    let (key, fp) = tenant_with_key(&env, "lincoln");
+    let srv = TestServer::start(env, |_| {});
+    srv.env.file("users.csv", "Username\nfirst1\n");
+    assert_eq!(srv.sftp("lincoln", &key, "put users.csv\n").0, 0);
+    srv.env.ok(&["key", "revoke", "lincoln", &fp]);
+    let (code, _, err) = srv.sftp("lincoln", &key, "put users.csv\n");
+    assert_ne!(code, 0);
+    assert!(err.contains("Permission denied"), "{err}");
+    assert_eq!(srv.uploads().len(), 1);
+    // Data directories are private to the daemon's user.
+    use std::os::unix::fs::PermissionsExt;
+    for dir in ["data", "data/spool", "data/spool/lincoln"] {
+        let mode = std::fs::metadata(srv.env.path(dir))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o700, "{dir}");
+    }
+}
