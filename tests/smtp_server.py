@@ -6,7 +6,9 @@ NNNN.eml (the bytes received) and NNNN.json (envelope, subject, decoded text
 body and attachments, parsed with Python's email package).
 
 Modes: --fail-first N answers 451 to the first N messages (a server that is
-busy); --reject answers 550 to every message.
+busy); --reject answers 550 to every message; --drop-mid-data N closes the
+connection in the middle of the first N messages' DATA (a server or network
+that dies while the message is being sent).
 """
 import argparse
 import asyncio
@@ -59,20 +61,39 @@ class Handler:
         return "250 2.0.0 OK"
 
 
+class DroppingSMTP(SMTP):
+    """Closes the connection after the first line of DATA, while drops remain."""
+
+    drops = 0
+
+    async def smtp_DATA(self, arg):
+        if DroppingSMTP.drops > 0:
+            DroppingSMTP.drops -= 1
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            await self._reader.readline()
+            self.transport.close()
+            return
+        return await super().smtp_DATA(arg)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--dir", required=True)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--fail-first", type=int, default=0)
     p.add_argument("--reject", action="store_true")
+    p.add_argument("--drop-mid-data", type=int, default=0)
     args = p.parse_args()
     os.makedirs(args.dir, exist_ok=True)
     handler = Handler(args)
+    DroppingSMTP.drops = args.drop_mid_data
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     server = loop.run_until_complete(
         loop.create_server(
-            lambda: SMTP(handler, hostname="smtp.test", enable_SMTPUTF8=True), "127.0.0.1", args.port
+            lambda: DroppingSMTP(handler, hostname="smtp.test", enable_SMTPUTF8=True),
+            "127.0.0.1",
+            args.port,
         )
     )
     print(server.sockets[0].getsockname()[1], flush=True)

@@ -757,3 +757,21 @@ fn sighup_reloads_the_schedule_without_dropping_sessions() {
     assert!(sftp.wait().unwrap().success());
     daemon.kill();
 }
+
+#[test]
+fn smtp_connection_dropped_mid_data_is_retried_and_delivered_once() {
+    let smtp_dir = tempfile::tempdir().unwrap();
+    let smtp = SmtpServer::start(smtp_dir.path().to_path_buf(), &["--drop-mid-data", "1"]);
+    let (srv, clock, key) = night_server(NIGHT, |c| c.mail.smtp_url = Some(smtp.url()));
+    let (scheduler, mailer) = pipeline(&srv);
+    upload(&srv, &key, USERS);
+    assert_eq!(srv.block_on(scheduler.run_once()).unwrap().len(), 1);
+    let pass = srv.block_on(mailer.run_once()).unwrap();
+    assert_eq!((pass.sent, pass.retrying), (0, 1));
+    assert!(smtp.messages().is_empty());
+    clock.advance(chrono::Duration::seconds(30));
+    assert_eq!(srv.block_on(mailer.run_once()).unwrap().sent, 1);
+    clock.advance(chrono::Duration::hours(1));
+    assert_eq!(srv.block_on(mailer.run_once()).unwrap().sent, 0);
+    assert_eq!(smtp.messages().len(), 1);
+}
