@@ -501,6 +501,8 @@ fn reload(
     applied.server.auth_failures_before_ban = new.server.auth_failures_before_ban;
     applied.server.auth_failure_window_seconds = new.server.auth_failure_window_seconds;
     applied.server.ban_seconds = new.server.ban_seconds;
+    applied.server.login_grace_seconds = new.server.login_grace_seconds;
+    applied.server.max_pending_logins_per_address = new.server.max_pending_logins_per_address;
     applied.storage.archive_days = new.storage.archive_days;
     applied.schedule = new.schedule.clone();
     applied.mail = new.mail.clone();

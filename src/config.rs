@@ -41,6 +41,11 @@ pub struct ServerConfig {
     pub ban_seconds: u64,
     /// On SIGINT/SIGTERM, how long running transfers may take to finish.
     pub shutdown_grace_seconds: u64,
+    /// How long a connection may take from connecting to a successful login.
+    pub login_grace_seconds: u64,
+    /// Connections from one address that have not logged in yet, at most;
+    /// more are dropped at once, so one address cannot hold every slot.
+    pub max_pending_logins_per_address: u32,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +61,8 @@ impl Default for ServerConfig {
             auth_failure_window_seconds: 300,
             ban_seconds: 900,
             shutdown_grace_seconds: 30,
+            login_grace_seconds: 30,
+            max_pending_logins_per_address: 10,
         }
     }
 }
@@ -211,6 +218,14 @@ impl Config {
                 self.server.auth_failure_window_seconds,
             ),
             ("storage.archive_days", self.storage.archive_days.into()),
+            (
+                "server.login_grace_seconds",
+                self.server.login_grace_seconds,
+            ),
+            (
+                "server.max_pending_logins_per_address",
+                self.server.max_pending_logins_per_address.into(),
+            ),
         ];
         for (key, value) in positive {
             anyhow::ensure!(value > 0, "{key} must be greater than 0");

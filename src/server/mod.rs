@@ -26,8 +26,27 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::spool::Sender;
 
-/// How long a connection may take to authenticate.
-const LOGIN_GRACE: Duration = Duration::from_secs(30);
+/// A connection counted against its address's pending-login limit until it
+/// logs in or ends, whichever comes first.
+struct PendingLogin {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+    done: Arc<AtomicBool>,
+}
+
+impl PendingLogin {
+    fn finish(&self) {
+        if !self.done.swap(true, Ordering::AcqRel) {
+            self.shared.end_login(self.ip);
+        }
+    }
+}
+
+impl Drop for PendingLogin {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
 
 /// What every session shares: configuration, the store, the clock and the
 /// per-address and per-tenant bookkeeping.
@@ -43,6 +62,8 @@ pub struct Shared {
     /// Notified when an upload is published, so the scheduler looks at once.
     pub uploaded: Arc<tokio::sync::Notify>,
     throttle: Mutex<HashMap<IpAddr, Failures>>,
+    /// Connections per address that have not logged in yet.
+    pending: Mutex<HashMap<IpAddr, u32>>,
     tenant_sessions: Mutex<HashMap<i64, u32>>,
 }
 
@@ -67,6 +88,7 @@ impl Shared {
             clock,
             uploaded: Arc::new(tokio::sync::Notify::new()),
             throttle: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
             tenant_sessions: Mutex::new(HashMap::new()),
         }))
     }
@@ -82,6 +104,33 @@ impl Shared {
     /// Apply a reloaded configuration's limits to new checks and sessions.
     pub fn set_config(&self, config: Config) {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+    }
+
+    /// Count a connection from `ip` that has yet to log in; `None` if the
+    /// address already has as many as allowed.
+    fn begin_login(self: &Arc<Self>, ip: IpAddr) -> Option<PendingLogin> {
+        let max = self.config().server.max_pending_logins_per_address;
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let n = p.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PendingLogin {
+            shared: self.clone(),
+            ip,
+            done: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    fn end_login(&self, ip: IpAddr) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = p.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                p.remove(&ip);
+            }
+        }
     }
 
     /// Is the address banned for too many failed logins?
@@ -216,6 +265,10 @@ pub async fn run(
                     tracing::debug!(%peer, "connection from banned address dropped");
                     continue;
                 }
+                let Some(pending) = shared.begin_login(peer.ip()) else {
+                    tracing::debug!(%peer, "too many connections from this address still logging in; dropped");
+                    continue;
+                };
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     tracing::warn!(%peer, max = max_sessions, "session limit reached; connection refused");
                     continue;
@@ -229,13 +282,22 @@ pub async fn run(
                     tenant = tracing::field::Empty,
                     key = tracing::field::Empty
                 );
-                let handler = SshSession::new(shared.clone(), peer, span.clone());
+                let deadline = tokio::time::Instant::now()
+                    + Duration::from_secs(shared.config().server.login_grace_seconds);
+                let handler = SshSession::new(shared.clone(), peer, span.clone(), pending);
                 let ssh = ssh.clone();
                 let mut stop = stop_rx.clone();
                 let session = async move {
                     let _permit = permit;
                     let authenticated = handler.authenticated.clone();
-                    let running = match russh::server::run_stream(ssh, stream, handler).await {
+                    // The version exchange counts against the login grace too, so
+                    // a client that connects and sends nothing is let go.
+                    let handshake = russh::server::run_stream(ssh, stream, handler);
+                    let Ok(started) = tokio::time::timeout_at(deadline, handshake).await else {
+                        tracing::debug!("no SSH handshake within the login grace; disconnected");
+                        return;
+                    };
+                    let running = match started {
                         Ok(r) => r,
                         Err(e) => {
                             tracing::debug!(error = %e, "handshake failed");
@@ -244,7 +306,7 @@ pub async fn run(
                     };
                     let handle = running.handle();
                     let login_deadline = async {
-                        tokio::time::sleep(LOGIN_GRACE).await;
+                        tokio::time::sleep_until(deadline).await;
                         if authenticated.load(Ordering::Relaxed) {
                             std::future::pending::<()>().await;
                         }
@@ -304,15 +366,23 @@ pub struct SshSession {
     /// Set after authentication: tenant id, subdomain, key fingerprint.
     login: Option<(i64, String, String)>,
     span: tracing::Span,
+    /// Released at login: from then on the session counts per tenant instead.
+    pending: PendingLogin,
     channels: HashMap<ChannelId, Channel<Msg>>,
 }
 
 impl SshSession {
-    fn new(shared: Arc<Shared>, peer: SocketAddr, span: tracing::Span) -> Self {
+    fn new(
+        shared: Arc<Shared>,
+        peer: SocketAddr,
+        span: tracing::Span,
+        pending: PendingLogin,
+    ) -> Self {
         Self {
             shared,
             peer,
             span,
+            pending,
             authenticated: Arc::new(AtomicBool::new(false)),
             login: None,
             channels: HashMap::new(),
@@ -371,6 +441,7 @@ impl russh::server::Handler for SshSession {
         tracing::info!("login");
         self.login = Some((tenant_id, user.to_owned(), fp));
         self.authenticated.store(true, Ordering::Relaxed);
+        self.pending.finish();
         Ok(Auth::Accept)
     }
 

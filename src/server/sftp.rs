@@ -86,6 +86,9 @@ enum Open {
 }
 
 /// One SFTP subsystem of an authenticated session.
+/// Open handles one session may hold: a client needs one or two.
+pub const MAX_OPEN_HANDLES: usize = 16;
+
 pub struct SftpSession {
     shared: Arc<Shared>,
     spool: TenantSpool,
@@ -110,9 +113,16 @@ impl SftpSession {
         }
     }
 
-    fn handle_name(&mut self, prefix: &str) -> String {
+    /// A new handle's name, or a failure when the session already has
+    /// [`MAX_OPEN_HANDLES`] open (each upload holds a file and a descriptor).
+    fn new_handle(&mut self, prefix: &str) -> Result<String, StatusReply> {
+        if self.handles.len() >= MAX_OPEN_HANDLES {
+            return Err(failure(format!(
+                "too many open files in this session (at most {MAX_OPEN_HANDLES}); close some first"
+            )));
+        }
         self.next_handle += 1;
-        format!("{prefix}{}", self.next_handle)
+        Ok(format!("{prefix}{}", self.next_handle))
     }
 
     /// The file a visible name stands for: the pending upload or a staged one.
@@ -256,10 +266,10 @@ impl russh_sftp::server::Handler for SftpSession {
         {
             return Err(denied());
         }
+        let handle = self.new_handle("f")?;
         self.spool
             .create_dirs()
             .map_err(|e| failure(format!("the server cannot store uploads right now: {e}")))?;
-        let handle = self.handle_name("f");
         let tmp = self.spool.incoming().join(format!(
             "{}-{}.tmp",
             std::process::id(),
@@ -352,7 +362,7 @@ impl russh_sftp::server::Handler for SftpSession {
     async fn opendir(&mut self, id: u32, path: String) -> Result<Handle, Self::Error> {
         match resolve(&path) {
             Some(VPath::Root) => {
-                let handle = self.handle_name("d");
+                let handle = self.new_handle("d")?;
                 self.handles
                     .insert(handle.clone(), Open::Dir { listed: false });
                 Ok(Handle { id, handle })

@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod faults;
 mod groups;
+mod hostile;
 mod importer;
 mod keys;
 mod pipeline;

@@ -102,8 +102,21 @@ impl TestServer {
 
     /// Run `sftp -b -` with `batch` as user@127.0.0.1; returns (code, stdout, stderr).
     pub fn sftp(&self, user: &str, key: &Path, batch: &str) -> (i32, String, String) {
+        self.sftp_from("127.0.0.1", user, key, batch)
+    }
+
+    /// `sftp` connecting from the loopback address `source` (any of 127/8).
+    pub fn sftp_from(
+        &self,
+        source: &str,
+        user: &str,
+        key: &Path,
+        batch: &str,
+    ) -> (i32, String, String) {
         let mut cmd = Command::new("timeout");
         cmd.arg("60").arg("sftp").args(self.ssh_opts(key)).args([
+            "-o",
+            &format!("BindAddress={source}"),
             "-P",
             &self.port.to_string(),
             "-b",
