@@ -192,13 +192,6 @@ struct Rules<'a> {
 }
 
 impl Rules<'_> {
-    fn header(&self, field: GroupField) -> String {
-        self.columns
-            .header_of(field)
-            .unwrap_or(field.label())
-            .to_owned()
-    }
-
     /// Check one row and, if it passes, apply it. The outer error is the
     /// store's; the inner one the row's problems.
     fn apply(
@@ -212,7 +205,7 @@ impl Rules<'_> {
                 .collect();
         let problem = |field: GroupField, value: &str, message: String| Problem {
             line: Some(line),
-            column: self.header(field),
+            column: self.columns.name_of(field),
             value: value.to_owned(),
             severity: Severity::Error,
             message,
@@ -282,8 +275,8 @@ impl Rules<'_> {
                     line: Some(line),
                     column: format!(
                         "{}, {}",
-                        self.header(GroupField::OwnerName),
-                        self.header(GroupField::GroupName)
+                        self.columns.name_of(GroupField::OwnerName),
+                        self.columns.name_of(GroupField::GroupName)
                     ),
                     value: String::new(),
                     severity: Severity::Warning,

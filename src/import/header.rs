@@ -85,6 +85,12 @@ impl<F: FieldSet> Columns<F> {
     }
 
     /// The header of the column holding `field`, as the file writes it.
+    /// The column name for reports: as the file's header writes it, else the
+    /// field's own name.
+    pub fn name_of(&self, field: F) -> String {
+        self.header_of(field).unwrap_or(field.label()).to_owned()
+    }
+
     pub fn header_of(&self, field: F) -> Option<&str> {
         self.position.get(&field).map(|&i| self.names[i].as_str())
     }

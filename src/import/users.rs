@@ -314,7 +314,7 @@ fn read_rows(
                     batch.skipped += 1;
                     batch.problems.push(Problem {
                         line: Some(line),
-                        column: rules.header(UserField::Username),
+                        column: rules.columns.name_of(UserField::Username),
                         value: row.username.display.clone(),
                         severity: Severity::Error,
                         message: format!(
@@ -358,14 +358,6 @@ struct Rules<'a> {
 }
 
 impl Rules<'_> {
-    /// The column name for reports: as the file's header writes it.
-    fn header(&self, field: UserField) -> String {
-        self.columns
-            .header_of(field)
-            .unwrap_or(field.label())
-            .to_owned()
-    }
-
     /// Apply every field rule to one record; all problems of the row at once, so
     /// the district can fix them in one go.
     fn check(&self, record: &csv::StringRecord, line: u64) -> Result<Row, Vec<Problem>> {
@@ -378,7 +370,7 @@ impl Rules<'_> {
         let mut fail = |field: UserField, value: &str, message: String| {
             problems.push(Problem {
                 line: Some(line),
-                column: self.header(field),
+                column: self.columns.name_of(field),
                 value: if field == UserField::Password {
                     String::new()
                 } else {
@@ -640,7 +632,7 @@ fn write_batch(
                 if row.password.is_none() && !tenant.sso {
                     report.add(Problem {
                         line: Some(row.line),
-                        column: rules.header(UserField::Password),
+                        column: rules.columns.name_of(UserField::Password),
                         value: String::new(),
                         severity: Severity::Warning,
                         message: "new user without a password: the account cannot sign in until a password is set (fine if your district signs in with SSO; ask support to mark it)".into(),
@@ -688,7 +680,7 @@ fn taken(report: &mut Report, rules: &Rules<'_>, row: Row) {
     report.counts.skipped += 1;
     report.add(Problem {
         line: Some(row.line),
-        column: rules.header(UserField::Username),
+        column: rules.columns.name_of(UserField::Username),
         value: row.username.display,
         severity: Severity::Error,
         message: "this username is already in use by another account in the system; usernames must be unique across all districts, so choose another (for example, add your district's prefix)".into(),

@@ -72,12 +72,8 @@ fn sigkill_mid_import_applies_nothing_and_a_rerun_applies_everything() {
     let status = child.wait().unwrap();
     assert!(!status.success());
 
+    env.assert_integrity();
     let store = env.store();
-    let integrity: String = store
-        .conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(integrity, "ok");
     let runs_after: i64 = store
         .conn
         .query_row("SELECT count(*) FROM import_runs", [], |r| r.get(0))

@@ -104,6 +104,16 @@ impl Env {
         Store::open(&self.db_path()).expect("open store")
     }
 
+    /// SQLite's own check of the whole database file.
+    pub fn assert_integrity(&self) {
+        let integrity: String = self
+            .store()
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .expect("integrity_check");
+        assert_eq!(integrity, "ok");
+    }
+
     /// Import in-process at `now`, as the CLI would.
     pub fn import_at(&self, sub: &str, file: &Path, now: DateTime<Utc>, dry_run: bool) -> Report {
         let mut store = self.store();
@@ -191,5 +201,22 @@ pub fn ssh_keygen(args: &[&str]) -> Output {
         "ssh-keygen {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+/// Every file under `dir`, recursively, in no particular order.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
     out
 }

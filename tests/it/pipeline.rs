@@ -77,23 +77,6 @@ fn outbox_states(srv: &TestServer) -> Vec<(String, String, i64)> {
         .collect()
 }
 
-/// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 fn assert_no_plaintext_passwords(data: &Path) {
     for file in files_under(data) {
         let bytes = std::fs::read(&file).unwrap();
@@ -397,6 +380,20 @@ impl Drop for Daemon {
     }
 }
 
+/// `sftp -b -` as lincoln to a daemon child on `port`, stdin and stdout piped.
+fn daemon_sftp(env: &Env, key: &Path, port: u16, seconds: u32) -> std::process::Command {
+    let mut cmd = std::process::Command::new("timeout");
+    cmd.arg(seconds.to_string())
+        .args(["sftp", "-F", "/dev/null", "-o", "StrictHostKeyChecking=no"])
+        .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"])
+        .args(["-o", "LogLevel=ERROR", "-i", key.to_str().unwrap()])
+        .args(["-P", &port.to_string(), "-b", "-", "lincoln@127.0.0.1"])
+        .current_dir(env.dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    cmd
+}
+
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
@@ -448,35 +445,7 @@ fn daemon_killed_after_the_upload_and_during_the_import_imports_and_mails_once()
     env.file("users.csv", &body);
 
     let sftp = |env: &Env| {
-        let out = std::process::Command::new("timeout")
-            .args([
-                "60",
-                "sftp",
-                "-F",
-                "/dev/null",
-                "-o",
-                "StrictHostKeyChecking=no",
-            ])
-            .args([
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "LogLevel=ERROR",
-            ])
-            .args([
-                "-i",
-                key.to_str().unwrap(),
-                "-P",
-                &port.to_string(),
-                "-b",
-                "-",
-            ])
-            .arg("lincoln@127.0.0.1")
-            .current_dir(env.dir.path())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
+        let out = daemon_sftp(env, &key, port, 60)
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("sftp");
@@ -525,13 +494,7 @@ fn daemon_killed_after_the_upload_and_during_the_import_imports_and_mails_once()
     assert_eq!(query_i64(&env, "SELECT count(*) FROM import_runs"), 1);
     assert_eq!(query_i64(&env, "SELECT count(*) FROM users"), 150_000);
     assert_eq!(upload_state(&env).as_deref(), Some("imported"));
-    let store = env.store();
-    let integrity: String = store
-        .conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(integrity, "ok");
-    drop(store);
+    env.assert_integrity();
     // A while longer: still exactly one import and one email.
     std::thread::sleep(Duration::from_secs(6));
     daemon.kill();
@@ -684,35 +647,7 @@ fn sighup_reloads_the_schedule_without_dropping_sessions() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
 
-    let mut sftp = std::process::Command::new("timeout")
-        .args([
-            "120",
-            "sftp",
-            "-F",
-            "/dev/null",
-            "-o",
-            "StrictHostKeyChecking=no",
-        ])
-        .args([
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .args([
-            "-i",
-            key.to_str().unwrap(),
-            "-P",
-            &port.to_string(),
-            "-b",
-            "-",
-        ])
-        .arg("lincoln@127.0.0.1")
-        .current_dir(env.dir.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
+    let mut sftp = daemon_sftp(&env, &key, port, 120)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();

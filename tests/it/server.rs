@@ -409,6 +409,9 @@ fn repeated_failures_ban_the_address() {
         !err.contains("Permission denied"),
         "banned address reached authentication: {err}"
     );
+    // The flood bans its own address only: the district on another is served.
+    let (code, _, err) = srv.sftp_from("127.0.0.3", "lincoln", &key, "ls\n");
+    assert_eq!(code, 0, "{err}");
 }
 
 #[test]
