@@ -429,16 +429,16 @@ impl russh::server::Handler for SshSession {
     ) -> Result<Auth, Self::Error> {
         let fp = key.public_key.fingerprint(HashAlg::Sha256).to_string();
         let Some(tenant_id) = self.shared.authorize(user, &fp).await else {
-            tracing::info!(user, peer = %self.peer, key = %fp, "login refused");
+            tracing::info!(parent: &self.span, user, peer = %self.peer, key = %fp, "login refused");
             return Ok(self.reject());
         };
         if !self.shared.enter_tenant(tenant_id) {
-            tracing::warn!(tenant = user, peer = %self.peer, "login refused: the tenant's session limit is reached");
+            tracing::warn!(parent: &self.span, tenant = user, peer = %self.peer, "login refused: the tenant's session limit is reached");
             return Ok(Auth::reject());
         }
         self.span.record("tenant", user);
         self.span.record("key", fp.as_str());
-        tracing::info!("login");
+        tracing::info!(parent: &self.span, "login");
         self.login = Some((tenant_id, user.to_owned(), fp));
         self.authenticated.store(true, Ordering::Relaxed);
         self.pending.finish();

@@ -361,9 +361,15 @@ struct Daemon(std::process::Child);
 impl Daemon {
     fn start(env: &Env) -> Self {
         let mut cmd = env.command(&["serve"]);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(env.path("daemon.log"))
+            .unwrap();
         cmd.env("ROSTERD_NOW", NIGHT)
+            .env("ROSTERD_LOG", "info")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
+            .stderr(log);
         Self(cmd.spawn().expect("start rosterd serve"))
     }
 
@@ -640,7 +646,12 @@ fn sighup_reloads_the_schedule_without_dropping_sessions() {
         &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n"),
     ) + "settle_seconds = 0\n";
     // 23:00 in New York: closed for 01:00-02:00.
-    std::fs::write(&env.config, format!("{base}window = \"01:00-02:00\"\n")).unwrap();
+    let json_logs = "[log]\nformat = \"json\"\n";
+    std::fs::write(
+        &env.config,
+        format!("{base}window = \"01:00-02:00\"\n{json_logs}"),
+    )
+    .unwrap();
     env.file("users.csv", USERS);
     let daemon = Daemon::start(&env);
     wait_for("the daemon to listen", Duration::from_secs(30), || {
@@ -675,7 +686,11 @@ fn sighup_reloads_the_schedule_without_dropping_sessions() {
     converse("put users.csv\n");
     assert_eq!(upload_state(&env).as_deref(), Some("pending"));
 
-    std::fs::write(&env.config, format!("{base}window = \"22:00-23:30\"\n")).unwrap();
+    std::fs::write(
+        &env.config,
+        format!("{base}window = \"22:00-23:30\"\n{json_logs}"),
+    )
+    .unwrap();
     let hup = std::process::Command::new("kill")
         .args(["-HUP", &daemon.0.id().to_string()])
         .status()
@@ -691,6 +706,34 @@ fn sighup_reloads_the_schedule_without_dropping_sessions() {
     drop(to_sftp);
     assert!(sftp.wait().unwrap().success());
     daemon.kill();
+
+    // JSON logs, one object a line; the session's events carry its span.
+    let log = std::fs::read_to_string(env.path("daemon.log")).unwrap();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let message = |e: &serde_json::Value| e["fields"]["message"].as_str().unwrap_or("").to_owned();
+    let login = events
+        .iter()
+        .find(|e| message(e) == "login")
+        .expect("login logged");
+    assert_eq!(login["span"]["tenant"], "lincoln", "{login}");
+    assert!(
+        login["span"]["key"]
+            .as_str()
+            .unwrap()
+            .starts_with("SHA256:"),
+        "{login}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| message(e) == "configuration reloaded (SIGHUP)"),
+        "{log}"
+    );
+    assert!(!log.contains("Secr3t"), "a password was logged");
 }
 
 #[test]
