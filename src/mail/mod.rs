@@ -65,28 +65,24 @@ pub struct OutboxRow {
     pub id: i64,
     pub kind: String,
     pub recipient: String,
-    pub subject: String,
     pub state: String,
     pub attempts: i64,
     pub last_error: Option<String>,
-    pub delivered_to: Option<String>,
 }
 
 /// The outbox, oldest first.
 pub fn outbox(conn: &Connection) -> rusqlite::Result<Vec<OutboxRow>> {
     let mut stmt = conn.prepare(
-        "SELECT id, kind, recipient, subject, state, attempts, last_error, delivered_to FROM outbox ORDER BY id",
+        "SELECT id, kind, recipient, state, attempts, last_error FROM outbox ORDER BY id",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(OutboxRow {
             id: r.get(0)?,
             kind: r.get(1)?,
             recipient: r.get(2)?,
-            subject: r.get(3)?,
-            state: r.get(4)?,
-            attempts: r.get(5)?,
-            last_error: r.get(6)?,
-            delivered_to: r.get(7)?,
+            state: r.get(3)?,
+            attempts: r.get(4)?,
+            last_error: r.get(5)?,
         })
     })?;
     rows.collect()

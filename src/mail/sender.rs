@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use lettre::address::Envelope;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use crate::clock::Clock;
 use crate::config::MailConfig;
@@ -265,23 +265,6 @@ fn due(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<Due>> {
         })
     })?;
     rows.collect()
-}
-
-/// The `.eml` file for outbox message `id`, if it was written.
-pub fn eml_path(
-    conn: &Connection,
-    outbox_dir: &Path,
-    id: i64,
-) -> rusqlite::Result<Option<PathBuf>> {
-    let to: Option<Option<String>> = conn
-        .query_row("SELECT delivered_to FROM outbox WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    Ok(to
-        .flatten()
-        .map(PathBuf::from)
-        .filter(|p| p.starts_with(outbox_dir)))
 }
 
 /// Write the message under its fixed name (temporary file, fsync, rename), so a

@@ -31,7 +31,7 @@ use crate::spool::Sender;
 struct PendingLogin {
     shared: Arc<Shared>,
     ip: IpAddr,
-    done: Arc<AtomicBool>,
+    done: AtomicBool,
 }
 
 impl PendingLogin {
@@ -119,7 +119,7 @@ impl Shared {
         Some(PendingLogin {
             shared: self.clone(),
             ip,
-            done: Arc::new(AtomicBool::new(false)),
+            done: AtomicBool::new(false),
         })
     }
 
