@@ -16,7 +16,7 @@ use rosterd::scheduler::Scheduler;
 use rosterd::store::Store;
 
 use crate::helpers::*;
-use crate::server::{TestServer, tenant_with_key};
+use crate::server::{TestServer, ssh_opts, tenant_with_key};
 use crate::smtp::{SmtpServer, free_port};
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -390,9 +390,8 @@ impl Drop for Daemon {
 fn daemon_sftp(env: &Env, key: &Path, port: u16, seconds: u32) -> std::process::Command {
     let mut cmd = std::process::Command::new("timeout");
     cmd.arg(seconds.to_string())
-        .args(["sftp", "-F", "/dev/null", "-o", "StrictHostKeyChecking=no"])
-        .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"])
-        .args(["-o", "LogLevel=ERROR", "-i", key.to_str().unwrap()])
+        .arg("sftp")
+        .args(ssh_opts(key))
         .args(["-P", &port.to_string(), "-b", "-", "lincoln@127.0.0.1"])
         .current_dir(env.dir.path())
         .stdin(std::process::Stdio::piped())
