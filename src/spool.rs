@@ -158,7 +158,17 @@ pub fn publish(
     let _held = spool.lock()?;
     std::fs::rename(complete, &target)?;
     sync_dir(&spool.dir)?;
-    let id = record_upload(conn, sender, now, size, &sha256, &target)
+    let id = file_id(&target)
+        .map_err(anyhow::Error::from)
+        .and_then(|file| {
+            let pending = Pending {
+                size,
+                sha256: &sha256,
+                path: &target,
+                file: &file,
+            };
+            Ok(record_upload(conn, sender.tenant_id, Some(sender), now, &pending)?)
+        })
         .inspect_err(|e| {
             tracing::error!(error = %e, "users.csv is stored but could not be recorded yet; the scheduler will record it")
         })
@@ -166,30 +176,55 @@ pub fn publish(
     Ok(Upload { id, size, sha256 })
 }
 
+/// The identity of a file on its file system (device and inode): a new
+/// upload is always a new file, renamed into place.
+fn file_id(path: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    Ok(format!("{}:{}", meta.dev(), meta.ino()))
+}
+
+/// A file just made the pending `users.csv`.
+struct Pending<'a> {
+    size: u64,
+    sha256: &'a str,
+    path: &'a Path,
+    /// [`file_id`] of it.
+    file: &'a str,
+}
+
+/// Record the pending `users.csv` of `tenant_id` (superseding any earlier
+/// pending upload). `sender` is `None` for a file found without a record.
 fn record_upload(
     conn: &Connection,
-    sender: &Sender,
+    tenant_id: i64,
+    sender: Option<&Sender>,
     now: DateTime<Utc>,
-    size: u64,
-    sha256: &str,
-    path: &Path,
+    pending: &Pending<'_>,
 ) -> rusqlite::Result<i64> {
+    let Pending {
+        size,
+        sha256,
+        path,
+        file,
+    } = *pending;
     let tx = conn.unchecked_transaction()?;
     tx.execute(
         "UPDATE uploads SET state = 'superseded' WHERE tenant_id = ?1 AND state = 'pending'",
-        [sender.tenant_id],
+        [tenant_id],
     )?;
     tx.execute(
-        "INSERT INTO uploads (tenant_id, received_at, size, sha256, remote_addr, key_fingerprint, path, state)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
+        "INSERT INTO uploads (tenant_id, received_at, size, sha256, remote_addr, key_fingerprint, path, state, file_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8)",
         params![
-            sender.tenant_id,
+            tenant_id,
             timestamp(now),
             size as i64,
             sha256,
-            sender.remote_addr,
-            sender.key_fingerprint,
-            path.to_string_lossy()
+            sender.map(|s| &s.remote_addr),
+            sender.map(|s| &s.key_fingerprint),
+            path.to_string_lossy(),
+            file
         ],
     )?;
     let id = tx.last_insert_rowid();
@@ -339,7 +374,11 @@ pub fn expire_archives(conn: &Connection, cutoff: DateTime<Utc>) -> anyhow::Resu
 
 /// Record a pending `users.csv` that has no upload row (the daemon stopped,
 /// or the store was busy, between publishing the file and recording it), so it
-/// is imported like any other. Returns whether one was adopted.
+/// is imported like any other. The file is the one the latest pending row
+/// names only if it is the same file (device and inode): a file published
+/// over an older pending upload just before a crash supersedes that upload
+/// here, so the record always describes the bytes that get imported. Returns
+/// whether one was adopted.
 pub fn adopt_unrecorded(
     conn: &Connection,
     spool: &TenantSpool,
@@ -350,22 +389,41 @@ pub fn adopt_unrecorded(
         return Ok(false);
     }
     let _held = spool.lock()?;
-    let recorded: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM uploads WHERE tenant_id = ?1 AND state = 'pending')",
-        [tenant_id],
-        |r| r.get(0),
-    )?;
-    let Ok(file) = std::fs::File::open(spool.pending()) else {
-        return Ok(false);
+    let Ok(current) = file_id(&spool.pending()) else {
+        return Ok(false); // taken for import meanwhile
     };
-    if recorded {
+    let recorded: Option<(i64, Option<String>, String)> = conn
+        .query_row(
+            "SELECT id, file_id, sha256 FROM uploads WHERE tenant_id = ?1 AND state = 'pending'
+             ORDER BY id DESC LIMIT 1",
+            [tenant_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    if let Some((_, Some(file), _)) = &recorded
+        && *file == current
+    {
         return Ok(false);
     }
-    let (size, sha256) = hash_file(file)?;
-    conn.execute(
-        "INSERT INTO uploads (tenant_id, received_at, size, sha256, path, state) VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
-        params![tenant_id, timestamp(now), size as i64, sha256, spool.pending().to_string_lossy()],
-    )?;
+    let (size, sha256) = hash_file(std::fs::File::open(spool.pending())?)?;
+    if let Some((id, _, recorded_sha)) = &recorded
+        && *recorded_sha == sha256
+    {
+        // A row from before file identities were kept: the same bytes.
+        conn.execute(
+            "UPDATE uploads SET file_id = ?2 WHERE id = ?1",
+            params![id, current],
+        )?;
+        return Ok(false);
+    }
+    let path = spool.pending();
+    let pending = Pending {
+        size,
+        sha256: &sha256,
+        path: &path,
+        file: &current,
+    };
+    record_upload(conn, tenant_id, None, now, &pending)?;
     tracing::warn!(
         tenant_id,
         "found a users.csv with no upload record (stored while the daemon stopped or the database was busy); it will be imported"

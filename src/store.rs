@@ -168,6 +168,12 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (group_id, user_id)
     ) WITHOUT ROWID;
     "#,
+    // 4: which file a pending upload is (device and inode of `users.csv`), so
+    // a file published just before a crash, over an older pending one, is not
+    // mistaken for it.
+    r#"
+    ALTER TABLE uploads ADD COLUMN file_id TEXT;
+    "#,
 ];
 
 #[derive(Debug, Error)]

@@ -3,6 +3,12 @@
 //! that is down or answers 4xx means "try again later", with the wait doubling
 //! up to an hour; a 5xx answer is recorded and logged, and the message is not
 //! retried. Without an SMTP URL every message becomes an `.eml` file.
+//!
+//! A delivery is written down as a receipt file (`<database>-sent/<id>`, fsynced)
+//! the moment the server accepts it, before the outbox row is marked sent: that
+//! update may wait seconds for an import holding the database, and a crash in
+//! between must not send the message again. Receipts are applied to the outbox
+//! before every pass.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -48,6 +54,9 @@ pub struct Mailer {
     route: std::sync::RwLock<Arc<Route>>,
     db: Arc<Mutex<Connection>>,
     clock: Arc<dyn Clock>,
+    /// Delivery receipts not yet recorded in the outbox; `None` for an
+    /// in-memory database.
+    receipts: Option<PathBuf>,
 }
 
 struct Route {
@@ -73,10 +82,15 @@ enum Failure {
 impl Mailer {
     /// A mailer for `config`, using its own connection `db` to the store.
     pub fn new(config: &MailConfig, db: Connection, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let receipts = db
+            .path()
+            .filter(|p| !p.is_empty())
+            .map(|p| PathBuf::from(format!("{p}-sent")));
         Ok(Self {
             route: std::sync::RwLock::new(Arc::new(Self::route(config)?)),
             db: Arc::new(Mutex::new(db)),
             clock,
+            receipts,
         })
     }
 
@@ -117,6 +131,9 @@ impl Mailer {
 
     /// Try every message that is due now, once.
     pub async fn run_once(&self) -> anyhow::Result<Pass> {
+        if let Some(dir) = self.receipts.clone() {
+            self.db(move |c| apply_receipts(c, &dir)).await?;
+        }
         let now = self.clock.now();
         let due = self.db(move |c| due(c, now)).await?;
         let mut pass = Pass::default();
@@ -139,12 +156,23 @@ impl Mailer {
             match self.deliver(&msg).await {
                 Ok(to) => {
                     tracing::info!(outbox_id = id, recipient = %msg.recipient, delivered_to = %to, "email delivered");
-                    let sent_at = self.clock.now();
+                    let receipt = Receipt {
+                        id,
+                        sent_at: timestamp(self.clock.now()),
+                        delivered_to: to,
+                    };
+                    let dir = self.receipts.clone();
                     self.db(move |c| {
-                        c.execute(
-                            "UPDATE outbox SET state = 'sent', sent_at = ?2, delivered_to = ?3, last_error = NULL WHERE id = ?1",
-                            params![id, timestamp(sent_at), to],
-                        )
+                        if let Some(dir) = &dir
+                            && let Err(e) = receipt.write(dir)
+                        {
+                            tracing::error!(outbox_id = id, error = %e, "cannot write the delivery receipt; recording the delivery directly");
+                        }
+                        receipt.record(c)?;
+                        if let Some(dir) = &dir {
+                            receipt.remove(dir);
+                        }
+                        Ok(())
                     })
                     .await?;
                     pass.sent += 1;
@@ -204,7 +232,7 @@ impl Mailer {
                 let dir = dir.clone();
                 let name = msg.name.clone();
                 let bytes = msg.message.clone();
-                tokio::task::spawn_blocking(move || write_eml(&dir, &name, &bytes))
+                tokio::task::spawn_blocking(move || write_durably(&dir, &name, &bytes))
                     .await
                     .map_err(|e| Failure::Transient(e.to_string()))?
                     .map_err(|e| {
@@ -246,6 +274,67 @@ impl Mailer {
     }
 }
 
+/// A message the server accepted.
+struct Receipt {
+    id: i64,
+    sent_at: String,
+    delivered_to: String,
+}
+
+impl Receipt {
+    /// Write it down durably (temporary file, fsync, rename, fsync the folder).
+    fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let line = format!("{}\t{}\n", self.sent_at, self.delivered_to);
+        write_durably(dir, &self.id.to_string(), line.as_bytes()).map(|_| ())
+    }
+
+    fn record(&self, conn: &Connection) -> rusqlite::Result<()> {
+        conn.execute(
+            "UPDATE outbox SET state = 'sent', sent_at = ?2, delivered_to = ?3, last_error = NULL
+             WHERE id = ?1 AND state != 'sent'",
+            params![self.id, self.sent_at, self.delivered_to],
+        )?;
+        Ok(())
+    }
+
+    fn remove(&self, dir: &Path) {
+        let _ = std::fs::remove_file(dir.join(self.id.to_string()));
+    }
+}
+
+/// Record every receipt a stopped sender left (it was killed after the
+/// server accepted a message, before the outbox said so).
+fn apply_receipts(conn: &Connection, dir: &Path) -> rusqlite::Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(()); // none written yet
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(id) = name.to_str().and_then(|n| n.parse::<i64>().ok()) else {
+            continue; // a temporary file of an unfinished write
+        };
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        let (sent_at, delivered_to) = text
+            .trim_end()
+            .split_once('\t')
+            .unwrap_or((text.trim_end(), ""));
+        let receipt = Receipt {
+            id,
+            sent_at: sent_at.to_owned(),
+            delivered_to: delivered_to.to_owned(),
+        };
+        receipt.record(conn)?;
+        tracing::info!(
+            outbox_id = id,
+            "recorded a delivery the previous run made just before it stopped"
+        );
+        receipt.remove(dir);
+    }
+    Ok(())
+}
+
 fn due(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<Due>> {
     let mut stmt = conn.prepare_cached(
         "SELECT o.id, o.kind, coalesce(t.subdomain, 'rosterd'), o.recipient, o.message, o.attempts
@@ -267,10 +356,11 @@ fn due(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<Due>> {
     rows.collect()
 }
 
-/// Write the message under its fixed name (temporary file, fsync, rename), so a
-/// crash before the outbox row is marked sent rewrites the same file instead of
+/// Write `dir/name` whole or not at all (temporary file, fsync, rename), and
+/// make it survive a crash. An `.eml` message has a fixed name, so a crash
+/// before its outbox row is marked sent rewrites the same file instead of
 /// adding a second one.
-fn write_eml(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<String> {
+fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<String> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
