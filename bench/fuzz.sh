@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run every fuzz target for SECONDS (default 600) each, two at a time on the two
+# Run every fuzz target (or those named as arguments) for SECONDS_PER_TARGET
+# (default 600) each, two at a time on the two
 # cores, growing fuzz/corpus/<target>/; then minimise each corpus and write the
 # figures (time, executions, corpus size, crashes) to bench/out/fuzz.md.
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
@@ -9,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds=${SECONDS_PER_TARGET:-600}
 targets=(csv_import field_rules public_keys)
+[ $# -gt 0 ] && targets=("$@")
 mkdir -p ../bench/out logs
 [ -d corpus/csv_import ] || ./seed.sh
 cargo +nightly fuzz build -O >/dev/null
