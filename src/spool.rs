@@ -477,4 +477,81 @@ mod tests {
         assert!(!is_staging_name("users.csv.exe"));
         assert!(!is_staging_name("other.csv.filepart"));
     }
+
+    /// A file published over a pending upload, with the daemon killed before it
+    /// was recorded: it becomes an upload of its own, superseding the old one,
+    /// and the pending row always names the bytes that will be imported.
+    #[test]
+    fn a_file_published_over_a_pending_upload_before_a_crash_is_recorded_as_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("r.db")).unwrap();
+        let now = Utc::now();
+        let tenant_id = store
+            .add_tenant(
+                &crate::store::NewTenant {
+                    subdomain: "lincoln",
+                    admin_name: "A",
+                    admin_email: "a@example.org",
+                    timezone: None,
+                    sso: false,
+                    window: None,
+                },
+                now,
+            )
+            .unwrap();
+        let spool = TenantSpool::new(&dir.path().join("spool"), "lincoln");
+        spool.create_dirs().unwrap();
+        let sender = Sender {
+            tenant_id,
+            remote_addr: "127.0.0.1".into(),
+            key_fingerprint: "SHA256:x".into(),
+        };
+        let put = |name: &str, body: &str| {
+            let p = spool.incoming().join(name);
+            std::fs::write(&p, body).unwrap();
+            p
+        };
+        let first = publish(
+            &store.conn,
+            &spool,
+            &put("a", "Username\nold1\n"),
+            &sender,
+            now,
+        )
+        .unwrap();
+        let pending = |conn: &Connection| -> Vec<(i64, String)> {
+            conn.prepare("SELECT id, sha256 FROM uploads WHERE state = 'pending'")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        // Surveyed again with nothing new: nothing adopted, nothing hashed anew.
+        assert!(!adopt_unrecorded(&store.conn, &spool, tenant_id, now).unwrap());
+        assert_eq!(
+            pending(&store.conn),
+            [(first.id.unwrap(), first.sha256.clone())]
+        );
+
+        // The rename of a second upload happened; its record did not.
+        std::fs::rename(put("b", "Username\nnew1\n"), spool.pending()).unwrap();
+        assert!(adopt_unrecorded(&store.conn, &spool, tenant_id, now).unwrap());
+        let (size, sha) = hash_file(std::fs::File::open(spool.pending()).unwrap()).unwrap();
+        assert_eq!(size, 14);
+        let now_pending = pending(&store.conn);
+        assert_eq!(now_pending.len(), 1);
+        assert_eq!(now_pending[0].1, sha);
+        assert_ne!(now_pending[0].0, first.id.unwrap());
+        let old_state: String = store
+            .conn
+            .query_row(
+                "SELECT state FROM uploads WHERE id = ?1",
+                [first.id.unwrap()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old_state, "superseded");
+        assert!(!adopt_unrecorded(&store.conn, &spool, tenant_id, now).unwrap());
+    }
 }

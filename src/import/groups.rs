@@ -79,7 +79,6 @@ pub fn import(
     };
     let now = ctx.clock.now().timestamp();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute_batch(super::ROWS_SAVEPOINT)?;
     let mut rules = Rules {
         tx: &tx,
         tenant,

@@ -124,12 +124,18 @@ pub struct Report {
 impl Report {
     /// Record a problem: counted always, kept while under the cap.
     pub fn add(&mut self, problem: Problem) {
-        match problem.severity {
+        self.add_with(problem.severity, || problem);
+    }
+
+    /// [`Report::add`], building the problem only if it is kept: a file of
+    /// 200,000 new users without passwords warns on every row.
+    pub fn add_with(&mut self, severity: Severity, problem: impl FnOnce() -> Problem) {
+        match severity {
             Severity::Error => self.counts.errors += 1,
             Severity::Warning => self.counts.warnings += 1,
         }
         if self.problems.len() < MAX_KEPT_PROBLEMS {
-            self.problems.push(problem);
+            self.problems.push(problem());
         } else {
             self.problems_truncated += 1;
         }

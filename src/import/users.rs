@@ -219,7 +219,6 @@ pub fn import(
     // Take the write lock first, so the reader stage's snapshot below is exactly
     // the state this import writes over.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute_batch(super::ROWS_SAVEPOINT)?;
     // A tenant's first import only creates: every row goes straight to INSERT,
     // and a clash on the username can only be another tenant's user.
     let first_import: bool = tx.query_row(
@@ -630,7 +629,7 @@ fn write_batch(
                 }
                 report.counts.created += 1;
                 if row.password.is_none() && !tenant.sso {
-                    report.add(Problem {
+                    report.add_with(Severity::Warning, || Problem {
                         line: Some(row.line),
                         column: rules.columns.name_of(UserField::Password),
                         value: String::new(),

@@ -752,3 +752,36 @@ fn smtp_connection_dropped_mid_data_is_retried_and_delivered_once() {
     assert_eq!(srv.block_on(mailer.run_once()).unwrap().sent, 0);
     assert_eq!(smtp.messages().len(), 1);
 }
+
+#[test]
+fn a_delivery_receipt_left_by_a_killed_sender_is_recorded_without_sending_again() {
+    let smtp_dir = tempfile::tempdir().unwrap();
+    let smtp = SmtpServer::start(smtp_dir.path().to_path_buf(), &[]);
+    let (srv, _clock, key) = night_server(NIGHT, |c| c.mail.smtp_url = Some(smtp.url()));
+    let (scheduler, mailer) = pipeline(&srv);
+    upload(&srv, &key, USERS);
+    assert_eq!(srv.block_on(scheduler.run_once()).unwrap().len(), 1);
+    assert_eq!(outbox_states(&srv), [("report".into(), "queued".into(), 0)]);
+
+    // The server accepted message 1 and the sender wrote its receipt, then the
+    // daemon was killed before the outbox row said so.
+    let receipts = PathBuf::from(format!("{}-sent", srv.env.db_path().display()));
+    std::fs::create_dir_all(&receipts).unwrap();
+    std::fs::write(receipts.join("1"), "2026-11-20T04:01:00Z\tsmtp\n").unwrap();
+
+    let pass = srv.block_on(mailer.run_once()).unwrap();
+    assert_eq!(pass.sent, 0, "nothing is sent a second time");
+    assert!(smtp.messages().is_empty());
+    assert_eq!(outbox_states(&srv), [("report".into(), "sent".into(), 0)]);
+    assert!(
+        !receipts.join("1").exists(),
+        "the receipt is cleared once recorded"
+    );
+
+    // An ordinary delivery leaves no receipt behind.
+    upload(&srv, &key, &USERS.replace("Cat", "Kat"));
+    assert_eq!(srv.block_on(scheduler.run_once()).unwrap().len(), 1);
+    assert_eq!(srv.block_on(mailer.run_once()).unwrap().sent, 1);
+    assert_eq!(smtp.messages().len(), 1);
+    assert_eq!(std::fs::read_dir(&receipts).unwrap().count(), 0);
+}
