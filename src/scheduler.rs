@@ -19,6 +19,13 @@ use crate::spool::{self, TenantSpool};
 use crate::store::{Store, Tenant, timestamp};
 
 /// How often the scheduler looks, at most; an upload wakes it at once.
+/// Imports running at once. Every import holds the database's write lock from
+/// its first row to its commit, so more would only wait for it (and fail once
+/// the wait passes the busy timeout), each holding a connection, its page
+/// cache and its file's state in memory; one import already keeps both cores
+/// busy (reader and writer stages).
+pub const MAX_RUNNING_IMPORTS: usize = 1;
+
 const TICK: Duration = Duration::from_secs(5);
 /// After an import fails (disk, database), leave the tenant alone this long.
 const FAILURE_BACKOFF: chrono::Duration = chrono::Duration::minutes(5);
@@ -152,18 +159,15 @@ impl Scheduler {
         Ok(Store::open(&self.database)?.conn)
     }
 
-    /// Survey once and import everything due, concurrently, waiting for all of
-    /// it: what tests and `run_until_stopped` build on.
+    /// Survey once and import everything due, one tenant after another,
+    /// waiting for all of it: what tests and `run_until_stopped` build on.
     pub async fn run_once(self: &Arc<Self>) -> anyhow::Result<Vec<Report>> {
         let due = self.survey_blocking().await?;
-        let mut tasks = tokio::task::JoinSet::new();
+        let mut reports = Vec::new();
         for tenant in due {
             let me = self.clone();
-            tasks.spawn_blocking(move || me.import_blocking(&tenant));
-        }
-        let mut reports = Vec::new();
-        while let Some(done) = tasks.join_next().await {
-            if let Next::Imported(report) = done?? {
+            let done = tokio::task::spawn_blocking(move || me.import_blocking(&tenant)).await??;
+            if let Next::Imported(report) = done {
                 reports.push(*report);
             }
         }
@@ -180,9 +184,10 @@ impl Scheduler {
         self.import_next(&mut conn, tenant)
     }
 
-    /// Run until `stop` turns true. Each tenant's import runs on its own
-    /// blocking thread, so tenants import side by side; `uploaded` wakes the
-    /// scheduler when a file arrives and `mail` is notified after each import.
+    /// Run until `stop` turns true. Imports run on a blocking thread, at most
+    /// [`MAX_RUNNING_IMPORTS`] at once, the others waiting for the next survey;
+    /// `uploaded` wakes the scheduler when a file arrives and `mail` is
+    /// notified after each import.
     /// On stop, running imports are allowed to finish.
     pub async fn run_until_stopped(
         self: Arc<Self>,
@@ -199,6 +204,9 @@ impl Scheduler {
                     let now = self.settings().ctx.clock.now();
                     resting.retain(|_, until| *until > now);
                     for tenant in due {
+                        if running.len() >= MAX_RUNNING_IMPORTS {
+                            break;
+                        }
                         if busy.contains(&tenant.id) || resting.contains_key(&tenant.id) {
                             continue;
                         }
