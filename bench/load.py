@@ -18,7 +18,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "soak"))
-from kill_soak import SMTP_SERVER, Soak  # noqa: E402
+from kill_soak import SMTP_SERVER, Soak, finish  # noqa: E402
 
 
 def vm_kib(pid, field):
@@ -108,17 +108,8 @@ def main():
         f"| daemon RSS at start / peak (VmHWM) | {base_rss / 1024:.0f} MiB / {peak / 1024:.0f} MiB |",
         f"| daemon RSS peak while uploads were in flight / while importing (sampled every 50 ms) | "
         f"{phase['uploads'] / 1024:.0f} MiB / {phase['imports'] / 1024:.0f} MiB |",
-        f"| checks | {'all passed' if not failures else f'{len(failures)} FAILED'} |",
-        "",
     ]
-    summary = "\n".join(lines)
-    print(summary)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(summary + "\n")
-    for f in failures:
-        print("FAIL:", f, file=sys.stderr)
-    sys.exit(1 if failures else 0)
+    finish(lines, failures, args.out)
 
 
 if __name__ == "__main__":

@@ -373,12 +373,18 @@ def main():
         "|---|---|",
     ]
     lines += [f"| {k} | {v} |" for k, v in soak.stats.items()]
-    lines += [f"| wall time | {seconds:.0f} s |",
-              f"| checks | {'all passed' if not failures else f'{len(failures)} FAILED'} |", ""]
+    lines += [f"| wall time | {seconds:.0f} s |"]
+    finish(lines, failures, args.out)
+
+
+def finish(lines, failures, out):
+    """Print the Markdown table `lines` with the checks' verdict (and write it
+    to `out`), list the failures, and exit 1 if there are any."""
+    lines = lines + [f"| checks | {'all passed' if not failures else f'{len(failures)} FAILED'} |", ""]
     summary = "\n".join(lines)
     print(summary)
-    if args.out:
-        with open(args.out, "w") as f:
+    if out:
+        with open(out, "w") as f:
             f.write(summary + "\n")
     for f in failures:
         print("FAIL:", f, file=sys.stderr)
