@@ -11,23 +11,12 @@ daemon's peak RSS (VmHWM) shows memory stayed bounded.
 """
 import argparse
 import os
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "soak"))
-from kill_soak import SMTP_SERVER, Soak, finish  # noqa: E402
-
-
-def vm_kib(pid, field):
-    """A /proc/PID/status memory figure, in KiB."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
+from kill_soak import finish, installation, vm_kib  # noqa: E402
 
 
 def main():
@@ -42,57 +31,46 @@ def main():
     args = ap.parse_args()
     args.binary = os.path.abspath(args.binary)
 
-    with tempfile.TemporaryDirectory(prefix="rosterd-load-") as work:
-        os.makedirs(os.path.join(work, "outgoing"))
-        smtp_dir = os.path.join(work, "smtp")
-        os.makedirs(smtp_dir)
-        smtp = subprocess.Popen([sys.executable, SMTP_SERVER, "--dir", smtp_dir, "--port", "0"],
-                                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-        try:
-            soak = Soak(args, work)
-            soak.setup(int(smtp.stdout.readline().strip()))
-            files = []
-            for i, sub in enumerate(soak.tenants):
-                files.append((sub, *soak.make_file(sub, args.large_rows if i < args.large else args.rows)))
-            total_bytes = sum(os.path.getsize(p) for _, p, _ in files)
-            daemon = soak.start_daemon()
-            base_rss = vm_kib(daemon.pid, "VmRSS")
-            # Peak RSS per phase: uploads in flight, then imports.
-            phase = {"name": "uploads", "uploads": 0, "imports": 0}
+    with installation(args, "rosterd-load-") as soak:
+        files = []
+        for i, sub in enumerate(soak.tenants):
+            files.append((sub, *soak.make_file(sub, args.large_rows if i < args.large else args.rows)))
+        total_bytes = sum(os.path.getsize(p) for _, p, _ in files)
+        daemon = soak.start_daemon()
+        base_rss = vm_kib(daemon.pid, "VmRSS")
+        # Peak RSS per phase: uploads in flight, then imports.
+        phase = {"name": "uploads", "uploads": 0, "imports": 0}
 
-            def sample():
-                while daemon.poll() is None:
-                    try:
-                        rss = vm_kib(daemon.pid, "VmRSS")
-                    except OSError:
-                        return
-                    phase[phase["name"]] = max(phase[phase["name"]], rss)
-                    time.sleep(0.05)
+        def sample():
+            while daemon.poll() is None:
+                try:
+                    rss = vm_kib(daemon.pid, "VmRSS")
+                except OSError:
+                    return
+                phase[phase["name"]] = max(phase[phase["name"]], rss)
+                time.sleep(0.05)
 
-            threading.Thread(target=sample, daemon=True).start()
-            started = time.monotonic()
-            clients = []
-            for n, (sub, path, sha) in enumerate(files):
-                # Each district from a loopback address of its own, as districts are.
-                proc, script = soak.upload(sub, path, 0, source=f"127.0.{1 + n // 250}.{1 + n % 250}")
-                proc.stdin.write(script)
-                proc.stdin.close()
-                clients.append((sub, sha, proc))
-            failed = []
-            for sub, sha, proc in clients:
-                if proc.wait() == 0:
-                    soak.completed.append((sub, sha))
-                else:
-                    failed.append(f"{sub}: sftp exit {proc.returncode}: {proc.stderr.read().strip()}")
-            uploaded = time.monotonic() - started
-            phase["name"] = "imports"
-            soak.drain(daemon)  # every import and report done; samples VmHWM, stops the daemon
-            done = soak.settled_at - started
-            peak = soak.peak_rss_kib
-            failures = failed + soak.check(smtp_dir)
-        finally:
-            smtp.kill()
-            smtp.wait()
+        threading.Thread(target=sample, daemon=True).start()
+        started = time.monotonic()
+        clients = []
+        for n, (sub, path, sha) in enumerate(files):
+            # Each district from a loopback address of its own, as districts are.
+            proc, script = soak.upload(sub, path, 0, source=f"127.0.{1 + n // 250}.{1 + n % 250}")
+            proc.stdin.write(script)
+            proc.stdin.close()
+            clients.append((sub, sha, proc))
+        failed = []
+        for sub, sha, proc in clients:
+            if proc.wait() == 0:
+                soak.completed.append((sub, sha))
+            else:
+                failed.append(f"{sub}: sftp exit {proc.returncode}: {proc.stderr.read().strip()}")
+        uploaded = time.monotonic() - started
+        phase["name"] = "imports"
+        soak.drain(daemon)  # every import and report done; samples VmHWM, stops the daemon
+        done = soak.settled_at - started
+        peak = soak.peak_rss_kib
+        failures = failed + soak.check()
 
     lines = [
         f"## Load: {args.tenants} districts uploading at once ({args.large} with {args.large_rows:,}-row files, "

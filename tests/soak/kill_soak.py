@@ -30,6 +30,7 @@ bounds the run.
     python3 tests/soak/kill_soak.py --binary target/debug/rosterd --rounds 25 --seed 1
 """
 import argparse
+import contextlib
 import datetime
 import hashlib
 import json
@@ -63,11 +64,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def peak_rss_kib(pid):
-    """The process's peak resident set size so far (VmHWM)."""
+def vm_kib(pid, field):
+    """A /proc/PID/status memory figure (VmRSS, VmHWM: the peak so far), in KiB."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 
@@ -96,10 +97,10 @@ class Soak:
                       "kills while an upload was in flight": 0, "kills while an import was running": 0,
                       "kills while idle": 0}
 
-    def rosterd(self, *argv, check=True):
+    def rosterd(self, *argv):
         out = subprocess.run([self.args.binary, "--config", self.config, *argv], cwd=self.work,
                              capture_output=True, text=True, env=self.env())
-        if check and out.returncode != 0:
+        if out.returncode != 0:
             raise SystemExit(f"FAIL: rosterd {' '.join(argv)}: {out.stderr}")
         return out
 
@@ -231,11 +232,11 @@ class Soak:
         wait_for("every upload imported and every report sent", 900, settled)
         self.settled_at = time.monotonic()
         time.sleep(2)  # a little longer: nothing more may happen
-        self.peak_rss_kib = peak_rss_kib(daemon.pid)
+        self.peak_rss_kib = vm_kib(daemon.pid, "VmHWM")
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=60)
 
-    def check(self, smtp_dir):
+    def check(self):
         failures = []
 
         def expect(ok, what):
@@ -289,9 +290,9 @@ class Soak:
         unsent = self.query("SELECT count(*) FROM outbox WHERE state != 'sent'")[0][0]
         expect(unsent == 0, f"{unsent} outbox messages not sent")
         delivered = {}  # sha256 -> Message-IDs of the messages reporting it
-        for name in sorted(os.listdir(smtp_dir)):
+        for name in sorted(os.listdir(self.smtp_dir)):
             if name.endswith(".json"):
-                with open(os.path.join(smtp_dir, name)) as f:
+                with open(os.path.join(self.smtp_dir, name)) as f:
                     message = json.load(f)
                 m = re.search(r"sha256\s+([0-9a-f]{64})", message["text"])
                 expect(m is not None, f"message {name} names no SHA-256")
@@ -342,27 +343,13 @@ def main():
     args.binary = os.path.abspath(args.binary)
 
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="rosterd-soak-") as work:
-        os.makedirs(os.path.join(work, "outgoing"))
-        smtp_dir = os.path.join(work, "smtp")
-        os.makedirs(smtp_dir)
-        smtp = subprocess.Popen([sys.executable, SMTP_SERVER, "--dir", smtp_dir, "--port", "0"],
-                                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-        try:
-            line = smtp.stdout.readline().strip()
-            if not line.isdigit():
-                raise SystemExit(f"FAIL: the test SMTP server did not start (pip install aiosmtpd): {line!r}")
-            soak = Soak(args, work)
-            soak.setup(int(line))
-            for n in range(1, args.rounds + 1):
-                soak.round(n)
-            soak.drain()
-            failures = soak.check(smtp_dir)
-        finally:
-            smtp.kill()
-            smtp.wait()
+    with installation(args, "rosterd-soak-") as soak:
+        for n in range(1, args.rounds + 1):
+            soak.round(n)
+        soak.drain()
+        failures = soak.check()
         if failures and os.environ.get("KEEP_SOAK"):
-            os.system(f"cp -r {work} /tmp/rosterd-soak-failed")
+            os.system(f"cp -r {soak.work} /tmp/rosterd-soak-failed")
 
     seconds = time.monotonic() - started
     lines = [
@@ -375,6 +362,30 @@ def main():
     lines += [f"| {k} | {v} |" for k, v in soak.stats.items()]
     lines += [f"| wall time | {seconds:.0f} s |"]
     finish(lines, failures, args.out)
+
+
+@contextlib.contextmanager
+def installation(args, prefix):
+    """A rosterd installation in a temp directory (districts and keys set up by
+    `Soak.setup`) that mails to the test SMTP server on loopback; yields the
+    Soak. The SMTP server stops and the directory goes on leaving."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as work:
+        os.makedirs(os.path.join(work, "outgoing"))
+        smtp_dir = os.path.join(work, "smtp")
+        os.makedirs(smtp_dir)
+        smtp = subprocess.Popen([sys.executable, SMTP_SERVER, "--dir", smtp_dir, "--port", "0"],
+                                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        try:
+            line = smtp.stdout.readline().strip()
+            if not line.isdigit():
+                raise SystemExit(f"FAIL: the test SMTP server did not start (pip install aiosmtpd): {line!r}")
+            soak = Soak(args, work)
+            soak.smtp_dir = smtp_dir
+            soak.setup(int(line))
+            yield soak
+        finally:
+            smtp.kill()
+            smtp.wait()
 
 
 def finish(lines, failures, out):
