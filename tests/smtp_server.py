@@ -8,7 +8,10 @@ body and attachments, parsed with Python's email package).
 Modes: --fail-first N answers 451 to the first N messages (a server that is
 busy); --reject answers 550 to every message; --drop-mid-data N closes the
 connection in the middle of the first N messages' DATA (a server or network
-that dies while the message is being sent).
+that dies while the message is being sent). NNNN.acked marks a message whose
+250 the client is known to have read (it sent another command). --auth USER:PASSWORD requires
+that login (AUTH PLAIN or LOGIN, allowed without TLS on loopback) and records
+the user name of each message's session as "login".
 """
 import argparse
 import asyncio
@@ -16,8 +19,9 @@ import email
 import email.policy
 import json
 import os
+import warnings
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 class Handler:
@@ -49,6 +53,7 @@ class Handler:
             "subject": str(msg["subject"]),
             "to": str(msg["to"]),
             "message_id": str(msg["message-id"]),
+            "login": session.auth_data.login.decode() if session.auth_data else None,
             "text": body.get_content() if body is not None else "",
             "attachments": {
                 k: v if isinstance(v, str) else v.decode("utf-8") for k, v in attachments.items()
@@ -56,15 +61,49 @@ class Handler:
         }
         with open(base + ".json.tmp", "w") as f:
             json.dump(info, f)
-        os.rename(base + ".json.tmp", base + ".json")
         os.rename(base + ".eml.tmp", base + ".eml")
+        # The commit point: from here the message counts as received.
+        os.rename(base + ".json.tmp", base + ".json")
+        session.unacknowledged = base
         return "250 2.0.0 OK"
 
 
+class Authenticator:
+    def __init__(self, user_password):
+        user, password = user_password.split(":", 1)
+        self.user, self.password = user.encode(), password.encode()
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == self.user
+            and auth_data.password == self.password
+        )
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
+
+
 class DroppingSMTP(SMTP):
-    """Closes the connection after the first line of DATA, while drops remain."""
+    """Closes the connection after the first line of DATA, while drops remain.
+
+    Marks a stored message NNNN.acked when the client sends its next command
+    (QUIT or MAIL): the client has read the 250. A message stored without that
+    mark was taken while the client died (or hung up) before hearing so."""
 
     drops = 0
+
+    def acknowledge(self):
+        base = getattr(self.session, "unacknowledged", None)
+        if base:
+            self.session.unacknowledged = None
+            open(base + ".acked", "w").close()
+
+    async def smtp_QUIT(self, arg):
+        self.acknowledge()
+        return await super().smtp_QUIT(arg)
+
+    async def smtp_MAIL(self, arg):
+        self.acknowledge()
+        return await super().smtp_MAIL(arg)
 
     async def smtp_DATA(self, arg):
         if DroppingSMTP.drops > 0:
@@ -83,15 +122,24 @@ def main():
     p.add_argument("--fail-first", type=int, default=0)
     p.add_argument("--reject", action="store_true")
     p.add_argument("--drop-mid-data", type=int, default=0)
+    p.add_argument("--auth", metavar="USER:PASSWORD")
     args = p.parse_args()
     os.makedirs(args.dir, exist_ok=True)
     handler = Handler(args)
     DroppingSMTP.drops = args.drop_mid_data
+    auth = {}
+    warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+    if args.auth:
+        auth = dict(
+            authenticator=Authenticator(args.auth),
+            auth_required=True,
+            auth_require_tls=False,
+        )
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     server = loop.run_until_complete(
         loop.create_server(
-            lambda: DroppingSMTP(handler, hostname="smtp.test", enable_SMTPUTF8=True),
+            lambda: DroppingSMTP(handler, hostname="smtp.test", enable_SMTPUTF8=True, **auth),
             "127.0.0.1",
             args.port,
         )

@@ -6,6 +6,7 @@
 
 pub mod compose;
 pub mod sender;
+pub mod smtp;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};

@@ -4,11 +4,14 @@
 //! up to an hour; a 5xx answer is recorded and logged, and the message is not
 //! retried. Without an SMTP URL every message becomes an `.eml` file.
 //!
-//! A delivery is written down as a receipt file (`<database>-sent/<id>`, fsynced)
-//! the moment the server accepts it, before the outbox row is marked sent: that
-//! update may wait seconds for an import holding the database, and a crash in
-//! between must not send the message again. Receipts are applied to the outbox
-//! before every pass.
+//! A delivery is written down as a receipt file (`<database>-sent/<id>`) the
+//! moment the server accepts it: before the goodbye to the server, before the
+//! fsync, and before the outbox row is marked sent (that update may wait
+//! seconds for an import holding the database). A crash anywhere after the
+//! server's acceptance therefore does not send the message again: the file
+//! exists, even if empty, and receipts are applied to the outbox before every
+//! pass. What remains is the few microseconds between the server's answer
+//! arriving and the file being created.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,8 +20,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lettre::address::Envelope;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use rusqlite::{Connection, params};
+
+use super::smtp::{SendError, SmtpServer};
 
 use crate::clock::Clock;
 use crate::config::MailConfig;
@@ -36,7 +40,7 @@ const BATCH: i64 = 20;
 
 /// Where messages go.
 pub enum Delivery {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(SmtpServer),
     /// One `.eml` file per message in this directory.
     Eml(PathBuf),
 }
@@ -104,14 +108,9 @@ impl Mailer {
     fn route(config: &MailConfig) -> anyhow::Result<Route> {
         let composer = super::Composer::new(&config.from)?;
         let delivery = match &config.smtp_url {
-            Some(url) => Delivery::Smtp(
-                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-                    .map_err(|e| {
-                        anyhow::anyhow!("mail.smtp_url {} is not usable: {e}", redact(url))
-                    })?
-                    .timeout(Some(Duration::from_secs(30)))
-                    .build(),
-            ),
+            Some(url) => Delivery::Smtp(SmtpServer::from_url(url).map_err(|e| {
+                anyhow::anyhow!("mail.smtp_url {} is not usable: {e}", redact(url))
+            })?),
             None => Delivery::Eml(config.outbox_dir.clone()),
         };
         Ok(Route {
@@ -131,10 +130,10 @@ impl Mailer {
 
     /// Try every message that is due now, once.
     pub async fn run_once(&self) -> anyhow::Result<Pass> {
-        if let Some(dir) = self.receipts.clone() {
-            self.db(move |c| apply_receipts(c, &dir)).await?;
-        }
         let now = self.clock.now();
+        if let Some(dir) = self.receipts.clone() {
+            self.db(move |c| apply_receipts(c, &dir, now)).await?;
+        }
         let due = self.db(move |c| due(c, now)).await?;
         let mut pass = Pass::default();
         for msg in due {
@@ -154,19 +153,14 @@ impl Mailer {
             }
             let attempts = msg.attempts + 1;
             match self.deliver(&msg).await {
-                Ok(to) => {
-                    tracing::info!(outbox_id = id, recipient = %msg.recipient, delivered_to = %to, "email delivered");
-                    let receipt = Receipt {
-                        id,
-                        sent_at: timestamp(self.clock.now()),
-                        delivered_to: to,
-                    };
+                Ok(receipt) => {
+                    tracing::info!(outbox_id = id, recipient = %msg.recipient, delivered_to = %receipt.delivered_to, "email delivered");
                     let dir = self.receipts.clone();
                     self.db(move |c| {
                         if let Some(dir) = &dir
-                            && let Err(e) = receipt.write(dir)
+                            && let Err(e) = receipt.sync(dir)
                         {
-                            tracing::error!(outbox_id = id, error = %e, "cannot write the delivery receipt; recording the delivery directly");
+                            tracing::warn!(outbox_id = id, error = %e, "cannot flush the delivery receipt to disk; recording the delivery now");
                         }
                         receipt.record(c)?;
                         if let Some(dir) = &dir {
@@ -225,21 +219,23 @@ impl Mailer {
         }
     }
 
-    async fn deliver(&self, msg: &Due) -> Result<String, Failure> {
+    /// Deliver `msg`; on success its receipt is already written.
+    async fn deliver(&self, msg: &Due) -> Result<Receipt, Failure> {
         let route = self.route.read().unwrap_or_else(|e| e.into_inner()).clone();
         match &route.delivery {
             Delivery::Eml(dir) => {
                 let dir = dir.clone();
                 let name = msg.name.clone();
                 let bytes = msg.message.clone();
-                tokio::task::spawn_blocking(move || write_durably(&dir, &name, &bytes))
+                let path = tokio::task::spawn_blocking(move || write_durably(&dir, &name, &bytes))
                     .await
                     .map_err(|e| Failure::Transient(e.to_string()))?
                     .map_err(|e| {
                         Failure::Transient(format!("cannot write to the outbox directory: {e}"))
-                    })
+                    })?;
+                Ok(self.accepted(msg.id, path))
             }
-            Delivery::Smtp(transport) => {
+            Delivery::Smtp(server) => {
                 let to = msg.recipient.parse().map_err(|e| {
                     Failure::Permanent(format!(
                         "recipient {:?} is not an address: {e}",
@@ -248,15 +244,40 @@ impl Mailer {
                 })?;
                 let envelope = Envelope::new(Some(route.envelope_from.clone()), vec![to])
                     .map_err(|e| Failure::Permanent(e.to_string()))?;
-                match transport.send_raw(&envelope, &msg.message).await {
-                    Ok(_) => Ok("smtp".into()),
-                    Err(e) if e.is_permanent() => Err(Failure::Permanent(format!(
-                        "SMTP server refused the message: {e}"
+                match server
+                    .send(&envelope, &msg.message, || {
+                        self.accepted(msg.id, "smtp".into())
+                    })
+                    .await
+                {
+                    Ok(receipt) => Ok(receipt),
+                    Err(SendError::Session(e)) => Err(Failure::Transient(format!(
+                        "cannot start an SMTP session (check mail.smtp_url and the server): {e}"
                     ))),
-                    Err(e) => Err(Failure::Transient(format!("SMTP: {e}"))),
+                    Err(SendError::Message(e)) if e.is_permanent() => Err(Failure::Permanent(
+                        format!("SMTP server refused the message: {e}"),
+                    )),
+                    Err(SendError::Message(e)) => Err(Failure::Transient(format!("SMTP: {e}"))),
                 }
             }
         }
+    }
+
+    /// The server (or the outbox directory) has taken message `id`: write its
+    /// receipt at once, without waiting for the disk, so that from here on a
+    /// crash cannot send it again.
+    fn accepted(&self, id: i64, delivered_to: String) -> Receipt {
+        let receipt = Receipt {
+            id,
+            sent_at: timestamp(self.clock.now()),
+            delivered_to,
+        };
+        if let Some(dir) = &self.receipts
+            && let Err(e) = receipt.write(dir)
+        {
+            tracing::error!(outbox_id = id, error = %e, "cannot write the delivery receipt; recording the delivery directly");
+        }
+        receipt
     }
 
     async fn db<T, F>(&self, f: F) -> anyhow::Result<T>
@@ -282,10 +303,27 @@ struct Receipt {
 }
 
 impl Receipt {
-    /// Write it down durably (temporary file, fsync, rename, fsync the folder).
+    /// Create the receipt file. Its existence is the record; the line inside
+    /// (time and destination) is a detail a crash may cut short.
     fn write(&self, dir: &Path) -> std::io::Result<()> {
-        let line = format!("{}\t{}\n", self.sent_at, self.delivered_to);
-        write_durably(dir, &self.id.to_string(), line.as_bytes()).map(|_| ())
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(dir.join(self.id.to_string()))?;
+        f.write_all(format!("{}\t{}\n", self.sent_at, self.delivered_to).as_bytes())
+    }
+
+    /// Make the written receipt survive a power loss too.
+    fn sync(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::File::open(dir.join(self.id.to_string()))?.sync_all()?;
+        std::fs::File::open(dir)?.sync_all()
     }
 
     fn record(&self, conn: &Connection) -> rusqlite::Result<()> {
@@ -304,26 +342,30 @@ impl Receipt {
 
 /// Record every receipt a stopped sender left (it was killed after the
 /// server accepted a message, before the outbox said so).
-fn apply_receipts(conn: &Connection, dir: &Path) -> rusqlite::Result<()> {
+fn apply_receipts(conn: &Connection, dir: &Path, now: DateTime<Utc>) -> rusqlite::Result<()> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(()); // none written yet
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(id) = name.to_str().and_then(|n| n.parse::<i64>().ok()) else {
-            continue; // a temporary file of an unfinished write
+            continue; // not a receipt
         };
         let Ok(text) = std::fs::read_to_string(entry.path()) else {
             continue;
         };
-        let (sent_at, delivered_to) = text
-            .trim_end()
-            .split_once('\t')
-            .unwrap_or((text.trim_end(), ""));
-        let receipt = Receipt {
-            id,
-            sent_at: sent_at.to_owned(),
-            delivered_to: delivered_to.to_owned(),
+        // A receipt cut short by a crash still means "delivered".
+        let receipt = match text.strip_suffix('\n').and_then(|t| t.split_once('\t')) {
+            Some((sent_at, delivered_to)) => Receipt {
+                id,
+                sent_at: sent_at.to_owned(),
+                delivered_to: delivered_to.to_owned(),
+            },
+            None => Receipt {
+                id,
+                sent_at: timestamp(now),
+                delivered_to: "smtp".into(),
+            },
         };
         receipt.record(conn)?;
         tracing::info!(

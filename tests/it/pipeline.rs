@@ -266,6 +266,47 @@ fn smtp_down_during_the_import_then_up_delivers_once() {
 }
 
 #[test]
+fn smtp_login_is_used_and_a_refused_login_is_retried_not_given_up() {
+    let smtp_dir = tempfile::tempdir().unwrap();
+    let smtp = SmtpServer::start(
+        smtp_dir.path().to_path_buf(),
+        &["--auth", "rosterd:p@ss:w0rd"],
+    );
+    let url = |password: &str| format!("smtp://rosterd:{password}@127.0.0.1:{}", smtp.port);
+
+    // A wrong password is a problem with the configuration, not with the
+    // report: it is kept and retried, and the error names the setting.
+    let (srv, clock, key) = night_server(NIGHT, |c| c.mail.smtp_url = Some(url("wrong")));
+    let (scheduler, mailer) = pipeline(&srv);
+    upload(&srv, &key, USERS);
+    assert_eq!(srv.block_on(scheduler.run_once()).unwrap().len(), 1);
+    assert_eq!(srv.block_on(mailer.run_once()).unwrap().retrying, 1);
+    let store = srv.env.store();
+    let row = &rosterd::mail::outbox(&store.conn).unwrap()[0];
+    assert_eq!(row.state, "queued");
+    let error = row.last_error.as_deref().unwrap();
+    assert!(
+        error.contains("mail.smtp_url") && error.contains("535"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("wrong"),
+        "the password is not recorded: {error}"
+    );
+    assert!(smtp.messages().is_empty());
+
+    // With the password fixed (percent-encoded in the URL), the retry delivers.
+    let mut fixed = srv.config.mail.clone();
+    fixed.smtp_url = Some(url("p%40ss%3Aw0rd"));
+    mailer.reload(&fixed).unwrap();
+    clock.advance(chrono::Duration::seconds(30));
+    assert_eq!(srv.block_on(mailer.run_once()).unwrap().sent, 1);
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["login"], "rosterd");
+}
+
+#[test]
 fn smtp_4xx_is_retried_and_5xx_is_recorded_not_retried() {
     let busy_dir = tempfile::tempdir().unwrap();
     let busy = SmtpServer::start(busy_dir.path().to_path_buf(), &["--fail-first", "2"]);
@@ -777,6 +818,15 @@ fn a_delivery_receipt_left_by_a_killed_sender_is_recorded_without_sending_again(
         !receipts.join("1").exists(),
         "the receipt is cleared once recorded"
     );
+
+    // A receipt cut short (killed between creating the file and writing its
+    // line) still means the server took the message.
+    upload(&srv, &key, &USERS.replace("Cat", "Kit"));
+    assert_eq!(srv.block_on(scheduler.run_once()).unwrap().len(), 1);
+    std::fs::write(receipts.join("2"), "").unwrap();
+    assert_eq!(srv.block_on(mailer.run_once()).unwrap().sent, 0);
+    assert!(smtp.messages().is_empty());
+    assert_eq!(outbox_states(&srv)[1], ("report".into(), "sent".into(), 0));
 
     // An ordinary delivery leaves no receipt behind.
     upload(&srv, &key, &USERS.replace("Cat", "Kat"));
