@@ -4,10 +4,11 @@
 login limit expects), a few of them large files, all in flight together; the
 daemon imports every one and mails every report. Then the soak's checks
 (tests/soak/kill_soak.py) prove nothing was lost or duplicated, and the
-daemon's peak RSS (VmHWM) shows memory stayed bounded.
+daemon's RSS, sampled in each phase of each wave, shows memory stays bounded
+and does not grow from one wave to the next.
 
     python3 bench/load.py --binary target/release/rosterd --tenants 100 --rows 20000 \\
-        --large 4 --large-rows 1000000 --out bench/out/load.md
+        --large 4 --large-rows 1000000 --waves 3 --out bench/out/load.md
 """
 import argparse
 import os
@@ -26,20 +27,20 @@ def main():
     ap.add_argument("--rows", type=int, default=20000, help="rows per ordinary file")
     ap.add_argument("--large", type=int, default=4, help="how many of the districts send a large file")
     ap.add_argument("--large-rows", type=int, default=1000000)
+    ap.add_argument("--waves", type=int, default=3,
+                    help="upload every district's file this many times over, against the same daemon, "
+                         "to show memory returns to its level instead of growing")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out")
     args = ap.parse_args()
     args.binary = os.path.abspath(args.binary)
 
     with installation(args, "rosterd-load-") as soak:
-        files = []
-        for i, sub in enumerate(soak.tenants):
-            files.append((sub, *soak.make_file(sub, args.large_rows if i < args.large else args.rows)))
-        total_bytes = sum(os.path.getsize(p) for _, p, _ in files)
         daemon = soak.start_daemon()
         base_rss = vm_kib(daemon.pid, "VmRSS")
-        # Peak RSS per phase: uploads in flight, then imports.
-        phase = {"name": "uploads", "uploads": 0, "imports": 0}
+        # Peak RSS per phase of each wave: uploads in flight, then imports.
+        phase = {"key": None}
+        peaks = {}
 
         def sample():
             while daemon.poll() is None:
@@ -47,45 +48,64 @@ def main():
                     rss = vm_kib(daemon.pid, "VmRSS")
                 except OSError:
                     return
-                phase[phase["name"]] = max(phase[phase["name"]], rss)
+                if phase["key"]:
+                    peaks[phase["key"]] = max(peaks.get(phase["key"], 0), rss)
                 time.sleep(0.05)
 
         threading.Thread(target=sample, daemon=True).start()
-        started = time.monotonic()
-        clients = []
-        for n, (sub, path, sha) in enumerate(files):
-            # Each district from a loopback address of its own, as districts are.
-            proc, script = soak.upload(sub, path, 0, source=f"127.0.{1 + n // 250}.{1 + n % 250}")
-            proc.stdin.write(script)
-            proc.stdin.close()
-            clients.append((sub, sha, proc))
-        failed = []
-        for sub, sha, proc in clients:
-            if proc.wait() == 0:
-                soak.completed.append((sub, sha))
-            else:
-                failed.append(f"{sub}: sftp exit {proc.returncode}: {proc.stderr.read().strip()}")
-        uploaded = time.monotonic() - started
-        phase["name"] = "imports"
-        soak.drain(daemon)  # every import and report done; samples VmHWM, stops the daemon
-        done = soak.settled_at - started
-        peak = soak.peak_rss_kib
+        waves, failed, total_bytes = [], [], 0
+        for wave in range(1, args.waves + 1):
+            # New files each wave (every row changed), large ones for the first districts.
+            files = [(sub, *soak.make_file(sub, args.large_rows if i < args.large else args.rows))
+                     for i, sub in enumerate(soak.tenants)]
+            wave_bytes = sum(os.path.getsize(p) for _, p, _ in files)
+            total_bytes += wave_bytes
+            phase["key"] = (wave, "uploads")
+            started = time.monotonic()
+            clients = []
+            for n, (sub, path, sha) in enumerate(files):
+                # Each district from a loopback address of its own, as districts are.
+                proc, script = soak.upload(sub, path, 0, source=f"127.0.{1 + n // 250}.{1 + n % 250}")
+                proc.stdin.write(script)
+                proc.stdin.close()
+                clients.append((sub, sha, proc))
+            for sub, sha, proc in clients:
+                if proc.wait() == 0:
+                    soak.completed.append((sub, sha))
+                else:
+                    failed.append(f"wave {wave}, {sub}: sftp exit {proc.returncode}: {proc.stderr.read().strip()}")
+            uploaded = time.monotonic() - started
+            phase["key"] = (wave, "imports")
+            soak.settle()
+            phase["key"] = None
+            time.sleep(1)
+            waves.append((wave, wave_bytes, uploaded, soak.settled_at - started,
+                          vm_kib(daemon.pid, "VmRSS")))
+        soak.drain(daemon)  # nothing left to do: notes VmHWM, stops the daemon
         failures = failed + soak.check()
 
     lines = [
         f"## Load: {args.tenants} districts uploading at once ({args.large} with {args.large_rows:,}-row files, "
-        f"the rest {args.rows:,} rows), one `rosterd serve`, 2 cores",
+        f"the rest {args.rows:,} rows), {args.waves} waves against one `rosterd serve`, 2 cores",
+        "",
+        "Every wave uploads a new file for every district (every row changed). RSS sampled every 50 ms.",
+        "",
+        "| wave | data uploaded | all uploads complete | all imported and reported | "
+        "peak RSS, uploads in flight | peak RSS, importing | RSS after the wave |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for wave, size, uploaded, done, after in waves:
+        lines.append(
+            f"| {wave} | {size / 2**20:.0f} MiB | {uploaded:.1f} s ({size / 2**20 / uploaded:.0f} MiB/s) | "
+            f"{done:.1f} s | {peaks.get((wave, 'uploads'), 0) / 1024:.0f} MiB | "
+            f"{peaks.get((wave, 'imports'), 0) / 1024:.0f} MiB | {after / 1024:.0f} MiB |")
+    lines += [
         "",
         "| measure | value |",
         "|---|---|",
-        f"| data uploaded | {total_bytes / 2**20:.1f} MiB in {len(files)} files |",
-        f"| all uploads complete | {uploaded:.1f} s ({total_bytes / 2**20 / uploaded:.1f} MiB/s) |",
-        f"| all imported and every report delivered | {done:.1f} s |",
         f"| uploads completed / recorded / imported | {len(soak.completed)} / {soak.stats['uploads recorded']} / {soak.stats['imports']} |",
         f"| reports delivered | {soak.stats['reports delivered']} |",
-        f"| daemon RSS at start / peak (VmHWM) | {base_rss / 1024:.0f} MiB / {peak / 1024:.0f} MiB |",
-        f"| daemon RSS peak while uploads were in flight / while importing (sampled every 50 ms) | "
-        f"{phase['uploads'] / 1024:.0f} MiB / {phase['imports'] / 1024:.0f} MiB |",
+        f"| daemon RSS at start / peak over all waves (VmHWM) | {base_rss / 1024:.0f} MiB / {soak.peak_rss_kib / 1024:.0f} MiB |",
     ]
     finish(lines, failures, args.out)
 

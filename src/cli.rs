@@ -405,6 +405,7 @@ fn serve(
     config_path: Option<PathBuf>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<i32> {
+    crate::memory::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -11,6 +11,7 @@ pub mod config;
 pub mod import;
 pub mod keys;
 pub mod mail;
+pub mod memory;
 pub mod password;
 pub mod schedule;
 pub mod scheduler;

@@ -180,8 +180,11 @@ impl Scheduler {
     }
 
     fn import_blocking(&self, tenant: &Tenant) -> anyhow::Result<Next> {
-        let mut conn = self.open()?;
-        self.import_next(&mut conn, tenant)
+        let next = self
+            .open()
+            .and_then(|mut conn| self.import_next(&mut conn, tenant));
+        crate::memory::release_free();
+        next
     }
 
     /// Run until `stop` turns true. Imports run on a blocking thread, at most

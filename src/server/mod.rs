@@ -213,6 +213,9 @@ impl Shared {
     }
 }
 
+/// SSH messages queued per session on their way to the SFTP handler.
+const CHANNEL_BUFFER: usize = 16;
+
 /// The russh configuration: ed25519 host key, public-key authentication only,
 /// constant rejection time, idle timeout from the config.
 pub fn ssh_config(config: &Config, host_key: PrivateKey) -> Arc<russh::server::Config> {
@@ -228,6 +231,13 @@ pub fn ssh_config(config: &Config, host_key: PrivateKey) -> Arc<russh::server::C
         // Large windows and packets keep bulk uploads moving on fast links.
         window_size: 16 * 1024 * 1024,
         maximum_packet_size: 65535,
+        // What a session may hold between the network and the disk: russh
+        // widens the window as data arrives, so this queue (not the window)
+        // is what stops reading the socket when the disk falls behind. Each
+        // message is at most one packet, so a session holds at most about
+        // 1 MiB (russh's default of 100 allows 6 MiB, 1.6 GiB over
+        // `max_sessions`).
+        channel_buffer_size: CHANNEL_BUFFER,
         nodelay: true,
         ..Default::default()
     })
