@@ -192,6 +192,24 @@ pub fn import(
     path: &Path,
     opts: &ImportOptions,
 ) -> anyhow::Result<Report> {
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let result = import_fk_off(conn, ctx, tenant, path, opts);
+    conn.pragma_update(None, "foreign_keys", true)?;
+    result
+}
+
+/// The import's own statements run without foreign-key enforcement: every
+/// school id a row stores comes from this tenant's schools, and schools,
+/// tenants and uploads are never deleted, so the checks could never fail,
+/// while they cost a lookup per row and make SQLite journal every statement.
+/// (The pragma cannot change inside a transaction, hence around it.)
+fn import_fk_off(
+    conn: &mut Connection,
+    ctx: &ImportContext,
+    tenant: &Tenant,
+    path: &Path,
+    opts: &ImportOptions,
+) -> anyhow::Result<Report> {
     let mut report = super::new_report(ctx, tenant, "users", opts);
     let Some((rows, columns)) =
         super::open_csv::<UserField>(conn, tenant, path, opts, &mut report)?
@@ -271,6 +289,35 @@ struct Checked {
     problems: Vec<Problem>,
 }
 
+/// Hashes a key that is already a digest by keeping its first 64 bits: the
+/// duplicate check's keys are SHA-256 prefixes, which SipHash would only
+/// hash again for every row.
+#[derive(Default, Clone, Copy)]
+struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+impl std::hash::BuildHasher for DigestHasher {
+    type Hasher = Self;
+    fn build_hasher(&self) -> Self {
+        Self(0)
+    }
+}
+
 /// The reader stage: parse, check and de-duplicate rows, handing them on in
 /// batches. Returns when the file ends or the applying stage hangs up.
 fn read_rows(
@@ -285,7 +332,7 @@ fn read_rows(
     // Usernames seen in this file: 128 bits of SHA-256 of the lowercase name
     // (collisions are beyond reach) and the line that first used it, so memory
     // stays small for million-row files.
-    let mut seen: HashMap<u128, u64> = HashMap::new();
+    let mut seen: HashMap<u128, u64, DigestHasher> = HashMap::default();
     let name_id = |u: &Username| {
         let digest = Sha256::digest(u.key.as_bytes());
         u128::from_le_bytes(digest[..16].try_into().expect("16 bytes"))

@@ -120,8 +120,14 @@ impl Env {
         let tenant = store.require_tenant(sub).expect("tenant");
         let ctx = context(self, now);
         let opts = options(file, dry_run);
-        rosterd::import::users::import(&mut store.conn, &ctx, &tenant, file, &opts)
-            .expect("import ran")
+        let report = rosterd::import::users::import(&mut store.conn, &ctx, &tenant, file, &opts)
+            .expect("import ran");
+        let fk: bool = store
+            .conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .expect("foreign_keys");
+        assert!(fk, "the import turns foreign-key enforcement back on");
+        report
     }
 
     pub fn import(&self, sub: &str, file: &Path) -> Report {
