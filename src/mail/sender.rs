@@ -1,8 +1,10 @@
 //! Delivers the outbox. Each message is leased before it is tried, so two
 //! senders (the daemon and a support command) never send it twice; a server
 //! that is down or answers 4xx means "try again later", with the wait doubling
-//! up to an hour; a 5xx answer is recorded and logged, and the message is not
-//! retried. Without an SMTP URL every message becomes an `.eml` file.
+//! up to an hour; a 5xx answer to the message itself is recorded and logged,
+//! and the message is not retried (a refused login is retried: it is the
+//! configuration that is wrong, not the message). Without an SMTP URL every
+//! message becomes an `.eml` file.
 //!
 //! A delivery is written down as a receipt file (`<database>-sent/<id>`) the
 //! moment the server accepts it: before the goodbye to the server, before the
@@ -10,8 +12,9 @@
 //! seconds for an import holding the database). A crash anywhere after the
 //! server's acceptance therefore does not send the message again: the file
 //! exists, even if empty, and receipts are applied to the outbox before every
-//! pass. What remains is the few microseconds between the server's answer
-//! arriving and the file being created.
+//! pass. What no client can close is the moment between the server storing a
+//! message and its answer arriving (RFC 1047): a crash then sends it again,
+//! with the same Message-ID.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
