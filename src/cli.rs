@@ -355,8 +355,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Template { kind } => {
             let header = match kind {
-                TemplateKind::Users => import::users::template_header(),
-                TemplateKind::Groups => import::groups::template_header(),
+                TemplateKind::Users => UserField::template_header(),
+                TemplateKind::Groups => import::groups::GroupField::template_header(),
             };
             writeln!(out, "{header}")?;
             Ok(0)

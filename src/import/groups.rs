@@ -51,15 +51,6 @@ impl FieldSet for GroupField {
     }
 }
 
-/// The header line of the groups template.
-pub fn template_header() -> String {
-    GroupField::ALL
-        .iter()
-        .map(|f| f.label())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// The longest group name accepted.
 const MAX_GROUP_NAME: usize = 200;
 

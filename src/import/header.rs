@@ -16,6 +16,15 @@ pub trait FieldSet: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static {
     /// Header spellings (already in [`header_key`] form) that mean this field.
     fn aliases(self) -> &'static [&'static str];
 
+    /// The template's header line: every field's label, in order.
+    fn template_header() -> String {
+        Self::ALL
+            .iter()
+            .map(|f| f.label())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// The field a header key names, by label or alias.
     fn from_key(key: &str) -> Option<Self> {
         Self::ALL

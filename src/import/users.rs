@@ -91,15 +91,6 @@ impl FieldSet for UserField {
     }
 }
 
-/// The header line of the users template.
-pub fn template_header() -> String {
-    UserField::ALL
-        .iter()
-        .map(|f| f.label())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// A row that passed every field rule.
 struct Row {
     line: u64,
