@@ -2,6 +2,8 @@
 //! clean value or the message the district reads in its report, so the rules are
 //! table-tested here and nothing else parses a cell.
 
+use std::borrow::Cow;
+
 use chrono::{Datelike, NaiveDate};
 
 /// A username: trimmed, 4–254 characters of letters, digits and `. _ @ - +`.
@@ -14,30 +16,53 @@ pub struct Username {
 
 impl Username {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let text = raw.trim();
-        if text.is_empty() {
-            return Err("Username is required; add one or remove the row".into());
-        }
-        let len = text.chars().count();
-        if len < 4 {
-            return Err("Username must be at least 4 characters long".into());
-        }
-        if len > 254 {
-            return Err("Username must be at most 254 characters long".into());
-        }
-        if let Some(bad) = text
-            .chars()
-            .find(|c| !(c.is_alphanumeric() || matches!(c, '.' | '_' | '@' | '-' | '+')))
-        {
-            return Err(format!(
-                "Username may contain only letters, digits and . _ @ - + (it contains {})",
-                describe_char(bad)
-            ));
-        }
+        let text = check_username(raw)?;
         Ok(Self {
             display: text.to_owned(),
-            key: text.to_lowercase(),
+            key: username_key(text).into_owned(),
         })
+    }
+}
+
+/// The rules of [`Username`] without copying: the trimmed username, borrowed.
+pub fn check_username(raw: &str) -> Result<&str, String> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err("Username is required; add one or remove the row".into());
+    }
+    let len = text.chars().count();
+    if len < 4 {
+        return Err("Username must be at least 4 characters long".into());
+    }
+    if len > 254 {
+        return Err("Username must be at most 254 characters long".into());
+    }
+    if let Some(bad) = text
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, '.' | '_' | '@' | '-' | '+')))
+    {
+        return Err(format!(
+            "Username may contain only letters, digits and . _ @ - + (it contains {})",
+            describe_char(bad)
+        ));
+    }
+    Ok(text)
+}
+
+/// The lowercase form of a username that uniqueness uses; borrowed when the
+/// name is lowercase already.
+pub fn username_key(text: &str) -> Cow<'_, str> {
+    if text.is_ascii() {
+        if text.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(text.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(text)
+        }
+    } else {
+        match text.to_lowercase() {
+            lower if lower == text => Cow::Borrowed(text),
+            lower => Cow::Owned(lower),
+        }
     }
 }
 
@@ -77,15 +102,20 @@ pub struct EmailAddress(String);
 
 impl EmailAddress {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let text = raw.trim();
-        check_address(text, true)
-            .map(|()| Self(text.to_owned()))
-            .map_err(|why| format!("Email Address is not a valid email address: {why}"))
+        check_email(raw).map(|text| Self(text.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// The rules of [`EmailAddress`] without copying: the trimmed address, borrowed.
+pub fn check_email(raw: &str) -> Result<&str, String> {
+    let text = raw.trim();
+    check_address(text, true)
+        .map(|()| text)
+        .map_err(|why| format!("Email Address is not a valid email address: {why}"))
 }
 
 /// Address syntax: the dot-atom subset of RFC 5322 that real mail systems accept.
@@ -104,11 +134,10 @@ pub fn check_address(text: &str, dotted_domain: bool) -> Result<(), &'static str
     if !local_ok || local.starts_with('.') || local.ends_with('.') || local.contains("..") {
         return Err("the part before @ has a character or dot that is not allowed");
     }
-    let labels: Vec<&str> = domain.split('.').collect();
-    if dotted_domain && labels.len() < 2 {
+    if dotted_domain && !domain.contains('.') {
         return Err("the domain after @ needs a dot, as in example.org");
     }
-    for label in &labels {
+    for label in domain.split('.') {
         let ok = !label.is_empty()
             && label.len() <= 63
             && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
@@ -122,7 +151,7 @@ pub fn check_address(text: &str, dotted_domain: bool) -> Result<(), &'static str
 }
 
 /// First or last name: trimmed; blank means "none given".
-pub fn parse_name(label: &str, raw: &str) -> Result<Option<String>, String> {
+pub fn parse_name<'a>(label: &str, raw: &'a str) -> Result<Option<&'a str>, String> {
     let text = raw.trim();
     if text.is_empty() {
         return Ok(None);
@@ -135,7 +164,7 @@ pub fn parse_name(label: &str, raw: &str) -> Result<Option<String>, String> {
     if text.chars().count() > 100 {
         return Err(format!("{label} must be at most 100 characters long"));
     }
-    Ok(Some(text.to_owned()))
+    Ok(Some(text))
 }
 
 /// Special privileges of a user.
@@ -179,26 +208,35 @@ pub enum AccessChange {
 /// `role`), that standard's role names are understood too: `administrator`
 /// grants Administrator, and the roles without privileges keep what is stored.
 pub fn parse_access_type(raw: &str, oneroster_role: bool) -> Result<AccessChange, String> {
-    let text = raw
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase();
-    match text.as_str() {
-        "" => Ok(AccessChange::Keep),
-        "administrator" => Ok(AccessChange::Set(AccessType::Administrator)),
-        "school administrator" => Ok(AccessChange::Set(AccessType::SchoolAdministrator)),
-        "manager" => Ok(AccessChange::Set(AccessType::Manager)),
-        "none" => Ok(AccessChange::Remove),
-        "student" | "teacher" | "aide" | "proctor" | "guardian" | "parent" | "relative"
-            if oneroster_role =>
-        {
-            Ok(AccessChange::Keep)
-        }
-        _ => Err(
+    // Every accepted spelling is ASCII, so comparing word by word while ignoring
+    // ASCII case is the same as folding the cell, without building a copy of it.
+    let is = |phrase: &str| {
+        let mut words = raw.split_whitespace();
+        phrase
+            .split(' ')
+            .all(|want| words.next().is_some_and(|w| w.eq_ignore_ascii_case(want)))
+            && words.next().is_none()
+    };
+    const ONEROSTER_WITHOUT_PRIVILEGES: [&str; 7] = [
+        "student", "teacher", "aide", "proctor", "guardian", "parent", "relative",
+    ];
+    if raw.trim().is_empty() {
+        Ok(AccessChange::Keep)
+    } else if is("administrator") {
+        Ok(AccessChange::Set(AccessType::Administrator))
+    } else if is("school administrator") {
+        Ok(AccessChange::Set(AccessType::SchoolAdministrator))
+    } else if is("manager") {
+        Ok(AccessChange::Set(AccessType::Manager))
+    } else if is("none") {
+        Ok(AccessChange::Remove)
+    } else if oneroster_role && ONEROSTER_WITHOUT_PRIVILEGES.iter().any(|role| is(role)) {
+        Ok(AccessChange::Keep)
+    } else {
+        Err(
             "Access Type must be Administrator, School Administrator, Manager, None (to remove privileges) or blank"
                 .into(),
-        ),
+        )
     }
 }
 
@@ -259,20 +297,30 @@ pub fn grade_level(text: &str) -> Option<Result<i32, i32>> {
         return None; // "-1" is no spelling of any grade; don't let the hyphen rule eat the sign
     }
     // Fold case, and drop spaces, hyphens, dots and the word "grade", so that
-    // "Grade 3", "3rd grade", "Pre-K" and "pre k" all meet one table.
-    let mut s: String = text
-        .to_lowercase()
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '_' | '.'))
-        .collect();
-    if let Some(rest) = s.strip_prefix("grade") {
-        s = rest.to_owned();
-    } else if let Some(rest) = s.strip_suffix("grade") {
-        s = rest.to_owned();
-    } else if let Some(rest) = s.strip_prefix("gr") {
-        s = rest.to_owned();
-    }
-    match s.as_str() {
+    // "Grade 3", "3rd grade", "Pre-K" and "pre k" all meet one table. A short
+    // ASCII cell (every real one) is folded on the stack.
+    let skip = |c: char| matches!(c, ' ' | '-' | '_' | '.');
+    let mut buf = [0u8; 32];
+    let folded: std::borrow::Cow<'_, str> = if text.is_ascii() && text.len() <= buf.len() {
+        let mut n = 0;
+        for b in text.bytes().filter(|&b| !skip(b as char)) {
+            buf[n] = b.to_ascii_lowercase();
+            n += 1;
+        }
+        std::str::from_utf8(&buf[..n]).ok()?.into()
+    } else {
+        text.to_lowercase()
+            .chars()
+            .filter(|&c| !skip(c))
+            .collect::<String>()
+            .into()
+    };
+    let s = folded
+        .strip_prefix("grade")
+        .or_else(|| folded.strip_suffix("grade"))
+        .or_else(|| folded.strip_prefix("gr"))
+        .unwrap_or(&folded);
+    match s {
         "pk" | "prek" | "prekindergarten" | "tk" | "transitionalkindergarten" => {
             return Some(Ok(-1));
         }
@@ -346,6 +394,22 @@ mod tests {
     }
 
     #[test]
+    fn username_keys_are_borrowed_only_when_already_lowercase() {
+        for (name, key, borrowed) in [
+            ("jdoe@x.org", "jdoe@x.org", true),
+            ("JDoe@X.org", "jdoe@x.org", false),
+            ("josé.garcía", "josé.garcía", true),
+            ("José.García", "josé.garcía", false),
+            ("ΣΊΣΥΦΟΣ", "σίσυφος", false),
+        ] {
+            let got = username_key(name);
+            assert_eq!(got, key, "{name:?}");
+            assert_eq!(matches!(got, Cow::Borrowed(_)), borrowed, "{name:?}");
+            assert_eq!(got, name.to_lowercase(), "{name:?}");
+        }
+    }
+
+    #[test]
     fn passwords() {
         assert_eq!(parse_password(""), Ok(None));
         assert_eq!(parse_password("   "), Ok(None));
@@ -381,7 +445,7 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(parse_name("First Name", "  Ann "), Ok(Some("Ann".into())));
+        assert_eq!(parse_name("First Name", "  Ann "), Ok(Some("Ann")));
         assert_eq!(parse_name("First Name", " "), Ok(None));
         assert!(
             parse_name("Last Name", "Ann\nBob")
@@ -400,13 +464,24 @@ mod tests {
             ("administrator", Set(Administrator)),
             ("ADMINISTRATOR", Set(Administrator)),
             ("School  Administrator", Set(SchoolAdministrator)),
+            (" school\tADMINISTRATOR ", Set(SchoolAdministrator)),
             ("manager", Set(Manager)),
             ("None", Remove),
+            ("   ", Keep),
         ];
         for (raw, want) in cases {
             assert_eq!(parse_access_type(raw, false), Ok(want), "{raw:?}");
         }
-        for bad in ["Teacher", "admin", "student", "Principal"] {
+        for bad in [
+            "Teacher",
+            "admin",
+            "student",
+            "Principal",
+            "School",
+            "Administrator School",
+            "administrator administrator",
+            "SchoolAdministrator",
+        ] {
             assert!(parse_access_type(bad, false).is_err(), "{bad:?}");
         }
         assert_eq!(parse_access_type("student", true), Ok(Keep));
@@ -469,6 +544,10 @@ mod tests {
             ("twelfth", 2027),
             ("12th grade", 2027),
             ("Grade 12", 2027),
+            // Longer than the on-stack fold, and not ASCII: the same table.
+            ("Transitional - Kindergarten - Grade", 2040),
+            ("Grade                             3", 2036),
+            ("\u{212A}", 2039), // KELVIN SIGN, which lowercases to k
             ("2031", 2031),
             ("2026", 2026),
             ("2041", 2041),

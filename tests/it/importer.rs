@@ -553,3 +553,81 @@ fn grade_conversion_rolls_over_in_the_tenant_time_zone() {
         "{utc}"
     );
 }
+
+/// Rows travel from the reader to the writer in batches of 1,024 that keep
+/// their text in one buffer each: across many batches, including one made of
+/// errors only and duplicates of rows from earlier batches, every stored value
+/// must be the one its own row gave.
+#[test]
+fn every_row_keeps_its_own_values_across_many_batches() {
+    let env = Env::new();
+    env.tenant("lincoln");
+    let bad = 1500..2700; // 1,200 bad rows in a run: a batch of problems alone
+    let duplicate = |i: usize| i >= 3000 && i % 10 == 9; // of row i - 3000
+    let username = |i: usize| {
+        if duplicate(i) {
+            format!("USER{}", i - 3000)
+        } else if bad.contains(&i) {
+            "x".to_owned()
+        } else if i.is_multiple_of(2) {
+            format!("User{i}@Example.org")
+        } else {
+            format!("user{i}")
+        }
+    };
+    let file = |last: &str| {
+        let mut csv = String::from("Username,Email Address,First Name,Last Name\n");
+        for i in 0..4000 {
+            let email = if i % 3 == 0 {
+                format!("u{i}@example.org")
+            } else {
+                String::new()
+            };
+            csv += &format!("{},{email},F{i},{last}{i}\n", username(i));
+        }
+        csv
+    };
+    let valid: Vec<usize> = (0..4000)
+        .filter(|&i| !bad.contains(&i) && !duplicate(i))
+        .collect();
+    let stored = |env: &Env| -> Vec<(String, String, Option<String>, String, String)> {
+        let store = env.store();
+        let mut stmt = store
+            .conn
+            .prepare("SELECT username, username_key, email, first_name, last_name FROM users ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    };
+    for (last, created, updated) in [("L", 2700, 0), ("M", 0, 2700)] {
+        let r = env.import("lincoln", &env.file(&format!("{last}.csv"), file(last)));
+        assert_eq!(r.counts.rows, 4000);
+        assert_eq!((r.counts.created, r.counts.updated), (created, updated));
+        assert_eq!(r.counts.skipped, 1300);
+        let errors = errors_of(&r);
+        let first_duplicate = errors
+            .iter()
+            .find(|e| e.0 == Some(3011))
+            .unwrap_or_else(|| panic!("no error for line 3011 (row 3009): {:?}", errors.last()));
+        assert!(
+            first_duplicate.2.contains("already appears on line 11"),
+            "{first_duplicate:?}"
+        );
+        let rows = stored(&env);
+        assert_eq!(rows.len(), valid.len());
+        for (&i, (name, key, email, first, last_name)) in valid.iter().zip(&rows) {
+            assert_eq!(name, &username(i));
+            assert_eq!(key, &username(i).to_lowercase());
+            assert_eq!(
+                email.as_deref(),
+                (i % 3 == 0).then(|| format!("u{i}@example.org")).as_deref()
+            );
+            assert_eq!(first, &format!("F{i}"));
+            assert_eq!(last_name, &format!("{last}{i}"));
+        }
+    }
+}
