@@ -872,6 +872,27 @@ mod tests {
     }
 
     #[test]
+    fn sqlite_is_built_without_one_page_cache_mutex_for_all_connections() {
+        // .cargo/config.toml undefines this rusqlite default: with it, an
+        // import's reading and writing connections queue on one mutex.
+        let conn = Connection::open_in_memory().unwrap();
+        let mut stmt = conn.prepare("PRAGMA compile_options").unwrap();
+        let options: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            options.iter().any(|o| o.starts_with("THREADSAFE=")),
+            "{options:?}"
+        );
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+    }
+
+    #[test]
     fn school_names_clash_case_and_space_insensitively() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
