@@ -160,8 +160,13 @@ pub fn field_rules(data: &[u8]) {
     if let Ok(Some(name)) = fields::parse_name("First Name", cell) {
         assert!(!name.is_empty());
     }
-    let _ = fields::parse_access_type(cell, false);
-    let _ = fields::parse_access_type(cell, true);
+    for oneroster in [false, true] {
+        assert_eq!(
+            fields::parse_access_type(cell, oneroster).ok(),
+            access_type_by_folding(cell, oneroster),
+            "{cell:?}"
+        );
+    }
     for year_end in [2026, 2027] {
         if let Ok(Some(y)) = fields::parse_graduation_year(cell, year_end) {
             // SPEC: E−1 to E+14, where E is the current school year's end.
@@ -173,6 +178,38 @@ pub fn field_rules(data: &[u8]) {
     }
     if let Some(Ok(grade)) = fields::grade_level(cell) {
         assert!((-1..=12).contains(&grade), "{cell:?} → grade {grade}");
+    }
+    // Spaces fold away, so padding a cell past what grade_level folds on the
+    // stack must not change its answer: the two paths agree.
+    assert_eq!(
+        fields::grade_level(cell),
+        fields::grade_level(&format!("{cell}{}", " ".repeat(40))),
+        "{cell:?}"
+    );
+}
+
+/// Access Type as the rule reads: collapse spaces, lower-case, compare. The
+/// importer compares word by word without building that string; both must
+/// always agree.
+fn access_type_by_folding(cell: &str, oneroster: bool) -> Option<fields::AccessChange> {
+    use fields::{AccessChange, AccessType};
+    let text = cell
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
+    match text.as_str() {
+        "" => Some(AccessChange::Keep),
+        "administrator" => Some(AccessChange::Set(AccessType::Administrator)),
+        "school administrator" => Some(AccessChange::Set(AccessType::SchoolAdministrator)),
+        "manager" => Some(AccessChange::Set(AccessType::Manager)),
+        "none" => Some(AccessChange::Remove),
+        "student" | "teacher" | "aide" | "proctor" | "guardian" | "parent" | "relative"
+            if oneroster =>
+        {
+            Some(AccessChange::Keep)
+        }
+        _ => None,
     }
 }
 
