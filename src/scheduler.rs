@@ -18,7 +18,6 @@ use crate::schedule::Window;
 use crate::spool::{self, TenantSpool};
 use crate::store::{Store, Tenant, timestamp};
 
-/// How often the scheduler looks, at most; an upload wakes it at once.
 /// Imports running at once. Every import holds the database's write lock from
 /// its first row to its commit, so more would only wait for it (and fail once
 /// the wait passes the busy timeout), each holding a connection, its page
@@ -26,6 +25,7 @@ use crate::store::{Store, Tenant, timestamp};
 /// busy (reader and writer stages).
 pub const MAX_RUNNING_IMPORTS: usize = 1;
 
+/// How often the scheduler looks, at most; an upload wakes it at once.
 const TICK: Duration = Duration::from_secs(5);
 /// After an import fails (disk, database), leave the tenant alone this long.
 const FAILURE_BACKOFF: chrono::Duration = chrono::Duration::minutes(5);

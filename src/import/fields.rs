@@ -301,7 +301,7 @@ pub fn grade_level(text: &str) -> Option<Result<i32, i32>> {
     // ASCII cell (every real one) is folded on the stack.
     let skip = |c: char| matches!(c, ' ' | '-' | '_' | '.');
     let mut buf = [0u8; 32];
-    let folded: std::borrow::Cow<'_, str> = if text.is_ascii() && text.len() <= buf.len() {
+    let folded: Cow<'_, str> = if text.is_ascii() && text.len() <= buf.len() {
         let mut n = 0;
         for b in text.bytes().filter(|&b| !skip(b as char)) {
             buf[n] = b.to_ascii_lowercase();
