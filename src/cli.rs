@@ -483,10 +483,10 @@ fn serve(
 }
 
 /// Re-read the configuration and apply what can change while serving: the
-/// schedule, retention, mail, and the per-upload, per-tenant and ban limits.
-/// Listen address, host key, storage paths, the session count, the idle
-/// timeout and logging keep their running values until a restart (a warning
-/// says so). A file with an error changes nothing.
+/// schedule, retention, mail, and every server limit and timeout. Listen
+/// address, host key, storage paths, the session count, the shutdown grace and
+/// logging keep their running values until a restart (a warning says so). A
+/// file with an error changes nothing.
 fn reload(
     path: Option<&std::path::Path>,
     shared: &crate::server::Shared,
@@ -497,13 +497,15 @@ fn reload(
     let new = Config::load(path)?;
     let running = shared.config();
     let mut applied = (*running).clone();
-    applied.server.max_upload_bytes = new.server.max_upload_bytes;
-    applied.server.max_sessions_per_tenant = new.server.max_sessions_per_tenant;
-    applied.server.auth_failures_before_ban = new.server.auth_failures_before_ban;
-    applied.server.auth_failure_window_seconds = new.server.auth_failure_window_seconds;
-    applied.server.ban_seconds = new.server.ban_seconds;
-    applied.server.login_grace_seconds = new.server.login_grace_seconds;
-    applied.server.max_pending_logins_per_address = new.server.max_pending_logins_per_address;
+    // Every server limit is read when it is checked, so all apply at once,
+    // except what the listener and russh were built with.
+    applied.server = crate::config::ServerConfig {
+        listen: running.server.listen,
+        host_key: running.server.host_key.clone(),
+        max_sessions: running.server.max_sessions,
+        shutdown_grace_seconds: running.server.shutdown_grace_seconds,
+        ..new.server.clone()
+    };
     applied.storage.archive_days = new.storage.archive_days;
     applied.schedule = new.schedule.clone();
     applied.mail = new.mail.clone();
@@ -512,7 +514,7 @@ fn reload(
     scheduler.reload(&applied, ctx);
     if format!("{applied:?}") != format!("{new:?}") {
         tracing::warn!(
-            "some changed settings (listen address, host key, storage paths, max_sessions, idle timeout, logging) take effect only after a restart"
+            "some changed settings (listen address, host key, storage paths, max_sessions, shutdown grace, logging) take effect only after a restart"
         );
     }
     shared.set_config(applied);

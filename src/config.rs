@@ -43,9 +43,33 @@ pub struct ServerConfig {
     pub shutdown_grace_seconds: u64,
     /// How long a connection may take from connecting to a successful login.
     pub login_grace_seconds: u64,
-    /// Connections from one address that have not logged in yet, at most;
-    /// more are dropped at once, so one address cannot hold every slot.
+    /// Connections from one address logging in at once, at most; more wait
+    /// their turn (within the login grace), so one address cannot hold every
+    /// slot and a burst from one address is served in order, not dropped.
     pub max_pending_logins_per_address: u32,
+    /// Connections from one address waiting for a login slot, at most; more
+    /// are refused at once.
+    pub max_queued_logins_per_address: u32,
+    /// Connections from all addresses waiting for a login slot, at most.
+    pub max_queued_logins: u32,
+    /// Channels one connection may have open (OpenSSH's sftp uses one).
+    pub max_channels_per_connection: u32,
+    /// Open SFTP handles of one district over all its sessions.
+    pub max_open_handles_per_tenant: u32,
+    /// Bytes of one district's uploads still being written, over all its
+    /// sessions; unset: twice `max_upload_bytes`.
+    pub max_upload_bytes_in_flight_per_tenant: Option<u64>,
+    /// A connection whose client has not read the server's replies for this
+    /// long is closed.
+    pub write_timeout_seconds: u64,
+}
+
+impl ServerConfig {
+    /// `max_upload_bytes_in_flight_per_tenant`, or its default.
+    pub fn upload_bytes_in_flight_per_tenant(&self) -> u64 {
+        self.max_upload_bytes_in_flight_per_tenant
+            .unwrap_or(self.max_upload_bytes.saturating_mul(2))
+    }
 }
 
 impl Default for ServerConfig {
@@ -63,6 +87,12 @@ impl Default for ServerConfig {
             shutdown_grace_seconds: 30,
             login_grace_seconds: 30,
             max_pending_logins_per_address: 10,
+            max_queued_logins_per_address: 1024,
+            max_queued_logins: 4096,
+            max_channels_per_connection: 4,
+            max_open_handles_per_tenant: 16,
+            max_upload_bytes_in_flight_per_tenant: None,
+            write_timeout_seconds: 120,
         }
     }
 }
@@ -226,9 +256,36 @@ impl Config {
                 "server.max_pending_logins_per_address",
                 self.server.max_pending_logins_per_address.into(),
             ),
+            (
+                "server.max_queued_logins_per_address",
+                self.server.max_queued_logins_per_address.into(),
+            ),
+            (
+                "server.max_queued_logins",
+                self.server.max_queued_logins.into(),
+            ),
+            (
+                "server.max_channels_per_connection",
+                self.server.max_channels_per_connection.into(),
+            ),
+            (
+                "server.max_open_handles_per_tenant",
+                self.server.max_open_handles_per_tenant.into(),
+            ),
+            (
+                "server.write_timeout_seconds",
+                self.server.write_timeout_seconds,
+            ),
         ];
         for (key, value) in positive {
             anyhow::ensure!(value > 0, "{key} must be greater than 0");
+        }
+        if let Some(bytes) = self.server.max_upload_bytes_in_flight_per_tenant {
+            anyhow::ensure!(
+                bytes >= self.server.max_upload_bytes,
+                "server.max_upload_bytes_in_flight_per_tenant ({bytes}) must be at least server.max_upload_bytes ({}), or no upload of the largest size could finish",
+                self.server.max_upload_bytes
+            );
         }
         if let Some(url) = &self.mail.smtp_url {
             anyhow::ensure!(

@@ -3,74 +3,71 @@
 //! login, so revocations apply at once); only the `sftp` subsystem is offered.
 //! [`run`] races the accept loop against a shutdown future, so tests start it
 //! in-process on port 0 and `serve` stops it on SIGINT/SIGTERM.
+//!
+//! What one connection or one district may hold is bounded: the front door
+//! ([`door`]) orders logins per address, the ledger ([`ledger`]) counts each
+//! district's sessions, handles and bytes in flight, each channel runs on a
+//! task that never lets russh's loop wait on it ([`channel`]), and a watchdog
+//! ends idle, stalled and unreading connections ([`connection`]).
 
+pub mod channel;
+pub mod connection;
+pub mod door;
+pub mod ledger;
 pub mod sftp;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection as Db, OptionalExtension, params};
 use russh::keys::{HashAlg, PrivateKey};
 use russh::server::{Auth, Msg, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::spool::Sender;
+use connection::{Connection, Killable, Verdict};
+use door::{Admission, FrontDoor, Limits, LoginSlot, Refusal};
+use ledger::{Ledger, SessionSlot};
 
-/// A connection counted against its address's pending-login limit until it
-/// logs in or ends, whichever comes first.
-struct PendingLogin {
-    shared: Arc<Shared>,
-    ip: IpAddr,
-    done: AtomicBool,
-}
-
-impl PendingLogin {
-    fn finish(&self) {
-        if !self.done.swap(true, Ordering::AcqRel) {
-            self.shared.end_login(self.ip);
-        }
-    }
-}
-
-impl Drop for PendingLogin {
-    fn drop(&mut self) {
-        self.finish();
-    }
-}
-
-/// What every session shares: configuration, the store, the clock and the
-/// per-address and per-tenant bookkeeping.
+/// What every session shares: configuration, the store, the clock, the front
+/// door and the districts' ledger.
 pub struct Shared {
     /// Replaced whole by a configuration reload (SIGHUP); sessions read it
     /// when they need a limit, so a reload applies without dropping them.
     config: std::sync::RwLock<Arc<Config>>,
     /// For reads (logins look up keys here; WAL readers never wait for writers).
-    pub store: Mutex<Connection>,
+    pub store: Mutex<Db>,
     /// For recording uploads, which may wait for a running import's commit.
-    pub writer: Mutex<Connection>,
+    pub writer: Mutex<Db>,
     pub clock: Arc<dyn Clock>,
     /// Notified when an upload is published, so the scheduler looks at once.
     pub uploaded: Arc<tokio::sync::Notify>,
-    throttle: Mutex<HashMap<IpAddr, Failures>>,
-    /// Connections per address that have not logged in yet.
-    pending: Mutex<HashMap<IpAddr, u32>>,
-    tenant_sessions: Mutex<HashMap<i64, u32>>,
+    pub door: Arc<FrontDoor>,
+    pub ledger: Arc<Ledger>,
+    connections: AtomicUsize,
+    channels: AtomicUsize,
 }
 
-#[derive(Default)]
-struct Failures {
-    recent: Vec<Instant>,
-    banned_until: Option<Instant>,
+/// What the server holds right now, for tests and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Live {
+    /// Connections past the front door (handshaking, logging in or logged in).
+    pub connections: usize,
+    /// Channel tasks running.
+    pub channels: usize,
+    /// Connections holding a login slot, and waiting for one.
+    pub logging_in: u32,
+    pub waiting: u32,
 }
 
 impl Shared {
@@ -87,9 +84,10 @@ impl Shared {
             writer: Mutex::new(writer),
             clock,
             uploaded: Arc::new(tokio::sync::Notify::new()),
-            throttle: Mutex::new(HashMap::new()),
-            pending: Mutex::new(HashMap::new()),
-            tenant_sessions: Mutex::new(HashMap::new()),
+            door: FrontDoor::new(),
+            ledger: Ledger::new(),
+            connections: AtomicUsize::new(0),
+            channels: AtomicUsize::new(0),
         }))
     }
 
@@ -106,88 +104,18 @@ impl Shared {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
     }
 
-    /// Count a connection from `ip` that has yet to log in; `None` if the
-    /// address already has as many as allowed.
-    fn begin_login(self: &Arc<Self>, ip: IpAddr) -> Option<PendingLogin> {
-        let max = self.config().server.max_pending_logins_per_address;
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let n = p.entry(ip).or_insert(0);
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(PendingLogin {
-            shared: self.clone(),
-            ip,
-            done: AtomicBool::new(false),
-        })
+    fn limits(&self) -> Limits {
+        Limits::from_config(&self.config().server)
     }
 
-    fn end_login(&self, ip: IpAddr) {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = p.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                p.remove(&ip);
-            }
-        }
-    }
-
-    /// Is the address banned for too many failed logins?
-    fn is_banned(&self, ip: IpAddr) -> bool {
-        let now = Instant::now();
-        let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
-        match t.get(&ip).and_then(|f| f.banned_until) {
-            Some(until) if until > now => true,
-            Some(_) => {
-                t.remove(&ip);
-                false
-            }
-            None => false,
-        }
-    }
-
-    /// Count a failed authentication; ban the address past the limit.
-    fn record_failure(&self, ip: IpAddr) {
-        let config = self.config();
-        let s = &config.server;
-        let now = Instant::now();
-        let window = Duration::from_secs(s.auth_failure_window_seconds);
-        let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
-        // Keep the table bounded under a flood from many addresses.
-        if t.len() > 100_000 {
-            t.retain(|_, f| f.banned_until.is_some_and(|u| u > now));
-        }
-        let f = t.entry(ip).or_default();
-        f.recent.retain(|at| now.duration_since(*at) < window);
-        f.recent.push(now);
-        if f.recent.len() as u32 >= s.auth_failures_before_ban && f.banned_until.is_none() {
-            f.banned_until = Some(now + Duration::from_secs(s.ban_seconds));
-            tracing::warn!(%ip, failures = f.recent.len(), ban_seconds = s.ban_seconds, "address banned after repeated failed logins");
-        }
-    }
-
-    /// Take a session slot for the tenant, if it has one free.
-    fn enter_tenant(&self, tenant_id: i64) -> bool {
-        let mut m = self
-            .tenant_sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let n = m.entry(tenant_id).or_insert(0);
-        if *n >= self.config().server.max_sessions_per_tenant {
-            return false;
-        }
-        *n += 1;
-        true
-    }
-
-    fn leave_tenant(&self, tenant_id: i64) {
-        let mut m = self
-            .tenant_sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = m.get_mut(&tenant_id) {
-            *n = n.saturating_sub(1);
+    /// What the server holds now.
+    pub fn live(&self) -> Live {
+        let (logging_in, waiting) = self.door.load();
+        Live {
+            connections: self.connections.load(Ordering::Acquire),
+            channels: self.channels.load(Ordering::Acquire),
+            logging_in,
+            waiting,
         }
     }
 
@@ -213,11 +141,16 @@ impl Shared {
     }
 }
 
-/// SSH messages queued per session on their way to the SFTP handler.
+/// SSH messages queued per channel on their way to its task.
 const CHANNEL_BUFFER: usize = 16;
 
+/// How long a connection being closed may take to say goodbye before its
+/// socket is failed, and then to end.
+const GOODBYE: Duration = Duration::from_secs(2);
+const AFTER_KILL: Duration = Duration::from_secs(5);
+
 /// The russh configuration: ed25519 host key, public-key authentication only,
-/// constant rejection time, idle timeout from the config.
+/// constant rejection time.
 pub fn ssh_config(config: &Config, host_key: PrivateKey) -> Arc<russh::server::Config> {
     let mut methods = MethodSet::empty();
     methods.push(MethodKind::PublicKey);
@@ -226,17 +159,20 @@ pub fn ssh_config(config: &Config, host_key: PrivateKey) -> Arc<russh::server::C
         keys: vec![host_key],
         auth_rejection_time: Duration::from_secs(1),
         auth_rejection_time_initial: Some(Duration::from_secs(0)),
-        inactivity_timeout: Some(Duration::from_secs(config.server.idle_timeout_seconds)),
+        // Only a backstop: the watchdog in `serve_connection` applies the idle
+        // and write timeouts, also while russh's loop is waiting.
+        inactivity_timeout: Some(Duration::from_secs(
+            config.server.idle_timeout_seconds.saturating_mul(2),
+        )),
         max_auth_attempts: 6,
         // Large windows and packets keep bulk uploads moving on fast links.
         window_size: 16 * 1024 * 1024,
         maximum_packet_size: 65535,
-        // What a session may hold between the network and the disk: russh
+        // What a channel may hold between the network and its task: russh
         // widens the window as data arrives, so this queue (not the window)
         // is what stops reading the socket when the disk falls behind. Each
-        // message is at most one packet, so a session holds at most about
-        // 1 MiB (russh's default of 100 allows 6 MiB, 1.6 GiB over
-        // `max_sessions`).
+        // message is at most one packet, so a channel holds at most about
+        // 1 MiB here (russh's default of 100 allows 6 MiB).
         channel_buffer_size: CHANNEL_BUFFER,
         nodelay: true,
         ..Default::default()
@@ -258,6 +194,7 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(max_sessions as usize));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut sessions = JoinSet::new();
+    let mut tidy = tokio::time::interval(Duration::from_secs(60));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -270,20 +207,16 @@ pub async fn run(
                         continue;
                     }
                 };
-                // Checked before any handshake work.
-                if shared.is_banned(peer.ip()) {
-                    tracing::debug!(%peer, "connection from banned address dropped");
-                    continue;
-                }
-                let Some(pending) = shared.begin_login(peer.ip()) else {
-                    tracing::debug!(%peer, "too many connections from this address still logging in; dropped");
-                    continue;
+                // Decided before any handshake work.
+                let admission = match shared.door.admit(peer.ip(), shared.limits()) {
+                    Ok(a) => a,
+                    Err(Refusal::Banned) => {
+                        tracing::debug!(%peer, "connection from banned address dropped");
+                        continue;
+                    }
+                    // The door has said so in the log.
+                    Err(Refusal::QueueFull) => continue,
                 };
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, max = max_sessions, "session limit reached; connection refused");
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
                 // Tenant and key are filled in at login; every event of the
                 // session, SFTP included, carries them.
                 let span = tracing::info_span!(
@@ -292,52 +225,21 @@ pub async fn run(
                     tenant = tracing::field::Empty,
                     key = tracing::field::Empty
                 );
-                let deadline = tokio::time::Instant::now()
-                    + Duration::from_secs(shared.config().server.login_grace_seconds);
-                let handler = SshSession::new(shared.clone(), peer, span.clone(), pending);
-                let ssh = ssh.clone();
-                let mut stop = stop_rx.clone();
-                let session = async move {
-                    let _permit = permit;
-                    let authenticated = handler.authenticated.clone();
-                    // The version exchange counts against the login grace too, so
-                    // a client that connects and sends nothing is let go.
-                    let handshake = russh::server::run_stream(ssh, stream, handler);
-                    let Ok(started) = tokio::time::timeout_at(deadline, handshake).await else {
-                        tracing::debug!("no SSH handshake within the login grace; disconnected");
-                        return;
-                    };
-                    let running = match started {
-                        Ok(r) => r,
-                        Err(e) => {
-                            tracing::debug!(error = %e, "handshake failed");
-                            return;
-                        }
-                    };
-                    let handle = running.handle();
-                    let login_deadline = async {
-                        tokio::time::sleep_until(deadline).await;
-                        if authenticated.load(Ordering::Relaxed) {
-                            std::future::pending::<()>().await;
-                        }
-                    };
-                    let reason = tokio::select! {
-                        result = running => {
-                            if let Err(e) = result {
-                                tracing::debug!(error = ?e, "session ended with an error");
-                            }
-                            return;
-                        }
-                        () = login_deadline => "login timeout",
-                        _ = stop.changed() => "server shutting down",
-                    };
-                    tracing::info!(reason, "disconnecting");
-                    let _ = handle.disconnect(russh::Disconnect::ByApplication, reason.into(), "en".into()).await;
-                };
-                sessions.spawn(session.instrument(span));
+                let connection = serve_connection(
+                    stream,
+                    peer,
+                    admission,
+                    slots.clone(),
+                    shared.clone(),
+                    ssh.clone(),
+                    stop_rx.clone(),
+                    span.clone(),
+                );
+                sessions.spawn(connection.instrument(span));
             }
             () = &mut shutdown => break,
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            _ = tidy.tick() => shared.door.tidy(shared.limits()),
         }
     }
     drop(listener);
@@ -356,7 +258,7 @@ pub async fn run(
             "grace period over; closing the remaining sessions"
         );
         let _ = stop_tx.send(true);
-        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        let closed = tokio::time::timeout(GOODBYE + AFTER_KILL + Duration::from_secs(1), async {
             while sessions.join_next().await.is_some() {}
         })
         .await;
@@ -367,18 +269,152 @@ pub async fn run(
     Ok(())
 }
 
+/// Completes once the server is stopping.
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// One connection from accept to close: wait for its turn to log in, run
+/// russh on it, and end it when the watchdog says so.
+#[allow(clippy::too_many_arguments)]
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    admission: Admission,
+    slots: Arc<Semaphore>,
+    shared: Arc<Shared>,
+    ssh: Arc<russh::server::Config>,
+    mut stop: watch::Receiver<bool>,
+    span: tracing::Span,
+) {
+    let config = shared.config();
+    // Waiting for a turn counts against the login grace, version exchange
+    // included, so a client that connects and sends nothing is let go.
+    let deadline = Instant::now() + Duration::from_secs(config.server.login_grace_seconds);
+    let login_slot = match admission {
+        Admission::Now(slot) => slot,
+        Admission::Queued(waiting) => {
+            let turn = tokio::select! {
+                slot = waiting.until(deadline) => slot,
+                () = stopping(&mut stop) => None,
+            };
+            let Some(slot) = turn else {
+                tracing::info!(
+                    "closed: the login grace ran out while waiting for a turn to log in \
+                     (server.max_pending_logins_per_address connections from this address were logging in)"
+                );
+                return;
+            };
+            slot
+        }
+    };
+    let session_slot = tokio::select! {
+        permit = tokio::time::timeout_at(deadline, slots.acquire_owned()) => permit.ok().and_then(Result::ok),
+        () = stopping(&mut stop) => None,
+    };
+    let Some(_session_slot) = session_slot else {
+        tracing::warn!(
+            max = config.server.max_sessions,
+            "closed: the login grace ran out while waiting for a free session (server.max_sessions)"
+        );
+        return;
+    };
+    if Instant::now() >= deadline {
+        // Served just as the grace ran out: too late to start a handshake.
+        tracing::info!("closed: the login grace ran out while waiting for a turn to log in");
+        return;
+    }
+    let _ = stream.set_nodelay(true);
+    let conn = Arc::new(Connection::default());
+    let stream = Killable::new(stream, conn.kill.clone());
+    let handler = SshSession::new(shared.clone(), peer, span, login_slot, conn.clone());
+    let authenticated = handler.authenticated.clone();
+    let handshake = russh::server::run_stream(ssh, stream, handler);
+    let running = match tokio::time::timeout_at(deadline, handshake).await {
+        Ok(Ok(running)) => running,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("no SSH version exchange within the login grace; disconnected");
+            return;
+        }
+    };
+    let handle = running.handle();
+    tokio::pin!(running);
+    let reason = loop {
+        let config = shared.config();
+        let idle = Duration::from_secs(config.server.idle_timeout_seconds);
+        let write = Duration::from_secs(config.server.write_timeout_seconds);
+        let mut wake = match conn.verdict(idle, write) {
+            Verdict::CheckAt(at) => at,
+            Verdict::Idle => break "idle timeout",
+            Verdict::NotReading => break "the client stopped reading the server's replies",
+        };
+        if !authenticated.load(Ordering::Acquire) {
+            if Instant::now() >= deadline {
+                break "login timeout";
+            }
+            wake = wake.min(deadline);
+        }
+        // What the connection does changes between checks (a reply starts
+        // waiting, a reload shortens a timeout): look at least every second.
+        wake = wake.min(Instant::now() + Duration::from_secs(1));
+        tokio::select! {
+            result = &mut running => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "session ended with an error");
+                }
+                return;
+            }
+            () = tokio::time::sleep_until(wake) => {}
+            () = stopping(&mut stop) => break "server shutting down",
+        }
+    };
+    tracing::info!(reason, "disconnecting");
+    let goodbye = async {
+        let _ = handle
+            .disconnect(russh::Disconnect::ByApplication, reason.into(), "en".into())
+            .await;
+        let _ = (&mut running).await;
+    };
+    if tokio::time::timeout(GOODBYE, goodbye).await.is_ok() {
+        return;
+    }
+    // russh's loop is stuck (on a socket the client does not read, or waiting
+    // for the client to close): fail the socket and stop the channel tasks.
+    conn.kill.cancel();
+    if tokio::time::timeout(AFTER_KILL, &mut running)
+        .await
+        .is_err()
+    {
+        tracing::error!("session did not end after its socket was closed");
+    }
+}
+
+/// A logged-in session's district.
+struct Login {
+    tenant_id: i64,
+    subdomain: String,
+    fingerprint: String,
+    _slot: SessionSlot,
+}
+
 /// One SSH connection.
 pub struct SshSession {
     shared: Arc<Shared>,
     peer: SocketAddr,
+    conn: Arc<Connection>,
     /// Set once a login succeeded (the login deadline no longer applies).
     authenticated: Arc<AtomicBool>,
-    /// Set after authentication: tenant id, subdomain, key fingerprint.
-    login: Option<(i64, String, String)>,
+    login: Option<Login>,
     span: tracing::Span,
     /// Released at login: from then on the session counts per tenant instead.
-    pending: PendingLogin,
-    channels: HashMap<ChannelId, Channel<Msg>>,
+    login_slot: LoginSlot,
+    /// A credential was refused: if the connection never logs in, it counts
+    /// as one failed login of its address (however many keys it offered).
+    refused: bool,
 }
 
 impl SshSession {
@@ -386,30 +422,63 @@ impl SshSession {
         shared: Arc<Shared>,
         peer: SocketAddr,
         span: tracing::Span,
-        pending: PendingLogin,
+        login_slot: LoginSlot,
+        conn: Arc<Connection>,
     ) -> Self {
+        shared.connections.fetch_add(1, Ordering::AcqRel);
         Self {
             shared,
             peer,
+            conn,
             span,
-            pending,
+            login_slot,
             authenticated: Arc::new(AtomicBool::new(false)),
             login: None,
-            channels: HashMap::new(),
+            refused: false,
         }
     }
 
-    fn reject(&self) -> Auth {
-        self.shared.record_failure(self.peer.ip());
+    fn reject(&mut self) -> Auth {
+        self.refused = true;
         Auth::reject()
+    }
+
+    /// Start the task that serves a newly opened channel.
+    fn spawn_channel(&self, channel: Channel<Msg>, login: &Login) {
+        let shared = self.shared.clone();
+        let sender = Sender {
+            tenant_id: login.tenant_id,
+            remote_addr: self.peer.to_string(),
+            key_fingerprint: login.fingerprint.clone(),
+        };
+        let subdomain = login.subdomain.clone();
+        let span = self.span.clone();
+        let sftp = {
+            let (shared, span) = (shared.clone(), span.clone());
+            move || sftp::SftpSession::new(shared, &subdomain, sender, span)
+        };
+        let conn = self.conn.clone();
+        let id = channel.id();
+        shared.channels.fetch_add(1, Ordering::AcqRel);
+        tokio::spawn(async move {
+            channel::run(channel, conn.clone(), sftp, span).await;
+            conn.channel_ended(id);
+            shared.channels.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 }
 
 impl Drop for SshSession {
     fn drop(&mut self) {
-        if let Some((tenant_id, sub, _)) = &self.login {
-            self.shared.leave_tenant(*tenant_id);
-            tracing::info!(tenant = %sub, peer = %self.peer, "session closed");
+        self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+        if let Some(login) = &self.login {
+            tracing::info!(parent: &self.span, tenant = %login.subdomain, peer = %self.peer, "session closed");
+        } else if self.refused {
+            let ip = self.peer.ip();
+            if self.shared.door.record_failure(ip, self.shared.limits()) {
+                let s = &self.shared.config().server;
+                tracing::warn!(%ip, failures = s.auth_failures_before_ban, ban_seconds = s.ban_seconds, "address banned after repeated failed logins");
+            }
         }
     }
 }
@@ -422,12 +491,12 @@ impl russh::server::Handler for SshSession {
         user: &str,
         offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
+        self.conn.touch();
         let fp = offer.public_key.fingerprint(HashAlg::Sha256).to_string();
         match self.shared.authorize(user, &fp).await {
-            // A key that is not ours is a normal probe (clients offer several);
-            // the failure is counted when no key worked, in auth_publickey or by
-            // the client giving up.
             Some(_) => Ok(Auth::Accept),
+            // A key that is not ours is a normal probe (clients offer several);
+            // it counts only if the connection never logs in.
             None => Ok(self.reject()),
         }
     }
@@ -437,25 +506,33 @@ impl russh::server::Handler for SshSession {
         user: &str,
         key: russh::server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
+        self.conn.touch();
         let fp = key.public_key.fingerprint(HashAlg::Sha256).to_string();
         let Some(tenant_id) = self.shared.authorize(user, &fp).await else {
             tracing::info!(parent: &self.span, user, peer = %self.peer, key = %fp, "login refused");
             return Ok(self.reject());
         };
-        if !self.shared.enter_tenant(tenant_id) {
-            tracing::warn!(parent: &self.span, tenant = user, peer = %self.peer, "login refused: the tenant's session limit is reached");
+        let max = self.shared.config().server.max_sessions_per_tenant;
+        let Some(slot) = self.shared.ledger.session(tenant_id, max) else {
+            tracing::warn!(parent: &self.span, tenant = user, peer = %self.peer, max, "login refused: the tenant's session limit is reached (server.max_sessions_per_tenant)");
             return Ok(Auth::reject());
-        }
+        };
         self.span.record("tenant", user);
         self.span.record("key", fp.as_str());
         tracing::info!(parent: &self.span, "login");
-        self.login = Some((tenant_id, user.to_owned(), fp));
-        self.authenticated.store(true, Ordering::Relaxed);
-        self.pending.finish();
+        self.login = Some(Login {
+            tenant_id,
+            subdomain: user.to_owned(),
+            fingerprint: fp,
+            _slot: slot,
+        });
+        self.authenticated.store(true, Ordering::Release);
+        self.login_slot.release();
         Ok(Auth::Accept)
     }
 
     async fn auth_password(&mut self, _user: &str, _password: &str) -> Result<Auth, Self::Error> {
+        self.conn.touch();
         Ok(self.reject())
     }
 
@@ -465,6 +542,7 @@ impl russh::server::Handler for SshSession {
         _submethods: &str,
         _response: Option<russh::server::Response<'a>>,
     ) -> Result<Auth, Self::Error> {
+        self.conn.touch();
         Ok(self.reject())
     }
 
@@ -474,54 +552,61 @@ impl russh::server::Handler for SshSession {
         reply: russh::server::ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.login.is_some() {
-            self.channels.insert(channel.id(), channel);
-            reply.accept().await;
-        } else {
+        self.conn.touch();
+        let Some(login) = &self.login else {
             reply
                 .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
+            return Ok(());
+        };
+        let max = self.shared.config().server.max_channels_per_connection;
+        if !self.conn.open_channel(channel.id(), max) {
+            tracing::info!(parent: &self.span, max, "channel refused: this connection has as many open as allowed (server.max_channels_per_connection)");
+            reply
+                .reject(russh::ChannelOpenFailure::ResourceShortage)
+                .await;
+            return Ok(());
         }
+        self.spawn_channel(channel, login);
+        reply.accept().await;
         Ok(())
     }
 
-    async fn channel_eof(
+    async fn channel_close(
         &mut self,
         channel: ChannelId,
-        session: &mut Session,
+        _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        // OpenSSH's sftp waits for the server to close after its EOF on `bye`;
-        // scp (run over ssh) also wants an exit status, or it reports failure.
-        session.exit_status_request(channel, 0)?;
-        session.eof(channel)?;
-        session.close(channel)?;
+        self.conn.touch();
+        self.conn.channel_ended(channel);
+        Ok(())
+    }
+
+    async fn data(
+        &mut self,
+        _channel: ChannelId,
+        _data: &[u8],
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // The channel's task has the data; this only says the client is active.
+        self.conn.touch();
         Ok(())
     }
 
     async fn subsystem_request(
         &mut self,
-        channel_id: ChannelId,
+        channel: ChannelId,
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let (Some((tenant_id, sub, fp)), Some(channel)) =
-            (self.login.clone(), self.channels.remove(&channel_id))
-        else {
-            session.channel_failure(channel_id)?;
-            return Ok(());
-        };
-        if name != "sftp" {
-            session.channel_failure(channel_id)?;
-            return Ok(());
+        self.conn.touch();
+        // The channel's task starts SFTP on seeing this same request, by the
+        // same rule: the first subsystem request of the channel, named sftp.
+        if self.conn.start_subsystem(channel, name) {
+            session.channel_success(channel)?;
+        } else {
+            session.channel_failure(channel)?;
         }
-        session.channel_success(channel_id)?;
-        let sender = Sender {
-            tenant_id,
-            remote_addr: self.peer.to_string(),
-            key_fingerprint: fp,
-        };
-        let sftp = sftp::SftpSession::new(self.shared.clone(), &sub, sender, self.span.clone());
-        russh_sftp::server::run(channel.into_stream(), sftp).await;
         Ok(())
     }
 
@@ -532,8 +617,7 @@ impl russh::server::Handler for SshSession {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         // No shell and no commands: SFTP only (scp runs over SFTP since OpenSSH 9).
-        session.channel_failure(channel)?;
-        Ok(())
+        refuse(channel, session)
     }
 
     async fn shell_request(
@@ -541,7 +625,63 @@ impl russh::server::Handler for SshSession {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        session.channel_failure(channel)?;
-        Ok(())
+        refuse(channel, session)
     }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        refuse(channel, session)
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        refuse(channel, session)
+    }
+
+    /// `SendEnv` (OpenSSH sends `LANG` and `LC_*` by default): refused, and
+    /// the channel carries on, as with OpenSSH's sshd without `AcceptEnv`.
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        _variable_name: &str,
+        _variable_value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        refuse(channel, session)
+    }
+
+    async fn window_change_request(
+        &mut self,
+        channel: ChannelId,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        refuse(channel, session)
+    }
+}
+
+/// Answer a channel request rosterd does not support with a failure (sent
+/// only if the client asked for a reply).
+fn refuse(channel: ChannelId, session: &mut Session) -> Result<(), anyhow::Error> {
+    session.channel_failure(channel)?;
+    Ok(())
 }

@@ -14,6 +14,7 @@ use russh_sftp::protocol::{
 use russh_sftp::server::StatusReply;
 
 use super::Shared;
+use super::ledger::HandleSlot;
 use crate::spool::{self, Sender, TenantSpool, USERS_CSV};
 
 /// What every refusal says.
@@ -85,15 +86,18 @@ enum Open {
     Dir { listed: bool },
 }
 
-/// One SFTP subsystem of an authenticated session.
-/// Open handles one session may hold: a client needs one or two.
-pub const MAX_OPEN_HANDLES: usize = 16;
+/// An open handle and its place in the district's count of handles and bytes.
+struct Entry {
+    open: Open,
+    slot: HandleSlot,
+}
 
+/// One SFTP subsystem of an authenticated session.
 pub struct SftpSession {
     shared: Arc<Shared>,
     spool: TenantSpool,
     sender: Sender,
-    handles: HashMap<String, Open>,
+    handles: HashMap<String, Entry>,
     next_handle: u64,
     span: tracing::Span,
 }
@@ -113,16 +117,83 @@ impl SftpSession {
         }
     }
 
-    /// A new handle's name, or a failure when the session already has
-    /// [`MAX_OPEN_HANDLES`] open (each upload holds a file and a descriptor).
-    fn new_handle(&mut self, prefix: &str) -> Result<String, StatusReply> {
-        if self.handles.len() >= MAX_OPEN_HANDLES {
-            return Err(failure(format!(
-                "too many open files in this session (at most {MAX_OPEN_HANDLES}); close some first"
-            )));
-        }
+    /// A new handle's name and slot, or a failure when the district already
+    /// has `server.max_open_handles_per_tenant` open over all its sessions
+    /// (each upload holds a file and a descriptor).
+    fn new_handle(&mut self, prefix: &str) -> Result<(String, HandleSlot), StatusReply> {
+        let max = self.shared.config().server.max_open_handles_per_tenant;
+        let slot = self
+            .shared
+            .ledger
+            .handle(self.sender.tenant_id, max)
+            .ok_or_else(|| {
+                failure(format!(
+                    "too many open files for this district (at most {max} over all its sessions); close some first"
+                ))
+            })?;
         self.next_handle += 1;
-        Ok(format!("{prefix}{}", self.next_handle))
+        Ok((format!("{prefix}{}", self.next_handle), slot))
+    }
+
+    fn get(&self, handle: &str) -> Option<&Open> {
+        self.handles.get(handle).map(|e| &e.open)
+    }
+
+    /// Write `data` at `offset` of the upload `handle`: what an
+    /// `SSH_FXP_WRITE` does, taking the data where it was received.
+    pub async fn write_at(
+        &mut self,
+        id: u32,
+        handle: &str,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<Status, StatusReply> {
+        let config = self.shared.config();
+        let max = config.server.max_upload_bytes;
+        let in_flight = config.server.upload_bytes_in_flight_per_tenant();
+        let span = &self.span;
+        let Some(Entry {
+            open: Open::Upload(upload),
+            slot,
+        }) = self.handles.get_mut(handle)
+        else {
+            return Err(StatusCode::Failure.with_message("invalid handle"));
+        };
+        if let Some(message) = &upload.failed {
+            return Err(failure(message.clone()));
+        }
+        let end = offset.saturating_add(data.len() as u64);
+        if end > max {
+            return Err(Self::fail_upload(
+                upload,
+                format!(
+                    "users.csv is larger than this server accepts ({max} bytes); nothing was stored"
+                ),
+            ));
+        }
+        if !slot.reserve_to(end, in_flight) {
+            tracing::warn!(parent: span, limit = in_flight, "upload refused: the district's uploads in progress would exceed their byte limit");
+            return Err(Self::fail_upload(
+                upload,
+                format!(
+                    "this district's uploads in progress together exceed {in_flight} bytes; finish or cancel the others first; nothing was stored"
+                ),
+            ));
+        }
+        let file = upload.file.clone();
+        // pwrite at the client's offset: out-of-order and concurrent writes
+        // (rclone, lftp) land where they belong.
+        let written = tokio::task::block_in_place(|| file.write_all_at(data, offset));
+        if let Err(e) = written {
+            let message = if e.raw_os_error() == Some(28) {
+                "the server's disk is full; nothing was stored, please try again later".to_string()
+            } else {
+                format!("the server could not store users.csv ({e}); nothing was stored")
+            };
+            tracing::error!(parent: span, error = %e, "upload write failed");
+            return Err(Self::fail_upload(upload, message));
+        }
+        Ok(ok(id))
     }
 
     /// The file a visible name stands for: the pending upload or a staged one.
@@ -190,8 +261,8 @@ impl Drop for SftpSession {
     /// killed client) leaves nothing behind and publishes nothing.
     fn drop(&mut self) {
         let span = self.span.clone();
-        for (_, open) in self.handles.drain() {
-            if let Open::Upload(u) = open {
+        for (_, entry) in self.handles.drain() {
+            if let Open::Upload(u) = entry.open {
                 let _ = std::fs::remove_file(&u.tmp);
                 if u.failed.is_none() {
                     tracing::warn!(parent: &span, name = %u.name, "upload abandoned before close; discarded");
@@ -266,7 +337,7 @@ impl russh_sftp::server::Handler for SftpSession {
         {
             return Err(denied());
         }
-        let handle = self.new_handle("f")?;
+        let (handle, slot) = self.new_handle("f")?;
         self.spool
             .create_dirs()
             .map_err(|e| failure(format!("the server cannot store uploads right now: {e}")))?;
@@ -283,12 +354,15 @@ impl russh_sftp::server::Handler for SftpSession {
             .map_err(|e| failure(format!("the server cannot store uploads right now: {e}")))?;
         self.handles.insert(
             handle.clone(),
-            Open::Upload(Upload {
-                file: Arc::new(file),
-                tmp,
-                name,
-                failed: None,
-            }),
+            Entry {
+                open: Open::Upload(Upload {
+                    file: Arc::new(file),
+                    tmp,
+                    name,
+                    failed: None,
+                }),
+                slot,
+            },
         );
         Ok(Handle { id, handle })
     }
@@ -300,41 +374,11 @@ impl russh_sftp::server::Handler for SftpSession {
         offset: u64,
         data: Vec<u8>,
     ) -> Result<Status, Self::Error> {
-        let max = self.shared.config().server.max_upload_bytes;
-        let span = &self.span;
-        let Some(Open::Upload(upload)) = self.handles.get_mut(&handle) else {
-            return Err(StatusCode::Failure.with_message("invalid handle"));
-        };
-        if let Some(message) = &upload.failed {
-            return Err(failure(message.clone()));
-        }
-        let end = offset.saturating_add(data.len() as u64);
-        if end > max {
-            return Err(Self::fail_upload(
-                upload,
-                format!(
-                    "users.csv is larger than this server accepts ({max} bytes); nothing was stored"
-                ),
-            ));
-        }
-        let file = upload.file.clone();
-        // pwrite at the client's offset: out-of-order and concurrent writes
-        // (rclone, lftp) land where they belong.
-        let written = tokio::task::block_in_place(|| file.write_all_at(&data, offset));
-        if let Err(e) = written {
-            let message = if e.raw_os_error() == Some(28) {
-                "the server's disk is full; nothing was stored, please try again later".to_string()
-            } else {
-                format!("the server could not store users.csv ({e}); nothing was stored")
-            };
-            tracing::error!(parent: span, error = %e, "upload write failed");
-            return Err(Self::fail_upload(upload, message));
-        }
-        Ok(ok(id))
+        self.write_at(id, &handle, offset, &data).await
     }
 
     async fn close(&mut self, id: u32, handle: String) -> Result<Status, Self::Error> {
-        match self.handles.remove(&handle) {
+        match self.handles.remove(&handle).map(|e| e.open) {
             Some(Open::Dir { .. }) => Ok(ok(id)),
             Some(Open::Upload(upload)) => {
                 if let Some(message) = upload.failed {
@@ -362,9 +406,9 @@ impl russh_sftp::server::Handler for SftpSession {
     async fn opendir(&mut self, id: u32, path: String) -> Result<Handle, Self::Error> {
         match resolve(&path) {
             Some(VPath::Root) => {
-                let handle = self.new_handle("d")?;
-                self.handles
-                    .insert(handle.clone(), Open::Dir { listed: false });
+                let (handle, slot) = self.new_handle("d")?;
+                let open = Open::Dir { listed: false };
+                self.handles.insert(handle.clone(), Entry { open, slot });
                 Ok(Handle { id, handle })
             }
             Some(VPath::Name(name)) if self.visible_path(&name).is_some() => {
@@ -375,7 +419,11 @@ impl russh_sftp::server::Handler for SftpSession {
     }
 
     async fn readdir(&mut self, id: u32, handle: String) -> Result<Name, Self::Error> {
-        let Some(Open::Dir { listed }) = self.handles.get_mut(&handle) else {
+        let Some(Entry {
+            open: Open::Dir { listed },
+            ..
+        }) = self.handles.get_mut(&handle)
+        else {
             return Err(StatusCode::Failure.with_message("invalid handle"));
         };
         if *listed {
@@ -415,7 +463,7 @@ impl russh_sftp::server::Handler for SftpSession {
     }
 
     async fn fstat(&mut self, id: u32, handle: String) -> Result<Attrs, Self::Error> {
-        match self.handles.get(&handle) {
+        match self.get(&handle) {
             Some(Open::Upload(u)) => {
                 let meta = u.file.metadata().map_err(|e| failure(e.to_string()))?;
                 Ok(Attrs {
@@ -496,7 +544,7 @@ impl russh_sftp::server::Handler for SftpSession {
             "fsync@openssh.com" => {
                 let (handle, _) =
                     ssh_string(&data).ok_or_else(|| StatusReply::new(StatusCode::BadMessage))?;
-                match self.handles.get(&handle) {
+                match self.get(&handle) {
                     Some(Open::Upload(u)) => {
                         let file = u.file.clone();
                         tokio::task::block_in_place(|| file.sync_data())

@@ -106,8 +106,9 @@ fn stalled_connections_from_one_address_do_not_lock_out_others() {
     srv.env.file("users.csv", "Username\nfirst1\n");
     let (code, _, err) = srv.sftp_from("127.0.0.2", "lincoln", &key, "put users.csv\n");
     assert_eq!(code, 0, "{err}");
-    // The stalled address holds 5 slots at most; the rest were dropped at once,
-    // and the 5 are let go when the login grace ends.
+    // The stalled address holds 5 slots at most; the rest wait their turn
+    // without getting so much as the SSH banner, and all are let go when the
+    // login grace ends.
     let outcomes: Vec<(bool, bool)> = stalled
         .into_iter()
         .map(|c| closed_within(c, Duration::from_secs(6)))

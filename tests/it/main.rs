@@ -6,6 +6,7 @@ mod helpers;
 mod cli;
 mod crash;
 mod faults;
+mod front_door;
 mod fuzz_corpus;
 mod groups;
 mod hostile;

@@ -20,6 +20,7 @@ pub struct TestServer {
     pub port: u16,
     pub config: Config,
     pub clock: Arc<dyn Clock>,
+    pub shared: Arc<server::Shared>,
     rt: Option<tokio::runtime::Runtime>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -54,7 +55,7 @@ impl TestServer {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         rt.spawn(server::run(
             listener,
-            shared,
+            shared.clone(),
             ssh,
             async move {
                 let _ = stopped.await;
@@ -66,6 +67,7 @@ impl TestServer {
             port,
             config,
             clock,
+            shared,
             rt: Some(rt),
             stop: Some(stop),
         }
@@ -172,7 +174,7 @@ pub fn ssh_opts(key: &Path) -> Vec<String> {
     .collect()
 }
 
-fn run_with_stdin(mut cmd: Command, input: &str) -> (i32, String, String) {
+pub fn run_with_stdin(mut cmd: Command, input: &str) -> (i32, String, String) {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

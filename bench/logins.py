@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Front-door load: N districts log in and upload at the same moment, as a
+hosted SIS exports every district it hosts from a few shared addresses at the
+scheduled minute. Each client is OpenSSH's `sftp -b` putting a small
+users.csv for its own district. Run once with every client on 127.0.0.1 (one
+shared egress address) and once spread over many loopback addresses.
+
+For each binary given (rosterd as built now, and optionally a baseline build
+to compare with), in alternating rounds A B A B, it reports how many clients
+succeeded, how many files arrived intact, the time until every client was
+done, and the daemon's peak RSS and open file descriptors while it ran.
+
+    python3 bench/logins.py --binary target/release/rosterd \\
+        --baseline /tmp/base/target/release/rosterd --clients 1000 --rounds 2 \\
+        --out bench/results/logins.md
+
+Bounded: --clients processes per round, each under `timeout 180`. Needs
+OpenSSH's sftp and ssh-keygen. Loopback only.
+"""
+import argparse
+import concurrent.futures
+import datetime
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+SSH_OPTS = ["-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def vm_kib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+class Installation:
+    """Districts and keys in a temp directory, shared by every binary: each
+    round starts the binary's daemon on the same database and spool."""
+
+    def __init__(self, work, clients):
+        self.work = work
+        self.port = free_port()
+        self.config = os.path.join(work, "rosterd.toml")
+        # A window far from now: uploads wait, so only the front door is measured.
+        now = datetime.datetime.now(datetime.timezone.utc)
+        start = (now + datetime.timedelta(hours=12)).strftime("%H:%M")
+        end = (now + datetime.timedelta(hours=12, minutes=1)).strftime("%H:%M")
+        with open(self.config, "w") as f:
+            f.write(f'[server]\nlisten = "127.0.0.1:{self.port}"\nhost_key = "keys/host"\n'
+                    f'[schedule]\ntimezone = "UTC"\nwindow = "{start}-{end}"\n[log]\nlevel = "warn"\n')
+        self.tenants = [f"d{i:04d}" for i in range(clients)]
+        self.body = b"Username,First Name\r\n" + b"".join(b"u%d,First\r\n" % i for i in range(200))
+        with open(os.path.join(work, "users.csv"), "wb") as f:
+            f.write(self.body)
+
+    def setup(self, binary):
+        def one(sub):
+            key = os.path.join(self.work, f"{sub}_key")
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+            return sub, key
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            keys = list(pool.map(one, self.tenants))
+        for sub, key in keys:
+            for argv in (["tenant", "add", sub, "--admin-name", "A", "--admin-email", f"a@{sub}.example.org"],
+                         ["key", "add", sub, key + ".pub"]):
+                subprocess.run([binary, "--config", self.config, *argv], cwd=self.work, check=True,
+                               capture_output=True)
+
+    def round(self, binary, sources):
+        spool = os.path.join(self.work, "data", "spool")
+        for sub in self.tenants:
+            try:
+                os.remove(os.path.join(spool, sub, "users.csv"))
+            except FileNotFoundError:
+                pass
+        log = open(os.path.join(self.work, "daemon.log"), "a")
+        daemon = subprocess.Popen([binary, "--config", self.config, "serve"], cwd=self.work,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+        log.close()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if daemon.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("FAIL: the daemon did not start; see daemon.log")
+                time.sleep(0.05)
+        time.sleep(0.5)  # let that probe connection's slot come back
+        peak = {"rss": 0, "fds": 0}
+        done = threading.Event()
+
+        def sample():
+            while not done.is_set():
+                try:
+                    peak["rss"] = max(peak["rss"], vm_kib(daemon.pid, "VmRSS"))
+                    peak["fds"] = max(peak["fds"], fds(daemon.pid))
+                except OSError:
+                    return
+                time.sleep(0.05)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        start = time.monotonic()
+        procs = []
+        for i, sub in enumerate(self.tenants):
+            source = f"127.0.{(i % sources) // 250}.{(i % sources) % 250 + 1}"
+            p = subprocess.Popen(
+                ["timeout", "180", "sftp", *SSH_OPTS, "-i", os.path.join(self.work, f"{sub}_key"),
+                 "-o", f"BindAddress={source}", "-P", str(self.port), "-b", "-", f"{sub}@127.0.0.1"],
+                cwd=self.work, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            procs.append(p)
+        for p in procs:
+            p.stdin.write(b"put users.csv\n")
+            p.stdin.close()
+        ok, errors = 0, {}
+        for p in procs:
+            err = p.stderr.read().decode(errors="replace").strip().splitlines()
+            if p.wait() == 0:
+                ok += 1
+            else:
+                key = err[-1] if err else f"exit {p.returncode}"
+                errors[key] = errors.get(key, 0) + 1
+        seconds = time.monotonic() - start
+        done.set()
+        sampler.join()
+        intact = 0
+        for sub in self.tenants:
+            try:
+                with open(os.path.join(spool, sub, "users.csv"), "rb") as f:
+                    intact += f.read() == self.body
+            except FileNotFoundError:
+                pass
+        hwm = vm_kib(daemon.pid, "VmHWM")
+        daemon.terminate()
+        daemon.wait(timeout=60)
+        return {"ok": ok, "intact": intact, "seconds": seconds, "rss": peak["rss"], "hwm": hwm,
+                "fds": peak["fds"], "errors": errors}
+
+
+def describe(binary):
+    commit = subprocess.run(["git", "-C", os.path.dirname(binary), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    return commit or "?"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--binary", required=True, help="rosterd to measure")
+    ap.add_argument("--baseline", help="a second rosterd build to compare with, in alternating rounds")
+    ap.add_argument("--clients", type=int, default=1000)
+    ap.add_argument("--sources", type=int, default=250, help="addresses in the many-address run")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    binaries = [("rosterd", os.path.abspath(args.binary))]
+    if args.baseline:
+        binaries.append(("baseline", os.path.abspath(args.baseline)))
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    lines = [
+        f"Front-door load: {args.clients} districts, each OpenSSH `sftp -b` putting a {{size}}-byte users.csv, "
+        f"all started at once. {datetime.date.today()}, {os.cpu_count()} cores ({cpu}), {platform.release()}; "
+        f"rounds alternate {' / '.join(n for n, _ in binaries)}.",
+        "",
+        "| binary | commit | addresses | round | clients ok | files intact | seconds until all done | peak RSS MiB | peak fds | failures |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    with tempfile.TemporaryDirectory(prefix="rosterd-logins-") as work:
+        inst = Installation(work, args.clients)
+        lines[0] = lines[0].replace("{size}", str(len(inst.body)))
+        inst.setup(binaries[0][1])
+        for sources in (1, args.sources):
+            for rnd in range(1, args.rounds + 1):
+                for name, binary in binaries:
+                    r = inst.round(binary, sources)
+                    errs = "; ".join(f"{n}× {e[:60]}" for e, n in sorted(r["errors"].items(), key=lambda x: -x[1])[:3])
+                    line = (f"| {name} | {describe(binary)} | {sources} | {rnd} | {r['ok']}/{args.clients} | "
+                            f"{r['intact']}/{args.clients} | {r['seconds']:.1f} | {r['rss'] // 1024} | {r['fds']} | {errs} |")
+                    print(line, flush=True)
+                    lines.append(line)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
