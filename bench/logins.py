@@ -157,29 +157,31 @@ class Installation:
                 "fds": peak["fds"], "errors": errors}
 
 
-def describe(binary):
-    commit = subprocess.run(["git", "-C", os.path.dirname(binary), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
-    return commit or "?"
+def head_commit():
+    here = os.path.dirname(os.path.abspath(__file__))
+    return subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip() or "?"
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary", required=True, help="rosterd to measure")
+    ap.add_argument("--commit", help="the commit --binary was built from (default: this checkout's HEAD)")
     ap.add_argument("--baseline", help="a second rosterd build to compare with, in alternating rounds")
+    ap.add_argument("--baseline-commit", default="?", help="the commit --baseline was built from")
     ap.add_argument("--clients", type=int, default=1000)
     ap.add_argument("--sources", type=int, default=250, help="addresses in the many-address run")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out")
     args = ap.parse_args()
-    binaries = [("rosterd", os.path.abspath(args.binary))]
+    binaries = [("rosterd", os.path.abspath(args.binary), args.commit or head_commit())]
     if args.baseline:
-        binaries.append(("baseline", os.path.abspath(args.baseline)))
+        binaries.append(("baseline", os.path.abspath(args.baseline), args.baseline_commit))
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     lines = [
         f"Front-door load: {args.clients} districts, each OpenSSH `sftp -b` putting a {{size}}-byte users.csv, "
         f"all started at once. {datetime.date.today()}, {os.cpu_count()} cores ({cpu}), {platform.release()}; "
-        f"rounds alternate {' / '.join(n for n, _ in binaries)}.",
+        f"rounds alternate {' / '.join(n for n, _, _ in binaries)}.",
         "",
         "| binary | commit | addresses | round | clients ok | files intact | seconds until all done | peak RSS MiB | peak fds | failures |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -190,10 +192,10 @@ def main():
         inst.setup(binaries[0][1])
         for sources in (1, args.sources):
             for rnd in range(1, args.rounds + 1):
-                for name, binary in binaries:
+                for name, binary, commit in binaries:
                     r = inst.round(binary, sources)
                     errs = "; ".join(f"{n}× {e[:60]}" for e, n in sorted(r["errors"].items(), key=lambda x: -x[1])[:3])
-                    line = (f"| {name} | {describe(binary)} | {sources} | {rnd} | {r['ok']}/{args.clients} | "
+                    line = (f"| {name} | {commit} | {sources} | {rnd} | {r['ok']}/{args.clients} | "
                             f"{r['intact']}/{args.clients} | {r['seconds']:.1f} | {r['rss'] // 1024} | {r['fds']} | {errs} |")
                     print(line, flush=True)
                     lines.append(line)

@@ -424,6 +424,8 @@ fn serve(
         if finished > 0 {
             tracing::info!(finished, "archived uploads whose import finished just before the previous run stopped");
         }
+        let open_files = crate::server::raise_open_file_limit(&config);
+        tracing::debug!(open_files, "open-file limit");
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;

@@ -336,9 +336,11 @@ mod tests {
         let text = include_str!("../config/rosterd.toml");
         let c = Config::from_toml(text, "config/rosterd.toml").unwrap();
         let d = Config::default();
-        assert_eq!(c.server.listen, d.server.listen);
-        assert_eq!(c.storage.database, d.storage.database);
-        assert_eq!(c.mail.outbox_dir, d.mail.outbox_dir);
+        // Every setting the file shows is the default it claims to be.
+        assert_eq!(format!("{:?}", c.server), format!("{:?}", d.server));
+        assert_eq!(format!("{:?}", c.storage), format!("{:?}", d.storage));
+        assert_eq!(format!("{:?}", c.schedule), format!("{:?}", d.schedule));
+        assert_eq!(format!("{:?}", c.mail), format!("{:?}", d.mail));
     }
 
     #[test]

@@ -220,7 +220,9 @@ fn request_id(packet: &[u8]) -> u32 {
         .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// `SSH_FXP_WRITE`: id, handle, offset, data, with nothing after.
+/// `SSH_FXP_WRITE`: id, handle, offset, data. Bytes after the data are
+/// ignored, as OpenSSH's sftp-server ignores them: Go's pkg/sftp (rclone)
+/// sends a short last write inside a packet sized for a full one.
 fn parse_write(mut p: Bytes) -> Option<(u32, String, u64, Bytes)> {
     fn string(p: &mut Bytes) -> Option<Bytes> {
         let len = p.try_get_u32().ok()? as usize;
@@ -231,7 +233,7 @@ fn parse_write(mut p: Bytes) -> Option<(u32, String, u64, Bytes)> {
     let handle = String::from_utf8(string(&mut p)?.to_vec()).ok()?;
     let offset = p.try_get_u64().ok()?;
     let data = string(&mut p)?;
-    p.is_empty().then_some((id, handle, offset, data))
+    Some((id, handle, offset, data))
 }
 
 fn status(id: u32, result: Result<Status, StatusReply>) -> Packet {
@@ -316,13 +318,16 @@ mod tests {
             (id, handle.as_str(), offset, &data[..]),
             (7, "f1", 1 << 40, &b"abc"[..])
         );
-        // Cut short anywhere, or with bytes after the data: not a write.
+        // Cut short anywhere: not a write.
         for cut in 1..p.len() {
             assert!(parse_write(p.slice(..cut)).is_none(), "cut at {cut}");
         }
+        // Bytes after the data (pkg/sftp's short last write): the data
+        // length decides, the rest is ignored.
         let mut longer = BytesMut::from(&p[..]);
-        longer.put_u8(0);
-        assert!(parse_write(longer.freeze()).is_none());
+        longer.put_slice(&[0xAA; 32]);
+        let (_, _, _, data) = parse_write(longer.freeze()).unwrap();
+        assert_eq!(&data[..], b"abc");
         // A data length past the end of the packet.
         let mut lying = BytesMut::from(&p[..p.len() - 3 - 4]);
         lying.put_u32(u32::MAX);

@@ -179,6 +179,52 @@ pub fn ssh_config(config: &Config, host_key: PrivateKey) -> Arc<russh::server::C
     })
 }
 
+/// File descriptors the configured limits may need at once: a socket per
+/// waiting connection and per session, a file per open handle of every
+/// session's district, and some for the store, the listener and logs.
+pub fn descriptors_needed(config: &Config) -> u64 {
+    let s = &config.server;
+    u64::from(s.max_queued_logins)
+        + u64::from(s.max_sessions) * (1 + u64::from(s.max_open_handles_per_tenant))
+        + 64
+}
+
+/// Raise this process's limit on open files to its hard limit (the usual soft
+/// limit, 1024, is below what the default limits may use), and warn if even
+/// the hard limit is lower than [`descriptors_needed`]. Returns the limit in
+/// force.
+pub fn raise_open_file_limit(config: &Config) -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    let raised = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let wanted = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                limit = wanted;
+            }
+        }
+        limit.rlim_cur
+    };
+    let needed = descriptors_needed(config);
+    if raised < needed {
+        tracing::warn!(
+            limit = raised,
+            needed,
+            "the open-file limit is below what server.max_queued_logins, max_sessions and max_open_handles_per_tenant may use; raise it (LimitNOFILE= in the systemd unit, ulimit -n) or lower those"
+        );
+    }
+    raised
+}
+
 /// Serve SSH on `listener` until `shutdown` completes. Then no new connection
 /// is accepted; running sessions get `grace` to finish their transfers before
 /// they are closed.
@@ -684,4 +730,26 @@ impl russh::server::Handler for SshSession {
 fn refuse(channel: ChannelId, session: &mut Session) -> Result<(), anyhow::Error> {
     session.channel_failure(channel)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_file_limit_is_raised_to_the_hard_limit() {
+        let raised = raise_open_file_limit(&Config::default());
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit only writes the struct passed.
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+            0
+        );
+        assert_eq!(raised, limit.rlim_cur);
+        assert_eq!(limit.rlim_cur, limit.rlim_max);
+        assert!(descriptors_needed(&Config::default()) > 1024);
+    }
 }
