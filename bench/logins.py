@@ -130,8 +130,11 @@ class Installation:
                 cwd=self.work, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             procs.append(p)
         for p in procs:
-            p.stdin.write(b"put users.csv\n")
-            p.stdin.close()
+            try:
+                p.stdin.write(b"put users.csv\n")
+                p.stdin.close()
+            except BrokenPipeError:
+                pass  # the client already gave up (refused, or dropped): counted below
         ok, errors = 0, {}
         for p in procs:
             err = p.stderr.read().decode(errors="replace").strip().splitlines()
