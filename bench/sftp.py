@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""SFTP upload throughput: the same file uploaded with OpenSSH's `sftp` client
+to OpenSSH's own sshd (internal-sftp, started here on a loopback port with its
+own config) and to rosterd, in alternating rounds A B A B ... (and a third
+server, C, when --baseline names an older rosterd build). Each pair gives a
+ratio (OpenSSH's seconds / rosterd's); the table quotes the median of those
+ratios with their min-max, so a noisy moment on this shared machine moves one
+pair, not the figure.
+
+Then --tenants districts upload 8 MiB each at once to each rosterd: all must
+succeed; the daemon's peak RSS is reported.
+
+    python3 bench/sftp.py --binary target/release/rosterd --pairs 7 \\
+        [--baseline /tmp/base/target/release/rosterd --baseline-commit d1bac18] \\
+        [--cipher aes256-gcm@openssh.com] --out bench/results/sftp.md
+
+Needs openssh-server (/usr/sbin/sshd) and the OpenSSH client. Loopback only;
+every loop is bounded (--pairs rounds, --tenants clients, each under a timeout).
+"""
+import argparse
+import datetime
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+SSH_OPTS = ["-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port, proc, what):
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
+                sys.exit(f"FAIL: {what} did not start")
+            time.sleep(0.05)
+
+
+def vm_kib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+class OpenSsh:
+    name = "OpenSSH sshd, internal-sftp"
+
+    def __init__(self, work, key_pub):
+        self.dir = os.path.join(work, "sshd")
+        os.makedirs(os.path.join(self.dir, "up"))
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(self.dir, "host")], check=True)
+        with open(key_pub) as src, open(os.path.join(self.dir, "authorized_keys"), "w") as dst:
+            dst.write(src.read())
+        self.port = free_port()
+        config = os.path.join(self.dir, "config")
+        with open(config, "w") as f:
+            f.write(f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.dir}/host\nPidFile {self.dir}/pid\n"
+                    f"AuthorizedKeysFile {self.dir}/authorized_keys\nStrictModes no\nPasswordAuthentication no\n"
+                    "KbdInteractiveAuthentication no\nUsePAM no\nSubsystem sftp internal-sftp\n")
+        os.makedirs("/run/sshd", exist_ok=True)
+        subprocess.run(["/usr/sbin/sshd", "-f", config, "-E", os.path.join(self.dir, "log")], check=True)
+        wait_listening(self.port, None, "sshd")
+        self.user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+        self.target = os.path.join(self.dir, "up", "users.csv")
+
+    def stop(self):
+        try:
+            with open(os.path.join(self.dir, "pid")) as f:
+                os.kill(int(f.read()), 15)
+        except (OSError, ValueError):
+            pass
+
+
+class Rosterd:
+    def __init__(self, work, label, binary, commit, key_pub, size_mib):
+        self.name = f"rosterd {label} ({commit})"
+        self.binary, self.commit = binary, commit
+        self.dir = os.path.join(work, label)
+        os.makedirs(self.dir)
+        self.port = free_port()
+        now = datetime.datetime.now(datetime.timezone.utc)
+        # A window far from now: uploads wait, so only the transfer is measured.
+        start = (now + datetime.timedelta(hours=12)).strftime("%H:%M")
+        end = (now + datetime.timedelta(hours=12, minutes=1)).strftime("%H:%M")
+        self.config = os.path.join(self.dir, "rosterd.toml")
+        with open(self.config, "w") as f:
+            f.write(f'[server]\nlisten = "127.0.0.1:{self.port}"\nmax_upload_bytes = {(size_mib + 1) << 20}\n'
+                    f'max_sessions_per_tenant = 4\n[schedule]\ntimezone = "UTC"\nwindow = "{start}-{end}"\n'
+                    '[log]\nlevel = "warn"\n')
+        self.cli("tenant", "add", "bench", "--admin-name", "B", "--admin-email", "b@example.org")
+        self.cli("key", "add", "bench", key_pub)
+        log = open(os.path.join(self.dir, "serve.log"), "a")
+        self.proc = subprocess.Popen([binary, "--config", self.config, "serve"], cwd=self.dir,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+        log.close()
+        wait_listening(self.port, self.proc, self.name)
+        self.user = "bench"
+        self.target = "users.csv"
+
+    def cli(self, *argv):
+        subprocess.run([self.binary, "--config", self.config, *argv], cwd=self.dir, check=True, capture_output=True)
+
+    def stored(self, sub):
+        return os.path.join(self.dir, "data", "spool", sub, "users.csv")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
+def upload(server, key, local, cipher, timeout=600):
+    opts = SSH_OPTS + ["-i", key] + (["-o", f"Ciphers={cipher}"] if cipher else [])
+    start = time.monotonic()
+    p = subprocess.run(["timeout", str(timeout), "sftp", *opts, "-P", str(server.port), "-b", "-",
+                        f"{server.user}@127.0.0.1"], input=f"put {local} {server.target}\n".encode(),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seconds = time.monotonic() - start
+    if p.returncode != 0:
+        sys.exit(f"FAIL: upload to {server.name}: {p.stderr.decode(errors='replace').strip()}")
+    return seconds
+
+
+def same_bytes(a, b):
+    with open(a, "rb") as f, open(b, "rb") as g:
+        while True:
+            x, y = f.read(1 << 20), g.read(1 << 20)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
+def concurrent(server, work, tenants, small):
+    """`tenants` districts upload `small` at once; returns (ok, intact, seconds, peak RSS MiB)."""
+    keys = []
+    for i in range(tenants):
+        sub = f"t{i}"
+        key = os.path.join(work, f"k{i}")
+        if not os.path.exists(key):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+        server.cli("tenant", "add", sub, "--admin-name", "T", "--admin-email", "t@example.org")
+        server.cli("key", "add", sub, key + ".pub")
+        keys.append((sub, key))
+    peak = [0]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], vm_kib(server.proc.pid, "VmRSS"))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    start = time.monotonic()
+    procs = [subprocess.Popen(["timeout", "300", "sftp", *SSH_OPTS, "-i", key, "-P", str(server.port), "-b", "-",
+                               f"{sub}@127.0.0.1"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for sub, key in keys]
+    for p in procs:
+        try:
+            p.stdin.write(f"put {small} users.csv\n".encode())
+            p.stdin.close()
+        except BrokenPipeError:
+            pass
+    ok = sum(p.wait() == 0 for p in procs)
+    seconds = time.monotonic() - start
+    done.set()
+    sampler.join()
+    intact = sum(os.path.exists(server.stored(sub)) and same_bytes(small, server.stored(sub)) for sub, _ in keys)
+    return ok, intact, seconds, peak[0] // 1024
+
+
+def spread(values):
+    return f"{statistics.median(values):.2f}x ({min(values):.2f}–{max(values):.2f})"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--binary", required=True)
+    ap.add_argument("--commit", help="the commit --binary was built from (default: HEAD)")
+    ap.add_argument("--baseline", help="an older rosterd build, measured in the same rounds")
+    ap.add_argument("--baseline-commit", default="?")
+    ap.add_argument("--size-mib", type=int, default=256)
+    ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--cipher", help="e.g. aes256-gcm@openssh.com (default: the client's first choice)")
+    ap.add_argument("--tenants", type=int, default=64)
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    commit = args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                           text=True).stdout.strip()
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    client = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.split(",")[0].strip()
+    with tempfile.TemporaryDirectory(prefix="rosterd-sftp-bench-") as work:
+        key = os.path.join(work, "key")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+        big = os.path.join(work, "big.csv")
+        with open(big, "wb") as f:
+            for _ in range(args.size_mib):
+                f.write(os.urandom(1 << 20))
+        servers = []
+        try:
+            servers.append(OpenSsh(work, key + ".pub"))
+            servers.append(Rosterd(work, "now", os.path.abspath(args.binary), commit, key + ".pub", args.size_mib))
+            if args.baseline:
+                servers.append(Rosterd(work, "baseline", os.path.abspath(args.baseline), args.baseline_commit,
+                                       key + ".pub", args.size_mib))
+            seconds = {s.name: [] for s in servers}
+            for i in range(args.pairs):
+                for s in servers:
+                    t = upload(s, key, big, args.cipher)
+                    seconds[s.name].append(t)
+                    print(f"pair {i + 1}: {s.name} {t:.2f} s", file=sys.stderr, flush=True)
+            for s in servers:
+                stored = s.target if os.path.isabs(s.target) else s.stored("bench")
+                if not same_bytes(big, stored):
+                    sys.exit(f"FAIL: {s.name} stored different bytes")
+            small = os.path.join(work, "small.csv")
+            with open(small, "wb") as f:
+                f.write(os.urandom(8 << 20))
+            crowd = {s.name: concurrent(s, work, args.tenants, small) for s in servers[1:]}
+        finally:
+            for s in servers:
+                s.stop()
+    ref = seconds[servers[0].name]
+    lines = [
+        f"SFTP upload: {args.size_mib} MiB of random bytes, {client} `sftp` client, "
+        f"cipher {args.cipher or 'the client default'}, loopback. {datetime.date.today()}, "
+        f"{os.cpu_count()} cores ({cpu}), {platform.release()}. {args.pairs} rounds, each uploading once to every "
+        "server in turn; ratio = OpenSSH's seconds / the server's, per round; median (min–max).",
+        "",
+        "| server | median seconds | median MiB/s | vs OpenSSH, median of rounds (min–max) |",
+        "|---|---:|---:|---:|",
+    ]
+    for s in servers:
+        times = seconds[s.name]
+        ratios = [r / t for r, t in zip(ref, times)]
+        med = statistics.median(times)
+        lines.append(f"| {s.name} | {med:.2f} | {args.size_mib / med:.1f} | {spread(ratios)} |")
+    if len(servers) == 3:
+        ratios = [b / a for a, b in zip(seconds[servers[1].name], seconds[servers[2].name])]
+        lines += ["", f"rosterd {commit} against {args.baseline_commit}, per round: {spread(ratios)}."]
+    lines.append("")
+    for name, (ok, intact, secs, rss) in crowd.items():
+        lines.append(f"{args.tenants} districts uploading 8 MiB each at once to {name}: {ok}/{args.tenants} clients "
+                     f"succeeded, {intact}/{args.tenants} files intact, {secs:.1f} s in all, peak RSS {rss} MiB.")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
