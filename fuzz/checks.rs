@@ -7,12 +7,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rosterd::clock::FixedClock;
+use rosterd::import::decode::MAX_RECORD_BYTES;
 use rosterd::import::fields::{self, EmailAddress, Username};
 use rosterd::import::{ImportContext, ImportOptions, Outcome, Source, groups, users};
 use rosterd::keys::parse_public_keys;
 use rosterd::mail::Composer;
 use rosterd::password::Fingerprinter;
 use rosterd::store::{NewTenant, Store, Tenant};
+use rosterd::text;
 
 struct World {
     store: Store,
@@ -130,7 +132,50 @@ pub fn csv_import(data: &[u8]) {
             c.errors + c.warnings >= report.problems.len() as u64,
             "{kind}: {c:?}"
         );
+        // Whatever the file, what a report echoes of it is capped and shows
+        // no control or invisible character, and a rejection for a record
+        // over the length limit names a line.
+        let safe = |s: &str, max: usize| {
+            assert!(
+                s.chars().count() <= max * 10 + 40,
+                "{kind}: echo not capped: {} chars",
+                s.chars().count()
+            );
+            assert!(
+                !s.chars().any(text::is_hidden),
+                "{kind}: unescaped hidden character in {s:?}"
+            );
+        };
+        for p in &report.problems {
+            safe(&p.column, text::ECHO_CHARS);
+            safe(&p.value, text::ECHO_CHARS);
+            safe(&p.message, text::MESSAGE_CHARS);
+        }
+        if let Some(reason) = &report.reason {
+            safe(reason, text::MESSAGE_CHARS);
+        }
+        if longest_record(data) > MAX_RECORD_BYTES as usize {
+            assert_eq!(
+                report.outcome,
+                Outcome::Rejected,
+                "{kind}: a record over the limit was read"
+            );
+        }
     }
+}
+
+/// The longest run of bytes between line breaks: a record is at least as
+/// long as its longest line (a quoted line break only makes it longer), so
+/// a file with a line over the limit must be rejected. (Decoding may change
+/// the length: only plain ASCII inputs are checked this way.)
+fn longest_record(data: &[u8]) -> usize {
+    if !data.is_ascii() || data.contains(&0) {
+        return 0;
+    }
+    data.split(|&b| b == b'\n' || b == b'\r')
+        .map(<[u8]>::len)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Every field rule of `users.csv` on any cell text: a clean value or a message
@@ -142,6 +187,12 @@ pub fn field_rules(data: &[u8]) {
     if let Ok(u) = Username::parse(cell) {
         let n = u.display.chars().count();
         assert!((4..=254).contains(&n), "username length {n}");
+        assert!(
+            u.display
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".@_-+".contains(&b)),
+            "{cell:?}"
+        );
         assert_eq!(u.key, u.display.to_lowercase());
         assert_eq!(u.display, u.display.trim());
     }
@@ -159,7 +210,13 @@ pub fn field_rules(data: &[u8]) {
     let _ = fields::check_address(cell, false);
     if let Ok(Some(name)) = fields::parse_name("First Name", cell) {
         assert!(!name.is_empty());
+        assert!(!name.chars().any(text::is_hidden), "{cell:?}");
     }
+    // Every cell rosterd writes to CSV reads back as the value it holds.
+    assert_eq!(text::csv_original(&text::csv_cell(cell)), cell);
+    assert!(!text::csv_cell(cell).starts_with(['=', '+', '-', '@', '\t', '\r']));
+    let echoed = text::echo(cell, text::ECHO_CHARS);
+    assert!(!echoed.chars().any(text::is_hidden), "{cell:?}");
     for oneroster in [false, true] {
         assert_eq!(
             fields::parse_access_type(cell, oneroster).ok(),

@@ -16,6 +16,9 @@ printf 'Username,First Name\n"quo""ted","multi\nline"\nsecond,"a,b"\n' > $c/quot
 printf 'Username,Group\njdoe,Robotics\nasmith,Robotics\njdoe,Chess Club\n' > $c/groups.csv
 printf 'Username,Username\nx,y\n' > $c/repeated-column.csv
 printf 'First Name\nonly\n' > $c/no-username.csv
+printf 'Username,First Name,Last Name\n=cmd|calc,=HYPERLINK("http://x"),+1\n\x27=x,@SUM(A1),-2\nadmin\xe2\x80\xaeresu,Ann\xe2\x80\x8bLee,\xd0\xb0dmin\n' > $c/formulas-bidi.csv
+printf 'Username,"Hdr\r\nURGENT: log in at http://x"\njdoe,1\n' > $c/header-crlf.csv
+printf 'Username,First Name\njdoe,"never closed\nasmith,Al\n' > $c/open-quote.csv
 printf 'Username,Graduation Year,Access Type,Email Address\njdoe,PK,School Admin,bad@\ntaken.elsewhere,13,Nope,x@y\nasmith,twelfth grade,,a@b.org\n' > $c/rules.csv
 
 i=0

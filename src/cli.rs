@@ -324,6 +324,16 @@ pub struct RunsArgs {
 
 /// Parse arguments and run; returns the process exit code.
 pub fn main() -> i32 {
+    // Every value given on the command line may end up in a stored setting,
+    // an email header or body, or a log line: a line break or an invisible
+    // formatting character in one would forge or hide text there.
+    for (i, arg) in std::env::args_os().enumerate().skip(1) {
+        let arg = arg.to_string_lossy();
+        if let Err(why) = crate::text::plain(&format!("argument {i} ({:?})", arg), &arg) {
+            eprintln!("error: {why}");
+            return 2;
+        }
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -373,10 +383,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Groups(GroupsCommand::Export { subdomain }) => {
             let store = open_store(&config)?;
             let tenant = store.require_tenant(&subdomain)?;
-            let mut w = csv::Writer::from_writer(&mut *out);
-            w.write_record(["Group Name", "Owner", "Username"])?;
+            let mut w = crate::text::CsvOut::new(&mut *out);
+            w.row(["Group Name", "Owner", "Username"])?;
             for row in crate::store::group_memberships(&store.conn, tenant.id)? {
-                w.write_record([
+                w.row([
                     row.group,
                     row.owner.unwrap_or_default(),
                     row.member.unwrap_or_default(),
@@ -410,6 +420,17 @@ fn serve(
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        let database_dir = config
+            .storage
+            .database
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        crate::store::check_private(&[
+            database_dir,
+            &config.storage.database,
+            &config.storage.spool,
+        ])?;
         let store = open_store(&config)?;
         let (host_key, created) = keys::load_or_create_host_key(&config.server.host_key)?;
         if created {
@@ -424,6 +445,14 @@ fn serve(
         if finished > 0 {
             tracing::info!(finished, "archived uploads whose import finished just before the previous run stopped");
         }
+        let scheduler = Arc::new(crate::scheduler::Scheduler::new(
+            &config,
+            import_context(&config, clock.clone())?,
+        ));
+        let given_up = scheduler.settle_interrupted(&store.conn)?;
+        if given_up > 0 {
+            tracing::warn!(given_up, "uploads whose import the daemon did not survive twice were set aside (see `rosterd status`)");
+        }
         let open_files = crate::server::raise_open_file_limit(&config);
         tracing::debug!(open_files, "open-file limit");
         let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -432,10 +461,6 @@ fn serve(
         let addr = listener.local_addr()?;
         let grace = std::time::Duration::from_secs(config.server.shutdown_grace_seconds);
         let ssh = crate::server::ssh_config(&config, host_key);
-        let scheduler = Arc::new(crate::scheduler::Scheduler::new(
-            &config,
-            import_context(&config, clock.clone())?,
-        ));
         let mailer = Arc::new(crate::mail::Mailer::new(
             &config.mail,
             open_store(&config)?.conn,
@@ -951,10 +976,10 @@ fn school_command(
         }
         SchoolCommand::List { subdomain } => {
             let t = store.require_tenant(&subdomain)?;
-            let mut w = csv::Writer::from_writer(out);
-            w.write_record(["Name", "NCES ID", "State ID"])?;
+            let mut w = crate::text::CsvOut::new(out);
+            w.row(["Name", "NCES ID", "State ID"])?;
             for s in store.schools(t.id)? {
-                w.write_record([
+                w.row([
                     s.name,
                     s.nces_id.unwrap_or_default(),
                     s.state_id.unwrap_or_default(),
@@ -1148,6 +1173,17 @@ fn status(config: &Config, clock: &dyn Clock, out: &mut impl Write) -> anyhow::R
             )?,
             None => writeln!(out, "  last import   never")?,
         }
+        if let Some((id, received, attempts, why)) = &st.failed {
+            writeln!(
+                out,
+                "  FAILED        upload {id} (received {}) not imported after {attempts} attempt(s): {why}",
+                at(received, tz)
+            )?;
+            writeln!(
+                out,
+                "                the administrator was told; its passwords-blanked copy is upload-{id}.csv in the district's archive"
+            )?;
+        }
         match &st.pending_since {
             Some(since) => writeln!(out, "  pending       users.csv received {}", at(since, tz))?,
             None => writeln!(out, "  pending       none")?,
@@ -1237,6 +1273,14 @@ fn import_run(
             tenant.subdomain,
             tenant.subdomain
         ),
+        crate::scheduler::Next::Failed(why) => {
+            eprintln!(
+                "error: gave up importing {}'s upload after {} attempts: {why}; the administrator is emailed",
+                tenant.subdomain,
+                crate::scheduler::MAX_ATTEMPTS
+            );
+            1
+        }
     };
     deliver_now(config, clock)?;
     Ok(code)
@@ -1253,7 +1297,11 @@ fn print_report(
             "{}",
             report.render_text(50, "all of them: --format csv")
         )?,
-        Format::Csv => report.write_problems_csv(out)?,
+        Format::Csv => {
+            let mut csv = Vec::new();
+            report.write_problems_csv(&mut csv, usize::MAX)?;
+            out.write_all(&csv)?;
+        }
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, report)?;
             writeln!(out)?;
@@ -1264,8 +1312,8 @@ fn print_report(
 
 /// `users export`: the fixed header, then one row per user sorted by username.
 pub fn export_users(store: &Store, tenant: &Tenant, out: impl Write) -> anyhow::Result<()> {
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record([
+    let mut w = crate::text::CsvOut::new(out);
+    w.row([
         "Username",
         "Email Address",
         "First Name",
@@ -1282,7 +1330,7 @@ pub fn export_users(store: &Store, tenant: &Tenant, out: impl Write) -> anyhow::
         } else {
             "staff"
         };
-        w.write_record([
+        w.row([
             u.username.as_str(),
             u.email.as_deref().unwrap_or(""),
             u.first_name.as_deref().unwrap_or(""),

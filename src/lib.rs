@@ -19,3 +19,4 @@ pub mod server;
 pub mod spool;
 pub mod store;
 pub mod tenant;
+pub mod text;

@@ -29,6 +29,14 @@ pub const MAX_RUNNING_IMPORTS: usize = 1;
 const TICK: Duration = Duration::from_secs(5);
 /// After an import fails (disk, database), leave the tenant alone this long.
 const FAILURE_BACKOFF: chrono::Duration = chrono::Duration::minutes(5);
+/// Times an upload is taken for import before rosterd gives up on it: an
+/// import that fails with an error (not a rejection, which is a result) is
+/// tried again after [`FAILURE_BACKOFF`], up to this many attempts in all.
+pub const MAX_ATTEMPTS: u32 = 3;
+/// Imports of one upload the daemon may fail to survive. An import cut short
+/// once (a power cut, a kill) is resumed at the next start; a file whose
+/// import was cut short twice is not resumed into the same crash again.
+pub const MAX_INTERRUPTED: u32 = 2;
 
 /// What [`Scheduler::import_next`] did.
 #[derive(Debug)]
@@ -38,6 +46,9 @@ pub enum Next {
     Nothing,
     /// Another process or thread is importing this tenant's upload.
     Busy,
+    /// rosterd gave up on the upload (see [`MAX_ATTEMPTS`]); its
+    /// administrator is emailed and `rosterd status` shows why.
+    Failed(String),
 }
 
 pub struct Scheduler {
@@ -52,6 +63,9 @@ struct Settings {
     window: Window,
     settle: chrono::Duration,
     archive_days: u32,
+    /// How long a staged file may wait for its rename: the login grace and
+    /// idle timeout, after which its session has surely ended.
+    staged_max_age: std::time::Duration,
 }
 
 impl Settings {
@@ -80,6 +94,9 @@ impl Scheduler {
             window: config.schedule.window,
             settle: chrono::Duration::seconds(config.schedule.settle_seconds as i64),
             archive_days: config.storage.archive_days,
+            staged_max_age: std::time::Duration::from_secs(
+                config.server.login_grace_seconds + config.server.idle_timeout_seconds,
+            ),
         }
     }
 
@@ -118,10 +135,26 @@ impl Scheduler {
         let tenants = Store::tenants_of(conn)?;
         let mut due = Vec::new();
         for tenant in tenants.into_iter().filter(|t| !t.disabled) {
-            spool::adopt_unrecorded(conn, &self.spool_of(&tenant), tenant.id, now)?;
-            check_missing(&s, conn, &tenant, now)?;
-            if is_due(&s, conn, &tenant, now)? {
-                due.push(tenant);
+            // One district's trouble (its spool unreadable) must not stop
+            // the others' imports.
+            let look = || -> anyhow::Result<bool> {
+                let removed = spool::remove_stale_staged(
+                    &self.spool_of(&tenant),
+                    std::time::SystemTime::now() - s.staged_max_age,
+                )?;
+                if removed > 0 {
+                    tracing::info!(tenant = %tenant.subdomain, removed, "removed staged uploads never renamed to users.csv (their session has ended)");
+                }
+                spool::adopt_unrecorded(conn, &self.spool_of(&tenant), tenant.id, now)?;
+                check_missing(&s, conn, &tenant, now)?;
+                is_due(&s, conn, &tenant, now)
+            };
+            match look() {
+                Ok(true) => due.push(tenant),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(tenant = %tenant.subdomain, error = %format!("{e:#}"), "cannot look at this district's uploads; the others go on")
+                }
             }
         }
         Ok(due)
@@ -149,10 +182,103 @@ impl Scheduler {
             file_name: spool::USERS_CSV.into(),
             email: true,
         };
-        let report =
-            crate::import::users::import(conn, &self.settings().ctx, tenant, &claimed.path, &opts)?;
+        if claimed.attempts > MAX_ATTEMPTS {
+            let why = format!("taken for import {MAX_ATTEMPTS} times without a result");
+            self.give_up(conn, tenant, &spool, claimed.upload_id, &why)?;
+            return Ok(Next::Failed(why));
+        }
+        let report = match crate::import::users::import(
+            conn,
+            &self.settings().ctx,
+            tenant,
+            &claimed.path,
+            &opts,
+        ) {
+            Ok(report) => report,
+            Err(e) => {
+                let why = format!("{e:#}");
+                conn.execute(
+                    "UPDATE uploads SET failure = ?2 WHERE id = ?1",
+                    params![claimed.upload_id, why],
+                )?;
+                if claimed.attempts < MAX_ATTEMPTS {
+                    return Err(e);
+                }
+                self.give_up(conn, tenant, &spool, claimed.upload_id, &why)?;
+                return Ok(Next::Failed(why));
+            }
+        };
         spool::archive_imported(conn, &spool, tenant.id, claimed.upload_id)?;
         Ok(Next::Imported(Box::new(report)))
+    }
+
+    /// Stop trying to import upload `upload_id`: mark it failed with `why`,
+    /// keep its blanked copy, and queue the one email telling the
+    /// administrator (support learns it from the log and `rosterd status`).
+    fn give_up(
+        &self,
+        conn: &Connection,
+        tenant: &Tenant,
+        spool: &TenantSpool,
+        upload_id: i64,
+        why: &str,
+    ) -> anyhow::Result<()> {
+        let s = self.settings();
+        let now = s.ctx.clock.now();
+        let received = crate::import::upload_received(conn, upload_id)?;
+        let (size, sha256): (i64, String) = conn.query_row(
+            "SELECT size, sha256 FROM uploads WHERE id = ?1",
+            [upload_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let mail = s.ctx.composer.failed(
+            tenant,
+            s.ctx.timezone_of(tenant),
+            upload_id,
+            (size as u64, &sha256),
+            received.as_ref(),
+            now,
+        )?;
+        let tx = conn.unchecked_transaction()?;
+        spool::fail(&tx, spool, tenant.id, upload_id, why)?;
+        crate::mail::queue(&tx, &mail, now)?;
+        tx.commit()?;
+        tracing::error!(
+            tenant = %tenant.subdomain, upload_id, reason = why,
+            "gave up importing this upload; its administrator is emailed, `rosterd status` shows it, and the next upload is imported as usual"
+        );
+        Ok(())
+    }
+
+    /// At start-up, before any import: uploads whose import a previous run
+    /// did not survive are resumed, unless that already happened
+    /// [`MAX_INTERRUPTED`] times, when the file may well be what stopped it;
+    /// those are given up. Returns how many were given up.
+    pub fn settle_interrupted(&self, conn: &Connection) -> anyhow::Result<usize> {
+        let mut given_up = 0;
+        for (upload_id, tenant_id, sub, attempts) in spool::interrupted(conn)? {
+            let Some(tenant) = Store::tenants_of(conn)?
+                .into_iter()
+                .find(|t| t.id == tenant_id)
+            else {
+                continue;
+            };
+            let spool = self.spool_of(&tenant);
+            // A support command importing it right now has not stopped.
+            let Some(_importing) = spool.try_lock_import()? else {
+                continue;
+            };
+            if attempts >= MAX_INTERRUPTED {
+                let why = format!(
+                    "the daemon stopped during this upload's import {attempts} times (a crash or a kill); not resumed again"
+                );
+                self.give_up(conn, &tenant, &spool, upload_id, &why)?;
+                given_up += 1;
+            } else {
+                tracing::warn!(tenant = %sub, upload_id, "the previous run stopped during this upload's import; it is imported again now");
+            }
+        }
+        Ok(given_up)
     }
 
     fn open(&self) -> anyhow::Result<Connection> {
@@ -264,6 +390,9 @@ impl Scheduler {
         match result {
             Ok(Next::Imported(report)) => {
                 tracing::info!(tenant = %tenant.subdomain, outcome = report.outcome.as_str(), "{}", report.headline());
+                mail.notify_one();
+            }
+            Ok(Next::Failed(_)) => {
                 mail.notify_one();
             }
             Ok(Next::Nothing | Next::Busy) => {}

@@ -238,6 +238,8 @@ pub struct Claimed {
     pub upload_id: i64,
     /// The file to import (`archive/upload-N.original.csv`).
     pub path: PathBuf,
+    /// Times it has been taken for import, this one included.
+    pub attempts: u32,
 }
 
 /// Take the tenant's next upload for import. An upload a previous run had
@@ -262,10 +264,16 @@ pub fn claim(
     for id in ids {
         let path = spool.original(id);
         if path.exists() {
-            conn.execute("UPDATE uploads SET state = 'importing' WHERE id = ?1", [id])?;
+            let attempts = conn.query_row(
+                "UPDATE uploads SET state = 'importing', attempts = attempts + 1 WHERE id = ?1
+                 RETURNING attempts",
+                [id],
+                |r| r.get(0),
+            )?;
             return Ok(Some(Claimed {
                 upload_id: id,
                 path,
+                attempts,
             }));
         }
     }
@@ -295,14 +303,46 @@ pub fn claim(
     }
     sync_dir(&spool.archive())?;
     sync_dir(&spool.dir)?;
-    conn.execute(
-        "UPDATE uploads SET state = 'importing', path = ?2 WHERE id = ?1",
+    let attempts = conn.query_row(
+        "UPDATE uploads SET state = 'importing', path = ?2, attempts = attempts + 1 WHERE id = ?1
+         RETURNING attempts",
         params![id, path.to_string_lossy()],
+        |r| r.get(0),
     )?;
     Ok(Some(Claimed {
         upload_id: id,
         path,
+        attempts,
     }))
+}
+
+/// Give up on upload `id`: mark it failed with `why` (for `rosterd status`),
+/// keep its blanked copy as an imported upload's is kept, and delete the
+/// plaintext original, so it is never taken for import again.
+pub fn fail(
+    conn: &Connection,
+    spool: &TenantSpool,
+    tenant_id: i64,
+    upload_id: i64,
+    why: &str,
+) -> anyhow::Result<()> {
+    archive_imported(conn, spool, tenant_id, upload_id)?;
+    conn.execute(
+        "UPDATE uploads SET state = 'failed', failure = ?2 WHERE id = ?1",
+        params![upload_id, why],
+    )?;
+    Ok(())
+}
+
+/// Uploads a stopped daemon left in the middle of their import: (upload id,
+/// tenant id, subdomain, attempts so far).
+pub fn interrupted(conn: &Connection) -> rusqlite::Result<Vec<(i64, i64, String, u32)>> {
+    let mut stmt = conn.prepare(
+        "SELECT u.id, u.tenant_id, t.subdomain, u.attempts FROM uploads u JOIN tenants t ON t.id = u.tenant_id
+         WHERE u.state = 'importing' ORDER BY u.id",
+    )?;
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect()
 }
 
 /// After upload `id` was imported: keep its blanked copy and delete the
@@ -385,8 +425,17 @@ pub fn adopt_unrecorded(
     tenant_id: i64,
     now: DateTime<Utc>,
 ) -> anyhow::Result<bool> {
-    if !spool.pending().exists() {
-        return Ok(false);
+    match std::fs::symlink_metadata(spool.pending()) {
+        Err(_) => return Ok(false),
+        Ok(m) if !m.file_type().is_file() => {
+            tracing::warn!(
+                tenant_id,
+                path = %spool.pending().display(),
+                "the pending users.csv is not a plain file (a symbolic link put there by someone on this machine?); it is not read"
+            );
+            return Ok(false);
+        }
+        Ok(_) => {}
     }
     let _held = spool.lock()?;
     let Ok(current) = file_id(&spool.pending()) else {
@@ -405,7 +454,7 @@ pub fn adopt_unrecorded(
     {
         return Ok(false);
     }
-    let (size, sha256) = hash_file(std::fs::File::open(spool.pending())?)?;
+    let (size, sha256) = hash_file(crate::import::decode::open_nofollow(&spool.pending())?)?;
     if let Some((id, _, recorded_sha)) = &recorded
         && *recorded_sha == sha256
     {
@@ -444,6 +493,30 @@ fn hash_file(mut file: std::fs::File) -> std::io::Result<(u64, String)> {
         size += n as u64;
     }
     Ok((size, crate::import::decode::hex(&hasher.finalize())))
+}
+
+/// Remove the tenant's staged files (complete uploads under a temporary
+/// name such as `users.csv.part`, waiting for their rename) last written
+/// before `cutoff`: a client that never renamed one has long gone, and the
+/// file holds plaintext passwords. Returns how many were removed.
+pub fn remove_stale_staged(
+    spool: &TenantSpool,
+    cutoff: std::time::SystemTime,
+) -> std::io::Result<usize> {
+    let mut removed = 0;
+    let Ok(files) = std::fs::read_dir(spool.staging()) else {
+        return Ok(0);
+    };
+    for f in files.flatten() {
+        let Ok(meta) = f.path().symlink_metadata() else {
+            continue;
+        };
+        if meta.modified().is_ok_and(|at| at < cutoff) {
+            std::fs::remove_file(f.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Remove transfers a previous run left unfinished (a killed daemon): they

@@ -174,7 +174,50 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE uploads ADD COLUMN file_id TEXT;
     "#,
+    // 5: an upload's import attempts (counted when it is taken for import,
+    // so an attempt the daemon did not survive counts too), and why it
+    // failed when it ends in state `failed` instead of `imported`.
+    r#"
+    ALTER TABLE uploads ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE uploads ADD COLUMN failure TEXT;
+    "#,
 ];
+
+/// Refuse to serve from a data directory (or database file) that another
+/// user owns or that every user may write: whoever can write there can
+/// replace uploads, reports and accounts. Paths that do not exist yet are
+/// created private later.
+pub fn check_private(paths: &[&Path]) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    for path in paths {
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        if let Some(why) = unsafe_ownership(meta.uid(), meta.mode(), me) {
+            anyhow::bail!("{} {why}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// What is wrong with a file owned by `uid` with `mode`, for a daemon
+/// running as `me`.
+fn unsafe_ownership(uid: u32, mode: u32, me: u32) -> Option<String> {
+    if uid != me {
+        return Some(format!(
+            "belongs to user {uid}, but rosterd runs as user {me}; run rosterd as its owner, or `chown -R` the data directory to the user rosterd runs as"
+        ));
+    }
+    if mode & 0o002 != 0 {
+        return Some(format!(
+            "may be written by every user on this machine (mode {:o}); `chmod o-w` it (rosterd keeps its data at 0700)",
+            mode & 0o7777
+        ));
+    }
+    None
+}
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -227,6 +270,14 @@ impl Store {
         }
         let conn = Connection::open(path)
             .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
+        // SQLite falls back to reading a file it may not write; rosterd would
+        // then take uploads it cannot record.
+        if conn.is_readonly(rusqlite::MAIN_DB)? {
+            anyhow::bail!(
+                "database {} is read-only for this user; give the user rosterd runs as write access to it and its directory (chown/chmod), or set storage.database",
+                path.display()
+            );
+        }
         let store =
             Self::setup(conn).map_err(|e| anyhow::anyhow!("database {}: {e}", path.display()))?;
         Ok(store)
@@ -692,6 +743,9 @@ pub struct TenantStatus {
     /// Received time of the upload waiting for (or in) import.
     pub pending_since: Option<String>,
     pub mail_queued: i64,
+    /// (upload id, received at, attempts, why) of the newest upload rosterd
+    /// gave up importing, if no upload imported since.
+    pub failed: Option<(i64, String, i64, String)>,
 }
 
 pub fn tenant_status(conn: &Connection, tenant_id: i64) -> Result<TenantStatus> {
@@ -721,6 +775,16 @@ pub fn tenant_status(conn: &Connection, tenant_id: i64) -> Result<TenantStatus> 
             [tenant_id],
             |r| r.get(0),
         )?,
+        failed: conn
+            .query_row(
+                "SELECT id, received_at, attempts, coalesce(failure, '') FROM uploads
+                 WHERE tenant_id = ?1 AND state = 'failed'
+                   AND id > coalesce((SELECT max(id) FROM uploads WHERE tenant_id = ?1 AND state = 'imported'), 0)
+                 ORDER BY id DESC LIMIT 1",
+                [tenant_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?,
     })
 }
 
@@ -770,6 +834,7 @@ pub fn load_report(
                     },
                     problems: Vec::new(),
                     problems_truncated: n(16)?,
+                    problem_bytes: 0,
                     run_id: Some(run_id),
                 })
             },
@@ -790,9 +855,14 @@ pub fn load_report(
                 Severity::Error
             },
             message: r.get(4)?,
-        })
+        }
+        // Runs stored by versions that kept values whole are shown safely too.
+        .made_safe())
     })?;
     report.problems = problems.collect::<rusqlite::Result<_>>()?;
+    report.reason = report
+        .reason
+        .map(|r| crate::text::echo(&r, crate::text::MESSAGE_CHARS).into_owned());
     Ok(report)
 }
 
@@ -844,6 +914,19 @@ pub fn add_school_in(
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn data_owned_by_others_or_writable_by_all_is_refused() {
+        assert_eq!(unsafe_ownership(1000, 0o40700, 1000), None);
+        assert_eq!(unsafe_ownership(1000, 0o40750, 1000), None);
+        let other = unsafe_ownership(0, 0o40700, 1000).unwrap();
+        assert!(
+            other.starts_with("belongs to user 0, but rosterd runs as user 1000"),
+            "{other}"
+        );
+        let open = unsafe_ownership(1000, 0o40777, 1000).unwrap();
+        assert!(open.contains("(mode 777)"), "{open}");
+    }
 
     #[test]
     fn creates_private_file_and_migrates_once() {

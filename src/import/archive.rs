@@ -24,11 +24,14 @@ pub fn write_blanked_copy(
     src: &Path,
     dst: &Path,
 ) -> anyhow::Result<bool> {
-    let Ok(scan) = decode::scan(src) else {
+    let Ok(file) = decode::open_nofollow(src) else {
+        return Ok(false);
+    };
+    let Ok(scan) = decode::scan_reader(&file) else {
         return Ok(false);
     };
     let mapping = super::tenant_mapping::<UserField>(conn, tenant_id)?;
-    let mut rows = CsvRows::open(src, scan.encoding)?;
+    let mut rows = CsvRows::from_file(file, scan.encoding)?;
     let mut record = csv::StringRecord::new();
     let Ok(Some(_)) = rows.next(&mut record) else {
         return Ok(false);
@@ -45,10 +48,10 @@ pub fn write_blanked_copy(
         .truncate(true)
         .mode(0o600)
         .open(&tmp)?;
-    let mut out = csv::WriterBuilder::new()
-        .flexible(true)
-        .from_writer(std::io::BufWriter::new(file));
-    out.write_record(&record)?;
+    // Cells are neutralised as in every CSV rosterd writes; the importer
+    // reads them back as they were.
+    let mut out = crate::text::CsvOut::new(std::io::BufWriter::new(file));
+    out.row(&record)?;
     let copied = loop {
         match rows.next(&mut record) {
             Ok(Some(_)) => {
@@ -60,7 +63,7 @@ pub fn write_blanked_copy(
                         cell
                     }
                 });
-                out.write_record(cells)?;
+                out.row(cells)?;
             }
             Ok(None) => break true,
             Err(_) => break false,

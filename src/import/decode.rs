@@ -60,6 +60,28 @@ pub fn scan(path: &Path) -> Result<Scan, ScanError> {
     scan_reader(File::open(path)?)
 }
 
+/// Open a file of the spool for reading without following a symbolic link
+/// in its last component: an upload is always a plain file rosterd wrote,
+/// so a link there (put by someone else on the machine) is refused rather
+/// than read, and its target never reaches a report.
+pub fn open_nofollow(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the file in the spool was replaced by a symbolic link on the server, so it was not read; upload users.csv again",
+                )
+            } else {
+                e
+            }
+        })
+}
+
 pub fn scan_reader(mut input: impl Read) -> Result<Scan, ScanError> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
@@ -89,7 +111,12 @@ pub fn scan_reader(mut input: impl Read) -> Result<Scan, ScanError> {
 
 /// Open the second pass: the file's text as UTF-8 bytes, without its BOM.
 pub fn open_text(path: &Path, encoding: TextEncoding) -> io::Result<impl Read + use<>> {
-    let file = File::open(path)?;
+    Ok(text_of(File::open(path)?, encoding))
+}
+
+/// The text of `file`, read from where it stands, as UTF-8 bytes without
+/// its BOM.
+pub fn text_of(file: File, encoding: TextEncoding) -> impl Read + use<> {
     let builder = match encoding {
         TextEncoding::Windows1252 => {
             let mut b = DecodeReaderBytesBuilder::new();
@@ -102,15 +129,67 @@ pub fn open_text(path: &Path, encoding: TextEncoding) -> io::Result<impl Read + 
             b
         }
     };
-    Ok(builder.build(file))
+    builder.build(file)
+}
+
+/// The longest record (one user's line, quoted line breaks included) a file
+/// may hold, in decoded UTF-8 bytes. A real row is well under 1 KiB; a file
+/// without line breaks, or with a quote that never closes, is one huge
+/// record, which the parser would otherwise hold in memory whole.
+pub const MAX_RECORD_BYTES: u64 = 1024 * 1024;
+/// The most fields one record may have.
+pub const MAX_FIELDS: u64 = 1_000;
+/// The most data rows a file may have. The largest US districts have about a
+/// million students and staff; the duplicate check keeps 24 bytes per row.
+pub const MAX_ROWS: u64 = 1_000_000;
+
+/// Why a file cannot be read as CSV at all: the whole file is rejected with
+/// this reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreadable(pub String);
+
+/// What reading the next record may fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file breaks a limit: reject it, with this reason.
+    #[error(transparent)]
+    Unreadable(#[from] Unreadable),
+    /// Reading failed (a disk error): the import is tried again later.
+    #[error("cannot read the file: {0}")]
+    Io(io::Error),
+}
+
+impl From<csv::Error> for ReadError {
+    fn from(e: csv::Error) -> Self {
+        match e.into_kind() {
+            csv::ErrorKind::Io(e) => {
+                match e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<Unreadable>())
+                {
+                    Some(why) => Self::Unreadable(why.clone()),
+                    None => Self::Io(e),
+                }
+            }
+            // The text is UTF-8 already and the reader is flexible, so the
+            // parser has nothing else to refuse; say what it said if it does.
+            other => Self::Unreadable(Unreadable(format!(
+                "the file cannot be read as CSV: {other:?}"
+            ))),
+        }
+    }
 }
 
 /// A CSV file's records with the physical line each starts on. (The csv
 /// crate's own line numbers drift after blank lines and CRLF endings, so lines
-/// are counted here, in the decoded stream the parser reads.)
+/// are counted here, in the decoded stream the parser reads.) Records over
+/// [`MAX_RECORD_BYTES`] or [`MAX_FIELDS`], and files over [`MAX_ROWS`], stop
+/// the reading with [`ReadError::Unreadable`] before they take memory.
 pub struct CsvRows {
     reader: csv::Reader<CountLines<Box<dyn Read + Send>>>,
     lines: Arc<Mutex<LineStarts>>,
+    rows: u64,
 }
 
 impl CsvRows {
@@ -119,13 +198,15 @@ impl CsvRows {
         Ok(Self::from_text(Box::new(open_text(path, encoding)?)))
     }
 
+    /// The second pass over `file`, from its start, as CSV.
+    pub fn from_file(mut file: File, encoding: TextEncoding) -> io::Result<Self> {
+        use std::io::Seek;
+        file.rewind()?;
+        Ok(Self::from_text(Box::new(text_of(file, encoding))))
+    }
+
     pub fn from_text(text: Box<dyn Read + Send>) -> Self {
-        let lines = Arc::new(Mutex::new(LineStarts {
-            next_line: 1,
-            at_line_start: true,
-            pos: 0,
-            starts: VecDeque::new(),
-        }));
+        let lines = Arc::new(Mutex::new(LineStarts::default()));
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -134,12 +215,17 @@ impl CsvRows {
                 inner: text,
                 lines: lines.clone(),
             });
-        Self { reader, lines }
+        Self {
+            reader,
+            lines,
+            rows: 0,
+        }
     }
 
     /// The next record that is not blank (blank: an empty line, or only
     /// separators and spaces), and the line it starts on; `None` at the end.
-    pub fn next(&mut self, record: &mut csv::StringRecord) -> csv::Result<Option<u64>> {
+    /// The first record counts as the header, the rest towards [`MAX_ROWS`].
+    pub fn next(&mut self, record: &mut csv::StringRecord) -> Result<Option<u64>, ReadError> {
         loop {
             if !self.reader.read_record(record)? {
                 return Ok(None);
@@ -149,22 +235,67 @@ impl CsvRows {
             }
             let byte = record.position().map_or(0, |p| p.byte());
             let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-            return Ok(Some(lines.line_at(byte)));
+            let line = lines.line_at(byte);
+            self.rows += 1;
+            if self.rows > MAX_ROWS + 1 {
+                return Err(Unreadable(format!(
+                    "the file has more than {} data rows (the one after that is on line {line}); rosterd imports at most that many users from one file, so contact support",
+                    super::report::thousands(MAX_ROWS),
+                ))
+                .into());
+            }
+            return Ok(Some(line));
         }
     }
 }
 
-/// Where each non-empty line starts, for the stretch the parser has read ahead.
+/// Where each non-empty line starts, for the stretch the parser has read
+/// ahead, and the shape of the record being read: the parser's own quoting
+/// rules (a quote opens a field only at its start, `""` inside quotes is a
+/// quote) followed byte by byte, to stop a record that grows past the limits.
+#[derive(Debug)]
 struct LineStarts {
     next_line: u64,
     at_line_start: bool,
     pos: u64,
     /// (byte offset, line number) of lines that begin with content.
     starts: VecDeque<(u64, u64)>,
+    field: FieldState,
+    /// Line the current record started on, its bytes and fields so far.
+    record_line: u64,
+    record_bytes: u64,
+    record_fields: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldState {
+    /// At the start of a field (and of a record).
+    Start,
+    /// In an unquoted field.
+    Plain,
+    /// In a quoted field.
+    Quoted,
+    /// Just after a quote inside a quoted field: its end, or half of `""`.
+    QuoteInQuoted,
+}
+
+impl Default for LineStarts {
+    fn default() -> Self {
+        Self {
+            next_line: 1,
+            at_line_start: true,
+            pos: 0,
+            starts: VecDeque::new(),
+            field: FieldState::Start,
+            record_line: 1,
+            record_bytes: 0,
+            record_fields: 1,
+        }
+    }
 }
 
 impl LineStarts {
-    fn see(&mut self, bytes: &[u8]) {
+    fn see(&mut self, bytes: &[u8]) -> Result<(), Unreadable> {
         for &b in bytes {
             if self.at_line_start {
                 if b != b'\n' && b != b'\r' {
@@ -172,12 +303,61 @@ impl LineStarts {
                 }
                 self.at_line_start = false;
             }
+            if self.record_bytes == 0 {
+                self.record_line = self.next_line;
+            }
+            self.record_bytes += 1;
+            let end_of_record = b == b'\n' || b == b'\r';
+            self.field = match (self.field, b) {
+                (FieldState::Quoted, b'"') => FieldState::QuoteInQuoted,
+                (FieldState::Quoted, _) => FieldState::Quoted,
+                (FieldState::QuoteInQuoted, b'"') => FieldState::Quoted,
+                (FieldState::Start, b'"') => FieldState::Quoted,
+                (_, b',') => {
+                    self.record_fields += 1;
+                    FieldState::Start
+                }
+                (_, b'\n' | b'\r') => FieldState::Start,
+                _ => FieldState::Plain,
+            };
+            if self.record_bytes > MAX_RECORD_BYTES {
+                return Err(self.too_long());
+            }
+            if end_of_record && self.field == FieldState::Start {
+                self.record_bytes = 0;
+                self.record_fields = 1;
+            }
             if b == b'\n' {
                 self.next_line += 1;
                 self.at_line_start = true;
             }
             self.pos += 1;
+            if self.record_fields > MAX_FIELDS {
+                return Err(Unreadable(format!(
+                    "line {} has more than {} fields (separated by commas): is this a CSV export of the roster? Each line of users.csv is one user",
+                    self.record_line,
+                    super::report::thousands(MAX_FIELDS)
+                )));
+            }
         }
+        Ok(())
+    }
+
+    fn too_long(&self) -> Unreadable {
+        let limit = format!("{} MiB", MAX_RECORD_BYTES >> 20);
+        Unreadable(
+            if self.field == FieldState::Quoted && self.next_line > self.record_line {
+                format!(
+                    "the record starting on line {} runs on for more than {limit}: a double quote (\") opened on that line is probably never closed. Each line of users.csv is one user; quote a value only to hold a comma, and write a quote inside it as \"\"",
+                    self.record_line
+                )
+            } else {
+                format!(
+                    "line {} is longer than {limit}: is this a CSV export of the roster? Each line of users.csv is one user, a few hundred bytes at most",
+                    self.record_line
+                )
+            },
+        )
     }
 
     /// The line of the first content at or after `byte`. Records arrive in
@@ -203,7 +383,8 @@ impl<R: Read> Read for CountLines<R> {
         self.lines
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .see(&buf[..n]);
+            .see(&buf[..n])
+            .map_err(|why| io::Error::new(io::ErrorKind::InvalidData, why))?;
         Ok(n)
     }
 }
@@ -442,6 +623,95 @@ mod tests {
         let want = [("h", 1), ("a", 2), ("b", 5), ("x\ny\nz", 6), ("c", 11)];
         let want: Vec<(String, u64)> = want.iter().map(|(s, l)| (s.to_string(), *l)).collect();
         assert_eq!(got, want);
+    }
+
+    fn read_all(text: Vec<u8>) -> Result<u64, ReadError> {
+        let mut rows = CsvRows::from_text(Box::new(std::io::Cursor::new(text)));
+        let mut rec = csv::StringRecord::new();
+        let mut n = 0;
+        while rows.next(&mut rec)?.is_some() {
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn refusal(text: Vec<u8>) -> String {
+        match read_all(text) {
+            Err(ReadError::Unreadable(why)) => why.0,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_record_over_the_length_limit_stops_the_reading() {
+        let limit = MAX_RECORD_BYTES as usize;
+        // Exactly at the limit (line break included) is fine, one byte more is not.
+        let mut at = b"h\n".to_vec();
+        at.extend(vec![b'x'; limit - 1]);
+        at.push(b'\n');
+        assert_eq!(read_all(at.clone()).unwrap(), 2);
+        let mut over = b"h\n".to_vec();
+        over.extend(vec![b'x'; limit]);
+        over.push(b'\n');
+        let why = refusal(over);
+        assert!(why.starts_with("line 2 is longer than 1 MiB"), "{why}");
+        // No line break at all: line 1.
+        assert!(refusal(vec![b'a'; limit + 10]).starts_with("line 1 is longer"));
+        // A quote that never closes, over many short lines.
+        let mut open = b"h\nok\n\"never closed\n".to_vec();
+        for _ in 0..limit / 6 {
+            open.extend_from_slice(b"abc,de\n");
+        }
+        let why = refusal(open);
+        assert!(
+            why.starts_with(
+                "the record starting on line 3 runs on for more than 1 MiB: a double quote"
+            ),
+            "{why}"
+        );
+        // Quoted line breaks and "" inside quotes are the parser's, and count
+        // towards one record only while the quote is open.
+        let mut fine = b"h\n".to_vec();
+        for _ in 0..limit / 16 {
+            fine.extend_from_slice(b"\"a\"\"\nb\",c\"d\n");
+        }
+        assert_eq!(read_all(fine).unwrap(), 1 + (limit / 16) as u64);
+    }
+
+    #[test]
+    fn a_record_over_the_field_limit_stops_the_reading() {
+        let fields = |n: usize| {
+            let mut t = b"h\n".to_vec();
+            t.extend(vec![b','; n - 1]);
+            t.extend_from_slice(b"x\n");
+            t
+        };
+        assert_eq!(read_all(fields(MAX_FIELDS as usize)).unwrap(), 2);
+        let why = refusal(fields(MAX_FIELDS as usize + 1));
+        assert!(
+            why.starts_with("line 2 has more than 1,000 fields"),
+            "{why}"
+        );
+        // Commas inside quotes are not separators.
+        let mut quoted = b"h\n\"".to_vec();
+        quoted.extend(vec![b','; 5000]);
+        quoted.extend_from_slice(b"\"\n");
+        assert_eq!(read_all(quoted).unwrap(), 2);
+    }
+
+    #[test]
+    fn a_file_over_the_row_limit_stops_the_reading() {
+        let mut t = b"h\n".to_vec();
+        for _ in 0..MAX_ROWS {
+            t.extend_from_slice(b"x\n");
+        }
+        assert_eq!(read_all(t.clone()).unwrap(), MAX_ROWS + 1);
+        t.extend_from_slice(b"\n\ny\n");
+        let why = refusal(t);
+        assert!(
+            why.starts_with("the file has more than 1,000,000 data rows"),
+            "{why}"
+        );
     }
 
     #[test]

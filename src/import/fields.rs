@@ -37,12 +37,14 @@ pub fn check_username(raw: &str) -> Result<&str, String> {
     if len > 254 {
         return Err("Username must be at most 254 characters long".into());
     }
+    // ASCII only: a Cyrillic 'а' or a full-width 'ａ' would make a name that
+    // looks like another district's.
     if let Some(bad) = text
         .chars()
-        .find(|c| !(c.is_alphanumeric() || matches!(c, '.' | '_' | '@' | '-' | '+')))
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-' | '+')))
     {
         return Err(format!(
-            "Username may contain only letters, digits and . _ @ - + (it contains {})",
+            "Username may contain only the letters A-Z, digits and . _ @ - + (it contains {})",
             describe_char(bad)
         ));
     }
@@ -72,6 +74,10 @@ fn describe_char(c: char) -> String {
         '\t' => "a tab".into(),
         '\n' | '\r' => "a line break".into(),
         c if c.is_control() => format!("the control character U+{:04X}", c as u32),
+        c if crate::text::is_hidden(c) => {
+            format!("the invisible formatting character U+{:04X}", c as u32)
+        }
+        c if !c.is_ascii() => format!("'{c}' (U+{:04X}, not an ASCII letter)", c as u32),
         c => format!("'{c}'"),
     }
 }
@@ -159,6 +165,12 @@ pub fn parse_name<'a>(label: &str, raw: &'a str) -> Result<Option<&'a str>, Stri
     if text.chars().any(char::is_control) {
         return Err(format!(
             "{label} contains a line break or control character; check the quoting of this row"
+        ));
+    }
+    if let Some(c) = text.chars().find(|&c| crate::text::is_hidden(c)) {
+        return Err(format!(
+            "{label} contains the invisible formatting character U+{:04X} (it can reverse or hide the text around it); remove it in your SIS",
+            c as u32
         ));
     }
     if text.chars().count() > 100 {
@@ -365,7 +377,7 @@ mod tests {
             ("  JDoe  ", "jdoe"),
             ("jane.doe@lincoln.k12.ca.us", "jane.doe@lincoln.k12.ca.us"),
             ("a_b-c+d", "a_b-c+d"),
-            ("José.García", "josé.garcía"),
+            ("Jose.Garcia", "jose.garcia"),
             ("1234", "1234"),
         ];
         for (raw, key) in ok {
@@ -381,6 +393,12 @@ mod tests {
             ("john,doe", "','"),
             ("john!", "'!'"),
             ("jo\nhn", "a line break"),
+            // Look-alikes of ASCII names, and accented letters (the seed's
+            // "alpha-numeric"; SIS exports transliterate usernames).
+            ("\u{430}dmin.user", "U+0430, not an ASCII letter"),
+            ("\u{ff41}dmin", "U+FF41, not an ASCII letter"),
+            ("José.García", "U+00E9"),
+            ("admin\u{202e}resu", "invisible formatting character U+202E"),
         ];
         for (raw, msg) in bad {
             let e = Username::parse(raw).unwrap_err();
@@ -453,6 +471,15 @@ mod tests {
                 .starts_with("Last Name")
         );
         assert!(parse_name("Last Name", &"x".repeat(101)).is_err());
+        // Bidirectional overrides and zero-width characters are refused.
+        for hidden in ["Ann\u{202e}lee", "A\u{200b}nn", "\u{2066}Ann"] {
+            let e = parse_name("First Name", hidden).unwrap_err();
+            assert!(e.contains("invisible formatting character U+"), "{e}");
+        }
+        assert_eq!(
+            parse_name("First Name", "José Ñúñez"),
+            Ok(Some("José Ñúñez"))
+        );
     }
 
     #[test]

@@ -78,7 +78,17 @@ pub fn import(
         now,
     };
     let mut record = csv::StringRecord::new();
-    while let Some(line) = rows.next(&mut record)? {
+    loop {
+        let line = match rows.next(&mut record) {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(super::decode::ReadError::Unreadable(why)) => {
+                drop(rules);
+                drop(tx); // rolls back every row applied before the limit
+                return super::reject_unreadable(conn, ctx, tenant, opts, report, why.0);
+            }
+            Err(e) => return Err(e.into()),
+        };
         report.counts.rows += 1;
         match rules.apply(&record, line)? {
             Ok(Joined::New) => report.counts.created += 1,

@@ -15,6 +15,10 @@ pub trait FieldSet: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static {
     fn label(self) -> &'static str;
     /// Header spellings (already in [`header_key`] form) that mean this field.
     fn aliases(self) -> &'static [&'static str];
+    /// Is the field read exactly as written (a password), never unescaped?
+    fn verbatim(self) -> bool {
+        false
+    }
 
     /// The template's header line: every field's label, in order.
     fn template_header() -> String {
@@ -82,11 +86,20 @@ pub struct Columns<F> {
 }
 
 impl<F: FieldSet> Columns<F> {
+    /// The field's cell in `record` ("" if the file has no such column). A
+    /// cell that rosterd's own CSV neutralised for spreadsheets (`'=…`) is
+    /// read as the value it stands for, except for verbatim fields.
     pub fn get<'r>(&self, record: &'r csv::StringRecord, field: F) -> &'r str {
-        self.position
+        let cell = self
+            .position
             .get(&field)
             .and_then(|&i| record.get(i))
-            .unwrap_or("")
+            .unwrap_or("");
+        if field.verbatim() {
+            cell
+        } else {
+            crate::text::csv_original(cell)
+        }
     }
 
     pub fn has(&self, field: F) -> bool {

@@ -102,6 +102,7 @@ pub(crate) fn new_report(
         counts: Counts::default(),
         problems: Vec::new(),
         problems_truncated: 0,
+        problem_bytes: 0,
         run_id: None,
     }
 }
@@ -116,7 +117,21 @@ pub(crate) fn open_csv<F: header::FieldSet>(
     opts: &ImportOptions,
     report: &mut Report,
 ) -> anyhow::Result<Option<(decode::CsvRows, header::Columns<F>)>> {
-    let scan = match decode::scan(path) {
+    // An upload is read without following links; support may point
+    // `rosterd import` at any file of theirs.
+    let opened = match opts.source {
+        Source::Sftp => decode::open_nofollow(path),
+        Source::Cli => std::fs::File::open(path),
+    };
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            reject(report, e.to_string());
+            return Ok(None);
+        }
+        Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    };
+    let scan = match decode::scan_reader(&file) {
         Ok(scan) => scan,
         Err(decode::ScanError::Undecodable(why)) => {
             reject(report, why);
@@ -135,10 +150,17 @@ pub(crate) fn open_csv<F: header::FieldSet>(
         report.outcome = Outcome::Unchanged;
         return Ok(None);
     }
-    let mut rows = decode::CsvRows::open(path, scan.encoding)?;
+    let mut rows = decode::CsvRows::from_file(file, scan.encoding)?;
     let mut record = csv::StringRecord::new();
     // The header is the first line that is not blank.
-    let Some(line) = rows.next(&mut record)? else {
+    let header = match rows.next(&mut record) {
+        Err(decode::ReadError::Unreadable(why)) => {
+            reject(report, why.0);
+            return Ok(None);
+        }
+        other => other?,
+    };
+    let Some(line) = header else {
         reject(
             report,
             "the file has no header line (it holds only blank lines)".into(),
@@ -190,10 +212,39 @@ pub(crate) fn extra_fields(record: &csv::StringRecord, width: usize, line: u64) 
     })
 }
 
+/// The reason to reject the file, if an import's rows stopped because the
+/// file broke a reading limit (see [`decode::CsvRows`]).
+pub(crate) fn unreadable(e: &anyhow::Error) -> Option<String> {
+    match e.downcast_ref::<decode::ReadError>() {
+        Some(decode::ReadError::Unreadable(why)) => Some(why.0.clone()),
+        _ => None,
+    }
+}
+
+/// Reject a file whose rows stopped part-way at a reading limit, after the
+/// caller rolled back what the rows before did: the report keeps only the
+/// reason, and is stored as for any rejection.
+pub(crate) fn reject_unreadable(
+    conn: &Connection,
+    ctx: &ImportContext,
+    tenant: &Tenant,
+    opts: &ImportOptions,
+    mut report: Report,
+    why: String,
+) -> anyhow::Result<Report> {
+    report.counts = Counts::default();
+    report.problems.clear();
+    report.problems_truncated = 0;
+    report.problem_bytes = 0;
+    reject(&mut report, why);
+    finish_early(conn, ctx, tenant, opts, report)
+}
+
 /// Mark the report rejected, with the reason the district reads.
 pub(crate) fn reject(report: &mut Report, why: String) {
     report.outcome = Outcome::Rejected;
-    report.reason = Some(why);
+    // A reason may quote the file (a header cell): capped and escaped.
+    report.reason = Some(crate::text::echo(&why, crate::text::MESSAGE_CHARS).into_owned());
 }
 
 /// The tenant's stored column mapping, for the fields of `F`.

@@ -6,8 +6,13 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::text;
+
 /// How many problems a report keeps in full; counts stay exact beyond it.
 pub const MAX_KEPT_PROBLEMS: usize = 10_000;
+/// How many bytes of text the kept problems may hold in all (each value is
+/// capped at [`text::ECHO_CHARS`] characters already).
+pub const MAX_KEPT_PROBLEM_BYTES: usize = 4 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -40,16 +45,35 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// The problem as reports may show it: the column and value it echoes
+    /// from the file capped at [`text::ECHO_CHARS`] characters, the message
+    /// at [`text::MESSAGE_CHARS`], hidden characters escaped in all three.
+    pub fn made_safe(self) -> Self {
+        fn safe(s: String, max: usize) -> String {
+            match text::echo(&s, max) {
+                std::borrow::Cow::Borrowed(_) => s,
+                std::borrow::Cow::Owned(o) => o,
+            }
+        }
+        Self {
+            column: safe(self.column, text::ECHO_CHARS),
+            value: safe(self.value, text::ECHO_CHARS),
+            message: safe(self.message, text::MESSAGE_CHARS),
+            ..self
+        }
+    }
+
     /// One line for people: `line 14, School "Lincon": error no school matches …`.
     pub fn describe(&self) -> String {
         let line = self
             .line
             .map(|l| format!("line {l}"))
             .unwrap_or_else(|| "file".into());
+        // The value is escaped already (see `Report::add`).
         let value = if self.value.is_empty() {
             String::new()
         } else {
-            format!(" {:?}", self.value)
+            format!(" \"{}\"", self.value)
         };
         format!(
             "{line}, {}{value}: {} {}",
@@ -117,6 +141,9 @@ pub struct Report {
     pub problems: Vec<Problem>,
     /// Problems counted but not kept.
     pub problems_truncated: u64,
+    /// Bytes of text the kept problems hold.
+    #[serde(skip)]
+    pub problem_bytes: usize,
     /// Stored run id (absent for dry runs).
     pub run_id: Option<i64>,
 }
@@ -134,8 +161,10 @@ impl Report {
             Severity::Error => self.counts.errors += 1,
             Severity::Warning => self.counts.warnings += 1,
         }
-        if self.problems.len() < MAX_KEPT_PROBLEMS {
-            self.problems.push(problem());
+        if self.problems.len() < MAX_KEPT_PROBLEMS && self.problem_bytes < MAX_KEPT_PROBLEM_BYTES {
+            let p = problem().made_safe();
+            self.problem_bytes += p.column.len() + p.value.len() + p.message.len();
+            self.problems.push(p);
         } else {
             self.problems_truncated += 1;
         }
@@ -247,13 +276,24 @@ impl Report {
         s
     }
 
-    /// Every kept problem as CSV: line,column,value,severity,message.
-    pub fn write_problems_csv(&self, out: impl std::io::Write) -> csv::Result<()> {
-        let mut w = csv::Writer::from_writer(out);
-        w.write_record(["line", "column", "value", "severity", "message"])?;
-        for p in &self.problems {
+    /// The kept problems as CSV (line,column,value,severity,message), each
+    /// cell neutralised for spreadsheets ([`text::csv_cell`]), stopping
+    /// before `max_bytes` with a note row saying how many are left out.
+    /// Returns how many kept problems were left out.
+    pub fn write_problems_csv(&self, out: &mut Vec<u8>, max_bytes: usize) -> csv::Result<usize> {
+        let mut w = text::CsvOut::new(out);
+        w.row(["line", "column", "value", "severity", "message"])?;
+        let mut left_out = 0;
+        for (i, p) in self.problems.iter().enumerate() {
             let line = p.line.map(|l| l.to_string()).unwrap_or_default();
-            w.write_record([
+            w.flush()?;
+            // A row is at most a few KiB (the values are capped); keep room
+            // for the note.
+            if w.written() + 8 * 1024 > max_bytes {
+                left_out = self.problems.len() - i;
+                break;
+            }
+            w.row([
                 line.as_str(),
                 &p.column,
                 &p.value,
@@ -261,15 +301,16 @@ impl Report {
                 &p.message,
             ])?;
         }
-        if self.problems_truncated > 0 {
+        let unlisted = left_out as u64 + self.problems_truncated;
+        if unlisted > 0 {
             let note = format!(
-                "{} more problems were counted but not listed",
-                self.problems_truncated
+                "{} more problems were counted but not listed here; fix those above and upload again to see the rest",
+                thousands(unlisted)
             );
-            w.write_record(["", "", "", "note", note.as_str()])?;
+            w.row(["", "", "", "note", note.as_str()])?;
         }
         w.flush()?;
-        Ok(())
+        Ok(left_out)
     }
 }
 

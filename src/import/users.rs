@@ -62,6 +62,10 @@ impl FieldSet for UserField {
         }
     }
 
+    fn verbatim(self) -> bool {
+        self == Self::Password
+    }
+
     fn aliases(self) -> &'static [&'static str] {
         match self {
             Self::Username => &[
@@ -332,7 +336,7 @@ fn import_fk_off(
     // Two stages on two cores: this thread applies batches to the store while a
     // reader thread parses and checks the rows that follow.
     let (to_apply, batches) = std::sync::mpsc::sync_channel::<Checked>(4);
-    std::thread::scope(|scope| -> anyhow::Result<()> {
+    let applied = std::thread::scope(|scope| -> anyhow::Result<()> {
         let reader = scope.spawn(|| read_rows(rows, &rules, ctx, tenant, lookup, to_apply));
         for checked in batches {
             report.counts.rows += checked.rows;
@@ -353,7 +357,14 @@ fn import_fk_off(
         reader
             .join()
             .map_err(|_| anyhow::anyhow!("the CSV reader thread panicked"))?
-    })?;
+    });
+    if let Err(e) = &applied
+        && let Some(why) = super::unreadable(e)
+    {
+        drop(tx); // rolls back every row applied before the limit
+        return super::reject_unreadable(conn, ctx, tenant, opts, report, why);
+    }
+    applied?;
 
     let report = super::conclude(tx, ctx, tenant, opts, report)?;
     let c = report.counts;

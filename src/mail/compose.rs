@@ -15,6 +15,11 @@ use crate::store::Tenant;
 
 /// How many problems the body lists; the attachment has them all.
 pub const PROBLEMS_IN_BODY: usize = 50;
+/// The most bytes `errors.csv` may take, so that a report stays well under
+/// 1 MiB once base64-encoded (relays refuse larger mail with 5xx, and the
+/// report would be lost). Beyond it the attachment lists the first problems
+/// and says how many more there are.
+pub const MAX_ATTACHMENT_BYTES: usize = 512 * 1024;
 
 /// Builds messages from the configured sender address.
 #[derive(Debug, Clone)]
@@ -94,14 +99,20 @@ impl Composer {
                 "\nRows with errors were skipped; every other row was applied. Fix the rows listed (errors.csv has all of them) in your SIS and they will be imported with the next upload.\n",
             );
         }
-        body.push_str(&footer(tenant));
         let attachment = if report.problems.is_empty() && report.problems_truncated == 0 {
             None
         } else {
             let mut csv = Vec::new();
-            report.write_problems_csv(&mut csv)?;
+            let left_out = report.write_problems_csv(&mut csv, MAX_ATTACHMENT_BYTES)?;
+            if left_out > 0 || report.problems_truncated > 0 {
+                body.push_str(&format!(
+                    "\nerrors.csv lists the first {} problems; the file has more than an email can carry. Fix those and upload again to see the rest.\n",
+                    thousands((report.problems.len() - left_out) as u64)
+                ));
+            }
             Some(("errors.csv", csv))
         };
+        body.push_str(&footer(tenant));
         let key = match report.run_id {
             Some(id) => format!("run:{id}"),
             // A dry run has no stored run; every one is a message of its own.
@@ -148,6 +159,41 @@ impl Composer {
             close_local.date_naive().format("%Y-%m-%d")
         );
         self.build(tenant, "missing", key, subject, body, None, now)
+    }
+
+    /// The one note that an upload could not be imported at all (its import
+    /// kept failing, or the daemon did not survive it) and support was told.
+    pub fn failed(
+        &self,
+        tenant: &Tenant,
+        tz: Tz,
+        upload_id: i64,
+        (size, sha256): (u64, &str),
+        received: Option<&Received>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Outgoing> {
+        let subject = format!(
+            "{}: we could not import your users.csv — support has been told",
+            tenant.subdomain
+        );
+        let mut body = format!(
+            "Hello {},\n\nrosterd could not import the users.csv that {} sent",
+            tenant.admin_name, tenant.subdomain
+        );
+        if let Some(r) = received {
+            body.push_str(&format!(" (received {})", local(r.at, tz)));
+        }
+        body.push_str(
+            ". Its import failed on our side, more than once, so we stopped trying: nothing in your accounts was changed by this file.\n\n\
+Support has been told and will look into it; you do not need to do anything. The next users.csv your SIS uploads will be imported as usual.\n",
+        );
+        body.push_str(&format!(
+            "\n  file       users.csv ({})\n  sha256     {sha256}\n",
+            crate::import::report::human_size(size)
+        ));
+        body.push_str(&footer(tenant));
+        let key = format!("failed:{upload_id}");
+        self.build(tenant, "failed", key, subject, body, None, now)
     }
 
     #[allow(clippy::too_many_arguments)]

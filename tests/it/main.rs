@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod bad_files;
 mod cli;
 mod crash;
 mod faults;

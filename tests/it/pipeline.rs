@@ -19,12 +19,12 @@ use crate::helpers::*;
 use crate::server::{TestServer, ssh_opts, tenant_with_key};
 use crate::smtp::{SmtpServer, free_port};
 
-fn at(text: &str) -> DateTime<Utc> {
+pub(crate) fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().to_utc()
 }
 
 /// 23:00 on Thursday 19 November in New York, the default zone.
-const NIGHT: &str = "2026-11-20T04:00:00Z";
+pub(crate) const NIGHT: &str = "2026-11-20T04:00:00Z";
 
 /// Three users; Bob's graduation year is wrong.
 const USERS: &str = "Username,Password,Email Address,First Name,Last Name,Graduation Year\r\n\
@@ -34,7 +34,7 @@ cat.diaz,Secr3t-Cat!,cat.diaz@example.org,Cat,Diaz,2031\r\n";
 const PASSWORDS: [&str; 3] = ["Secr3t-Ann!", "Secr3t-Bob!", "Secr3t-Cat!"];
 
 /// The scheduler and mailer of `srv`, on its clock, as `serve` builds them.
-fn pipeline(srv: &TestServer) -> (Arc<Scheduler>, Mailer) {
+pub(crate) fn pipeline(srv: &TestServer) -> (Arc<Scheduler>, Mailer) {
     let ctx = ImportContext {
         clock: srv.clock.clone(),
         fingerprinter: Fingerprinter::load_or_create(&srv.config.storage.fingerprint_key).unwrap(),
@@ -48,7 +48,7 @@ fn pipeline(srv: &TestServer) -> (Arc<Scheduler>, Mailer) {
 }
 
 /// A server at `now` whose tenant `lincoln` has a key; `tweak` edits the config.
-fn night_server(
+pub(crate) fn night_server(
     now: &str,
     tweak: impl FnOnce(&mut rosterd::config::Config),
 ) -> (TestServer, FixedClock, PathBuf) {
@@ -62,7 +62,7 @@ fn night_server(
     (srv, clock, key)
 }
 
-fn upload(srv: &TestServer, key: &Path, body: &str) {
+pub(crate) fn upload(srv: &TestServer, key: &Path, body: &str) {
     srv.env.file("users.csv", body);
     let (code, _, err) = srv.sftp("lincoln", key, "put users.csv\n");
     assert_eq!(code, 0, "sftp failed: {err}");
@@ -91,7 +91,7 @@ fn assert_no_plaintext_passwords(data: &Path) {
 }
 
 /// An `.eml` file with quoted-printable text decoded, as a mail reader shows it.
-fn read_eml(path: &Path) -> String {
+pub(crate) fn read_eml(path: &Path) -> String {
     let raw = std::fs::read(path).unwrap();
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
@@ -118,7 +118,7 @@ fn read_eml(path: &Path) -> String {
 
 fn problems_csv(report: &Report) -> String {
     let mut out = Vec::new();
-    report.write_problems_csv(&mut out).unwrap();
+    report.write_problems_csv(&mut out, usize::MAX).unwrap();
     String::from_utf8(out).unwrap()
 }
 
@@ -397,10 +397,10 @@ fn archives_expire_after_the_retention_period() {
 }
 
 /// `rosterd serve` as a child process, at night, mailing to `smtp`.
-struct Daemon(std::process::Child);
+pub(crate) struct Daemon(pub(crate) std::process::Child);
 
 impl Daemon {
-    fn start(env: &Env) -> Self {
+    pub(crate) fn start(env: &Env) -> Self {
         let mut cmd = env.command(&["serve"]);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -414,7 +414,7 @@ impl Daemon {
         Self(cmd.spawn().expect("start rosterd serve"))
     }
 
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         self.0.kill().unwrap(); // SIGKILL
         self.0.wait().unwrap();
     }
@@ -428,7 +428,7 @@ impl Drop for Daemon {
 }
 
 /// `sftp -b -` as lincoln to a daemon child on `port`, stdin and stdout piped.
-fn daemon_sftp(env: &Env, key: &Path, port: u16, seconds: u32) -> std::process::Command {
+pub(crate) fn daemon_sftp(env: &Env, key: &Path, port: u16, seconds: u32) -> std::process::Command {
     let mut cmd = std::process::Command::new("timeout");
     cmd.arg(seconds.to_string())
         .arg("sftp")
@@ -440,7 +440,7 @@ fn daemon_sftp(env: &Env, key: &Path, port: u16, seconds: u32) -> std::process::
     cmd
 }
 
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
         assert!(start.elapsed() < limit, "timed out waiting for {what}");
@@ -448,12 +448,12 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn query_i64(env: &Env, sql: &str) -> i64 {
+pub(crate) fn query_i64(env: &Env, sql: &str) -> i64 {
     let store = env.store();
     store.conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
-fn upload_state(env: &Env) -> Option<String> {
+pub(crate) fn upload_state(env: &Env) -> Option<String> {
     let store = env.store();
     store
         .conn
