@@ -15,13 +15,13 @@ space cap (--max-gib, via prlimit), so a runaway build fails its row instead
 of the machine. Files are written to a temp directory and deleted after.
 """
 import argparse
-import datetime
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
+
+from benchlib import finish, head_commit, machine
 
 CHUNK = 1 << 20
 
@@ -109,13 +109,11 @@ def main():
     ap.add_argument("--max-gib", type=int, default=16, help="address-space cap of each import")
     ap.add_argument("--out")
     args = ap.parse_args()
-    commit = args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                           text=True).stdout.strip()
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    commit = args.commit or head_commit()
     lines = [
         f"Hostile file shapes, {args.size_mib} MiB each, imported with `rosterd import users`; peak RSS of the "
-        f"import process (wait4 ru_maxrss). {datetime.date.today()}, {os.cpu_count()} cores ({cpu}), "
-        f"{platform.release()}; binaries alternate per shape; each import capped at {args.max_gib} GiB of address "
+        f"import process (wait4 ru_maxrss). {machine()}; binaries alternate per shape; each import capped at "
+        f"{args.max_gib} GiB of address "
         f"space and {args.timeout} s.",
         "",
         "| shape | binary | commit | peak RSS MiB | seconds | outcome |",
@@ -135,11 +133,7 @@ def main():
                 print(line, flush=True)
                 lines.append(line)
             os.remove(path)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    finish(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import argparse
 import concurrent.futures
 import datetime
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -29,22 +28,12 @@ import tempfile
 import threading
 import time
 
+from benchlib import finish, free_port, head_commit, machine, vm_kib
+
 SSH_OPTS = ["-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR"]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def vm_kib(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def fds(pid):
@@ -160,10 +149,6 @@ class Installation:
                 "fds": peak["fds"], "errors": errors}
 
 
-def head_commit():
-    here = os.path.dirname(os.path.abspath(__file__))
-    return subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True).stdout.strip() or "?"
 
 
 def main():
@@ -180,10 +165,9 @@ def main():
     binaries = [("rosterd", os.path.abspath(args.binary), args.commit or head_commit())]
     if args.baseline:
         binaries.append(("baseline", os.path.abspath(args.baseline), args.baseline_commit))
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     lines = [
         f"Front-door load: {args.clients} districts, each OpenSSH `sftp -b` putting a {{size}}-byte users.csv, "
-        f"all started at once. {datetime.date.today()}, {os.cpu_count()} cores ({cpu}), {platform.release()}; "
+        f"all started at once. {machine()}; "
         f"rounds alternate {' / '.join(n for n, _, _ in binaries)}.",
         "",
         "| binary | commit | addresses | round | clients ok | files intact | seconds until all done | peak RSS MiB | peak fds | failures |",
@@ -202,11 +186,7 @@ def main():
                             f"{r['intact']}/{args.clients} | {r['seconds']:.1f} | {r['rss'] // 1024} | {r['fds']} | {errs} |")
                     print(line, flush=True)
                     lines.append(line)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    finish(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ every loop is bounded (--pairs rounds, --tenants clients, each under a timeout).
 import argparse
 import datetime
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -29,14 +28,10 @@ import tempfile
 import threading
 import time
 
+from benchlib import finish, free_port, head_commit, machine, vm_kib
+
 SSH_OPTS = ["-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR"]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_listening(port, proc, what):
@@ -50,13 +45,6 @@ def wait_listening(port, proc, what):
                 sys.exit(f"FAIL: {what} did not start")
             time.sleep(0.05)
 
-
-def vm_kib(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 class OpenSsh:
@@ -202,9 +190,7 @@ def main():
     ap.add_argument("--tenants", type=int, default=64)
     ap.add_argument("--out")
     args = ap.parse_args()
-    commit = args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                           text=True).stdout.strip()
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    commit = args.commit or head_commit()
     client = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.split(",")[0].strip()
     with tempfile.TemporaryDirectory(prefix="rosterd-sftp-bench-") as work:
         key = os.path.join(work, "key")
@@ -240,8 +226,8 @@ def main():
     ref = seconds[servers[0].name]
     lines = [
         f"SFTP upload: {args.size_mib} MiB of random bytes, {client} `sftp` client, "
-        f"cipher {args.cipher or 'the client default'}, loopback. {datetime.date.today()}, "
-        f"{os.cpu_count()} cores ({cpu}), {platform.release()}. {args.pairs} rounds, each uploading once to every "
+        f"cipher {args.cipher or 'the client default'}, loopback. {machine()}. "
+        f"{args.pairs} rounds, each uploading once to every "
         "server in turn; ratio = OpenSSH's seconds / the server's, per round; median (min–max).",
         "",
         "| server | median seconds | median MiB/s | vs OpenSSH, median of rounds (min–max) |",
@@ -259,11 +245,7 @@ def main():
     for name, (ok, intact, secs, rss) in crowd.items():
         lines.append(f"{args.tenants} districts uploading 8 MiB each at once to {name}: {ok}/{args.tenants} clients "
                      f"succeeded, {intact}/{args.tenants} files intact, {secs:.1f} s in all, peak RSS {rss} MiB.")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    finish(lines, args.out)
 
 
 if __name__ == "__main__":
