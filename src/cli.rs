@@ -353,14 +353,21 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Serve => serve(config, cli.config.clone(), clock),
         Command::HostKey => {
-            let (key, created) = keys::load_or_create_host_key(&config.server.host_key)?;
-            if created {
-                eprintln!(
-                    "created a new host key at {}",
-                    config.server.host_key.display()
-                );
+            for (kind, path, key, created) in keys::load_or_create_host_keys(&config.server)? {
+                if created {
+                    eprintln!(
+                        "created a new {} host key at {}",
+                        kind.label(),
+                        path.display()
+                    );
+                }
+                writeln!(
+                    out,
+                    "{} ({})",
+                    keys::host_key_fingerprint(&key),
+                    kind.label()
+                )?;
             }
-            writeln!(out, "{}", keys::host_key_fingerprint(&key))?;
             Ok(0)
         }
         Command::Template { kind } => {
@@ -432,11 +439,15 @@ fn serve(
             &config.storage.spool,
         ])?;
         let store = open_store(&config)?;
-        let (host_key, created) = keys::load_or_create_host_key(&config.server.host_key)?;
-        if created {
-            tracing::info!(path = %config.server.host_key.display(), "created a new host key");
+        let host_keys = keys::load_or_create_host_keys(&config.server)?;
+        let mut fingerprints = Vec::new();
+        for (kind, path, key, created) in &host_keys {
+            if *created {
+                tracing::info!(path = %path.display(), kind = kind.label(), "created a new host key");
+            }
+            fingerprints.push(format!("{} ({})", keys::host_key_fingerprint(key), kind.label()));
         }
-        let fingerprint = keys::host_key_fingerprint(&host_key);
+        let fingerprint = fingerprints.join(", ");
         let removed = crate::spool::clean_incoming(&config.storage.spool)?;
         if removed > 0 {
             tracing::info!(removed, "removed unfinished transfers left by the previous run");
@@ -460,7 +471,10 @@ fn serve(
             .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
         let addr = listener.local_addr()?;
         let grace = std::time::Duration::from_secs(config.server.shutdown_grace_seconds);
-        let ssh = crate::server::ssh_config(&config, host_key);
+        let ssh = crate::server::ssh_config(
+            &config,
+            host_keys.into_iter().map(|(_, _, key, _)| key).collect(),
+        );
         let mailer = Arc::new(crate::mail::Mailer::new(
             &config.mail,
             open_store(&config)?.conn,
@@ -468,7 +482,7 @@ fn serve(
         )?);
         let mail_target = crate::mail::Mailer::describe(&config.mail);
         tracing::info!(%addr, host_key = %fingerprint, mail = %mail_target, "rosterd listening for SFTP");
-        eprintln!("rosterd is listening on {addr} (SFTP); host key {fingerprint}");
+        eprintln!("rosterd is listening on {addr} (SFTP); host keys {fingerprint}");
         eprintln!("reports go to {mail_target}; imports run {} in each district's time zone (default {})", config.schedule.window, config.schedule.timezone);
         if store.tenants()?.is_empty() {
             eprintln!("no districts yet: register one with `rosterd tenant add SUBDOMAIN --admin-name NAME --admin-email EMAIL`,");
@@ -529,6 +543,9 @@ fn reload(
     applied.server = crate::config::ServerConfig {
         listen: running.server.listen,
         host_key: running.server.host_key.clone(),
+        host_key_ecdsa: running.server.host_key_ecdsa.clone(),
+        host_key_rsa: running.server.host_key_rsa.clone(),
+        legacy_algorithms: running.server.legacy_algorithms,
         max_sessions: running.server.max_sessions,
         shutdown_grace_seconds: running.server.shutdown_grace_seconds,
         ..new.server.clone()
@@ -709,6 +726,19 @@ fn tenant_command(
                     r.finished_at, r.outcome, r.rows, r.errors
                 )?,
                 None => writeln!(out, "last import never")?,
+            }
+            let failures = store::connection_failures(&store.conn, Some(t.id), 10)?;
+            if failures.is_empty() {
+                writeln!(out, "refused     no refused connections recorded")?;
+            } else {
+                writeln!(
+                    out,
+                    "refused     the newest {} connections that ended without a login:",
+                    failures.len()
+                )?;
+                for f in failures {
+                    writeln!(out, "  {}", describe_failure(&f))?;
+                }
             }
             Ok(0)
         }
@@ -1125,6 +1155,16 @@ fn deliver_now(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One refused connection: when, from where, as whom, why.
+fn describe_failure(f: &store::ConnectionFailure) -> String {
+    let user = f
+        .username
+        .as_deref()
+        .map(|u| format!(" as {u:?}"))
+        .unwrap_or_default();
+    format!("{} from {}{user}: {}", f.at, f.address, f.reason)
+}
+
 /// `rosterd status`: one block per tenant, then the mail queue.
 fn status(config: &Config, clock: &dyn Clock, out: &mut impl Write) -> anyhow::Result<i32> {
     use crate::mail::compose::local;
@@ -1202,6 +1242,20 @@ fn status(config: &Config, clock: &dyn Clock, out: &mut impl Write) -> anyhow::R
             )?;
         }
         writeln!(out, "  mail queued   {}", st.mail_queued)?;
+        if let Some(f) = store::connection_failures(&store.conn, Some(t.id), 1)?.first() {
+            writeln!(out, "  last refused  {}", describe_failure(f))?;
+        }
+    }
+    let unknown = store::connection_failures(&store.conn, None, 5)?;
+    if !unknown.is_empty() {
+        writeln!(
+            out,
+            "connections that failed before naming a district (newest {}):",
+            unknown.len()
+        )?;
+        for f in &unknown {
+            writeln!(out, "  {}", describe_failure(f))?;
+        }
     }
     let outbox = crate::mail::outbox(&store.conn)?;
     let queued = outbox.iter().filter(|m| m.state == "queued").count();

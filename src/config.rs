@@ -62,9 +62,61 @@ pub struct ServerConfig {
     /// A connection whose client has not read the server's replies for this
     /// long is closed.
     pub write_timeout_seconds: u64,
+    /// The ECDSA P-256 host key; unset: `ssh_host_ecdsa_key` beside `host_key`.
+    pub host_key_ecdsa: Option<PathBuf>,
+    /// The RSA (3072-bit) host key; unset: `ssh_host_rsa_key` beside `host_key`.
+    pub host_key_rsa: Option<PathBuf>,
+    /// Also offer what OpenSSH has turned off for being weak, for SIS exports
+    /// on old SSH libraries: diffie-hellman-group14-sha1, hmac-sha1 (and its
+    /// -etm form), and ssh-rsa (SHA-1) host-key signatures.
+    pub legacy_algorithms: bool,
+}
+
+/// The kinds of host key the server holds, each in a file of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKeyKind {
+    Ed25519,
+    EcdsaP256,
+    Rsa3072,
+}
+
+impl HostKeyKind {
+    /// As `ssh-keygen -l` names the type.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Ed25519 => "ED25519",
+            Self::EcdsaP256 => "ECDSA",
+            Self::Rsa3072 => "RSA",
+        }
+    }
 }
 
 impl ServerConfig {
+    /// Every host key file, ed25519 first (`host_key`, as before), then the
+    /// ECDSA and RSA keys, by default beside it.
+    pub fn host_keys(&self) -> [(HostKeyKind, PathBuf); 3] {
+        let beside = |name: &str| {
+            self.host_key
+                .parent()
+                .map_or_else(|| PathBuf::from(name), |dir| dir.join(name))
+        };
+        [
+            (HostKeyKind::Ed25519, self.host_key.clone()),
+            (
+                HostKeyKind::EcdsaP256,
+                self.host_key_ecdsa
+                    .clone()
+                    .unwrap_or_else(|| beside("ssh_host_ecdsa_key")),
+            ),
+            (
+                HostKeyKind::Rsa3072,
+                self.host_key_rsa
+                    .clone()
+                    .unwrap_or_else(|| beside("ssh_host_rsa_key")),
+            ),
+        ]
+    }
+
     /// `max_upload_bytes_in_flight_per_tenant`, or its default.
     pub fn upload_bytes_in_flight_per_tenant(&self) -> u64 {
         self.max_upload_bytes_in_flight_per_tenant
@@ -93,6 +145,9 @@ impl Default for ServerConfig {
             max_open_handles_per_tenant: 16,
             max_upload_bytes_in_flight_per_tenant: None,
             write_timeout_seconds: 120,
+            host_key_ecdsa: None,
+            host_key_rsa: None,
+            legacy_algorithms: false,
         }
     }
 }

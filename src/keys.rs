@@ -7,8 +7,11 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use base64ct::{Base64, Encoding};
+use russh::keys::ssh_key::private::RsaKeypair;
 use russh::keys::ssh_key::{HashAlg, LineEnding, PublicKey, public::KeyData};
-use russh::keys::{Algorithm, PrivateKey};
+use russh::keys::{Algorithm, EcdsaCurve, PrivateKey};
+
+use crate::config::HostKeyKind;
 use thiserror::Error;
 
 /// RSA keys shorter than this are refused.
@@ -205,30 +208,35 @@ fn check_type_name(kind: &str, where_: &str) -> Result<(), KeyError> {
     Ok(())
 }
 
-fn accept(key: PublicKey, comment: String, where_: &str) -> Result<AcceptedKey, KeyError> {
-    let (kind, bits) = match key.key_data() {
-        KeyData::Ed25519(_) => ("ED25519", 256),
-        KeyData::Ecdsa(ec) => {
-            use russh::keys::EcdsaCurve;
-            let bits = match ec.curve() {
+/// A key's type as `ssh-keygen -l` names it and its size in bits, for the
+/// types rosterd knows (ed25519, ECDSA, RSA).
+pub fn kind_and_bits(key: &PublicKey) -> Option<(&'static str, u32)> {
+    match key.key_data() {
+        KeyData::Ed25519(_) => Some(("ED25519", 256)),
+        KeyData::Ecdsa(ec) => Some((
+            "ECDSA",
+            match ec.curve() {
                 EcdsaCurve::NistP256 => 256,
                 EcdsaCurve::NistP384 => 384,
                 EcdsaCurve::NistP521 => 521,
-            };
-            ("ECDSA", bits)
+            },
+        )),
+        KeyData::Rsa(rsa) => Some(("RSA", rsa.key_size())),
+        _ => None,
+    }
+}
+
+fn accept(key: PublicKey, comment: String, where_: &str) -> Result<AcceptedKey, KeyError> {
+    let (kind, bits) = match (kind_and_bits(&key), key.key_data()) {
+        (Some(("RSA", bits)), _) if bits < MIN_RSA_BITS => {
+            return Err(KeyError::ShortRsa {
+                where_: where_.into(),
+                bits,
+            });
         }
-        KeyData::Rsa(rsa) => {
-            let bits = rsa.key_size();
-            if bits < MIN_RSA_BITS {
-                return Err(KeyError::ShortRsa {
-                    where_: where_.into(),
-                    bits,
-                });
-            }
-            ("RSA", bits)
-        }
-        KeyData::Dsa(_) => return Err(KeyError::Dsa(where_.into())),
-        other => {
+        (Some(known), _) => known,
+        (None, KeyData::Dsa(_)) => return Err(KeyError::Dsa(where_.into())),
+        (None, other) => {
             return Err(KeyError::UnsupportedType {
                 where_: where_.into(),
                 kind: other.algorithm().to_string(),
@@ -284,7 +292,28 @@ fn split_outside_quotes(line: &str) -> Vec<&str> {
 /// Load the server's ed25519 host key, creating it (mode 0600, written to a
 /// temporary name and renamed, so a crash never leaves half a key) if missing.
 /// Returns the key and whether it was just created.
-pub fn load_or_create_host_key(path: &Path) -> anyhow::Result<(PrivateKey, bool)> {
+/// Every host key of `server` (see [`crate::config::ServerConfig::host_keys`]),
+/// each loaded or, the first time, created: (kind, path, key, created).
+pub fn load_or_create_host_keys(
+    server: &crate::config::ServerConfig,
+) -> anyhow::Result<Vec<(HostKeyKind, std::path::PathBuf, PrivateKey, bool)>> {
+    server
+        .host_keys()
+        .into_iter()
+        .map(|(kind, path)| {
+            let (key, created) = load_or_create_host_key(&path, kind)?;
+            Ok((kind, path, key, created))
+        })
+        .collect()
+}
+
+/// Load the host key at `path`, or create one of `kind` there (mode 0600)
+/// if there is none; `true` when created. A key is reused forever: districts
+/// pin its fingerprint.
+pub fn load_or_create_host_key(
+    path: &Path,
+    kind: HostKeyKind,
+) -> anyhow::Result<(PrivateKey, bool)> {
     match std::fs::metadata(path) {
         Ok(meta) => {
             let mode = meta.permissions().mode() & 0o777;
@@ -299,8 +328,19 @@ pub fn load_or_create_host_key(path: &Path) -> anyhow::Result<(PrivateKey, bool)
             Ok((key, false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
-                .map_err(|e| anyhow::anyhow!("cannot generate a host key: {e}"))?;
+            let mut rng = rand::rng();
+            let key = match kind {
+                HostKeyKind::Ed25519 => PrivateKey::random(&mut rng, Algorithm::Ed25519),
+                HostKeyKind::EcdsaP256 => PrivateKey::random(
+                    &mut rng,
+                    Algorithm::Ecdsa {
+                        curve: EcdsaCurve::NistP256,
+                    },
+                ),
+                // PrivateKey::random would make 4096 bits; 3072 is OpenSSH's size.
+                HostKeyKind::Rsa3072 => RsaKeypair::random(&mut rng, 3072).map(PrivateKey::from),
+            }
+            .map_err(|e| anyhow::anyhow!("cannot generate a host key: {e}"))?;
             let text = key
                 .to_openssh(LineEnding::LF)
                 .map_err(|e| anyhow::anyhow!("cannot encode the host key: {e}"))?;

@@ -181,7 +181,75 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE uploads ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE uploads ADD COLUMN failure TEXT;
     "#,
+    // 6: connections that ended without a login, so support can answer "why
+    // did the district's job fail to connect last night?". A district's
+    // refused logins, or (tenant_id NULL) failures before any district was
+    // named: algorithm negotiation, unknown usernames. The newest few of each
+    // are kept (see `record_connection_failure`).
+    r#"
+    CREATE TABLE connection_failures (
+        id        INTEGER PRIMARY KEY,
+        tenant_id INTEGER REFERENCES tenants(id),
+        at        TEXT NOT NULL,
+        address   TEXT NOT NULL,
+        username  TEXT,
+        reason    TEXT NOT NULL
+    );
+    CREATE INDEX connection_failures_tenant ON connection_failures(tenant_id, id);
+    "#,
 ];
+
+/// Connection failures kept per district (and of unknown district).
+pub const KEPT_CONNECTION_FAILURES: i64 = 20;
+
+/// One connection that ended without a login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionFailure {
+    pub tenant_id: Option<i64>,
+    pub at: String,
+    pub address: String,
+    pub username: Option<String>,
+    pub reason: String,
+}
+
+/// Store `f`, keeping only the newest [`KEPT_CONNECTION_FAILURES`] of its
+/// district (or of the unknown district).
+pub fn record_connection_failure(conn: &Connection, f: &ConnectionFailure) -> Result<()> {
+    conn.execute(
+        "INSERT INTO connection_failures (tenant_id, at, address, username, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![f.tenant_id, f.at, f.address, f.username, f.reason],
+    )?;
+    conn.execute(
+        "DELETE FROM connection_failures WHERE tenant_id IS ?1 AND id <= (
+             SELECT id FROM connection_failures WHERE tenant_id IS ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        params![f.tenant_id, KEPT_CONNECTION_FAILURES],
+    )?;
+    Ok(())
+}
+
+/// The newest `limit` failures of a district (`None`: of no known district),
+/// newest first.
+pub fn connection_failures(
+    conn: &Connection,
+    tenant_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<ConnectionFailure>> {
+    let mut stmt = conn.prepare(
+        "SELECT tenant_id, at, address, username, reason FROM connection_failures
+         WHERE tenant_id IS ?1 ORDER BY id DESC LIMIT ?2",
+    )?;
+    stmt.query_map(params![tenant_id, limit], |r| {
+        Ok(ConnectionFailure {
+            tenant_id: r.get(0)?,
+            at: r.get(1)?,
+            address: r.get(2)?,
+            username: r.get(3)?,
+            reason: r.get(4)?,
+        })
+    })?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(Into::into)
+}
 
 /// Refuse to serve from a data directory (or database file) that another
 /// user owns or that every user may write: whoever can write there can

@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # Client compatibility: upload users.csv to a real `rosterd serve` on loopback with
-# curl (libssh), lftp, rclone and Python paramiko (plain put with confirm, and the
-# WinSCP-style .filepart + rename). Fails if any client fails or the published file
-# differs from what it sent. .ci/run installs the clients.
+# the clients SIS exports embed: curl (libssh2), lftp, rclone (Go), Python paramiko
+# (plain put with confirm, and the WinSCP-style .filepart + rename), JSch 0.1.55
+# (Java; RSA key in PEM form; also forced to group exchange), PuTTY's psftp (the
+# SSH core of WinSCP and FileZilla; .ppk key, .filepart + rename, host key pinned),
+# and OpenSSH's sftp limited to each host-key type, checked against the server's
+# key files. One PASS/FAIL line per client and a final count; fails if any client
+# fails or a published file differs from what it sent. .ci/run installs the clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for tool in curl lftp rclone ssh-keygen python3 sqlite3; do
+for tool in curl lftp rclone ssh-keygen python3 sqlite3 java psftp puttygen; do
     command -v "$tool" >/dev/null || { echo "compat: $tool is not installed" >&2; exit 1; }
 done
 python3 -c 'import paramiko' || { echo "compat: python paramiko is not installed" >&2; exit 1; }
+JSCH=/usr/share/java/jsch.jar
+[ -f "$JSCH" ] || { echo "compat: JSch is not installed ($JSCH; Debian package libjsch-java)" >&2; exit 1; }
+JSCH_MAIN=$(realpath tests/compat/JschUpload.java)
 
 cargo build --quiet --locked
 BIN=$(realpath "${CARGO_TARGET_DIR:-target}")/debug/rosterd
@@ -30,31 +37,34 @@ for _ in $(seq 100); do grep -q "listening on" serve.log && break; sleep 0.1; do
 grep -q "listening on" serve.log || { cat serve.log; exit 1; }
 
 failures=0
+clients=0
 check() { # name, file sent
     local name=$1 sent=$2
+    clients=$((clients + 1))
     if cmp -s "$sent" data/spool/demo/users.csv; then
-        echo "ok   $name"
+        echo "PASS $name"
     else
         echo "FAIL $name: the published users.csv differs from what was sent" >&2
         failures=$((failures + 1))
     fi
 }
+fail() { clients=$((clients + 1)); failures=$((failures + 1)); echo "FAIL $1" >&2; }
 payload() { python3 -c "import sys; print('Username,First Name'); [print(f'$1-{i:05d},N{i}') for i in range(int(sys.argv[1]))]" "$2" > "$1.csv"; }
 SSH_OPTS="-F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes -i $WORK/key"
 
 payload curl 20000
-curl -sS --insecure --key key --pubkey key.pub -T curl.csv "sftp://demo@127.0.0.1:$PORT/users.csv" && check curl curl.csv || { echo "FAIL curl" >&2; failures=$((failures + 1)); }
+curl -sS --insecure --key key --pubkey key.pub -T curl.csv "sftp://demo@127.0.0.1:$PORT/users.csv" && check curl curl.csv || fail curl
 
 payload lftp 20000
-lftp -c "set sftp:connect-program 'ssh -a -x $SSH_OPTS'; set net:max-retries 1; open -u demo,unused sftp://127.0.0.1:$PORT; put lftp.csv -o users.csv" && check lftp lftp.csv || { echo "FAIL lftp" >&2; failures=$((failures + 1)); }
+lftp -c "set sftp:connect-program 'ssh -a -x $SSH_OPTS'; set net:max-retries 1; open -u demo,unused sftp://127.0.0.1:$PORT; put lftp.csv -o users.csv" && check lftp lftp.csv || fail lftp
 
 payload rclone 20000
 rclone --config /dev/null copyto rclone.csv :sftp:users.csv --sftp-host 127.0.0.1 --sftp-port "$PORT" --sftp-user demo \
-    --sftp-key-file key --sftp-disable-hashcheck --retries 1 --low-level-retries 1 -q && check rclone rclone.csv || { echo "FAIL rclone" >&2; failures=$((failures + 1)); }
+    --sftp-key-file key --sftp-disable-hashcheck --retries 1 --low-level-retries 1 -q && check rclone rclone.csv || fail rclone
 
 payload paramiko 20000
 payload filepart 20000
-python3 - "$PORT" <<'PY' && { check "paramiko put(confirm=True)" paramiko.csv; } || { echo "FAIL paramiko" >&2; failures=$((failures + 1)); }
+python3 - "$PORT" <<'PY' && { check "paramiko put(confirm=True)" paramiko.csv; } || fail paramiko
 import sys, paramiko
 t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
 t.connect(username="demo", pkey=paramiko.Ed25519Key.from_private_key_file("key"))
@@ -62,7 +72,7 @@ s = paramiko.SFTPClient.from_transport(t)
 s.put("paramiko.csv", "users.csv", confirm=True)
 t.close()
 PY
-python3 - "$PORT" <<'PY' && { check "paramiko .filepart + rename" filepart.csv; } || { echo "FAIL paramiko .filepart" >&2; failures=$((failures + 1)); }
+python3 - "$PORT" <<'PY' && { check "paramiko .filepart + rename" filepart.csv; } || fail "paramiko .filepart"
 import sys, paramiko
 t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
 t.connect(username="demo", pkey=paramiko.Ed25519Key.from_private_key_file("key"))
@@ -73,10 +83,89 @@ assert "users.csv" in s.listdir("/"), s.listdir("/")
 t.close()
 PY
 
+# JSch 0.1.55: no ed25519, so it needs the ECDSA host key; RSA user key in PEM.
+ssh-keygen -q -t rsa -b 3072 -m PEM -N '' -f jsch_key
+"$BIN" key add demo jsch_key.pub >/dev/null 2>&1
+payload jsch 20000
+java -cp "$JSCH" "$JSCH_MAIN" "$PORT" demo jsch_key jsch.csv users.csv >jsch.out 2>&1 \
+    && check "JSch 0.1.55 ($(cat jsch.out))" jsch.csv || { cat jsch.out >&2; fail "JSch 0.1.55"; }
+# RFC 4419: JSch asks for a group of at most 2048 bits (russh alone sent 4096).
+payload jschgex 20000
+java -cp "$JSCH" "$JSCH_MAIN" "$PORT" demo jsch_key jschgex.csv users.csv diffie-hellman-group-exchange-sha256 >jsch.out 2>&1 \
+    && check "JSch 0.1.55 diffie-hellman-group-exchange-sha256" jschgex.csv || { cat jsch.out >&2; fail "JSch group exchange"; }
+
+# RFC 4419 with paramiko, whose bounds can be set: the group received must
+# honour them (russh alone sent 4096 bits to a client allowing at most 2048,
+# and 2048 to OpenSSH's request for 8192).
+for bounds in 1024:2048:2048 2048:8192:8192 2048:3072:8192; do
+    clients=$((clients + 1))
+    if got=$(python3 - "$PORT" "$bounds" <<'PY' 2>&1
+import sys, paramiko
+from paramiko.kex_gex import KexGexSHA256
+lo, n, hi = map(int, sys.argv[2].split(":"))
+KexGexSHA256.min_bits, KexGexSHA256.preferred_bits, KexGexSHA256.max_bits = lo, n, hi
+seen = []
+parse = KexGexSHA256._parse_kexdh_gex_group
+def spy(self, m):
+    parse(self, m)
+    seen.append(self.p.bit_length())
+KexGexSHA256._parse_kexdh_gex_group = spy
+t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
+t.get_security_options().kex = ("diffie-hellman-group-exchange-sha256",)
+t.connect(username="demo", pkey=paramiko.Ed25519Key.from_private_key_file("key"))
+t.close()
+bits = seen[0]
+want = {"1024:2048:2048": 2048, "2048:8192:8192": 8192, "2048:3072:8192": 3072}[sys.argv[2]]
+assert bits == want, f"got a {bits}-bit group, expected {want}"
+print(bits)
+PY
+    ); then
+        echo "PASS paramiko group exchange min:preferred:max $bounds got a $got-bit group"
+    else
+        echo "FAIL paramiko group exchange $bounds: $got" >&2; failures=$((failures + 1))
+    fi
+done
+
+# PuTTY's psftp: a .ppk key, the host key pinned by fingerprint, and WinSCP's
+# .filepart + rename (SSH_FXP_RENAME); a wrong pin must be refused.
+puttygen key -O private -o key.ppk
+ED_FP=$("$BIN" host-key | awk '/\(ED25519\)/ {print $1}')
+payload psftp 20000
+printf 'put psftp.csv users.csv.filepart\nren users.csv.filepart users.csv\n' > psftp.batch
+psftp -batch -P "$PORT" -i key.ppk -hostkey "$ED_FP" -b psftp.batch demo@127.0.0.1 >psftp.out 2>&1 \
+    && check "PuTTY psftp (.ppk, pinned host key, .filepart + ren)" psftp.csv || { cat psftp.out >&2; fail "PuTTY psftp"; }
+clients=$((clients + 1))
+if psftp -batch -P "$PORT" -i key.ppk -hostkey "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" -b psftp.batch demo@127.0.0.1 >psftp.out 2>&1; then
+    echo "FAIL PuTTY psftp accepted a host key that does not match its pin" >&2; failures=$((failures + 1))
+else
+    echo "PASS PuTTY psftp refuses a host key that does not match its pin"
+fi
+
+# OpenSSH limited to each host-key type, trusting only the server's key file
+# of that type (so the key it saw is the one `rosterd host-key` printed).
+for pair in ssh-ed25519:ssh_host_ed25519_key ecdsa-sha2-nistp256:ssh_host_ecdsa_key \
+            rsa-sha2-512:ssh_host_rsa_key rsa-sha2-256:ssh_host_rsa_key; do
+    alg=${pair%%:*} file=keys/${pair#*:}
+    echo "[127.0.0.1]:$PORT $(ssh-keygen -y -f "$file")" > known_hosts
+    payload "openssh-$alg" 2000
+    echo "put openssh-$alg.csv users.csv" | sftp -F /dev/null -o StrictHostKeyChecking=yes -o UserKnownHostsFile=known_hosts \
+        -o HostKeyAlgorithms="$alg" -o IdentitiesOnly=yes -i key -P "$PORT" -b - demo@127.0.0.1 >/dev/null 2>sftp.err \
+        && check "OpenSSH sftp, host key $alg" "openssh-$alg.csv" || { cat sftp.err >&2; fail "OpenSSH sftp, host key $alg"; }
+done
+
 uploads=$(sqlite3 data/rosterd.db "select count(*) from uploads")
-echo "uploads recorded: $uploads"
-[ "$uploads" -eq 5 ] || { echo "FAIL expected 5 recorded uploads (the .filepart publishes only on rename)" >&2; failures=$((failures + 1)); }
-kill -TERM "$PID"; wait "$PID" || { echo "FAIL serve did not exit 0 on SIGTERM" >&2; failures=$((failures + 1)); }
+clients=$((clients + 1))
+if [ "$uploads" -eq 12 ]; then
+    echo "PASS uploads recorded: $uploads (a .filepart publishes only on rename)"
+else
+    echo "FAIL expected 12 recorded uploads, got $uploads (a .filepart publishes only on rename)" >&2; failures=$((failures + 1))
+fi
+clients=$((clients + 1))
+if kill -TERM "$PID" && wait "$PID"; then
+    echo "PASS serve exits 0 on SIGTERM"
+else
+    echo "FAIL serve did not exit 0 on SIGTERM" >&2; failures=$((failures + 1))
+fi
 PID=
-echo "$((7 - failures)) passed, $failures failed"
+echo "$((clients - failures)) passed, $failures failed"
 [ "$failures" -eq 0 ]

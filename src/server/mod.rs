@@ -56,6 +56,85 @@ pub struct Shared {
     pub ledger: Arc<Ledger>,
     connections: AtomicUsize,
     channels: AtomicUsize,
+    /// Connection failures on their way to the store (see [`FailureLog`]).
+    failures: FailureLog,
+}
+
+/// Why a login was refused. The client never learns which (every refusal
+/// looks the same to it); support reads it in the log and `rosterd status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginRefusal {
+    NoSuchDistrict,
+    Disabled {
+        tenant_id: i64,
+    },
+    KeyNotRegistered {
+        tenant_id: i64,
+    },
+    KeyRevoked {
+        tenant_id: i64,
+        at: String,
+    },
+    /// The store could not be read.
+    Unavailable,
+}
+
+impl LoginRefusal {
+    /// The district the username named, if it is one.
+    pub fn tenant_id(&self) -> Option<i64> {
+        match self {
+            Self::Disabled { tenant_id }
+            | Self::KeyNotRegistered { tenant_id }
+            | Self::KeyRevoked { tenant_id, .. } => Some(*tenant_id),
+            Self::NoSuchDistrict | Self::Unavailable => None,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Self::NoSuchDistrict => {
+                "no district has this name (the SSH username must be the district's subdomain)"
+                    .into()
+            }
+            Self::Disabled { .. } => "the district is disabled (`rosterd tenant enable`)".into(),
+            Self::KeyNotRegistered { .. } => {
+                "the key is not registered for this district (`rosterd key add`)".into()
+            }
+            Self::KeyRevoked { at, .. } => format!("the key was revoked at {at}"),
+            Self::Unavailable => "the key lookup failed (see the error above)".into(),
+        }
+    }
+}
+
+/// Connection failures written to the store by one thread of their own, so
+/// a session ending never waits for the database; past [`FailureLog::QUEUE`]
+/// waiting (a flood), further ones are only logged.
+struct FailureLog(std::sync::mpsc::SyncSender<crate::store::ConnectionFailure>);
+
+impl FailureLog {
+    const QUEUE: usize = 256;
+
+    fn start(database: &std::path::Path) -> anyhow::Result<Self> {
+        let conn = crate::store::Store::open(database)?.conn;
+        let (tx, rx) =
+            std::sync::mpsc::sync_channel::<crate::store::ConnectionFailure>(Self::QUEUE);
+        std::thread::Builder::new()
+            .name("failure-log".into())
+            .spawn(move || {
+                for failure in rx {
+                    if let Err(e) = crate::store::record_connection_failure(&conn, &failure) {
+                        tracing::error!(error = %e, "cannot record a connection failure");
+                    }
+                }
+            })?;
+        Ok(Self(tx))
+    }
+
+    fn record(&self, failure: crate::store::ConnectionFailure) {
+        if self.0.try_send(failure).is_err() {
+            tracing::debug!("connection failure not recorded: too many waiting");
+        }
+    }
 }
 
 /// What the server holds right now, for tests and benchmarks.
@@ -78,6 +157,7 @@ impl Shared {
         // An import holds the write lock for its whole transaction; an upload
         // arriving meanwhile waits for it rather than failing.
         writer.busy_timeout(Duration::from_secs(300))?;
+        let failures = FailureLog::start(&config.storage.database)?;
         Ok(Arc::new(Self {
             config: std::sync::RwLock::new(Arc::new(config)),
             store: Mutex::new(store),
@@ -88,7 +168,33 @@ impl Shared {
             ledger: Ledger::new(),
             connections: AtomicUsize::new(0),
             channels: AtomicUsize::new(0),
+            failures,
         }))
+    }
+
+    /// The id of the district named `subdomain`, if there is one.
+    async fn tenant_id_of(self: &Arc<Self>, subdomain: &str) -> Option<i64> {
+        match self.authorize(subdomain, "").await {
+            Ok(id) => Some(id),
+            Err(why) => why.tenant_id(),
+        }
+    }
+
+    /// Record a connection that ended without a login, for `rosterd status`.
+    pub fn record_failure(
+        &self,
+        tenant_id: Option<i64>,
+        peer: SocketAddr,
+        username: Option<&str>,
+        reason: String,
+    ) {
+        self.failures.record(crate::store::ConnectionFailure {
+            tenant_id,
+            at: crate::store::timestamp(self.clock.now()),
+            address: peer.ip().to_string(),
+            username: username.map(|u| crate::text::echo(u, 64).into_owned()),
+            reason,
+        });
     }
 
     /// The configuration in force.
@@ -120,24 +226,55 @@ impl Shared {
     }
 
     /// The tenant id if `subdomain` is an enabled tenant holding the active key
-    /// `fingerprint`. Every other case is the same `None`.
-    async fn authorize(self: &Arc<Self>, subdomain: &str, fingerprint: &str) -> Option<i64> {
+    /// `fingerprint`, else why not.
+    async fn authorize(
+        self: &Arc<Self>,
+        subdomain: &str,
+        fingerprint: &str,
+    ) -> Result<i64, LoginRefusal> {
         let shared = self.clone();
         let (sub, fp) = (subdomain.to_owned(), fingerprint.to_owned());
-        tokio::task::spawn_blocking(move || {
+        let looked = tokio::task::spawn_blocking(move || {
             let conn = shared.store.lock().unwrap_or_else(|e| e.into_inner());
-            conn.query_row(
-                "SELECT t.id FROM tenants t JOIN ssh_keys k ON k.tenant_id = t.id
-                 WHERE t.subdomain = ?1 AND t.disabled = 0 AND k.fingerprint = ?2 AND k.revoked_at IS NULL",
-                params![sub, fp],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
+            let tenant = conn
+                .query_row(
+                    "SELECT id, disabled FROM tenants WHERE subdomain = ?1",
+                    [&sub],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?)),
+                )
+                .optional()?;
+            let Some((tenant_id, disabled)) = tenant else {
+                return Ok(Err(LoginRefusal::NoSuchDistrict));
+            };
+            // The key's rows for this district: an active one wins over
+            // revoked ones of the same key.
+            let key: Option<Option<String>> = conn
+                .query_row(
+                    "SELECT revoked_at FROM ssh_keys WHERE tenant_id = ?1 AND fingerprint = ?2
+                     ORDER BY revoked_at IS NOT NULL, revoked_at DESC LIMIT 1",
+                    params![tenant_id, fp],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(match (disabled, key) {
+                (true, _) => Err(LoginRefusal::Disabled { tenant_id }),
+                (false, None) => Err(LoginRefusal::KeyNotRegistered { tenant_id }),
+                (false, Some(Some(at))) => Err(LoginRefusal::KeyRevoked { tenant_id, at }),
+                (false, Some(None)) => Ok(tenant_id),
+            })
         })
-        .await
-        .ok()
-        .and_then(|r| r.map_err(|e| tracing::error!(error = %e, "key lookup failed")).ok())
-        .flatten()
+        .await;
+        match looked {
+            Ok(Ok(answer)) => answer,
+            Ok(Err::<_, rusqlite::Error>(e)) => {
+                tracing::error!(error = %e, "key lookup failed");
+                Err(LoginRefusal::Unavailable)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "key lookup failed");
+                Err(LoginRefusal::Unavailable)
+            }
+        }
     }
 }
 
@@ -149,14 +286,94 @@ const CHANNEL_BUFFER: usize = 16;
 const GOODBYE: Duration = Duration::from_secs(2);
 const AFTER_KILL: Duration = Duration::from_secs(5);
 
-/// The russh configuration: ed25519 host key, public-key authentication only,
-/// constant rejection time.
-pub fn ssh_config(config: &Config, host_key: PrivateKey) -> Arc<russh::server::Config> {
+/// Key exchanges offered: everything OpenSSH 9.x's sshd offers by default
+/// that russh implements, in OpenSSH's order (the client's order decides),
+/// and the markers for RFC 8308 extensions and OpenSSH's strict key exchange
+/// (the Terrapin fix, on only while its marker is listed).
+const KEX: &[russh::kex::Name] = &[
+    russh::kex::MLKEM768X25519_SHA256,
+    russh::kex::CURVE25519,
+    russh::kex::CURVE25519_PRE_RFC_8731,
+    russh::kex::ECDH_SHA2_NISTP256,
+    russh::kex::ECDH_SHA2_NISTP384,
+    russh::kex::ECDH_SHA2_NISTP521,
+    russh::kex::DH_GEX_SHA256,
+    russh::kex::DH_G16_SHA512,
+    russh::kex::DH_G18_SHA512,
+    russh::kex::DH_G14_SHA256,
+    russh::kex::EXTENSION_SUPPORT_AS_SERVER,
+    russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+];
+/// Host-key and user-key signature algorithms (also sent as
+/// `server-sig-algs`); a host-key algorithm is offered only with its key.
+const KEYS: &[russh::keys::Algorithm] = &[
+    russh::keys::Algorithm::Ed25519,
+    russh::keys::Algorithm::Ecdsa {
+        curve: russh::keys::EcdsaCurve::NistP256,
+    },
+    russh::keys::Algorithm::Ecdsa {
+        curve: russh::keys::EcdsaCurve::NistP384,
+    },
+    russh::keys::Algorithm::Ecdsa {
+        curve: russh::keys::EcdsaCurve::NistP521,
+    },
+    russh::keys::Algorithm::Rsa {
+        hash: Some(HashAlg::Sha512),
+    },
+    russh::keys::Algorithm::Rsa {
+        hash: Some(HashAlg::Sha256),
+    },
+];
+const CIPHERS: &[russh::cipher::Name] = &[
+    russh::cipher::CHACHA20_POLY1305,
+    russh::cipher::AES_128_CTR,
+    russh::cipher::AES_192_CTR,
+    russh::cipher::AES_256_CTR,
+    russh::cipher::AES_128_GCM,
+    russh::cipher::AES_256_GCM,
+];
+const MACS: &[russh::mac::Name] = &[
+    russh::mac::HMAC_SHA256_ETM,
+    russh::mac::HMAC_SHA512_ETM,
+    russh::mac::HMAC_SHA256,
+    russh::mac::HMAC_SHA512,
+];
+
+/// What `server.legacy_algorithms` adds: the weak algorithms OpenSSH has
+/// turned off, last in each list.
+const LEGACY_KEX: &[russh::kex::Name] = &[russh::kex::DH_G14_SHA1];
+const LEGACY_KEYS: &[russh::keys::Algorithm] = &[russh::keys::Algorithm::Rsa { hash: None }];
+const LEGACY_MACS: &[russh::mac::Name] = &[russh::mac::HMAC_SHA1_ETM, russh::mac::HMAC_SHA1];
+
+/// The algorithms offered, with or without the legacy ones.
+pub fn preferred(legacy: bool) -> russh::Preferred {
+    use std::borrow::Cow;
+    fn with<T: Clone>(base: &'static [T], extra: &'static [T], legacy: bool) -> Cow<'static, [T]> {
+        if legacy {
+            Cow::Owned(base.iter().chain(extra).cloned().collect())
+        } else {
+            Cow::Borrowed(base)
+        }
+    }
+    russh::Preferred {
+        kex: with(KEX, LEGACY_KEX, legacy),
+        key: with(KEYS, LEGACY_KEYS, legacy),
+        host_key_certificates: Cow::Borrowed(&[]),
+        cipher: Cow::Borrowed(CIPHERS),
+        mac: with(MACS, LEGACY_MACS, legacy),
+        compression: Cow::Borrowed(&[russh::compression::NONE]),
+    }
+}
+
+/// The russh configuration: the host keys, the algorithms above, public-key
+/// authentication only, constant rejection time.
+pub fn ssh_config(config: &Config, host_keys: Vec<PrivateKey>) -> Arc<russh::server::Config> {
     let mut methods = MethodSet::empty();
     methods.push(MethodKind::PublicKey);
     Arc::new(russh::server::Config {
         methods,
-        keys: vec![host_key],
+        keys: host_keys,
+        preferred: preferred(config.server.legacy_algorithms),
         auth_rejection_time: Duration::from_secs(1),
         auth_rejection_time_initial: Some(Duration::from_secs(0)),
         // Only a backstop: the watchdog in `serve_connection` applies the idle
@@ -410,7 +627,7 @@ async fn serve_connection(
         tokio::select! {
             result = &mut running => {
                 if let Err(e) = result {
-                    tracing::debug!(error = %e, "session ended with an error");
+                    session_error(&shared, peer, &e);
                 }
                 return;
             }
@@ -461,7 +678,13 @@ pub struct SshSession {
     /// A credential was refused: if the connection never logs in, it counts
     /// as one failed login of its address (however many keys it offered).
     refused: bool,
+    /// What was refused, for the log and `rosterd status` if the connection
+    /// never logs in: (username, its district, what and why), the first few.
+    refusals: Vec<(String, Option<i64>, String)>,
 }
+
+/// Refusals one connection keeps for its report; the rest are counted.
+const KEPT_REFUSALS: usize = 8;
 
 impl SshSession {
     fn new(
@@ -481,12 +704,21 @@ impl SshSession {
             authenticated: Arc::new(AtomicBool::new(false)),
             login: None,
             refused: false,
+            refusals: Vec::new(),
         }
     }
 
     fn reject(&mut self) -> Auth {
         self.refused = true;
         Auth::reject()
+    }
+
+    /// Refuse a credential, noting what and why for the connection's report.
+    fn refuse(&mut self, user: &str, tenant_id: Option<i64>, what: String) -> Auth {
+        if self.refusals.len() < KEPT_REFUSALS {
+            self.refusals.push((user.to_owned(), tenant_id, what));
+        }
+        self.reject()
     }
 
     /// Start the task that serves a newly opened channel.
@@ -521,6 +753,28 @@ impl Drop for SshSession {
             tracing::info!(parent: &self.span, tenant = %login.subdomain, peer = %self.peer, "session closed");
         } else if self.refused {
             let ip = self.peer.ip();
+            // One line for the whole connection: every username and key it
+            // tried, and why each was refused.
+            let tried: Vec<String> = self
+                .refusals
+                .iter()
+                .map(|(user, _, what)| format!("{}: {what}", crate::text::echo(user, 64)))
+                .collect();
+            tracing::warn!(parent: &self.span, peer = %self.peer, refused = %tried.join("; "), "login refused");
+            let mut recorded: Vec<(&str, Option<i64>)> = Vec::new();
+            for (user, tenant_id, what) in &self.refusals {
+                // One record per username the connection tried.
+                if recorded.contains(&(user.as_str(), *tenant_id)) {
+                    continue;
+                }
+                recorded.push((user, *tenant_id));
+                self.shared.record_failure(
+                    *tenant_id,
+                    self.peer,
+                    Some(user),
+                    format!("login refused: {what}"),
+                );
+            }
             if self.shared.door.record_failure(ip, self.shared.limits()) {
                 let s = &self.shared.config().server;
                 tracing::warn!(%ip, failures = s.auth_failures_before_ban, ban_seconds = s.ban_seconds, "address banned after repeated failed logins");
@@ -540,10 +794,14 @@ impl russh::server::Handler for SshSession {
         self.conn.touch();
         let fp = offer.public_key.fingerprint(HashAlg::Sha256).to_string();
         match self.shared.authorize(user, &fp).await {
-            Some(_) => Ok(Auth::Accept),
+            Ok(_) => Ok(Auth::Accept),
             // A key that is not ours is a normal probe (clients offer several);
             // it counts only if the connection never logs in.
-            None => Ok(self.reject()),
+            Err(why) => {
+                let what = format!("{} {}", describe_key(offer.public_key, offer.algorithm), fp);
+                tracing::debug!(parent: &self.span, user, key = %what, reason = %why.describe(), "key refused");
+                Ok(self.refuse(user, why.tenant_id(), format!("{what}: {}", why.describe())))
+            }
         }
     }
 
@@ -554,9 +812,16 @@ impl russh::server::Handler for SshSession {
     ) -> Result<Auth, Self::Error> {
         self.conn.touch();
         let fp = key.public_key.fingerprint(HashAlg::Sha256).to_string();
-        let Some(tenant_id) = self.shared.authorize(user, &fp).await else {
-            tracing::info!(parent: &self.span, user, peer = %self.peer, key = %fp, "login refused");
-            return Ok(self.reject());
+        let tenant_id = match self.shared.authorize(user, &fp).await {
+            Ok(tenant_id) => tenant_id,
+            Err(why) => {
+                let what = format!("{} {}", describe_key(key.public_key, key.algorithm), fp);
+                return Ok(self.refuse(
+                    user,
+                    why.tenant_id(),
+                    format!("{what}: {}", why.describe()),
+                ));
+            }
         };
         let max = self.shared.config().server.max_sessions_per_tenant;
         let Some(slot) = self.shared.ledger.session(tenant_id, max) else {
@@ -577,19 +842,44 @@ impl russh::server::Handler for SshSession {
         Ok(Auth::Accept)
     }
 
-    async fn auth_password(&mut self, _user: &str, _password: &str) -> Result<Auth, Self::Error> {
+    /// RFC 4419 group exchange: the smallest group at least as large as the
+    /// client prefers within its minimum and maximum, else the largest within
+    /// them (as OpenSSH chooses). russh's own choice ignores the bounds: a
+    /// client allowing at most 2048 bits got 4096 and failed.
+    async fn lookup_dh_gex_group(
+        &mut self,
+        params: &russh::client::GexParams,
+    ) -> Result<Option<russh::kex::dh::groups::DhGroup>, Self::Error> {
+        Ok(dh_group(
+            params.min_group_size(),
+            params.preferred_group_size(),
+            params.max_group_size(),
+        ))
+    }
+
+    async fn auth_password(&mut self, user: &str, _password: &str) -> Result<Auth, Self::Error> {
         self.conn.touch();
-        Ok(self.reject())
+        let tenant_id = self.shared.tenant_id_of(user).await;
+        Ok(self.refuse(
+            user,
+            tenant_id,
+            "a password (only SSH keys are accepted)".into(),
+        ))
     }
 
     async fn auth_keyboard_interactive<'a>(
         &'a mut self,
-        _user: &str,
+        user: &str,
         _submethods: &str,
         _response: Option<russh::server::Response<'a>>,
     ) -> Result<Auth, Self::Error> {
         self.conn.touch();
-        Ok(self.reject())
+        let tenant_id = self.shared.tenant_id_of(user).await;
+        Ok(self.refuse(
+            user,
+            tenant_id,
+            "keyboard-interactive (only SSH keys are accepted)".into(),
+        ))
     }
 
     async fn channel_open_session(
@@ -732,9 +1022,118 @@ fn refuse(channel: ChannelId, session: &mut Session) -> Result<(), anyhow::Error
     Ok(())
 }
 
+/// Log how a session failed. A failed algorithm negotiation is a district's
+/// job that cannot connect at all: warned with what the client offered, and
+/// recorded for `rosterd status` (no district is known yet at that point).
+fn session_error(shared: &Shared, peer: SocketAddr, e: &anyhow::Error) {
+    match e.downcast_ref::<russh::Error>() {
+        Some(russh::Error::NoCommonAlgo { kind, ours, theirs }) => {
+            let what = match format!("{kind:?}").as_str() {
+                "Kex" => "key-exchange",
+                "Key" => "host-key",
+                "Cipher" => "cipher",
+                "Mac" => "MAC",
+                _ => "compression",
+            };
+            let reason = format!(
+                "no {what} algorithm in common: the client offered {}; rosterd offers {}{}",
+                theirs.join(","),
+                ours.join(","),
+                if shared.config().server.legacy_algorithms {
+                    ""
+                } else {
+                    " (server.legacy_algorithms adds OpenSSH's retired ones)"
+                }
+            );
+            let reason = crate::text::echo(&reason, crate::text::MESSAGE_CHARS).into_owned();
+            tracing::warn!(%peer, reason = %reason, "SSH negotiation failed");
+            shared.record_failure(None, peer, None, reason);
+        }
+        _ => tracing::debug!(error = %e, "session ended with an error"),
+    }
+}
+
+/// A key as the log shows it: `RSA 2048 (rsa-sha2-512)`, `ED25519`.
+fn describe_key(key: &russh::keys::PublicKey, signature: &russh::keys::Algorithm) -> String {
+    let mut out = match crate::keys::kind_and_bits(key) {
+        Some((kind, bits)) => format!("{kind} {bits}"),
+        None => key.algorithm().to_string(),
+    };
+    let sig = signature.to_string();
+    if sig != key.algorithm().to_string() {
+        out.push_str(&format!(" ({sig})"));
+    }
+    out
+}
+
+/// The DH group for a group-exchange request (min, preferred, max bits).
+fn dh_group(min: usize, preferred: usize, max: usize) -> Option<russh::kex::dh::groups::DhGroup> {
+    use russh::kex::dh::groups::{DH_GROUP14, DH_GROUP15, DH_GROUP16, DH_GROUP17, DH_GROUP18};
+    let mut fits: Vec<_> = [DH_GROUP14, DH_GROUP15, DH_GROUP16, DH_GROUP17, DH_GROUP18]
+        .into_iter()
+        .filter(|g| (min..=max).contains(&g.bit_size()))
+        .collect();
+    match fits.iter().position(|g| g.bit_size() >= preferred) {
+        Some(i) => Some(fits.swap_remove(i)),
+        None => fits.pop(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_exchange_honours_the_clients_bounds() {
+        let bits = |min, n, max| dh_group(min, n, max).map(|g| g.bit_size());
+        assert_eq!(bits(1024, 2048, 2048), Some(2048)); // JSch: at most 2048
+        assert_eq!(bits(2048, 2048, 2048), Some(2048));
+        assert_eq!(bits(2048, 3072, 8192), Some(3072));
+        assert_eq!(bits(2048, 8192, 8192), Some(8192)); // OpenSSH's request
+        assert_eq!(bits(2048, 7000, 8192), Some(8192));
+        assert_eq!(bits(3000, 4000, 5000), Some(4096));
+        assert_eq!(bits(2048, 9000, 9000), Some(8192));
+        assert_eq!(bits(9000, 9000, 9500), None);
+        assert_eq!(bits(1024, 1024, 1536), None); // nothing this weak is offered
+    }
+
+    #[test]
+    fn legacy_algorithms_are_off_unless_switched_on() {
+        let names = |p: &russh::Preferred| {
+            let mut v: Vec<String> = p.kex.iter().map(|k| k.as_ref().to_string()).collect();
+            v.extend(p.mac.iter().map(|m| m.as_ref().to_string()));
+            v.extend(p.key.iter().map(|k| k.to_string()));
+            v
+        };
+        let modern = names(&preferred(false));
+        for weak in [
+            "diffie-hellman-group14-sha1",
+            "hmac-sha1",
+            "hmac-sha1-etm@openssh.com",
+            "ssh-rsa",
+        ] {
+            assert!(
+                !modern.iter().any(|n| n == weak),
+                "{weak} offered by default"
+            );
+        }
+        for wanted in [
+            "ecdh-sha2-nistp256",
+            "curve25519-sha256",
+            "diffie-hellman-group-exchange-sha256",
+            "rsa-sha2-512",
+            "kex-strict-s-v00@openssh.com",
+        ] {
+            assert!(modern.iter().any(|n| n == wanted), "{wanted} missing");
+        }
+        let legacy = names(&preferred(true));
+        for weak in ["diffie-hellman-group14-sha1", "hmac-sha1", "ssh-rsa"] {
+            assert!(
+                legacy.iter().any(|n| n == weak),
+                "{weak} not offered with the switch"
+            );
+        }
+    }
 
     #[test]
     fn the_open_file_limit_is_raised_to_the_hard_limit() {

@@ -347,20 +347,36 @@ fn school_import_is_all_or_nothing() {
 fn host_key_is_created_private_once_and_matches_ssh_keygen() {
     let env = Env::new();
     let (code, first, err) = env.run(&["host-key"]);
-    assert_eq!(code, 0);
-    assert!(err.contains("created a new host key"));
-    let key = env.path("keys/host");
-    assert_eq!(
-        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(code, 0, "{err}");
+    // ed25519 at host_key, ECDSA P-256 and RSA 3072 beside it.
+    for (kind, file, bits) in [
+        ("ED25519", "keys/host", "256"),
+        ("ECDSA", "keys/ssh_host_ecdsa_key", "256"),
+        ("RSA", "keys/ssh_host_rsa_key", "3072"),
+    ] {
+        assert!(
+            err.contains(&format!("created a new {kind} host key")),
+            "{err}"
+        );
+        let key = env.path(file);
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let lf = ssh_keygen(&["-lf", key.to_str().unwrap()]);
+        let lf = String::from_utf8(lf.stdout).unwrap();
+        let words: Vec<&str> = lf.split_whitespace().collect();
+        assert_eq!(words[0], bits, "{lf}");
+        assert!(
+            first.contains(&format!("{} ({kind})", words[1])),
+            "{first} lacks {lf}"
+        );
+    }
     let (_, second, err) = env.run(&["host-key"]);
-    assert_eq!(first, second, "host key must be reused");
+    assert_eq!(first, second, "host keys must be reused");
     assert!(!err.contains("created"));
-    let lf = ssh_keygen(&["-lf", key.to_str().unwrap()]);
-    let lf = String::from_utf8(lf.stdout).unwrap();
-    assert_eq!(lf.split_whitespace().nth(1), Some(first.trim()));
     // a world-readable key is refused, with the fix in the message
+    let key = env.path("keys/host");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (code, _, err) = env.run(&["host-key"]);
     assert_eq!(code, 1);
@@ -431,11 +447,12 @@ fn serve_prints_where_it_listens_and_stops_on_sigterm() {
             break line;
         }
     };
-    let fingerprint = env.ok(&["host-key"]);
-    assert!(
-        banner.contains("127.0.0.1:") && banner.contains(fingerprint.trim()),
-        "{banner}"
-    );
+    let fingerprints = env.ok(&["host-key"]);
+    assert_eq!(fingerprints.lines().count(), 3, "{fingerprints}");
+    assert!(banner.contains("127.0.0.1:"), "{banner}");
+    for line in fingerprints.lines() {
+        assert!(banner.contains(line), "{banner} lacks {line}");
+    }
     // the host key was created private on first start
     let mode = std::fs::metadata(env.path("keys/host"))
         .unwrap()

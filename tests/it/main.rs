@@ -5,6 +5,7 @@ mod helpers;
 
 mod bad_files;
 mod cli;
+mod connect;
 mod crash;
 mod faults;
 mod front_door;

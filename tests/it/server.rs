@@ -50,7 +50,7 @@ impl TestServer {
         let host_key =
             russh::keys::PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
                 .unwrap();
-        let ssh = server::ssh_config(&config, host_key);
+        let ssh = server::ssh_config(&config, vec![host_key]);
         let shared = server::Shared::open(config.clone(), clock.clone()).unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         rt.spawn(server::run(

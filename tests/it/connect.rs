@@ -1,0 +1,170 @@
+//! A failed connection is explained: algorithm negotiation failures and
+//! refused logins are logged at warn with what the client offered and why,
+//! and recorded so that `rosterd status` and `tenant show` answer "why did
+//! the district's job fail to connect last night?".
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::helpers::*;
+use crate::pipeline::{Daemon, wait_for};
+use crate::server::{ssh_opts, tenant_with_key};
+use crate::smtp::free_port;
+
+/// Listen on `port`, with `extra` server settings (the config as `Env`
+/// wrote it, kept beside it the first time).
+fn listen_on(env: &Env, port: u16, extra: &str) {
+    let base = env.path("rosterd.toml.base");
+    if !base.exists() {
+        std::fs::copy(&env.config, &base).unwrap();
+    }
+    let config = std::fs::read_to_string(&base).unwrap().replace(
+        "[server]\n",
+        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{extra}"),
+    );
+    std::fs::write(&env.config, config).unwrap();
+}
+
+/// `sftp -b -` putting users.csv as lincoln with `key` and `extra` options.
+fn sftp(env: &Env, key: &Path, port: u16, extra: &[&str]) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new("timeout");
+    cmd.arg("60")
+        .arg("sftp")
+        .args(ssh_opts(key))
+        .args(extra)
+        .args(["-P", &port.to_string(), "-b", "-", "lincoln@127.0.0.1"])
+        .current_dir(env.dir.path());
+    crate::server::run_with_stdin(cmd, "put users.csv\n")
+}
+
+fn start(env: &Env, port: u16) -> Daemon {
+    let daemon = Daemon::start(env);
+    wait_for("the daemon to listen", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    daemon
+}
+
+fn log(env: &Env) -> String {
+    std::fs::read_to_string(env.path("daemon.log")).unwrap_or_default()
+}
+
+#[test]
+fn a_client_with_only_retired_algorithms_is_explained_and_the_legacy_switch_lets_it_in() {
+    let env = Env::new();
+    let (key, _) = tenant_with_key(&env, "lincoln");
+    env.file("users.csv", "Username\njdoe\n");
+    let port = free_port();
+    listen_on(&env, port, "");
+    let old_kex = ["-o", "KexAlgorithms=diffie-hellman-group14-sha1"];
+
+    let daemon = start(&env, port);
+    let (code, _, err) = sftp(&env, &key, port, &old_kex);
+    assert_ne!(code, 0, "{err}");
+    wait_for(
+        "the failure in the log and the store",
+        Duration::from_secs(10),
+        || {
+            log(&env).contains("SSH negotiation failed")
+                && env
+                    .ok(&["status"])
+                    .contains("connections that failed before naming a district")
+        },
+    );
+    daemon.kill();
+    let line = log(&env)
+        .lines()
+        .find(|l| l.contains("SSH negotiation failed"))
+        .unwrap()
+        .to_owned();
+    assert!(line.contains(" WARN "), "{line}");
+    assert!(line.contains("peer=127.0.0.1:"), "{line}");
+    assert!(
+        line.contains(
+            "no key-exchange algorithm in common: the client offered diffie-hellman-group14-sha1"
+        ),
+        "{line}"
+    );
+    assert!(line.contains("server.legacy_algorithms"), "{line}");
+    let status = env.ok(&["status"]);
+    assert!(
+        status.contains("from 127.0.0.1: no key-exchange algorithm in common: the client offered diffie-hellman-group14-sha1"),
+        "{status}"
+    );
+
+    // The documented switch lets the same client in.
+    listen_on(&env, port, "legacy_algorithms = true\n");
+    let daemon = start(&env, port);
+    let (code, _, err) = sftp(&env, &key, port, &old_kex);
+    daemon.kill();
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn a_refused_login_names_the_key_and_the_reason_in_the_log_status_and_tenant_show() {
+    let env = Env::new();
+    let (key, fingerprint) = tenant_with_key(&env, "lincoln");
+    env.file("users.csv", "Username\njdoe\n");
+    let other = env.path("other_key");
+    ssh_keygen(&["-q", "-t", "ecdsa", "-N", "", "-f", other.to_str().unwrap()]);
+    let port = free_port();
+    listen_on(&env, port, "");
+    let daemon = start(&env, port);
+
+    let (code, _, _) = sftp(&env, &other, port, &[]);
+    assert_ne!(code, 0);
+    // A revoked key: the reason says so.
+    env.ok(&["key", "revoke", "lincoln", &fingerprint]);
+    let (code, _, _) = sftp(&env, &key, port, &[]);
+    assert_ne!(code, 0);
+    wait_for("both refusals recorded", Duration::from_secs(10), || {
+        env.ok(&["tenant", "show", "lincoln"])
+            .matches("login refused")
+            .count()
+            == 2
+    });
+    daemon.kill();
+
+    let other_fp = String::from_utf8(ssh_keygen(&["-lf", other.to_str().unwrap()]).stdout).unwrap();
+    let other_fp = other_fp.split_whitespace().nth(1).unwrap().to_owned();
+    let log = log(&env);
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("login refused"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{log}");
+    assert!(
+        refused
+            .iter()
+            .all(|l| l.contains(" WARN ") && l.contains("peer=127.0.0.1:")),
+        "{refused:?}"
+    );
+    assert!(
+        refused[0].contains(&format!(
+            "lincoln: ECDSA 256 {other_fp}: the key is not registered for this district"
+        )),
+        "{}",
+        refused[0]
+    );
+    assert!(
+        refused[1].contains(&format!(
+            "lincoln: ED25519 256 {fingerprint}: the key was revoked at"
+        )),
+        "{}",
+        refused[1]
+    );
+    let show = env.ok(&["tenant", "show", "lincoln"]);
+    assert!(
+        show.contains("the newest 2 connections that ended without a login"),
+        "{show}"
+    );
+    assert!(
+        show.contains(&format!(
+            "as \"lincoln\": login refused: ECDSA 256 {other_fp}"
+        )),
+        "{show}"
+    );
+    let status = env.ok(&["status"]);
+    assert!(status.contains("  last refused  "), "{status}");
+    assert!(status.contains("the key was revoked at"), "{status}");
+}
