@@ -136,7 +136,7 @@ pub enum TenantCommand {
     Show { subdomain: String },
     /// Change a district's settings
     #[command(
-        after_help = "Examples:\n  rosterd tenant set lincoln-usd --admin-email it@lincoln.k12.ca.us\n  rosterd tenant set lincoln-usd --sso true --window 20:00-04:00\n  rosterd tenant set lincoln-usd --timezone default"
+        after_help = "Examples:\n  rosterd tenant set lincoln-usd --admin-email it@lincoln.k12.ca.us\n  rosterd tenant set lincoln-usd --sso true --window 20:00-04:00\n  rosterd tenant set lincoln-usd --timezone default\n  rosterd tenant set lincoln-usd --allow-from 203.0.113.0/24,198.51.100.7"
     )]
     Set {
         subdomain: String,
@@ -152,6 +152,11 @@ pub enum TenantCommand {
         /// HH:MM-HH:MM, or `default` for the config's
         #[arg(long, value_name = "WINDOW")]
         window: Option<String>,
+        /// Addresses every key of the district may log in from (OpenSSH
+        /// pattern list: addresses, CIDR blocks, `!` to exclude), on top of
+        /// each key's own from=; `any` removes the list
+        #[arg(long, value_name = "CIDR[,CIDR…]|any")]
+        allow_from: Option<String>,
     },
     /// Refuse the district's logins and imports (nothing is deleted)
     Disable { subdomain: String },
@@ -186,13 +191,22 @@ pub enum KeyCommand {
     #[command(
         after_help = "Accepts an OpenSSH public key or authorized_keys line (ssh-ed25519, ecdsa-sha2-nistp256/384/521, \
 ssh-rsa of at least 2048 bits) and the '---- BEGIN SSH2 PUBLIC KEY ----' block PuTTYgen and WinSCP write. \
-Prints each key's SHA256 fingerprint.\n\nExamples:\n  rosterd key add lincoln-usd lincoln.pub\n  \
+Prints each key's SHA256 fingerprint. An authorized_keys line's from=\"…\" option is honoured: \
+the key then logs in only from those addresses (--from sets or replaces it); its other options \
+(command=, no-pty, …) mean nothing to an upload-only server and are reported as ignored; \
+cert-authority and principals= are refused.\n\nExamples:\n  rosterd key add lincoln-usd lincoln.pub\n  \
+rosterd key add lincoln-usd lincoln.pub --from 203.0.113.0/24,198.51.100.7\n  \
 pbpaste | rosterd key add lincoln-usd -"
     )]
     Add {
         subdomain: String,
         /// File holding the key(s), or `-`
         file: PathBuf,
+        /// Addresses the key(s) may log in from: addresses, CIDR blocks or
+        /// address patterns, `!` to exclude (OpenSSH's from= syntax); replaces
+        /// a from="…" option in the file
+        #[arg(long, value_name = "CIDR[,CIDR…]")]
+        from: Option<String>,
     },
     /// List a district's keys, revoked ones included
     List { subdomain: String },
@@ -692,6 +706,13 @@ fn tenant_command(
                 if t.window.is_none() { " (default)" } else { "" }
             )?;
             writeln!(out, "sso         {}", if t.sso { "yes" } else { "no" })?;
+            writeln!(
+                out,
+                "allow from  {}",
+                store
+                    .allow_from(t.id)?
+                    .unwrap_or_else(|| "anywhere (each key's own from= still applies)".into())
+            )?;
             writeln!(out, "created     {}", t.created_at)?;
             let keys = store.keys(t.id)?;
             let active = keys.iter().filter(|k| k.revoked_at.is_none()).count();
@@ -749,8 +770,18 @@ fn tenant_command(
             timezone,
             sso,
             window,
+            allow_from,
         } => {
             let t = store.require_tenant(&subdomain)?;
+            match allow_from.as_deref() {
+                None => {}
+                Some("any") => store.set_allow_from(t.id, None)?,
+                Some(list) => {
+                    keys::check_address_patterns(list)
+                        .map_err(|e| anyhow::anyhow!("--allow-from: {e}"))?;
+                    store.set_allow_from(t.id, Some(list))?;
+                }
+            }
             let admin_email = admin_email
                 .map(|e| import::fields::EmailAddress::parse(&e).map(|e| e.as_str().to_owned()))
                 .transpose()
@@ -872,23 +903,45 @@ fn key_command(
 ) -> anyhow::Result<i32> {
     let store = open_store(config)?;
     match cmd {
-        KeyCommand::Add { subdomain, file } => {
+        KeyCommand::Add {
+            subdomain,
+            file,
+            from,
+        } => {
             let t = store.require_tenant(&subdomain)?;
             let text = read_input(&file)?;
-            let parsed = keys::parse_public_keys(&text)
+            let mut parsed = keys::parse_public_keys(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            if let Some(list) = &from {
+                keys::check_address_patterns(list).map_err(|e| anyhow::anyhow!("--from: {e}"))?;
+                for key in &mut parsed {
+                    key.from = Some(list.clone());
+                }
+            }
             let added = store.add_keys(&t, &parsed, clock.now())?;
-            for (key, new) in parsed.iter().zip(added) {
+            for (key, added) in parsed.iter().zip(added) {
                 writeln!(out, "{}", key.fingerprint)?;
-                let note = if new {
-                    "registered"
-                } else {
-                    "already registered"
+                let note = match added {
+                    store::KeyAdded::New => "registered",
+                    store::KeyAdded::Already => "already registered",
+                    store::KeyAdded::FromChanged => {
+                        "already registered; address restriction updated"
+                    }
                 };
+                let whence = key.from.as_deref().map_or_else(
+                    || "from any address".to_owned(),
+                    |f| format!("only from {f}"),
+                );
                 eprintln!(
-                    "{note}: {} {} key {} for {}",
+                    "{note}: {} {} key {} for {}, {whence}",
                     key.kind, key.bits, key.comment, t.subdomain
                 );
+                if !key.ignored_options.is_empty() {
+                    eprintln!(
+                        "ignored options: {} (an upload-only server runs no commands, terminals or forwarding; only from= applies)",
+                        key.ignored_options.join(", ")
+                    );
+                }
             }
             Ok(0)
         }
@@ -907,9 +960,13 @@ fn key_command(
                     Some(at) => format!("revoked {at}"),
                     None => "active".into(),
                 };
+                let whence = k
+                    .from
+                    .as_deref()
+                    .map_or_else(|| "from anywhere".to_owned(), |f| format!("from {f}"));
                 writeln!(
                     out,
-                    "{} {:<7} {:<5} added {} {state} {}",
+                    "{} {:<7} {:<5} added {} {state} {whence} {}",
                     k.fingerprint, k.kind, k.bits, k.added_at, k.comment
                 )?;
             }

@@ -27,6 +27,12 @@ pub struct AcceptedKey {
     pub kind: &'static str,
     pub bits: u32,
     pub comment: String,
+    /// The addresses it may log in from: an OpenSSH `from="…"` pattern list
+    /// (see [`address_allowed`]); `None`: anywhere.
+    pub from: Option<String>,
+    /// `authorized_keys` options given with it that mean nothing to an
+    /// upload-only server (`command=`, `no-pty`, …), for support to be told.
+    pub ignored_options: Vec<String>,
 }
 
 impl AcceptedKey {
@@ -70,6 +76,12 @@ pub enum KeyError {
     UnsupportedType { where_: String, kind: String },
     #[error("{where_}: the key data is damaged ({detail}); copy the whole key again, on one line")]
     Malformed { where_: String, detail: String },
+    #[error(
+        "{where_}: the option {option} is not supported: rosterd does not accept SSH certificates; register the district's plain public key"
+    )]
+    CertificateOption { where_: String, option: String },
+    #[error("{where_}: {detail}")]
+    BadFrom { where_: String, detail: String },
 }
 
 /// Parse every key in `text`: OpenSSH or `authorized_keys` lines (blank lines and
@@ -135,6 +147,7 @@ fn parse_openssh_line(line: &str, where_: &str) -> Result<AcceptedKey, KeyError>
         detail: format!("{kind} is not followed by the key's base64 data"),
     })?;
     let comment = tokens[start + 2..].join(" ");
+    let (from, ignored_options) = parse_options(&tokens[..start].join(" "), where_)?;
     check_type_name(kind, where_)?;
     let blob = Base64::decode_vec(data).map_err(|_| KeyError::Malformed {
         where_: where_.into(),
@@ -150,7 +163,175 @@ fn parse_openssh_line(line: &str, where_: &str) -> Result<AcceptedKey, KeyError>
             ),
         });
     }
-    accept(key, comment, where_)
+    let mut accepted = accept(key, comment, where_)?;
+    accepted.from = from;
+    accepted.ignored_options = ignored_options;
+    Ok(accepted)
+}
+
+/// The `authorized_keys` options in front of a key (`from="10.0.0.0/8",no-pty`):
+/// its `from=` pattern list, checked, and the names of the options that have
+/// no meaning here. Certificate options are refused.
+fn parse_options(text: &str, where_: &str) -> Result<(Option<String>, Vec<String>), KeyError> {
+    let mut from = None;
+    let mut ignored = Vec::new();
+    for option in split_options(text) {
+        let (name, value) = match option.split_once('=') {
+            Some((name, value)) => (name, Some(unquote(value))),
+            None => (option, None),
+        };
+        match (name.to_ascii_lowercase().as_str(), value) {
+            ("from", Some(list)) => {
+                check_address_patterns(&list).map_err(|detail| KeyError::BadFrom {
+                    where_: where_.into(),
+                    detail,
+                })?;
+                from = Some(list);
+            }
+            ("cert-authority" | "principals", _) => {
+                return Err(KeyError::CertificateOption {
+                    where_: where_.into(),
+                    option: name.to_owned(),
+                });
+            }
+            _ => ignored.push(name.to_owned()),
+        }
+    }
+    Ok((from, ignored))
+}
+
+/// Split options on the commas outside double quotes.
+fn split_options(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(text[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(text[start..].trim());
+    parts.into_iter().filter(|p| !p.is_empty()).collect()
+}
+
+fn unquote(value: &str) -> String {
+    let inner = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    inner.replace("\\\"", "\"")
+}
+
+/// Check an OpenSSH address pattern list (`10.0.0.0/8,!10.1.2.3,192.168.*`):
+/// each entry an address, a CIDR block or a wildcard pattern over an
+/// address's characters, optionally negated with `!`. Host names are refused:
+/// rosterd matches the client's address only, never its DNS name.
+pub fn check_address_patterns(list: &str) -> Result<(), String> {
+    let patterns: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if patterns.is_empty() {
+        return Err(
+            "the from= address list is empty; give addresses or CIDR blocks such as 203.0.113.0/24"
+                .into(),
+        );
+    }
+    for raw in &patterns {
+        let pattern = raw.strip_prefix('!').unwrap_or(raw);
+        let pattern = unbracket(pattern);
+        let ok = if let Some((addr, len)) = pattern.split_once('/') {
+            match (addr.parse::<std::net::IpAddr>(), len.parse::<u8>()) {
+                (Ok(std::net::IpAddr::V4(_)), Ok(n)) => n <= 32,
+                (Ok(std::net::IpAddr::V6(_)), Ok(n)) => n <= 128,
+                _ => false,
+            }
+        } else {
+            !pattern.is_empty()
+                && pattern
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '*' | '?'))
+        };
+        if !ok {
+            return Err(format!(
+                "{raw:?} in the from= list is not an address, CIDR block (203.0.113.0/24) or address pattern (203.0.113.*); host names are not matched"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn unbracket(pattern: &str) -> &str {
+    pattern
+        .strip_prefix('[')
+        .and_then(|p| p.strip_suffix(']'))
+        .unwrap_or(pattern)
+}
+
+/// Does `ip` pass the pattern list, with OpenSSH's semantics: a negated
+/// entry that matches refuses whatever else matches; otherwise any matching
+/// entry allows; nothing matching refuses. An IPv4 address seen as IPv6
+/// (`::ffff:192.0.2.1`) is matched as IPv4.
+pub fn address_allowed(list: &str, ip: std::net::IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    let text = ip.to_string();
+    let mut allowed = false;
+    for raw in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (negated, pattern) = match raw.strip_prefix('!') {
+            Some(p) => (true, p),
+            None => (false, raw),
+        };
+        let pattern = unbracket(pattern);
+        let hit = match pattern.split_once('/') {
+            Some((addr, len)) => in_block(ip, addr, len),
+            None => wildcard(pattern.as_bytes(), text.as_bytes()),
+        };
+        if hit {
+            if negated {
+                return false;
+            }
+            allowed = true;
+        }
+    }
+    allowed
+}
+
+fn in_block(ip: std::net::IpAddr, addr: &str, len: &str) -> bool {
+    use std::net::IpAddr;
+    let (Ok(net), Ok(len)) = (addr.parse::<IpAddr>(), len.parse::<u32>()) else {
+        return false;
+    };
+    match (ip, net.to_canonical()) {
+        (IpAddr::V4(a), IpAddr::V4(n)) if len <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) if len <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// `*` and `?` wildcards, case-insensitive, as OpenSSH's match_pattern.
+fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
+    match (pattern.first(), text.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => {
+            wildcard(&pattern[1..], text) || (!text.is_empty() && wildcard(pattern, &text[1..]))
+        }
+        (Some(b'?'), Some(_)) => wildcard(&pattern[1..], &text[1..]),
+        (Some(p), Some(t)) if p.eq_ignore_ascii_case(t) => wildcard(&pattern[1..], &text[1..]),
+        _ => false,
+    }
 }
 
 /// The lines between RFC 4716's BEGIN and END markers: headers (`Comment: "…"`,
@@ -252,6 +433,8 @@ fn accept(key: PublicKey, comment: String, where_: &str) -> Result<AcceptedKey, 
         kind,
         bits,
         comment,
+        from: None,
+        ignored_options: Vec::new(),
     })
 }
 
@@ -406,6 +589,60 @@ mod tests {
         assert_eq!(keys[0].kind, "ED25519");
         assert_eq!(keys[0].comment, "foo@bar.com");
         assert!(keys[0].fingerprint.starts_with("SHA256:"));
+        assert_eq!(keys[0].from.as_deref(), Some("10.0.0.1,10.0.0.2"));
+        assert_eq!(keys[0].ignored_options, ["command", "no-pty"]);
+        // Certificates are refused; a host name in from= too (no DNS).
+        for (line, says) in [
+            (
+                format!("cert-authority {ED}"),
+                "cert-authority is not supported",
+            ),
+            (
+                format!("principals=\"a,b\" {ED}"),
+                "principals is not supported",
+            ),
+            (
+                format!("from=\"*.example.org\" {ED}"),
+                "host names are not matched",
+            ),
+            (
+                format!("from=\"10.0.0.0/33\" {ED}"),
+                "not an address, CIDR block",
+            ),
+            (format!("from=\"\" {ED}"), "address list is empty"),
+        ] {
+            let e = parse_public_keys(&line).unwrap_err().to_string();
+            assert!(e.contains(says), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn address_patterns_follow_openssh() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let cases = [
+            ("10.0.0.0/8", "10.1.2.3", true),
+            ("10.0.0.0/8", "11.0.0.1", false),
+            ("127.0.0.1", "127.0.0.1", true),
+            ("127.0.0.1", "127.0.0.2", false),
+            ("127.0.0.*", "127.0.0.2", true),
+            ("127.0.0.?", "127.0.0.12", false),
+            ("!127.0.0.2,127.0.0.0/8", "127.0.0.2", false),
+            ("!127.0.0.2,127.0.0.0/8", "127.0.0.3", true),
+            ("127.0.0.0/8,!127.0.0.2", "127.0.0.2", false),
+            ("!127.0.0.2", "127.0.0.3", false), // nothing positive matched
+            ("::1", "::1", true),
+            ("[::1]", "::1", true),
+            ("::1/128", "::1", true),
+            ("2001:db8::/32", "2001:db8::5", true),
+            ("2001:DB8::*", "2001:db8::5", true),
+            ("192.0.2.0/24", "::ffff:192.0.2.7", true),
+            ("0.0.0.0/0", "198.51.100.1", true),
+            ("10.0.0.0/8", "::1", false),
+        ];
+        for (list, addr, want) in cases {
+            assert!(check_address_patterns(list).is_ok(), "{list}");
+            assert_eq!(address_allowed(list, ip(addr)), want, "{list} vs {addr}");
+        }
     }
 
     #[test]

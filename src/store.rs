@@ -197,7 +197,25 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX connection_failures_tenant ON connection_failures(tenant_id, id);
     "#,
+    // 7: where a district may connect from: per key (an authorized_keys
+    // `from="…"` pattern list, or `key add --from`) and per district
+    // (`tenant set --allow-from`), both OpenSSH address pattern lists; NULL
+    // is anywhere.
+    r#"
+    ALTER TABLE ssh_keys ADD COLUMN from_patterns TEXT;
+    ALTER TABLE tenants ADD COLUMN allow_from TEXT;
+    "#,
 ];
+
+/// What `add_keys` did with one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAdded {
+    New,
+    /// Registered already, with the same address restriction.
+    Already,
+    /// Registered already; its address restriction is now the one given.
+    FromChanged,
+}
 
 /// Connection failures kept per district (and of unknown district).
 pub const KEPT_CONNECTION_FAILURES: i64 = 20;
@@ -423,6 +441,8 @@ pub struct KeyRow {
     pub comment: String,
     pub added_at: String,
     pub revoked_at: Option<String>,
+    /// Where it may log in from (OpenSSH pattern list); `None`: anywhere.
+    pub from: Option<String>,
 }
 
 /// A school of a tenant.
@@ -522,6 +542,24 @@ impl Store {
     }
 
     /// Change the settings `tenant set` may change; `None` leaves one as it is.
+    /// Where the district's keys may log in from (an OpenSSH address
+    /// pattern list), on top of each key's own `from`; `None`: anywhere.
+    pub fn set_allow_from(&self, tenant_id: i64, list: Option<&str>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE tenants SET allow_from = ?2 WHERE id = ?1",
+            params![tenant_id, list],
+        )?;
+        Ok(())
+    }
+
+    pub fn allow_from(&self, tenant_id: i64) -> Result<Option<String>> {
+        Ok(self.conn.query_row(
+            "SELECT allow_from FROM tenants WHERE id = ?1",
+            [tenant_id],
+            |r| r.get(0),
+        )?)
+    }
+
     pub fn update_tenant(
         &self,
         tenant_id: i64,
@@ -609,21 +647,30 @@ impl Store {
         tenant: &Tenant,
         keys: &[AcceptedKey],
         now: DateTime<Utc>,
-    ) -> Result<Vec<bool>> {
+    ) -> Result<Vec<KeyAdded>> {
         let tx = self.conn.unchecked_transaction()?;
         let mut added = Vec::new();
         for key in keys {
-            let owner: Option<String> = tx
+            let owner: Option<(String, i64, Option<String>)> = tx
                 .query_row(
-                    "SELECT t.subdomain FROM ssh_keys k JOIN tenants t ON t.id = k.tenant_id
+                    "SELECT t.subdomain, k.id, k.from_patterns FROM ssh_keys k JOIN tenants t ON t.id = k.tenant_id
                      WHERE k.fingerprint = ?1 AND k.revoked_at IS NULL",
                     [&key.fingerprint],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()?;
             match owner {
-                Some(owner) if owner == tenant.subdomain => added.push(false),
-                Some(owner) => {
+                Some((owner, _, from)) if owner == tenant.subdomain && from == key.from => {
+                    added.push(KeyAdded::Already)
+                }
+                Some((owner, id, _)) if owner == tenant.subdomain => {
+                    tx.execute(
+                        "UPDATE ssh_keys SET from_patterns = ?2 WHERE id = ?1",
+                        params![id, key.from],
+                    )?;
+                    added.push(KeyAdded::FromChanged);
+                }
+                Some((owner, _, _)) => {
                     return Err(StoreError::Conflict(format!(
                         "key {} is already registered to tenant {owner}; a key may belong to one tenant only. Ask the district for a key of its own",
                         key.fingerprint
@@ -631,8 +678,8 @@ impl Store {
                 }
                 None => {
                     tx.execute(
-                        "INSERT INTO ssh_keys (tenant_id, fingerprint, kind, bits, public_key, comment, added_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        "INSERT INTO ssh_keys (tenant_id, fingerprint, kind, bits, public_key, comment, added_at, from_patterns)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                         params![
                             tenant.id,
                             key.fingerprint,
@@ -640,10 +687,11 @@ impl Store {
                             key.bits,
                             key.openssh_line(),
                             key.comment,
-                            timestamp(now)
+                            timestamp(now),
+                            key.from
                         ],
                     )?;
-                    added.push(true);
+                    added.push(KeyAdded::New);
                 }
             }
         }
@@ -653,7 +701,7 @@ impl Store {
 
     pub fn keys(&self, tenant_id: i64) -> Result<Vec<KeyRow>> {
         let mut stmt = self.conn.prepare(
-            "SELECT fingerprint, kind, bits, comment, added_at, revoked_at FROM ssh_keys
+            "SELECT fingerprint, kind, bits, comment, added_at, revoked_at, from_patterns FROM ssh_keys
              WHERE tenant_id = ?1 ORDER BY id",
         )?;
         let rows = stmt
@@ -665,6 +713,7 @@ impl Store {
                     comment: r.get(3)?,
                     added_at: r.get(4)?,
                     revoked_at: r.get(5)?,
+                    from: r.get(6)?,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;

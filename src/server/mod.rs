@@ -75,6 +75,12 @@ pub enum LoginRefusal {
         tenant_id: i64,
         at: String,
     },
+    /// The key, or every key of the district, may log in only from
+    /// addresses this one is not among.
+    AddressNotAllowed {
+        tenant_id: i64,
+        rule: String,
+    },
     /// The store could not be read.
     Unavailable,
 }
@@ -85,7 +91,8 @@ impl LoginRefusal {
         match self {
             Self::Disabled { tenant_id }
             | Self::KeyNotRegistered { tenant_id }
-            | Self::KeyRevoked { tenant_id, .. } => Some(*tenant_id),
+            | Self::KeyRevoked { tenant_id, .. }
+            | Self::AddressNotAllowed { tenant_id, .. } => Some(*tenant_id),
             Self::NoSuchDistrict | Self::Unavailable => None,
         }
     }
@@ -101,6 +108,9 @@ impl LoginRefusal {
                 "the key is not registered for this district (`rosterd key add`)".into()
             }
             Self::KeyRevoked { at, .. } => format!("the key was revoked at {at}"),
+            Self::AddressNotAllowed { rule, .. } => {
+                format!("this address is not allowed ({rule})")
+            }
             Self::Unavailable => "the key lookup failed (see the error above)".into(),
         }
     }
@@ -174,7 +184,10 @@ impl Shared {
 
     /// The id of the district named `subdomain`, if there is one.
     async fn tenant_id_of(self: &Arc<Self>, subdomain: &str) -> Option<i64> {
-        match self.authorize(subdomain, "").await {
+        match self
+            .authorize(subdomain, "", std::net::Ipv4Addr::UNSPECIFIED.into())
+            .await
+        {
             Ok(id) => Some(id),
             Err(why) => why.tenant_id(),
         }
@@ -231,6 +244,7 @@ impl Shared {
         self: &Arc<Self>,
         subdomain: &str,
         fingerprint: &str,
+        from: std::net::IpAddr,
     ) -> Result<i64, LoginRefusal> {
         let shared = self.clone();
         let (sub, fp) = (subdomain.to_owned(), fingerprint.to_owned());
@@ -238,29 +252,53 @@ impl Shared {
             let conn = shared.store.lock().unwrap_or_else(|e| e.into_inner());
             let tenant = conn
                 .query_row(
-                    "SELECT id, disabled FROM tenants WHERE subdomain = ?1",
+                    "SELECT id, disabled, allow_from FROM tenants WHERE subdomain = ?1",
                     [&sub],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?)),
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, bool>(1)?,
+                            r.get::<_, Option<String>>(2)?,
+                        ))
+                    },
                 )
                 .optional()?;
-            let Some((tenant_id, disabled)) = tenant else {
+            let Some((tenant_id, disabled, allow_from)) = tenant else {
                 return Ok(Err(LoginRefusal::NoSuchDistrict));
             };
             // The key's rows for this district: an active one wins over
             // revoked ones of the same key.
-            let key: Option<Option<String>> = conn
+            let key: Option<(Option<String>, Option<String>)> = conn
                 .query_row(
-                    "SELECT revoked_at FROM ssh_keys WHERE tenant_id = ?1 AND fingerprint = ?2
+                    "SELECT revoked_at, from_patterns FROM ssh_keys WHERE tenant_id = ?1 AND fingerprint = ?2
                      ORDER BY revoked_at IS NOT NULL, revoked_at DESC LIMIT 1",
                     params![tenant_id, fp],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
+            // A pattern list this address does not pass, if any.
+            let outside = |list: Option<String>| {
+                list.filter(|l| !crate::keys::address_allowed(l, from))
+            };
             Ok(match (disabled, key) {
                 (true, _) => Err(LoginRefusal::Disabled { tenant_id }),
                 (false, None) => Err(LoginRefusal::KeyNotRegistered { tenant_id }),
-                (false, Some(Some(at))) => Err(LoginRefusal::KeyRevoked { tenant_id, at }),
-                (false, Some(None)) => Ok(tenant_id),
+                (false, Some((Some(at), _))) => Err(LoginRefusal::KeyRevoked { tenant_id, at }),
+                (false, Some((None, key_from))) => {
+                    if let Some(list) = outside(key_from) {
+                        Err(LoginRefusal::AddressNotAllowed {
+                            tenant_id,
+                            rule: format!("the key may log in only from {list}"),
+                        })
+                    } else if let Some(list) = outside(allow_from) {
+                        Err(LoginRefusal::AddressNotAllowed {
+                            tenant_id,
+                            rule: format!("the district allows only {list}"),
+                        })
+                    } else {
+                        Ok(tenant_id)
+                    }
+                }
             })
         })
         .await;
@@ -793,7 +831,7 @@ impl russh::server::Handler for SshSession {
     ) -> Result<Auth, Self::Error> {
         self.conn.touch();
         let fp = offer.public_key.fingerprint(HashAlg::Sha256).to_string();
-        match self.shared.authorize(user, &fp).await {
+        match self.shared.authorize(user, &fp, self.peer.ip()).await {
             Ok(_) => Ok(Auth::Accept),
             // A key that is not ours is a normal probe (clients offer several);
             // it counts only if the connection never logs in.
@@ -812,7 +850,7 @@ impl russh::server::Handler for SshSession {
     ) -> Result<Auth, Self::Error> {
         self.conn.touch();
         let fp = key.public_key.fingerprint(HashAlg::Sha256).to_string();
-        let tenant_id = match self.shared.authorize(user, &fp).await {
+        let tenant_id = match self.shared.authorize(user, &fp, self.peer.ip()).await {
             Ok(tenant_id) => tenant_id,
             Err(why) => {
                 let what = format!("{} {}", describe_key(key.public_key, key.algorithm), fp);

@@ -168,3 +168,153 @@ fn a_refused_login_names_the_key_and_the_reason_in_the_log_status_and_tenant_sho
     assert!(status.contains("  last refused  "), "{status}");
     assert!(status.contains("the key was revoked at"), "{status}");
 }
+
+/// `sftp` as lincoln from `source` (a loopback alias) to `host`.
+fn sftp_from(env: &Env, key: &Path, host: &str, port: u16, source: &str) -> (i32, String, String) {
+    let bind = format!("BindAddress={source}");
+    let mut cmd = std::process::Command::new("timeout");
+    cmd.arg("60")
+        .arg("sftp")
+        .args(ssh_opts(key))
+        .args(["-o", &bind, "-P", &port.to_string(), "-b", "-"])
+        .arg(format!("lincoln@{host}"))
+        .current_dir(env.dir.path());
+    crate::server::run_with_stdin(cmd, "put users.csv\n")
+}
+
+#[test]
+fn keys_log_in_only_from_where_their_from_option_and_the_district_allow() {
+    let env = Env::new();
+    env.ok(&[
+        "tenant",
+        "add",
+        "lincoln",
+        "--admin-name",
+        "A",
+        "--admin-email",
+        "a@example.org",
+    ]);
+    let new_key = |name: &str| {
+        let key = env.path(name);
+        ssh_keygen(&["-q", "-t", "ed25519", "-N", "", "-f", key.to_str().unwrap()]);
+        key
+    };
+    let key = new_key("lincoln_key");
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let stranger = new_key("stranger_key");
+    let public_path = key.with_extension("pub");
+    let bind_key = |from: &str| {
+        env.ok(&[
+            "key",
+            "add",
+            "lincoln",
+            public_path.to_str().unwrap(),
+            "--from",
+            from,
+        ]);
+    };
+    env.file("users.csv", "Username\njdoe\n");
+
+    // A pasted authorized_keys line: from= is honoured, the rest reported.
+    let line = env.file(
+        "line.pub",
+        format!("from=\"127.0.0.1\",command=\"/bin/false\",no-pty {public}"),
+    );
+    let (code, fingerprint, err) = env.run(&["key", "add", "lincoln", line.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let fingerprint = fingerprint.trim().to_owned();
+    assert!(err.contains("only from 127.0.0.1"), "{err}");
+    assert!(err.contains("ignored options: command, no-pty"), "{err}");
+    assert!(
+        env.ok(&["key", "list", "lincoln"])
+            .contains("active from 127.0.0.1"),
+        "{}",
+        env.ok(&["key", "list", "lincoln"])
+    );
+
+    let port = free_port();
+    listen_on(&env, port, "");
+    let daemon = start(&env, port);
+    let ok = |source: &str| sftp_from(&env, &key, "127.0.0.1", port, source);
+    assert_eq!(ok("127.0.0.1").0, 0, "{}", ok("127.0.0.1").2);
+    // From elsewhere: refused exactly as a key nobody registered.
+    let (code, _, refused) = ok("127.0.0.2");
+    let (stranger_code, _, unknown) = sftp_from(&env, &stranger, "127.0.0.1", port, "127.0.0.2");
+    assert_ne!(code, 0);
+    assert_eq!((code, refused.trim()), (stranger_code, unknown.trim()));
+    assert!(
+        refused.contains("Permission denied (publickey)"),
+        "{refused}"
+    );
+
+    // --from replaces the restriction: a block with one address excluded.
+    let (code, _, err) = env.run(&[
+        "key",
+        "add",
+        "lincoln",
+        key.with_extension("pub").to_str().unwrap(),
+        "--from",
+        "!127.0.0.2,127.0.0.0/8",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("address restriction updated"), "{err}");
+    assert_eq!(ok("127.0.0.3").0, 0);
+    assert_ne!(ok("127.0.0.2").0, 0);
+    assert_eq!(ok("127.0.0.1").0, 0);
+
+    // The district's own list applies on top of each key's.
+    env.ok(&["tenant", "set", "lincoln", "--allow-from", "127.0.0.3"]);
+    assert!(
+        env.ok(&["tenant", "show", "lincoln"])
+            .contains("allow from  127.0.0.3")
+    );
+    assert_ne!(ok("127.0.0.1").0, 0);
+    assert_eq!(ok("127.0.0.3").0, 0);
+    env.ok(&["tenant", "set", "lincoln", "--allow-from", "any"]);
+    assert_eq!(ok("127.0.0.1").0, 0);
+    wait_for("the refusals recorded", Duration::from_secs(10), || {
+        env.ok(&["tenant", "show", "lincoln"])
+            .contains("district allows only 127.0.0.3")
+    });
+    daemon.kill();
+
+    let log = log(&env);
+    let from_refusal = log
+        .lines()
+        .find(|l| {
+            l.contains("login refused") && l.contains("the key may log in only from 127.0.0.1")
+        })
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        from_refusal.contains(" WARN ") && from_refusal.contains("peer=127.0.0.2:"),
+        "{from_refusal}"
+    );
+    assert!(from_refusal.contains(&fingerprint), "{from_refusal}");
+
+    // IPv6: a key bound to ::1 logs in over ::1, one bound to 127.0.0.1 does not.
+    let port = free_port();
+    let base = std::fs::read_to_string(env.path("rosterd.toml.base")).unwrap();
+    std::fs::write(
+        &env.config,
+        base.replace(
+            "[server]\n",
+            &format!("[server]\nlisten = \"[::1]:{port}\"\n"),
+        ),
+    )
+    .unwrap();
+    bind_key("[::1]");
+    let daemon = Daemon::start(&env);
+    wait_for("the daemon on ::1", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("::1", port)).is_ok()
+    });
+    assert_eq!(sftp_from(&env, &key, "[::1]", port, "::1").0, 0);
+    bind_key("127.0.0.1");
+    assert_ne!(sftp_from(&env, &key, "[::1]", port, "::1").0, 0);
+    daemon.kill();
+
+    // Certificate options are refused outright.
+    let cert = env.file("cert.pub", format!("cert-authority {public}"));
+    let (code, _, err) = env.run(&["key", "add", "lincoln", cert.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cert-authority is not supported"), "{err}");
+}
