@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Import speed, compared honestly: sqlite3's own `.import` of the file, and
+one or two rosterd builds, each round running every one of them once in turn
+(A B C A B C ...). Reported per case: the median of the per-round ratios
+against `.import` (and of rosterd against the baseline build), with min-max.
+
+    python3 bench/import_ab.py --binary target/release/rosterd \\
+        --baseline /tmp/base/target/release/rosterd --baseline-commit d1bac18 \\
+        --rows 200000 --rounds 5 --out bench/results/import-ab.md
+
+Cases: a first import into an empty district, and a re-import where every
+row changed. Each rosterd run gets a fresh data directory. Bounded: --rounds
+rounds of 3 commands per binary, each under a timeout.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchlib import finish, head_commit, machine
+
+GEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gen_users.py")
+
+
+def timed(cmd, cwd=None):
+    start = time.monotonic()
+    p = subprocess.run(["timeout", "600", *cmd], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seconds = time.monotonic() - start
+    if p.returncode not in (0, 3):
+        sys.exit(f"FAIL: {' '.join(cmd)}: {p.stderr.decode(errors='replace')[-500:]}")
+    return seconds
+
+
+def rosterd_round(binary, work, base, changed):
+    """(first import seconds, every-row-changed seconds) in a fresh directory."""
+    d = tempfile.mkdtemp(dir=work)
+    with open(os.path.join(d, "rosterd.toml"), "w") as f:
+        f.write('[log]\nlevel = "warn"\n')
+    cli = [binary, "--config", "rosterd.toml"]
+    subprocess.run([*cli, "tenant", "add", "bench", "--admin-name", "B", "--admin-email", "b@example.org"],
+                   cwd=d, check=True, stdout=subprocess.DEVNULL)
+    with open(os.path.join(d, "schools.csv"), "w") as f:
+        f.write("Name\n" + "".join(f"School {i}\n" for i in range(8)))
+    subprocess.run([*cli, "school", "import", "bench", "schools.csv"], cwd=d, check=True, stdout=subprocess.DEVNULL)
+    first = timed([*cli, "import", "users", "bench", base], cwd=d)
+    again = timed([*cli, "import", "users", "bench", changed], cwd=d)
+    return first, again
+
+
+def spread(values):
+    return f"{statistics.median(values):.2f}x ({min(values):.2f}–{max(values):.2f})"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--binary", required=True)
+    ap.add_argument("--commit")
+    ap.add_argument("--baseline")
+    ap.add_argument("--baseline-commit", default="?")
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    commit = a.commit or head_commit()
+    binaries = [("rosterd", os.path.abspath(a.binary), commit)]
+    if a.baseline:
+        binaries.append(("baseline", os.path.abspath(a.baseline), a.baseline_commit))
+    with tempfile.TemporaryDirectory(prefix="rosterd-import-ab-") as work:
+        base = os.path.join(work, "users.csv")
+        changed = os.path.join(work, "users-changed.csv")
+        subprocess.run([sys.executable, GEN, str(a.rows), base], check=True)
+        subprocess.run([sys.executable, GEN, str(a.rows), changed, "--variant", "1"], check=True)
+        sqlite, times = [], {name: ([], []) for name, _, _ in binaries}
+        for rnd in range(a.rounds):
+            db = os.path.join(work, "sqlite.db")
+            if os.path.exists(db):
+                os.remove(db)
+            sqlite.append(timed(["sqlite3", db, ".mode csv", f".import {base} users"]))
+            for name, binary, _ in binaries:
+                first, again = rosterd_round(binary, work, base, changed)
+                times[name][0].append(first)
+                times[name][1].append(again)
+            print(f"round {rnd + 1}: .import {sqlite[-1]:.3f} s, "
+                  + ", ".join(f"{n} {times[n][0][-1]:.3f}/{times[n][1][-1]:.3f} s" for n, _, _ in binaries),
+                  file=sys.stderr, flush=True)
+    lines = [
+        f"Import, {a.rows:,} rows (gen_users.py), {a.rounds} rounds each running sqlite3 `.import` into an empty "
+        f"table and every rosterd build once in turn; ratios per round, median (min–max). {machine()}.",
+        "",
+        "| binary | commit | first import, median s | vs `.import` | every row changed, median s | vs `.import` |",
+        "|---|---|---:|---:|---:|---:|",
+        f"| sqlite3 .import | | {statistics.median(sqlite):.3f} | 1.00x | | |",
+    ]
+    for name, _, c in binaries:
+        first, again = times[name]
+        lines.append(f"| {name} | {c} | {statistics.median(first):.3f} | "
+                     f"{spread([f / s for f, s in zip(first, sqlite)])} | {statistics.median(again):.3f} | "
+                     f"{spread([g / s for g, s in zip(again, sqlite)])} |")
+    if len(binaries) == 2:
+        (f1, a1), (f2, a2) = times["rosterd"], times["baseline"]
+        lines += ["", f"{commit} against {a.baseline_commit}, per round (time ratio, below 1 is faster): "
+                      f"first import {spread([x / y for x, y in zip(f1, f2)])}, "
+                      f"every row changed {spread([x / y for x, y in zip(a1, a2)])}."]
+    finish(lines, a.out)
+
+
+if __name__ == "__main__":
+    main()
