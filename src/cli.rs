@@ -474,7 +474,12 @@ fn serve(
             &config,
             import_context(&config, clock.clone())?,
         ));
-        let given_up = scheduler.settle_interrupted(&store.conn)?;
+        let marker = config
+            .storage
+            .database
+            .with_file_name("import-crash.marker");
+        let crashed = crate::crash::install(&marker)?;
+        let given_up = scheduler.settle_interrupted(&store.conn, crashed)?;
         if given_up > 0 {
             tracing::warn!(given_up, "uploads whose import the daemon did not survive twice were set aside (see `rosterd status`)");
         }

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod crash;
 pub mod import;
 pub mod keys;
 pub mod mail;

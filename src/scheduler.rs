@@ -172,6 +172,7 @@ impl Scheduler {
         let Some(claimed) = spool::claim(conn, &spool, tenant.id)? else {
             return Ok(Next::Nothing);
         };
+        let _watch = crate::crash::ImportWatch::new(claimed.upload_id);
         let span = tracing::info_span!("import", tenant = %tenant.subdomain, upload_id = claimed.upload_id);
         let _enter = span.enter();
         let opts = ImportOptions {
@@ -251,10 +252,15 @@ impl Scheduler {
     }
 
     /// At start-up, before any import: uploads whose import a previous run
-    /// did not survive are resumed, unless that already happened
+    /// did not survive are resumed, unless the daemon crashed importing it
+    /// (`crashed`, from [`crate::crash::install`]) or that already happened
     /// [`MAX_INTERRUPTED`] times, when the file may well be what stopped it;
     /// those are given up. Returns how many were given up.
-    pub fn settle_interrupted(&self, conn: &Connection) -> anyhow::Result<usize> {
+    pub fn settle_interrupted(
+        &self,
+        conn: &Connection,
+        crashed: Option<i64>,
+    ) -> anyhow::Result<usize> {
         let mut given_up = 0;
         for (upload_id, tenant_id, sub, attempts) in spool::interrupted(conn)? {
             let Some(tenant) = Store::tenants_of(conn)?
@@ -268,7 +274,11 @@ impl Scheduler {
             let Some(_importing) = spool.try_lock_import()? else {
                 continue;
             };
-            if attempts >= MAX_INTERRUPTED {
+            if crashed == Some(upload_id) {
+                let why = "the daemon crashed (a fatal signal) while importing this upload; not resumed into the same crash".to_string();
+                self.give_up(conn, &tenant, &spool, upload_id, &why)?;
+                given_up += 1;
+            } else if attempts >= MAX_INTERRUPTED {
                 let why = format!(
                     "the daemon stopped during this upload's import {attempts} times (a crash or a kill); not resumed again"
                 );

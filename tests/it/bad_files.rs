@@ -418,7 +418,7 @@ fn an_import_cut_short_twice_is_set_aside_at_start() {
         .unwrap()
         .unwrap();
     assert_eq!(claimed.attempts, 1);
-    assert_eq!(scheduler.settle_interrupted(&store.conn).unwrap(), 0);
+    assert_eq!(scheduler.settle_interrupted(&store.conn, None).unwrap(), 0);
     let state = || -> String {
         store
             .conn
@@ -431,7 +431,7 @@ fn an_import_cut_short_twice_is_set_aside_at_start() {
         .unwrap()
         .unwrap();
     assert_eq!((again.upload_id, again.attempts), (claimed.upload_id, 2));
-    assert_eq!(scheduler.settle_interrupted(&store.conn).unwrap(), 1);
+    assert_eq!(scheduler.settle_interrupted(&store.conn, None).unwrap(), 1);
     assert_eq!(state(), "failed");
     let kinds: i64 = store
         .conn
@@ -599,5 +599,66 @@ fn serve_refuses_unsafe_data_directories_and_a_read_only_database() {
     assert!(
         err.contains("rosterd.db is read-only for this user"),
         "{err}"
+    );
+}
+
+/// A daemon that crashes (a fatal signal of its own, here SIGABRT as a failed
+/// allocation raises) while importing sets that upload aside at its next
+/// start instead of resuming into the same crash; a SIGKILL (a kill, a power
+/// cut) leaves no mark, so that import is resumed (see pipeline.rs).
+#[test]
+fn an_import_the_daemon_crashed_in_is_set_aside_at_the_next_start() {
+    let env = Env::new();
+    let (key, _) = tenant_with_key(&env, "lincoln");
+    let port = free_port();
+    daemon_env(&env, port);
+    let mut body = String::from("Username,Email Address,First Name,Last Name\n");
+    for i in 0..150_000 {
+        body.push_str(&format!("user{i},user{i}@example.org,First{i},Last{i}\n"));
+    }
+    env.file("big.csv", &body);
+    let daemon = Daemon::start(&env);
+    wait_for("the daemon to listen", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    put(&env, &key, port, "big.csv");
+    wait_for("the import to start", Duration::from_secs(60), || {
+        query_i64(
+            &env,
+            "SELECT count(*) FROM uploads WHERE state = 'importing'",
+        ) == 1
+    });
+    let pid = daemon.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-ABRT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut daemon = daemon;
+    let status = daemon.0.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGABRT), "{status:?}");
+    assert_eq!(query_i64(&env, "SELECT count(*) FROM import_runs"), 0);
+
+    let daemon = Daemon::start(&env);
+    wait_for("the upload set aside", Duration::from_secs(30), || {
+        query_i64(&env, "SELECT count(*) FROM uploads WHERE state = 'failed'") == 1
+    });
+    daemon.kill();
+    let why: String = env
+        .store()
+        .conn
+        .query_row("SELECT failure FROM uploads", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        why.starts_with("the daemon crashed (a fatal signal) while importing"),
+        "{why}"
+    );
+    assert_eq!(query_i64(&env, "SELECT count(*) FROM import_runs"), 0);
+    assert_eq!(
+        query_i64(&env, "SELECT count(*) FROM outbox WHERE kind = 'failed'"),
+        1
     );
 }
