@@ -86,6 +86,9 @@ fn options(dry_run: bool) -> ImportOptions {
         upload_id: None,
         file_name: "users.csv".into(),
         email: false,
+        holds: None,
+        additions_only: false,
+        notes: Vec::new(),
     }
 }
 

@@ -157,7 +157,43 @@ pub enum TenantCommand {
         /// each key's own from=; `any` removes the list
         #[arg(long, value_name = "CIDR[,CIDR…]|any")]
         allow_from: Option<String>,
+        /// Users a complete file does not list: `keep` (left alone, the
+        /// default) or `deactivate` (full sync: deactivated, never deleted,
+        /// and reactivated when a file lists them again)
+        #[arg(long, value_name = "keep|deactivate")]
+        absent: Option<String>,
+        /// Hold a nightly import that would update more than PCT% of the
+        /// district's active users, for support to approve; `off` never
+        /// holds, `default` uses holds.update_percent of the config
+        #[arg(long, value_name = "PCT|off|default")]
+        hold_updates: Option<String>,
+        /// Hold a nightly import that would deactivate more than PCT% of the
+        /// district's active users (full sync); `off`, `default` as above
+        #[arg(long, value_name = "PCT|off|default")]
+        hold_deactivations: Option<String>,
     },
+    /// Pause a district's imports over a break: uploads are received and kept
+    /// but not imported (or, with --additions-only, only new users are
+    /// created); no "nothing received" email is sent meanwhile
+    #[command(
+        after_help = "Dates are the district's own, both inclusive. When the pause ends, the newest upload\n\
+received meanwhile is imported as usual.\n\nExamples:\n  rosterd tenant pause lincoln-usd --from 2027-06-15 --until 2027-08-20\n  \
+rosterd tenant pause lincoln-usd --until 2027-08-20 --additions-only\n  rosterd tenant resume lincoln-usd"
+    )]
+    Pause {
+        subdomain: String,
+        /// First paused day, YYYY-MM-DD [default: today, in the district's time zone]
+        #[arg(long, value_name = "DATE")]
+        from: Option<chrono::NaiveDate>,
+        /// Last paused day, YYYY-MM-DD
+        #[arg(long, value_name = "DATE")]
+        until: chrono::NaiveDate,
+        /// Still create new users (new students over the summer); change no existing one
+        #[arg(long)]
+        additions_only: bool,
+    },
+    /// End a district's pause now
+    Resume { subdomain: String },
     /// Refuse the district's logins and imports (nothing is deleted)
     Disable { subdomain: String },
     /// Allow the district's logins and imports again
@@ -277,6 +313,29 @@ at this moment, this says so and changes nothing.\n\nExample:\n  rosterd import 
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Apply a held import now: its changes were reviewed and are expected
+    #[command(
+        after_help = "A nightly import that would change more accounts than the district's hold thresholds\n\
+allow is held: nothing is applied and the administrator is emailed its changes.csv. `rosterd status`\n\
+lists held imports with their RUN id; `rosterd runs SUB --id RUN --changes` lists the changes.\n\
+Approving imports the held file at once (whatever the time) and emails the report; if this\n\
+command is interrupted, the daemon finishes the import.\n\nExample:\n  rosterd import approve lincoln-usd 42"
+    )]
+    Approve {
+        subdomain: String,
+        /// The held run's id (`rosterd status` lists them)
+        run: i64,
+        /// Report format on standard output
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Never apply a held import; the district's next upload is imported as usual
+    #[command(after_help = "Example:\n  rosterd import discard lincoln-usd 42")]
+    Discard {
+        subdomain: String,
+        /// The held run's id (`rosterd status` lists them)
+        run: i64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -323,17 +382,44 @@ pub enum GroupsCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct RunsArgs {
-    subdomain: String,
+    #[command(subcommand)]
+    action: Option<RunsAction>,
+    #[arg(required = true, value_name = "SUBDOMAIN")]
+    subdomain: Option<String>,
     /// Show this run's full report instead of the list
     #[arg(long)]
     id: Option<i64>,
+    /// With --id: list what the run changed, per user and field (before and
+    /// after; passwords only as "changed")
+    #[arg(long, requires = "id")]
+    changes: bool,
     /// How many runs to list
     #[arg(long, default_value_t = 20)]
     limit: u32,
-    /// Format of a single run's report (with --id)
+    /// Format of a single run's report or changes (with --id)
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsAction {
+    /// Undo a users import: restore every value it changed and deactivate the
+    /// users it created (dry run unless --apply)
+    #[command(
+        after_help = "Possible only while no later run changed the same users; otherwise it names the runs\n\
+in the way (undo those first, newest first). The undo is itself a run: listed by `rosterd runs`,\n\
+emailed to the administrator, and undoable.\n\nExamples:\n  rosterd runs undo lincoln-usd 42\n  rosterd runs undo lincoln-usd 42 --apply"
+    )]
+    Undo {
+        subdomain: String,
+        /// The run to undo (`rosterd runs SUB` lists them)
+        run: i64,
+        /// Do it; without this, only show what would change
+        #[arg(long)]
+        apply: bool,
+    },
 }
 
 /// Parse arguments and run; returns the process exit code.
@@ -417,7 +503,49 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Import(ImportCommand::Run { subdomain, format }) => {
+            let store = open_store(&config)?;
+            let t = store.require_tenant(&subdomain)?;
+            let tz: chrono_tz::Tz = effective_timezone(&config, &t)
+                .parse()
+                .unwrap_or(config.schedule.timezone);
+            let today = clock.now().with_timezone(&tz).date_naive();
+            if let Some(p) = t.pause.filter(|p| p.covers(today) && !p.additions_only) {
+                bail!(
+                    "{} is paused {}; its upload is kept and imported when the pause ends. To import it now, end the pause first: `rosterd tenant resume {}`",
+                    t.subdomain,
+                    p.describe(),
+                    t.subdomain
+                );
+            }
+            drop(store);
             import_run(&config, clock, &subdomain, format, out)
+        }
+        Command::Import(ImportCommand::Approve {
+            subdomain,
+            run,
+            format,
+        }) => {
+            let store = open_store(&config)?;
+            let t = store.require_tenant(&subdomain)?;
+            let upload = crate::spool::approve(&store.conn, t.id, run, clock.now())?;
+            eprintln!(
+                "approved run {run} (upload {upload}) of {}; importing it now",
+                t.subdomain
+            );
+            drop(store);
+            import_run(&config, clock, &subdomain, format, out)
+        }
+        Command::Import(ImportCommand::Discard { subdomain, run }) => {
+            let store = open_store(&config)?;
+            let t = store.require_tenant(&subdomain)?;
+            let spool = crate::spool::TenantSpool::new(&config.storage.spool, &t.subdomain);
+            let upload = crate::spool::discard(&store.conn, &spool, t.id, run, clock.now())?;
+            writeln!(
+                out,
+                "discarded run {run} (upload {upload}) of {}: it will never be applied; the next upload is imported as usual",
+                t.subdomain
+            )?;
+            Ok(0)
         }
         Command::Status => status(&config, clock.as_ref(), out),
         Command::Users(UsersCommand::Export { subdomain }) => {
@@ -426,6 +554,15 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             export_users(&store, &tenant, out)?;
             Ok(0)
         }
+        Command::Runs(RunsArgs {
+            action:
+                Some(RunsAction::Undo {
+                    subdomain,
+                    run,
+                    apply,
+                }),
+            ..
+        }) => undo_command(&config, clock, &subdomain, run, apply, out),
         Command::Runs(args) => runs_command(&config, args, out),
     }
 }
@@ -718,6 +855,30 @@ fn tenant_command(
                     .allow_from(t.id)?
                     .unwrap_or_else(|| "anywhere (each key's own from= still applies)".into())
             )?;
+            writeln!(
+                out,
+                "absent      {}",
+                match t.absent {
+                    crate::safety::Absent::Keep =>
+                        "keep (users missing from a file are left alone)",
+                    crate::safety::Absent::Deactivate =>
+                        "deactivate (full sync: users missing from a complete file are deactivated)",
+                }
+            )?;
+            let limits = config.holds.for_tenant(&t);
+            let own = |o: Option<u8>| if o.is_none() { " (default)" } else { "" };
+            writeln!(
+                out,
+                "holds       more than {}% updated{} or {}% deactivated{}",
+                limits.update_percent,
+                own(t.hold_update_percent),
+                limits.deactivate_percent,
+                own(t.hold_deactivate_percent)
+            )?;
+            match t.pause {
+                Some(p) => writeln!(out, "pause       {}", p.describe())?,
+                None => writeln!(out, "pause       none")?,
+            }
             writeln!(out, "created     {}", t.created_at)?;
             let keys = store.keys(t.id)?;
             let active = keys.iter().filter(|k| k.revoked_at.is_none()).count();
@@ -776,8 +937,26 @@ fn tenant_command(
             sso,
             window,
             allow_from,
+            absent,
+            hold_updates,
+            hold_deactivations,
         } => {
             let t = store.require_tenant(&subdomain)?;
+            let absent = absent
+                .map(|a| crate::safety::Absent::parse(&a))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let percent = |flag: &str, v: Option<String>| {
+                v.map(|v| crate::safety::parse_percent(flag, &v))
+                    .transpose()
+                    .map_err(anyhow::Error::msg)
+            };
+            let hold_updates = percent("--hold-updates", hold_updates)?;
+            let hold_deactivations = percent("--hold-deactivations", hold_deactivations)?;
+            if let Some(a) = absent {
+                crate::safety::set_absent(&store.conn, t.id, a)?;
+            }
+            crate::safety::set_hold_limits(&store.conn, t.id, hold_updates, hold_deactivations)?;
             match allow_from.as_deref() {
                 None => {}
                 Some("any") => store.set_allow_from(t.id, None)?,
@@ -820,6 +999,33 @@ fn tenant_command(
                 window.as_ref().map(|o| o.as_deref()),
             )?;
             writeln!(out, "updated tenant {}", t.subdomain)?;
+            Ok(0)
+        }
+        TenantCommand::Pause {
+            subdomain,
+            from,
+            until,
+            additions_only,
+        } => {
+            let t = store.require_tenant(&subdomain)?;
+            let tz: chrono_tz::Tz = effective_timezone(config, &t)
+                .parse()
+                .unwrap_or(config.schedule.timezone);
+            let from = from.unwrap_or_else(|| clock.now().with_timezone(&tz).date_naive());
+            let pause = crate::safety::Pause::new(from, until, additions_only)
+                .map_err(anyhow::Error::msg)?;
+            crate::safety::set_pause(&store.conn, t.id, Some(pause))?;
+            writeln!(out, "{} is paused {}", t.subdomain, pause.describe())?;
+            Ok(0)
+        }
+        TenantCommand::Resume { subdomain } => {
+            let t = store.require_tenant(&subdomain)?;
+            crate::safety::set_pause(&store.conn, t.id, None)?;
+            writeln!(
+                out,
+                "{} is not paused: its next upload is imported in its window as usual",
+                t.subdomain
+            )?;
             Ok(0)
         }
         TenantCommand::Disable { subdomain } => {
@@ -1166,6 +1372,10 @@ fn import_file(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
         email: args.email && !args.dry_run,
+        // Support's own import: no hold, and applied whole during a pause.
+        holds: None,
+        additions_only: false,
+        notes: Vec::new(),
     };
     let report = importer(&mut store.conn, &ctx, &tenant, &args.file, &opts)?;
     if args.email && args.dry_run {
@@ -1290,6 +1500,33 @@ fn status(config: &Config, clock: &dyn Clock, out: &mut impl Write) -> anyhow::R
             Some(since) => writeln!(out, "  pending       users.csv received {}", at(since, tz))?,
             None => writeln!(out, "  pending       none")?,
         }
+        for h in crate::spool::held(&store.conn, t.id)? {
+            writeln!(
+                out,
+                "  HELD          run {} (upload {}, received {}): {}",
+                h.run_id,
+                h.upload_id,
+                at(&h.received_at, tz),
+                crate::text::echo(&h.reason, crate::text::MESSAGE_CHARS)
+            )?;
+            writeln!(
+                out,
+                "                review: rosterd runs {sub} --id {run} --changes; then rosterd import approve {sub} {run} (or discard)",
+                sub = t.subdomain,
+                run = h.run_id
+            )?;
+        }
+        if let Some(p) = t.pause {
+            let today = now.with_timezone(&tz).date_naive();
+            let when = if p.covers(today) {
+                "PAUSED"
+            } else if today < p.from {
+                "pause planned"
+            } else {
+                "pause ended"
+            };
+            writeln!(out, "  {when:<13} {}", p.describe())?;
+        }
         if window.is_open(tz, now) {
             writeln!(
                 out,
@@ -1402,6 +1639,15 @@ fn import_run(
     Ok(code)
 }
 
+/// A value of a change list as a person reads it: `(blank)` for nothing.
+fn show_or_blank(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.is_empty() {
+        "(blank)".into()
+    } else {
+        crate::text::echo(v, crate::text::ECHO_CHARS)
+    }
+}
+
 fn print_report(
     report: &import::Report,
     format: Format,
@@ -1426,7 +1672,8 @@ fn print_report(
     Ok(())
 }
 
-/// `users export`: the fixed header, then one row per user sorted by username.
+/// `users export`: the fixed header (SPEC 6, then Status: `active` or
+/// `inactive`), then one row per user sorted by username.
 pub fn export_users(store: &Store, tenant: &Tenant, out: impl Write) -> anyhow::Result<()> {
     let mut w = crate::text::CsvOut::new(out);
     w.row([
@@ -1438,6 +1685,7 @@ pub fn export_users(store: &Store, tenant: &Tenant, out: impl Write) -> anyhow::
         "Graduation Year",
         "Access Type",
         "User Type",
+        "Status",
     ])?;
     store.for_each_user(tenant.id, |u| {
         let year = u.graduation_year.map(|y| y.to_string()).unwrap_or_default();
@@ -1455,6 +1703,7 @@ pub fn export_users(store: &Store, tenant: &Tenant, out: impl Write) -> anyhow::
             year.as_str(),
             u.access_type.as_deref().unwrap_or(""),
             kind,
+            if u.active { "active" } else { "inactive" },
         ])
         .map_err(std::io::Error::other)
     })?;
@@ -1462,9 +1711,84 @@ pub fn export_users(store: &Store, tenant: &Tenant, out: impl Write) -> anyhow::
     Ok(())
 }
 
+/// `runs undo`: undo a run, or show what undoing it would do.
+fn undo_command(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    subdomain: &str,
+    run: i64,
+    apply: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
+    let mut store = open_store(config)?;
+    let t = store.require_tenant(subdomain)?;
+    let ctx = import_context(config, clock.clone())?;
+    let undo = import::journal::undo(&mut store.conn, &ctx, &t, run, apply)?;
+    if apply {
+        let id = undo.report.run_id.unwrap_or_default();
+        writeln!(
+            out,
+            "undid run {run} of {} as run {id}: {} users restored, {} deactivated; the administrator is emailed",
+            t.subdomain, undo.restored, undo.deactivated
+        )?;
+        deliver_now(config, clock)?;
+    } else {
+        writeln!(
+            out,
+            "DRY RUN: undoing run {run} of {} would restore {} users and deactivate {}; nothing was changed.",
+            t.subdomain, undo.restored, undo.deactivated
+        )?;
+        writeln!(
+            out,
+            "what run {run} changed: rosterd runs {} --id {run} --changes\nto do it: rosterd runs undo {} {run} --apply",
+            t.subdomain, t.subdomain
+        )?;
+    }
+    Ok(0)
+}
+
 fn runs_command(config: &Config, args: RunsArgs, out: &mut impl Write) -> anyhow::Result<i32> {
     let store = open_store(config)?;
-    let t = store.require_tenant(&args.subdomain)?;
+    let t = store.require_tenant(args.subdomain.as_deref().unwrap_or_default())?;
+    if let (Some(id), true) = (args.id, args.changes) {
+        // Checked first, so an unknown run is an error, not an empty list.
+        store::load_report(&store.conn, t.id, id)?;
+        if args.format == Format::Csv {
+            let mut w = crate::text::CsvOut::new(&mut *out);
+            w.row(import::journal::CHANGES_HEADER)?;
+            import::journal::for_each_change(&store.conn, t.id, id, |c| Ok(w.row(c.cells())?))?;
+            w.flush()?;
+            return Ok(0);
+        }
+        let mut any = false;
+        import::journal::for_each_change(&store.conn, t.id, id, |c| {
+            any = true;
+            let what = if c.field.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "  {}: {} -> {}",
+                    c.field,
+                    show_or_blank(&c.before),
+                    show_or_blank(&c.after)
+                )
+            };
+            writeln!(
+                out,
+                "{:<32} {:<11}{what}",
+                crate::text::echo(&c.username, crate::text::ECHO_CHARS),
+                c.change
+            )?;
+            Ok(())
+        })?;
+        if !any {
+            writeln!(
+                out,
+                "run {id} changed no user (only users imports and undos journal their changes)"
+            )?;
+        }
+        return Ok(0);
+    }
     if let Some(id) = args.id {
         let report = store::load_report(&store.conn, t.id, id)?;
         print_report(&report, args.format, out)?;

@@ -24,6 +24,8 @@ pub struct Config {
     pub schedule: ScheduleConfig,
     pub mail: MailConfig,
     pub log: LogConfig,
+    /// Default hold thresholds for districts without their own.
+    pub holds: crate::safety::HoldLimits,
 }
 
 /// The SSH/SFTP listener and its limits.
@@ -334,6 +336,15 @@ impl Config {
         ];
         for (key, value) in positive {
             anyhow::ensure!(value > 0, "{key} must be greater than 0");
+        }
+        for (key, value) in [
+            ("holds.update_percent", self.holds.update_percent),
+            ("holds.deactivate_percent", self.holds.deactivate_percent),
+        ] {
+            anyhow::ensure!(
+                value <= 100,
+                "{key} is a percentage from 0 to 100 (100: never hold)"
+            );
         }
         if let Some(bytes) = self.server.max_upload_bytes_in_flight_per_tenant {
             anyhow::ensure!(

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod mail;
 pub mod memory;
 pub mod password;
+pub mod safety;
 pub mod schedule;
 pub mod scheduler;
 pub mod server;

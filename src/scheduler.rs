@@ -66,6 +66,8 @@ struct Settings {
     /// How long a staged file may wait for its rename: the login grace and
     /// idle timeout, after which its session has surely ended.
     staged_max_age: std::time::Duration,
+    /// Hold thresholds for districts without their own.
+    holds: crate::safety::HoldLimits,
 }
 
 impl Settings {
@@ -76,6 +78,12 @@ impl Settings {
             .as_deref()
             .and_then(|w| w.parse().ok())
             .unwrap_or(self.window)
+    }
+
+    /// The tenant's pause, if it covers `at` (its own date).
+    fn pause_at(&self, tenant: &Tenant, at: DateTime<Utc>) -> Option<crate::safety::Pause> {
+        let day = at.with_timezone(&self.ctx.timezone_of(tenant)).date_naive();
+        tenant.pause.filter(|p| p.covers(day))
     }
 }
 
@@ -97,6 +105,7 @@ impl Scheduler {
             staged_max_age: std::time::Duration::from_secs(
                 config.server.login_grace_seconds + config.server.idle_timeout_seconds,
             ),
+            holds: config.holds,
         }
     }
 
@@ -175,6 +184,25 @@ impl Scheduler {
         let _watch = crate::crash::ImportWatch::new(claimed.upload_id);
         let span = tracing::info_span!("import", tenant = %tenant.subdomain, upload_id = claimed.upload_id);
         let _enter = span.enter();
+        let s = self.settings();
+        let pause = s.pause_at(tenant, s.ctx.clock.now());
+        // Held uploads this newer one replaces; set aside once it is imported.
+        let replaced = spool::held_before(conn, tenant.id, claimed.upload_id)?;
+        let mut notes: Vec<String> = replaced
+            .iter()
+            .map(|h| {
+                format!(
+                    "this upload replaces the users.csv received {} that was held for review (run {}); the held file will not be applied",
+                    h.received_at, h.run_id
+                )
+            })
+            .collect();
+        if let Some(p) = pause.filter(|p| p.additions_only) {
+            notes.push(format!(
+                "the district is paused {}: changes to existing users are kept back until the pause ends",
+                p.describe()
+            ));
+        }
         let opts = ImportOptions {
             dry_run: false,
             force: false,
@@ -182,19 +210,17 @@ impl Scheduler {
             upload_id: Some(claimed.upload_id),
             file_name: spool::USERS_CSV.into(),
             email: true,
+            holds: (!claimed.approved).then(|| s.holds.for_tenant(tenant)),
+            additions_only: pause.is_some_and(|p| p.additions_only),
+            notes,
         };
         if claimed.attempts > MAX_ATTEMPTS {
             let why = format!("taken for import {MAX_ATTEMPTS} times without a result");
             self.give_up(conn, tenant, &spool, claimed.upload_id, &why)?;
             return Ok(Next::Failed(why));
         }
-        let report = match crate::import::users::import(
-            conn,
-            &self.settings().ctx,
-            tenant,
-            &claimed.path,
-            &opts,
-        ) {
+        let report = match crate::import::users::import(conn, &s.ctx, tenant, &claimed.path, &opts)
+        {
             Ok(report) => report,
             Err(e) => {
                 let why = format!("{e:#}");
@@ -209,7 +235,20 @@ impl Scheduler {
                 return Ok(Next::Failed(why));
             }
         };
-        spool::archive_imported(conn, &spool, tenant.id, claimed.upload_id)?;
+        // A held upload keeps its original until support decides.
+        if report.outcome != crate::import::Outcome::Held {
+            spool::archive_imported(conn, &spool, tenant.id, claimed.upload_id)?;
+        }
+        for h in &replaced {
+            spool::set_aside(
+                conn,
+                &spool,
+                tenant.id,
+                h,
+                "superseded",
+                &format!("superseded by upload {}", claimed.upload_id),
+            )?;
+        }
         Ok(Next::Imported(Box::new(report)))
     }
 
@@ -423,7 +462,7 @@ fn is_due(
     now: DateTime<Utc>,
 ) -> anyhow::Result<bool> {
     let (importing, pending_since): (bool, Option<String>) = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM uploads WHERE tenant_id = ?1 AND state = 'importing'),
+            "SELECT EXISTS (SELECT 1 FROM uploads WHERE tenant_id = ?1 AND state IN ('importing', 'approved')),
                     (SELECT max(received_at) FROM uploads WHERE tenant_id = ?1 AND state = 'pending')",
             [tenant.id],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -434,6 +473,10 @@ fn is_due(
     let Some(since) = pending_since.and_then(|t| DateTime::parse_from_rfc3339(&t).ok()) else {
         return Ok(false);
     };
+    // Paused: received and kept, imported when the pause ends.
+    if s.pause_at(tenant, now).is_some_and(|p| !p.additions_only) {
+        return Ok(false);
+    }
     let settled = now - since.to_utc() >= s.settle;
     Ok(settled && s.window_of(tenant).is_open(s.ctx.timezone_of(tenant), now))
 }
@@ -451,6 +494,10 @@ fn check_missing(
     let window = s.window_of(tenant);
     let close = window.last_close(tz, now);
     let night_began = window.last_close(tz, close - chrono::Duration::seconds(1));
+    // A paused night sends no "nothing received" note.
+    if s.pause_at(tenant, close).is_some() || s.pause_at(tenant, night_began).is_some() {
+        return Ok(());
+    }
     let (before, tonight, last): (bool, bool, Option<String>) = conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM uploads WHERE tenant_id = ?1 AND received_at <= ?2),
                     EXISTS (SELECT 1 FROM uploads WHERE tenant_id = ?1 AND received_at > ?2 AND received_at <= ?3),

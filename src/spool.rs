@@ -240,6 +240,8 @@ pub struct Claimed {
     pub path: PathBuf,
     /// Times it has been taken for import, this one included.
     pub attempts: u32,
+    /// Support approved it after it was held: imported without holds.
+    pub approved: bool,
 }
 
 /// Take the tenant's next upload for import. An upload a previous run had
@@ -255,8 +257,8 @@ pub fn claim(
     // Taken before: its original is in the archive, whatever its row says (the
     // daemon may have stopped between the rename and the row update).
     let mut stmt = conn.prepare(
-        "SELECT id FROM uploads WHERE tenant_id = ?1 AND state IN ('pending', 'importing', 'superseded')
-         ORDER BY id",
+        "SELECT id FROM uploads WHERE tenant_id = ?1
+         AND state IN ('pending', 'importing', 'superseded', 'approved') ORDER BY id",
     )?;
     let ids: Vec<i64> = stmt
         .query_map([tenant_id], |r| r.get(0))?
@@ -264,16 +266,17 @@ pub fn claim(
     for id in ids {
         let path = spool.original(id);
         if path.exists() {
-            let attempts = conn.query_row(
+            let (attempts, approved) = conn.query_row(
                 "UPDATE uploads SET state = 'importing', attempts = attempts + 1 WHERE id = ?1
-                 RETURNING attempts",
+                 RETURNING attempts, approved",
                 [id],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             return Ok(Some(Claimed {
                 upload_id: id,
                 path,
                 attempts,
+                approved,
             }));
         }
     }
@@ -313,7 +316,155 @@ pub fn claim(
         upload_id: id,
         path,
         attempts,
+        approved: false,
     }))
+}
+
+/// A held upload and the run that held it.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub upload_id: i64,
+    pub run_id: i64,
+    pub received_at: String,
+    /// Why it was held.
+    pub reason: String,
+}
+
+/// The tenant's uploads waiting for support's approval, oldest first.
+pub fn held(conn: &Connection, tenant_id: i64) -> rusqlite::Result<Vec<Held>> {
+    let mut stmt = conn.prepare(
+        "SELECT u.id, r.id, u.received_at, coalesce(r.reason, '') FROM uploads u
+         JOIN import_runs r ON r.id = u.run_id WHERE u.tenant_id = ?1 AND u.state = 'held' ORDER BY u.id",
+    )?;
+    stmt.query_map([tenant_id], |r| {
+        Ok(Held {
+            upload_id: r.get(0)?,
+            run_id: r.get(1)?,
+            received_at: r.get(2)?,
+            reason: r.get(3)?,
+        })
+    })?
+    .collect()
+}
+
+/// The held upload of `run_id`, checked to be still waiting and not
+/// replaced by a newer upload (which is imported instead).
+fn held_for_decision(conn: &Connection, tenant_id: i64, run_id: i64) -> anyhow::Result<Held> {
+    let found = held(conn, tenant_id)?
+        .into_iter()
+        .find(|h| h.run_id == run_id);
+    let Some(h) = found else {
+        let resolution: Option<Option<String>> = conn
+            .query_row(
+                "SELECT coalesce(resolution, outcome) FROM import_runs WHERE id = ?1 AND tenant_id = ?2",
+                params![run_id, tenant_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match resolution {
+            None => anyhow::bail!(
+                "no run {run_id} for this district; `rosterd status` lists held imports"
+            ),
+            Some(what) => anyhow::bail!(
+                "run {run_id} is not waiting for approval (it is {}); `rosterd status` lists held imports",
+                what.unwrap_or_default()
+            ),
+        }
+    };
+    let newer: Option<i64> = conn.query_row(
+        "SELECT max(id) FROM uploads WHERE tenant_id = ?1 AND id > ?2
+             AND state NOT IN ('lost', 'failed', 'discarded')",
+        params![tenant_id, h.upload_id],
+        |r| r.get(0),
+    )?;
+    if let Some(newer) = newer {
+        anyhow::bail!(
+            "a newer upload ({newer}) has arrived since run {run_id} was held; it replaces the held file, which can only be discarded"
+        );
+    }
+    Ok(h)
+}
+
+/// Support approves held run `run_id`: its upload becomes due at once and is
+/// imported without holds, even after a restart. Returns the upload's id.
+pub fn approve(
+    conn: &Connection,
+    tenant_id: i64,
+    run_id: i64,
+    now: DateTime<Utc>,
+) -> anyhow::Result<i64> {
+    let tx = conn.unchecked_transaction()?;
+    let h = held_for_decision(&tx, tenant_id, run_id)?;
+    tx.execute(
+        "UPDATE uploads SET state = 'approved', approved = 1, attempts = 0, failure = NULL WHERE id = ?1",
+        [h.upload_id],
+    )?;
+    tx.execute(
+        "UPDATE import_runs SET resolution = ?2 WHERE id = ?1",
+        params![run_id, format!("approved by support at {}", timestamp(now))],
+    )?;
+    tx.commit()?;
+    Ok(h.upload_id)
+}
+
+/// Support discards held run `run_id`: its upload is never imported; its
+/// blanked copy is kept as an imported upload's is and the plaintext removed.
+pub fn discard(
+    conn: &Connection,
+    spool: &TenantSpool,
+    tenant_id: i64,
+    run_id: i64,
+    now: DateTime<Utc>,
+) -> anyhow::Result<i64> {
+    let h = held(conn, tenant_id)?
+        .into_iter()
+        .find(|h| h.run_id == run_id);
+    let h = match h {
+        Some(h) => h,
+        None => held_for_decision(conn, tenant_id, run_id)?,
+    };
+    set_aside(
+        conn,
+        spool,
+        tenant_id,
+        &h,
+        "discarded",
+        &format!("discarded by support at {}", timestamp(now)),
+    )?;
+    Ok(h.upload_id)
+}
+
+/// Held uploads older than upload `newer`, which replaces them: set aside
+/// (the caller does so once `newer` is imported). Returns them.
+pub fn held_before(conn: &Connection, tenant_id: i64, newer: i64) -> rusqlite::Result<Vec<Held>> {
+    Ok(held(conn, tenant_id)?
+        .into_iter()
+        .filter(|h| h.upload_id < newer)
+        .collect())
+}
+
+/// Mark held upload `h` `state` (never imported) with its run's
+/// `resolution`, keeping only its blanked copy.
+pub fn set_aside(
+    conn: &Connection,
+    spool: &TenantSpool,
+    tenant_id: i64,
+    h: &Held,
+    state: &str,
+    resolution: &str,
+) -> anyhow::Result<()> {
+    archive_imported(conn, spool, tenant_id, h.upload_id)?;
+    let tx = conn.unchecked_transaction()?;
+    tx.execute(
+        "UPDATE uploads SET state = ?2 WHERE id = ?1 AND state = 'held'",
+        params![h.upload_id, state],
+    )?;
+    tx.execute(
+        "UPDATE import_runs SET resolution = ?2 WHERE id = ?1",
+        params![h.run_id, resolution],
+    )?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// Give up on upload `id`: mark it failed with `why` (for `rosterd status`),

@@ -205,6 +205,39 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE ssh_keys ADD COLUMN from_patterns TEXT;
     ALTER TABLE tenants ADD COLUMN allow_from TEXT;
     "#,
+    // 8: data safety. Every applied users import journals, per user, what it
+    // did (`created`, `updated`, `reactivated`, `deactivated`, and an undo's
+    // `restored`) with the user's previous values (`before`, a JSON array in
+    // the order of `journal::BEFORE_COLUMNS`; passwords as their hash only),
+    // so a run can be listed and undone. Users are deactivated, never
+    // deleted. A held import's upload waits in state `held` until support
+    // approves it (`approved` survives a restart) or discards it; a run's
+    // `resolution` says what became of it. Per-district settings: what
+    // happens to users a complete file omits (`absent`), hold thresholds
+    // (NULL: the config's), and a pause.
+    r#"
+    ALTER TABLE users ADD COLUMN active INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE user_changes (
+        id      INTEGER PRIMARY KEY,
+        run_id  INTEGER NOT NULL REFERENCES import_runs(id),
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        change  TEXT NOT NULL,
+        before  TEXT
+    );
+    CREATE INDEX user_changes_run ON user_changes(run_id);
+    ALTER TABLE import_runs ADD COLUMN deactivated INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE import_runs ADD COLUMN reactivated INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE import_runs ADD COLUMN kept_back INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE import_runs ADD COLUMN resolution TEXT;
+    ALTER TABLE import_runs ADD COLUMN undoes INTEGER REFERENCES import_runs(id);
+    ALTER TABLE uploads ADD COLUMN approved INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tenants ADD COLUMN absent TEXT NOT NULL DEFAULT 'keep';
+    ALTER TABLE tenants ADD COLUMN hold_update_percent INTEGER;
+    ALTER TABLE tenants ADD COLUMN hold_deactivate_percent INTEGER;
+    ALTER TABLE tenants ADD COLUMN pause_from TEXT;
+    ALTER TABLE tenants ADD COLUMN pause_until TEXT;
+    ALTER TABLE tenants ADD COLUMN pause_additions_only INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// What `add_keys` did with one key.
@@ -404,6 +437,12 @@ pub struct Tenant {
     pub window: Option<String>,
     pub disabled: bool,
     pub created_at: String,
+    /// What a complete file's omissions do (full sync, opt-in).
+    pub absent: crate::safety::Absent,
+    /// Hold thresholds of its own, in percent; `None`: the config's.
+    pub hold_update_percent: Option<u8>,
+    pub hold_deactivate_percent: Option<u8>,
+    pub pause: Option<crate::safety::Pause>,
 }
 
 pub struct NewTenant<'a> {
@@ -415,8 +454,8 @@ pub struct NewTenant<'a> {
     pub window: Option<&'a str>,
 }
 
-const TENANT_COLUMNS: &str =
-    "id, subdomain, admin_name, admin_email, timezone, sso, window, disabled, created_at";
+const TENANT_COLUMNS: &str = "id, subdomain, admin_name, admin_email, timezone, sso, window, disabled, created_at,
+    absent, hold_update_percent, hold_deactivate_percent, pause_from, pause_until, pause_additions_only";
 
 fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
     Ok(Tenant {
@@ -429,6 +468,14 @@ fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
         window: r.get(6)?,
         disabled: r.get(7)?,
         created_at: r.get(8)?,
+        absent: if r.get_ref(9)?.as_str()? == "deactivate" {
+            crate::safety::Absent::Deactivate
+        } else {
+            crate::safety::Absent::Keep
+        },
+        hold_update_percent: r.get(10)?,
+        hold_deactivate_percent: r.get(11)?,
+        pause: crate::safety::Pause::from_columns(r.get(12)?, r.get(13)?, r.get(14)?),
     })
 }
 
@@ -800,7 +847,8 @@ impl Store {
         mut each: impl FnMut(ExportedUser) -> std::io::Result<()>,
     ) -> anyhow::Result<()> {
         let mut stmt = self.conn.prepare(
-            "SELECT u.username, u.email, u.first_name, u.last_name, s.name, u.graduation_year, u.access_type
+            "SELECT u.username, u.email, u.first_name, u.last_name, s.name, u.graduation_year, u.access_type,
+                    u.active
              FROM users u LEFT JOIN schools s ON s.id = u.school_id
              WHERE u.tenant_id = ?1 ORDER BY u.username_key",
         )?;
@@ -814,6 +862,7 @@ impl Store {
                 school: r.get(4)?,
                 graduation_year: r.get(5)?,
                 access_type: r.get(6)?,
+                active: r.get(7)?,
             })?;
         }
         Ok(())
@@ -916,7 +965,7 @@ pub fn load_report(
         .query_row(
             "SELECT r.kind, r.file_name, r.size, r.sha256, r.encoding, r.started_at, r.finished_at, r.outcome,
                     r.reason, r.rows, r.created, r.updated, r.unchanged, r.skipped, r.errors, r.warnings,
-                    r.problems_truncated, t.subdomain
+                    r.problems_truncated, t.subdomain, r.deactivated, r.reactivated, r.kept_back
              FROM import_runs r JOIN tenants t ON t.id = r.tenant_id WHERE r.tenant_id = ?1 AND r.id = ?2",
             params![tenant_id, run_id],
             |r| {
@@ -924,9 +973,14 @@ pub fn load_report(
                     "applied" => Outcome::Applied,
                     "applied_with_errors" => Outcome::AppliedWithErrors,
                     "unchanged" => Outcome::Unchanged,
+                    "held" => Outcome::Held,
                     _ => Outcome::Rejected,
                 };
-                let kind = if r.get::<_, String>(0)? == "groups" { "groups" } else { "users" };
+                let kind = match r.get_ref(0)?.as_str()? {
+                    "groups" => "groups",
+                    "undo" => "undo",
+                    _ => "users",
+                };
                 let n = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
                 Ok(Report {
                     tenant: r.get(17)?,
@@ -948,6 +1002,9 @@ pub fn load_report(
                         skipped: n(13)?,
                         errors: n(14)?,
                         warnings: n(15)?,
+                        deactivated: n(18)?,
+                        reactivated: n(19)?,
+                        kept_back: n(20)?,
                     },
                     problems: Vec::new(),
                     problems_truncated: n(16)?,
@@ -992,6 +1049,8 @@ pub struct ExportedUser {
     pub school: Option<String>,
     pub graduation_year: Option<i32>,
     pub access_type: Option<String>,
+    /// Not deactivated (full sync, or an undone creation).
+    pub active: bool,
 }
 
 /// `add_school` on any connection or transaction, so `school import` can add a

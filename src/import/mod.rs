@@ -8,6 +8,7 @@ pub mod decode;
 pub mod fields;
 pub mod groups;
 pub mod header;
+pub mod journal;
 pub mod report;
 pub mod users;
 
@@ -56,6 +57,14 @@ pub struct ImportOptions {
     /// Queue the report email to the tenant's administrator, in the same
     /// transaction as the result.
     pub email: bool,
+    /// Hold the import for approval past these thresholds (nightly uploads
+    /// not yet approved); `None` never holds.
+    pub holds: Option<crate::safety::HoldLimits>,
+    /// The district is paused for additions only: create new users, change
+    /// no existing one.
+    pub additions_only: bool,
+    /// Whole-file notes for the report (a held upload this one replaces).
+    pub notes: Vec<String>,
 }
 
 /// What every import needs besides the file: the time, the password secret,
@@ -87,7 +96,7 @@ pub(crate) fn new_report(
     opts: &ImportOptions,
 ) -> Report {
     let now = timestamp(ctx.clock.now());
-    Report {
+    let mut report = Report {
         tenant: tenant.subdomain.clone(),
         kind,
         file_name: opts.file_name.clone(),
@@ -104,7 +113,17 @@ pub(crate) fn new_report(
         problems_truncated: 0,
         problem_bytes: 0,
         run_id: None,
+    };
+    for note in &opts.notes {
+        report.add(Problem {
+            line: None,
+            column: String::new(),
+            value: String::new(),
+            severity: Severity::Warning,
+            message: note.clone(),
+        });
     }
+    report
 }
 
 /// The first, header-level stage shared by every import kind: scan the bytes,
@@ -233,6 +252,7 @@ pub(crate) fn reject_unreadable(
     why: String,
 ) -> anyhow::Result<Report> {
     report.counts = Counts::default();
+    report.run_id = None; // its journal was rolled back with the rows
     report.problems.clear();
     report.problems_truncated = 0;
     report.problem_bytes = 0;
@@ -285,20 +305,26 @@ fn last_imported_sha256(
 /// Store the run and its kept problems, mark the upload it came from imported,
 /// and queue its report email: all inside the caller's transaction, so the
 /// history, the changes it describes and the email commit together or not at all.
+///
+/// `report.run_id`, when set, is the id the run's journal already uses (see
+/// [`journal::next_run_id`]). A held run leaves its upload `held` and
+/// queues the "held" email with `changes` (its `changes.csv`) instead.
 pub(crate) fn record_run(
     conn: &Connection,
     ctx: &ImportContext,
     tenant: &Tenant,
     opts: &ImportOptions,
     report: &mut Report,
+    changes: Option<Vec<u8>>,
 ) -> anyhow::Result<i64> {
     let tenant_id = tenant.id;
     let c = &report.counts;
     conn.execute(
         "INSERT INTO import_runs (tenant_id, kind, source, file_name, size, sha256, upload_id, started_at,
             finished_at, outcome, reason, rows, created, updated, unchanged, skipped, errors, warnings, problems_truncated,
-            encoding)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+            encoding, id, deactivated, reactivated, kept_back)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
+            ?22, ?23, ?24)",
         params![
             tenant_id,
             report.kind,
@@ -320,6 +346,10 @@ pub(crate) fn record_run(
             c.warnings as i64,
             report.problems_truncated as i64,
             report.encoding,
+            report.run_id,
+            c.deactivated as i64,
+            c.reactivated as i64,
+            c.kept_back as i64,
         ],
     )?;
     let run_id = conn.last_insert_rowid();
@@ -341,21 +371,28 @@ pub(crate) fn record_run(
     report.run_id = Some(run_id);
     let mut received = None;
     if let Some(upload_id) = opts.upload_id {
+        let state = if report.outcome == Outcome::Held {
+            "held"
+        } else {
+            "imported"
+        };
         conn.execute(
-            "UPDATE uploads SET state = 'imported', run_id = ?2 WHERE id = ?1",
-            params![upload_id, run_id],
+            "UPDATE uploads SET state = ?3, run_id = ?2 WHERE id = ?1",
+            params![upload_id, run_id, state],
         )?;
         received = upload_received(conn, upload_id)?;
     }
     if opts.email {
         let now = ctx.clock.now();
-        let mail = ctx.composer.report(
-            tenant,
-            ctx.timezone_of(tenant),
-            report,
-            received.as_ref(),
-            now,
-        )?;
+        let tz = ctx.timezone_of(tenant);
+        let mail = match changes {
+            Some(csv) => ctx
+                .composer
+                .held(tenant, tz, report, csv, received.as_ref(), now)?,
+            None => ctx
+                .composer
+                .report(tenant, tz, report, received.as_ref(), now)?,
+        };
         crate::mail::queue(conn, &mail, now)?;
     }
     Ok(run_id)
@@ -409,6 +446,7 @@ pub(crate) fn conclude(
         // to a sub-journal, about 10% of a large import.) A crash in between
         // leaves the upload to be imported, and rejected, again.
         tx.execute_batch("ROLLBACK; BEGIN IMMEDIATE")?;
+        report.run_id = None; // its journal went with the rollback
         reject(
             &mut report,
             format!(
@@ -419,6 +457,9 @@ pub(crate) fn conclude(
         report.counts.created = 0;
         report.counts.updated = 0;
         report.counts.unchanged = 0;
+        report.counts.deactivated = 0;
+        report.counts.reactivated = 0;
+        report.counts.kept_back = 0;
     } else {
         report.outcome = if c.skipped > 0 {
             Outcome::AppliedWithErrors
@@ -428,10 +469,48 @@ pub(crate) fn conclude(
     }
     if opts.dry_run {
         drop(tx); // rolls back
+        report.run_id = None;
     } else {
-        record_run(&tx, ctx, tenant, opts, &mut report)?;
+        record_run(&tx, ctx, tenant, opts, &mut report, None)?;
         tx.commit()?;
     }
+    Ok(report)
+}
+
+/// Hold an import whose rows are applied inside `tx` but passed a hold
+/// threshold (`why`): keep its change list for the email, undo every row,
+/// and record the run as held (its upload waits in state `held`), all in one
+/// transaction.
+pub(crate) fn hold(
+    tx: rusqlite::Transaction<'_>,
+    ctx: &ImportContext,
+    tenant: &Tenant,
+    opts: &ImportOptions,
+    mut report: Report,
+    why: String,
+) -> anyhow::Result<Report> {
+    let mut changes = Vec::new();
+    if let Some(run_id) = report.run_id {
+        journal::write_changes_csv(
+            &tx,
+            tenant.id,
+            run_id,
+            &mut changes,
+            crate::mail::compose::MAX_ATTACHMENT_BYTES,
+        )?;
+    }
+    tx.execute_batch("ROLLBACK; BEGIN IMMEDIATE")?;
+    let run_id = journal::next_run_id(&tx)?;
+    report.run_id = Some(run_id);
+    report.problems.sort_by_key(|p| p.line);
+    report.finished_at = timestamp(ctx.clock.now());
+    report.outcome = Outcome::Held;
+    report.reason = Some(format!(
+        "this file was held for review and nothing was applied yet: {why}. A broken export can look like this. If the changes are expected, support applies them with `rosterd import approve {sub} {run_id}`; otherwise fix the export and upload again (a newer upload replaces this one), or support discards it with `rosterd import discard {sub} {run_id}`",
+        sub = tenant.subdomain
+    ));
+    record_run(&tx, ctx, tenant, opts, &mut report, Some(changes))?;
+    tx.commit()?;
     Ok(report)
 }
 
@@ -447,7 +526,7 @@ pub(crate) fn finish_early(
     report.finished_at = timestamp(ctx.clock.now());
     if !opts.dry_run {
         let tx = conn.unchecked_transaction()?;
-        record_run(&tx, ctx, tenant, opts, &mut report)?;
+        record_run(&tx, ctx, tenant, opts, &mut report, None)?;
         tx.commit()?;
     }
     Ok(report)

@@ -95,6 +95,13 @@ pub struct Counts {
     pub skipped: u64,
     pub errors: u64,
     pub warnings: u64,
+    /// Users the file omits, deactivated (full sync), and inactive users it
+    /// lists again, reactivated.
+    pub deactivated: u64,
+    pub reactivated: u64,
+    /// Changes to existing users not applied because the district is paused
+    /// for additions only.
+    pub kept_back: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -108,6 +115,9 @@ pub enum Outcome {
     Unchanged,
     /// Nothing applied; `reason` says why.
     Rejected,
+    /// Nothing applied yet: the changes passed a hold threshold and wait for
+    /// support's approval (`reason` says which).
+    Held,
 }
 
 impl Outcome {
@@ -117,6 +127,7 @@ impl Outcome {
             Self::AppliedWithErrors => "applied_with_errors",
             Self::Unchanged => "unchanged",
             Self::Rejected => "rejected",
+            Self::Held => "held",
         }
     }
 }
@@ -175,7 +186,7 @@ impl Report {
     pub fn exit_code(&self) -> i32 {
         match self.outcome {
             Outcome::Applied | Outcome::Unchanged => 0,
-            Outcome::Rejected => 1,
+            Outcome::Rejected | Outcome::Held => 1,
             Outcome::AppliedWithErrors => 3,
         }
     }
@@ -194,6 +205,13 @@ impl Report {
                 "{} unchanged since the last import, nothing to do",
                 self.file_name
             ),
+            Outcome::Held => format!(
+                "{} held for review, nothing applied yet — it would create {}, update {}, deactivate {}",
+                self.file_name,
+                thousands(c.created),
+                thousands(c.updated),
+                thousands(c.deactivated)
+            ),
             _ => {
                 let mut s = format!(
                     "{} {verb} — {} created, {} updated, {} unchanged",
@@ -202,6 +220,9 @@ impl Report {
                     thousands(c.updated),
                     thousands(c.unchanged)
                 );
+                if c.deactivated > 0 {
+                    let _ = write!(s, ", {} deactivated", thousands(c.deactivated));
+                }
                 if c.skipped > 0 {
                     let _ = write!(
                         s,
@@ -251,6 +272,23 @@ impl Report {
         let _ = writeln!(s, "  created    {}", thousands(c.created));
         let _ = writeln!(s, "  updated    {}", thousands(c.updated));
         let _ = writeln!(s, "  unchanged  {}", thousands(c.unchanged));
+        if c.reactivated > 0 {
+            let _ = writeln!(s, "  reactivated {}", thousands(c.reactivated));
+        }
+        if c.deactivated > 0 {
+            let _ = writeln!(
+                s,
+                "  deactivated {} (not in the file; full sync)",
+                thousands(c.deactivated)
+            );
+        }
+        if c.kept_back > 0 {
+            let _ = writeln!(
+                s,
+                "  kept back  {} (changes to existing users, not applied during the pause)",
+                thousands(c.kept_back)
+            );
+        }
         let _ = writeln!(
             s,
             "  skipped    {} (rows with errors)",

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::fields::{self, AccessChange};
 use super::header::{Columns, FieldSet};
-use super::{ImportContext, ImportOptions, Problem, Report, Severity};
+use super::{ImportContext, ImportOptions, Problem, Report, Severity, journal};
 use crate::password;
 use crate::store::{Tenant, school_name_key};
 
@@ -247,6 +247,8 @@ struct Existing {
     same: bool,
     /// The password fingerprint equals the row's (or the row gives none).
     same_password: bool,
+    /// Not deactivated (a deactivated user the file lists is reactivated).
+    active: bool,
 }
 
 /// What one valid row will do to the store.
@@ -255,13 +257,18 @@ enum Plan {
         row: Row,
         fp: Option<Vec<u8>>,
     },
-    /// Set the row's non-blank values (and the password, if `fp` is given).
+    /// Set the row's non-blank values (and the password, if `fp` is given);
+    /// `reactivate` a deactivated user.
     Update {
         id: i64,
         row: Row,
         fp: Option<Vec<u8>>,
+        reactivate: bool,
     },
     Unchanged,
+    /// A change to an existing user, not applied: the district is paused for
+    /// additions only.
+    KeptBack,
     /// The username belongs to another tenant: a row error.
     Taken {
         row: Row,
@@ -328,6 +335,15 @@ fn import_fk_off(
         [tenant.id],
         |r| r.get(0),
     )?;
+    // The district's active users before this import: what hold
+    // thresholds are measured against.
+    let active: u64 = tx.query_row(
+        "SELECT count(*) FROM users WHERE tenant_id = ?1 AND active = 1",
+        [tenant.id],
+        |r| r.get::<_, i64>(0),
+    )? as u64;
+    let run_id = journal::next_run_id(&tx)?;
+    report.run_id = Some(run_id);
     let lookup = if first_import {
         None
     } else {
@@ -336,8 +352,18 @@ fn import_fk_off(
     // Two stages on two cores: this thread applies batches to the store while a
     // reader thread parses and checks the rows that follow.
     let (to_apply, batches) = std::sync::mpsc::sync_channel::<Checked>(4);
-    let applied = std::thread::scope(|scope| -> anyhow::Result<()> {
-        let reader = scope.spawn(|| read_rows(rows, &rules, ctx, tenant, lookup, to_apply));
+    let applied = std::thread::scope(|scope| -> anyhow::Result<Seen> {
+        let reader = scope.spawn(|| {
+            read_rows(
+                rows,
+                &rules,
+                ctx,
+                tenant,
+                lookup,
+                opts.additions_only,
+                to_apply,
+            )
+        });
         for checked in batches {
             report.counts.rows += checked.rows;
             report.counts.skipped += checked.skipped;
@@ -349,6 +375,7 @@ fn import_fk_off(
                 tenant,
                 &rules,
                 now,
+                run_id,
                 checked.plans,
                 &checked.text,
                 &mut report,
@@ -364,9 +391,27 @@ fn import_fk_off(
         drop(tx); // rolls back every row applied before the limit
         return super::reject_unreadable(conn, ctx, tenant, opts, report, why);
     }
-    applied?;
-
-    let report = super::conclude(tx, ctx, tenant, opts, report)?;
+    let seen = applied?;
+    // Full sync: a complete file's omissions are deactivated. Never from a
+    // file without data rows, nor while paused for additions only.
+    if tenant.absent == crate::safety::Absent::Deactivate
+        && !first_import
+        && report.counts.rows > 0
+        && !opts.additions_only
+    {
+        report.counts.deactivated = deactivate_absent(&tx, tenant, run_id, now, &seen)?;
+    }
+    drop(seen);
+    let hold = opts.holds.and_then(|limits| {
+        limits.hold_reason(active, report.counts.updated, report.counts.deactivated)
+    });
+    let report = match hold {
+        // A file rejected for its errors is reported as rejected, not held.
+        Some(why) if !opts.dry_run && report.counts.skipped * 2 <= report.counts.rows => {
+            super::hold(tx, ctx, tenant, opts, report, why)?
+        }
+        _ => super::conclude(tx, ctx, tenant, opts, report)?,
+    };
     let c = report.counts;
     tracing::info!(
         tenant = %tenant.subdomain,
@@ -377,6 +422,37 @@ fn import_fk_off(
         "users import finished"
     );
     Ok(report)
+}
+
+/// Deactivate the tenant's active users whose username `seen` does not hold,
+/// journaling each; returns how many.
+fn deactivate_absent(
+    tx: &Connection,
+    tenant: &Tenant,
+    run_id: i64,
+    now: i64,
+    seen: &Seen,
+) -> anyhow::Result<u64> {
+    let absent: Vec<i64> = {
+        let mut stmt =
+            tx.prepare("SELECT id, username_key FROM users WHERE tenant_id = ?1 AND active = 1")?;
+        let mut rows = stmt.query([tenant.id])?;
+        let mut absent = Vec::new();
+        while let Some(r) = rows.next()? {
+            if !seen.contains_key(&name_id(r.get_ref(1)?.as_str()?)) {
+                absent.push(r.get(0)?);
+            }
+        }
+        absent
+    };
+    let mut before = tx.prepare_cached(journal::BEFORE)?;
+    let mut deactivate =
+        tx.prepare_cached("UPDATE users SET active = 0, updated_at = ?2 WHERE id = ?1")?;
+    for &id in &absent {
+        before.execute(params![run_id, id, "deactivated"])?;
+        deactivate.execute(params![id, now])?;
+    }
+    Ok(absent.len() as u64)
 }
 
 /// One batch from the reader stage: the rows that passed every rule, and the
@@ -427,17 +503,11 @@ fn read_rows(
     ctx: &ImportContext,
     tenant: &Tenant,
     lookup: Option<Connection>,
+    additions_only: bool,
     to_apply: std::sync::mpsc::SyncSender<Checked>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Seen> {
     let started = std::time::Instant::now();
-    // Usernames seen in this file: 128 bits of SHA-256 of the lowercase name
-    // (collisions are beyond reach) and the line that first used it, so memory
-    // stays small for million-row files.
-    let mut seen: HashMap<u128, u64, DigestHasher> = HashMap::default();
-    let name_id = |key: &str| {
-        let digest = Sha256::digest(key.as_bytes());
-        u128::from_le_bytes(digest[..16].try_into().expect("16 bytes"))
-    };
+    let mut seen: Seen = HashMap::default();
     let mut valid: Vec<Row> = Vec::with_capacity(BATCH);
     let fresh = || Checked {
         rows: 0,
@@ -495,6 +565,7 @@ fn read_rows(
                 lookup.as_ref(),
                 ctx,
                 tenant,
+                additions_only,
                 std::mem::take(&mut valid),
                 &batch.text,
             )?;
@@ -502,13 +573,30 @@ fn read_rows(
                 .send(std::mem::replace(&mut batch, fresh()))
                 .is_err()
             {
-                return Ok(()); // the applying stage stopped; its error is reported there
+                return Ok(seen); // the applying stage stopped; its error is reported there
             }
         }
     }
-    batch.plans = plan_batch(lookup.as_ref(), ctx, tenant, valid, &batch.text)?;
+    batch.plans = plan_batch(
+        lookup.as_ref(),
+        ctx,
+        tenant,
+        additions_only,
+        valid,
+        &batch.text,
+    )?;
     let _ = to_apply.send(batch);
-    Ok(())
+    Ok(seen)
+}
+
+/// Usernames a file lists (valid rows and rows with errors alike): 128 bits
+/// of SHA-256 of the lowercase name (collisions are beyond reach) and the
+/// line that first used it, so memory stays small for million-row files.
+type Seen = HashMap<u128, u64, DigestHasher>;
+
+fn name_id(key: &str) -> u128 {
+    let digest = Sha256::digest(key.as_bytes());
+    u128::from_le_bytes(digest[..16].try_into().expect("16 bytes"))
 }
 
 struct Rules<'a> {
@@ -635,7 +723,7 @@ fn read_snapshot(tx: &Connection) -> anyhow::Result<Connection> {
 
 const FIND_EXISTING: &str =
     "SELECT id, tenant_id, username, email, first_name, last_name, school_id,
-    graduation_year, access_type, password_fp FROM users WHERE username_key = ?1";
+    graduation_year, access_type, password_fp, active FROM users WHERE username_key = ?1";
 
 /// Look up the row's username and compare, in place, what is stored with what
 /// the row gives: no stored value is copied out.
@@ -680,6 +768,7 @@ fn find_existing(
             tenant_id: r.get(1)?,
             same,
             same_password,
+            active: r.get(10)?,
         })
     })
     .optional()
@@ -694,6 +783,7 @@ fn plan_batch(
     lookup: Option<&Connection>,
     ctx: &ImportContext,
     tenant: &Tenant,
+    additions_only: bool,
     batch: Vec<Row>,
     text: &Text,
 ) -> anyhow::Result<Vec<(Plan, Option<String>)>> {
@@ -712,11 +802,13 @@ fn plan_batch(
         let plan = match existing {
             None => Plan::Create { row, fp },
             Some(old) if old.tenant_id != tenant.id => Plan::Taken { row },
-            Some(old) if old.same && old.same_password => Plan::Unchanged,
+            Some(old) if old.same && old.same_password && old.active => Plan::Unchanged,
+            Some(_) if additions_only => Plan::KeptBack,
             Some(old) => Plan::Update {
                 id: old.id,
                 fp: if old.same_password { None } else { fp },
                 row,
+                reactivate: !old.active,
             },
         };
         plans.push(plan);
@@ -747,15 +839,22 @@ fn plan_batch(
 }
 
 /// The writer stage: apply one batch of plans inside the import's transaction.
+///
+/// Each change is journaled under `run_id` first ([`journal`]): a creation,
+/// or the user's values before the update.
+#[allow(clippy::too_many_arguments)]
 fn write_batch(
     tx: &Connection,
     tenant: &Tenant,
     rules: &Rules<'_>,
     now: i64,
+    run_id: i64,
     plans: Vec<(Plan, Option<String>)>,
     text: &Text,
     report: &mut Report,
 ) -> anyhow::Result<()> {
+    let mut created = tx.prepare_cached(journal::CREATED)?;
+    let mut before = tx.prepare_cached(journal::BEFORE)?;
     let mut insert = tx.prepare_cached(
         "INSERT INTO users (tenant_id, username, username_key, email, first_name, last_name, school_id,
             graduation_year, access_type, password_hash, password_fp, created_at, updated_at)
@@ -767,7 +866,8 @@ fn write_batch(
             last_name = COALESCE(?5, last_name), school_id = COALESCE(?6, school_id),
             graduation_year = COALESCE(?7, graduation_year),
             access_type = CASE WHEN ?12 THEN access_type ELSE ?8 END,
-            password_hash = COALESCE(?9, password_hash), password_fp = COALESCE(?10, password_fp), updated_at = ?11
+            password_hash = COALESCE(?9, password_hash), password_fp = COALESCE(?10, password_fp), updated_at = ?11,
+            active = 1
          WHERE id = ?1",
     )?;
     for (plan, hash) in plans {
@@ -793,6 +893,7 @@ fn write_batch(
                     taken(report, rules, &row, text);
                     continue;
                 }
+                created.execute(params![run_id, tx.last_insert_rowid()])?;
                 report.counts.created += 1;
                 if row.password.is_none() && !tenant.sso {
                     report.add_with(Severity::Warning, || Problem {
@@ -804,8 +905,15 @@ fn write_batch(
                     });
                 }
             }
-            Plan::Update { id, row, fp } => {
+            Plan::Update {
+                id,
+                row,
+                fp,
+                reactivate,
+            } => {
                 let (keep_access, access) = access_params(row.access);
+                let change = if reactivate { "reactivated" } else { "updated" };
+                before.execute(params![run_id, id, change])?;
                 update.execute(params![
                     id,
                     text.get(row.username),
@@ -820,9 +928,14 @@ fn write_batch(
                     now,
                     keep_access
                 ])?;
-                report.counts.updated += 1;
+                if reactivate {
+                    report.counts.reactivated += 1;
+                } else {
+                    report.counts.updated += 1;
+                }
             }
             Plan::Unchanged => report.counts.unchanged += 1,
+            Plan::KeptBack => report.counts.kept_back += 1,
             Plan::Taken { row } => taken(report, rules, &row, text),
         }
     }

@@ -60,6 +60,10 @@ impl Composer {
         let subject = report_subject(report);
         let mut body = format!("Hello {},\n\n", tenant.admin_name);
         body.push_str(&match (report.outcome, received) {
+            _ if report.kind == "undo" => format!(
+                "Support undid an import for {} ({}): every value that import changed is back as it was before it, and the accounts it created are deactivated.\n",
+                tenant.subdomain, report.file_name
+            ),
             (Outcome::Rejected, _) => format!(
                 "rosterd could not import the {} that {} sent, so nothing in your accounts was changed.\n",
                 report.file_name, tenant.subdomain
@@ -119,6 +123,58 @@ impl Composer {
             None => format!("dry-run:{}:{:016x}", tenant.id, rand::random::<u64>()),
         };
         self.build(tenant, "report", key, subject, body, attachment, now)
+    }
+
+    /// The email saying an import was held for review: what it would have
+    /// done, why it was held, and every change it would make in
+    /// `changes.csv` (`changes`, already cut to fit).
+    pub fn held(
+        &self,
+        tenant: &Tenant,
+        tz: Tz,
+        report: &Report,
+        changes: Vec<u8>,
+        received: Option<&Received>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Outgoing> {
+        let c = &report.counts;
+        let subject = format!(
+            "{}: {} held for review — it would update {} and deactivate {} accounts; nothing applied yet",
+            tenant.subdomain,
+            report.file_name,
+            thousands(c.updated),
+            thousands(c.deactivated)
+        );
+        let mut body = format!(
+            "Hello {},\n\nrosterd received the {} that {} sent, but did not apply it: it would change more of your accounts than an ordinary night does, which is what a broken export looks like. Your accounts are as they were.\n",
+            tenant.admin_name, report.file_name, tenant.subdomain
+        );
+        if let Some(r) = received {
+            body.push_str(&format!("\n  received   {}", local(r.at, tz)));
+            if let Some(addr) = &r.remote_addr {
+                body.push_str(&format!(" (from {addr})"));
+            }
+            body.push('\n');
+        }
+        body.push('\n');
+        body.push_str(&report.render_text(PROBLEMS_IN_BODY, "support can list all of them"));
+        body.push_str(
+            "\nThe attached changes.csv lists every change the file would make (before and after). If they are what you expect, ask your rostering support contact to approve the import; if not, fix the export and upload again: a newer upload replaces this one.\n",
+        );
+        body.push_str(&footer(tenant));
+        let key = match report.run_id {
+            Some(id) => format!("run:{id}"),
+            None => format!("held:{}:{:016x}", tenant.id, rand::random::<u64>()),
+        };
+        self.build(
+            tenant,
+            "held",
+            key,
+            subject,
+            body,
+            Some(("changes.csv", changes)),
+            now,
+        )
     }
 
     /// The one note for a night in which a tenant that has delivered before sent
@@ -254,7 +310,17 @@ Support has been told and will look into it; you do not need to do anything. The
 pub fn report_subject(report: &Report) -> String {
     let c = &report.counts;
     let dry = if report.dry_run { "[dry run] " } else { "" };
+    if report.kind == "undo" {
+        return format!(
+            "{}: {} done — {} restored, {} deactivated",
+            report.tenant,
+            report.file_name,
+            thousands(c.updated),
+            thousands(c.deactivated)
+        );
+    }
     let what = match report.outcome {
+        Outcome::Held => format!("{} held for review — nothing applied yet", report.file_name),
         Outcome::Rejected => format!("{} rejected — nothing was applied", report.file_name),
         Outcome::Unchanged => format!("{} unchanged since the last import", report.file_name),
         _ => {

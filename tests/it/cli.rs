@@ -153,16 +153,16 @@ fn users_export_is_sorted_and_has_no_passwords() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         lines[0],
-        "Username,Email Address,First Name,Last Name,School,Graduation Year,Access Type,User Type"
+        "Username,Email Address,First Name,Last Name,School,Graduation Year,Access Type,User Type,Status"
     );
     assert_eq!(
         lines[1],
-        "Amy.First,,,,Lincoln Elementary,,School Administrator,staff"
+        "Amy.First,,,,Lincoln Elementary,,School Administrator,staff,active"
     );
-    assert_eq!(lines[2], "middle,,,,,2039,,student");
+    assert_eq!(lines[2], "middle,,,,,2039,,student,active");
     assert_eq!(
         lines[3],
-        "zed.last,z@example.org,,,Lincoln High,2027,,student"
+        "zed.last,z@example.org,,,Lincoln High,2027,,student,active"
     );
     assert!(!out.contains("Pw-"));
 }

@@ -166,6 +166,9 @@ pub fn options(file: &Path, dry_run: bool) -> ImportOptions {
         upload_id: None,
         file_name: file.file_name().unwrap().to_string_lossy().into_owned(),
         email: false,
+        holds: None,
+        additions_only: false,
+        notes: Vec::new(),
     }
 }
 

@@ -36,10 +36,10 @@ fn utf8_bom_and_crlf() {
     assert_eq!((r.counts.rows, r.counts.created), (2, 2));
     let export = env.export("lincoln");
     assert!(
-        export.contains("\nasmith,,Ann,Smith,,,,staff\n"),
+        export.contains("\nasmith,,Ann,Smith,,,,staff,active\n"),
         "{export}"
     );
-    assert!(export.contains("\njdoe,,John,Doe,,,,staff\n"), "{export}");
+    assert!(export.contains("\njdoe,,John,Doe,,,,staff,active\n"), "{export}");
 }
 
 #[test]

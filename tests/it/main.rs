@@ -16,5 +16,6 @@ mod importer;
 mod keys;
 mod pipeline;
 mod quickstart;
+mod safety;
 mod server;
 mod smtp;
