@@ -206,10 +206,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE tenants ADD COLUMN allow_from TEXT;
     "#,
     // 8: data safety. Every applied users import journals, per user, what it
-    // did (`created`, `updated`, `reactivated`, `deactivated`, and an undo's
-    // `restored`) with the user's previous values (`before`, a JSON array in
-    // the order of `journal::BEFORE_COLUMNS`; passwords as their hash only),
-    // so a run can be listed and undone. Users are deactivated, never
+    // did: a user it created names it (`users.created_run`); its changes
+    // (`updated`, `reactivated`, `deactivated`, an undo's `restored`), each
+    // with the previous values of the fields it touched (passwords as their
+    // hash only), are stored a batch per `user_changes` row (`entries`, a
+    // JSON array, see `import::journal`), so a run can be listed and undone. Users are deactivated, never
     // deleted. A held import's upload waits in state `held` until support
     // approves it (`approved` survives a restart) or discards it; a run's
     // `resolution` says what became of it. Per-district settings: what
@@ -217,14 +218,13 @@ const MIGRATIONS: &[&str] = &[
     // (NULL: the config's), and a pause.
     r#"
     ALTER TABLE users ADD COLUMN active INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE users ADD COLUMN created_run INTEGER;
     CREATE TABLE user_changes (
-        id      INTEGER PRIMARY KEY,
         run_id  INTEGER NOT NULL REFERENCES import_runs(id),
-        user_id INTEGER NOT NULL REFERENCES users(id),
-        change  TEXT NOT NULL,
-        before  TEXT
+        seq     INTEGER NOT NULL,
+        entries TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
     );
-    CREATE INDEX user_changes_run ON user_changes(run_id);
     ALTER TABLE import_runs ADD COLUMN deactivated INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE import_runs ADD COLUMN reactivated INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE import_runs ADD COLUMN kept_back INTEGER NOT NULL DEFAULT 0;

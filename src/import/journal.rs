@@ -11,49 +11,354 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{ImportContext, ImportOptions, Outcome, Report, Source};
 use crate::store::Tenant;
 
-/// A user's stored values as one JSON array, in the order [`FIELDS`] names
-/// them; the password fingerprint as hex (JSON holds no blobs).
-macro_rules! values_json {
-    () => {
-        "json_array(username, email, first_name, last_name, school_id, graduation_year, access_type,
-            password_hash, CASE WHEN password_fp IS NULL THEN NULL ELSE hex(password_fp) END, active)"
-    };
+/// The stored fields a change can touch, as bits of a mask: which of them a
+/// journal row keeps the previous values of.
+pub(crate) mod field {
+    pub const USERNAME: u16 = 1 << 0;
+    pub const EMAIL: u16 = 1 << 1;
+    pub const FIRST_NAME: u16 = 1 << 2;
+    pub const LAST_NAME: u16 = 1 << 3;
+    pub const SCHOOL: u16 = 1 << 4;
+    pub const GRADUATION_YEAR: u16 = 1 << 5;
+    pub const ACCESS_TYPE: u16 = 1 << 6;
+    /// The hash and its fingerprint.
+    pub const PASSWORD: u16 = 1 << 7;
+    pub const ACTIVE: u16 = 1 << 8;
+    pub const ALL: u16 = (1 << 9) - 1;
 }
 
-/// Journal a creation: (run, user).
-pub(crate) const CREATED: &str =
-    "INSERT INTO user_changes (run_id, user_id, change) VALUES (?1, ?2, 'created')";
-
-/// Journal a change to an existing user before it is made: (run, user,
-/// change), keeping the user's values as they are now.
-pub(crate) const BEFORE: &str = concat!(
-    "INSERT INTO user_changes (run_id, user_id, change, before) SELECT ?1, id, ?3, ",
-    values_json!(),
-    " FROM users WHERE id = ?2"
-);
-
-/// Put a journaled array of values back: (user, values, now).
-const RESTORE: &str = "UPDATE users SET username = json_extract(?2, '$[0]'), email = json_extract(?2, '$[1]'),
-    first_name = json_extract(?2, '$[2]'), last_name = json_extract(?2, '$[3]'),
-    school_id = json_extract(?2, '$[4]'), graduation_year = json_extract(?2, '$[5]'),
-    access_type = json_extract(?2, '$[6]'), password_hash = json_extract(?2, '$[7]'),
-    password_fp = unhex(json_extract(?2, '$[8]')), active = json_extract(?2, '$[9]'), updated_at = ?3
-    WHERE id = ?1";
-
-/// The fields of the values array as the change list names them; `None`
-/// for the fingerprint, which is never shown.
-const FIELDS: [Option<&str>; 10] = [
-    Some("Username"),
-    Some("Email Address"),
-    Some("First Name"),
-    Some("Last Name"),
-    Some("School"),
-    Some("Graduation Year"),
-    Some("Access Type"),
-    Some("Password"),
-    None,
-    Some("Status"),
+/// Per field bit: its JSON key in a journal row's `before` object with the
+/// SQL that reads it from `users`, and how the change list names it
+/// (`None`: never shown, the password fingerprint).
+const COLUMNS: [(u16, &str, &str, Option<&str>); 10] = [
+    (field::USERNAME, "username", "username", Some("Username")),
+    (field::EMAIL, "email", "email", Some("Email Address")),
+    (
+        field::FIRST_NAME,
+        "first_name",
+        "first_name",
+        Some("First Name"),
+    ),
+    (
+        field::LAST_NAME,
+        "last_name",
+        "last_name",
+        Some("Last Name"),
+    ),
+    (field::SCHOOL, "school_id", "school_id", Some("School")),
+    (
+        field::GRADUATION_YEAR,
+        "graduation_year",
+        "graduation_year",
+        Some("Graduation Year"),
+    ),
+    (
+        field::ACCESS_TYPE,
+        "access_type",
+        "access_type",
+        Some("Access Type"),
+    ),
+    (
+        field::PASSWORD,
+        "password_hash",
+        "password_hash",
+        Some("Password"),
+    ),
+    // JSON holds no blobs: the fingerprint as hex.
+    (
+        field::PASSWORD,
+        "password_fp",
+        "CASE WHEN password_fp IS NULL THEN NULL ELSE hex(password_fp) END",
+        None,
+    ),
+    (field::ACTIVE, "active", "active", Some("Status")),
 ];
+
+/// A JSON object of the user's current values of the fields in `mask`.
+fn values_sql(mask: u16) -> String {
+    let pairs: Vec<String> = COLUMNS
+        .iter()
+        .filter(|c| c.0 & mask != 0)
+        .map(|(_, key, sql, _)| format!("'{key}', {sql}"))
+        .collect();
+    format!("json_object({})", pairs.join(", "))
+}
+
+/// One run's journal as it is written: its changes to existing users, each
+/// with the previous values of the fields it touches (an update of one name
+/// keeps one name), gathered and stored a batch at a time as one row of
+/// `user_changes` (a JSON array of `[user, change, before]`), so journaling
+/// costs an import one insert per batch, not one per user.
+#[derive(Default)]
+pub(crate) struct Journal {
+    run_id: i64,
+    seq: i64,
+    /// Entries not stored yet, comma-separated, and how many.
+    pending: Vec<u8>,
+    entries: usize,
+}
+
+/// Entries per stored row, where the journal gathers them itself (the
+/// importer stores one row per batch of its reader stage).
+pub(crate) const BATCH: usize = 1024;
+
+impl Journal {
+    pub(crate) fn new(run_id: i64) -> Self {
+        Self {
+            run_id,
+            ..Self::default()
+        }
+    }
+
+    /// Entries made by [`push_entry`] (the importer's reader stage makes them).
+    pub(crate) fn extend(&mut self, entries: &[u8]) {
+        if entries.is_empty() {
+            return;
+        }
+        if !self.pending.is_empty() {
+            self.pending.push(b',');
+        }
+        self.pending.extend_from_slice(entries);
+    }
+
+    /// Record that `change` is about to modify user `user`, whose fields
+    /// it touches are now `before` (a JSON object).
+    pub(crate) fn add(&mut self, user: i64, change: &str, before: &[u8]) {
+        push_entry(&mut self.pending, user, change, before);
+        self.entries += 1;
+    }
+
+    /// [`Journal::flush`] once `n` entries are gathered.
+    pub(crate) fn flush_every(&mut self, tx: &Connection, n: usize) -> rusqlite::Result<()> {
+        if self.entries >= n {
+            self.flush(tx)?;
+        }
+        Ok(())
+    }
+
+    /// Record that `change` (`deactivated`, `restored`) is about to modify
+    /// the fields `mask` of user `user`, reading their values now.
+    pub(crate) fn record(
+        &mut self,
+        tx: &Connection,
+        user: i64,
+        change: &str,
+        mask: u16,
+    ) -> rusqlite::Result<()> {
+        let before: String = tx
+            .prepare_cached(&format!(
+                "SELECT {} FROM users WHERE id = ?1",
+                values_sql(mask)
+            ))?
+            .query_row([user], |r| r.get(0))?;
+        self.add(user, change, before.as_bytes());
+        Ok(())
+    }
+
+    /// Store the entries gathered so far as one row.
+    pub(crate) fn flush(&mut self, tx: &Connection) -> rusqlite::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.seq += 1;
+        let mut text = Vec::with_capacity(self.pending.len() + 2);
+        text.push(b'[');
+        text.extend_from_slice(&self.pending);
+        text.push(b']');
+        self.pending.clear();
+        self.entries = 0;
+        let text = String::from_utf8(text)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        tx.prepare_cached("INSERT INTO user_changes (run_id, seq, entries) VALUES (?1, ?2, ?3)")?
+            .execute(params![self.run_id, self.seq, text])?;
+        Ok(())
+    }
+}
+
+/// Write the JSON object of the fields `mask` (see [`COLUMNS`]) to `out`,
+/// `value(i)` giving the stored value of `COLUMNS[i]`.
+pub(crate) fn write_before<'a>(
+    out: &mut Vec<u8>,
+    mask: u16,
+    value: impl Fn(usize) -> rusqlite::Result<rusqlite::types::ValueRef<'a>>,
+) -> rusqlite::Result<()> {
+    use rusqlite::types::ValueRef;
+    use std::io::Write as _;
+    out.push(b'{');
+    let mut first = true;
+    for (i, &(bit, key, _, _)) in COLUMNS.iter().enumerate() {
+        if bit & mask == 0 {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        let _ = write!(out, "\"{key}\":");
+        match value(i)? {
+            ValueRef::Null => out.extend_from_slice(b"null"),
+            ValueRef::Integer(n) => {
+                let _ = write!(out, "{n}");
+            }
+            ValueRef::Real(f) => {
+                let _ = write!(out, "{f}");
+            }
+            ValueRef::Text(t) => {
+                let t = std::str::from_utf8(t)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                serde_json::to_writer(&mut *out, t)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            }
+            // The password fingerprint, as hex (JSON holds no blobs).
+            ValueRef::Blob(b) => {
+                out.push(b'"');
+                for byte in b {
+                    let _ = write!(out, "{byte:02X}");
+                }
+                out.push(b'"');
+            }
+        }
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// Append the entry `[user,"change",before]` to `out` (comma-separated);
+/// `before` is a JSON object.
+pub(crate) fn push_entry(out: &mut Vec<u8>, user: i64, change: &str, before: &[u8]) {
+    use std::io::Write as _;
+    if !out.is_empty() {
+        out.push(b',');
+    }
+    let _ = write!(out, "[{user},\"{change}\",");
+    out.extend_from_slice(before);
+    out.push(b']');
+}
+
+/// One journaled thing a run did to a user; `before` is `None` for a user
+/// the run created.
+struct Entry {
+    user: i64,
+    change: String,
+    before: Option<Values>,
+}
+
+/// Everything run `run_id` of `tenant_id` did, in the order done (the
+/// users it created first, then its changes), a stored batch at a time, so
+/// memory stays bounded however large the run.
+fn for_each_entry(
+    conn: &Connection,
+    tenant_id: i64,
+    run_id: i64,
+    mut each: impl FnMut(Entry) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let created: Vec<i64> = conn
+        .prepare("SELECT id FROM users WHERE tenant_id = ?1 AND created_run = ?2 ORDER BY id")?
+        .query_map(params![tenant_id, run_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for user in created {
+        each(Entry {
+            user,
+            change: "created".into(),
+            before: None,
+        })?;
+    }
+    let mut stmt =
+        conn.prepare("SELECT entries FROM user_changes WHERE run_id = ?1 AND seq = ?2")?;
+    for seq in 1.. {
+        let Some(entries) = stmt
+            .query_row(params![run_id, seq], |r| r.get::<_, String>(0))
+            .optional()?
+        else {
+            break;
+        };
+        for e in decode(&entries)? {
+            each(e)?;
+        }
+    }
+    Ok(())
+}
+
+/// The users run `run_id` created or changed.
+fn users_of(
+    conn: &Connection,
+    tenant_id: i64,
+    run_id: i64,
+) -> anyhow::Result<std::collections::HashSet<i64>> {
+    let mut users = std::collections::HashSet::new();
+    for_each_entry(conn, tenant_id, run_id, |e| {
+        users.insert(e.user);
+        Ok(())
+    })?;
+    Ok(users)
+}
+
+/// Each change of the runs after `run_id`, oldest first, with its run.
+fn for_each_later(
+    conn: &Connection,
+    run_id: i64,
+    mut each: impl FnMut(i64, Entry),
+) -> anyhow::Result<()> {
+    let mut stmt = conn.prepare(
+        "SELECT run_id, entries FROM user_changes WHERE run_id > ?1 ORDER BY run_id, seq",
+    )?;
+    let mut rows = stmt.query([run_id])?;
+    while let Some(r) = rows.next()? {
+        let run: i64 = r.get(0)?;
+        for e in decode(r.get_ref(1)?.as_str()?)? {
+            each(run, e);
+        }
+    }
+    Ok(())
+}
+
+fn decode(entries: &str) -> anyhow::Result<Vec<Entry>> {
+    let raw: Vec<(i64, String, Values)> = serde_json::from_str(entries)?;
+    Ok(raw
+        .into_iter()
+        .map(|(user, change, before)| Entry {
+            user,
+            change,
+            before: Some(before),
+        })
+        .collect())
+}
+
+/// Put journaled values back: (user, `before` object, now); fields the
+/// object does not name stay as they are.
+fn restore_sql() -> String {
+    let sets: Vec<String> = COLUMNS
+        .iter()
+        .map(|(_, key, _, _)| {
+            let value = if *key == "password_fp" {
+                format!("unhex(json_extract(?2, '$.{key}'))")
+            } else {
+                format!("json_extract(?2, '$.{key}')")
+            };
+            format!(
+                "{key} = CASE WHEN json_type(?2, '$.{key}') IS NULL THEN {key} ELSE {value} END"
+            )
+        })
+        .collect();
+    format!(
+        "UPDATE users SET {}, updated_at = ?3 WHERE id = ?1",
+        sets.join(", ")
+    )
+}
+
+type Values = serde_json::Map<String, serde_json::Value>;
+
+/// The field mask of a journaled `before` object.
+fn mask_of(before: &Values) -> u16 {
+    COLUMNS
+        .iter()
+        .filter(|c| before.contains_key(c.1))
+        .fold(0, |m, c| m | c.0)
+}
+
+fn object(json: &str) -> anyhow::Result<Values> {
+    Ok(serde_json::from_str(json)?)
+}
 
 /// The id the run being imported will have: taken while the import holds
 /// the write lock, so no other run can take it first.
@@ -90,101 +395,97 @@ pub fn for_each_change(
         .prepare("SELECT id, name FROM schools WHERE tenant_id = ?1")?
         .query_map([tenant_id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    // What later runs found, for users they changed again (the first of them).
-    let mut later: HashMap<i64, Option<String>> = HashMap::new();
-    let mut stmt = conn.prepare(
-        "SELECT user_id, before FROM user_changes WHERE run_id > ?1
-         AND user_id IN (SELECT user_id FROM user_changes WHERE run_id = ?1) ORDER BY id DESC",
+    // What later runs found, for the users they changed again, oldest first
+    // (none for the newest run, or a held import's preview).
+    let mut later: HashMap<i64, Vec<Values>> = HashMap::new();
+    let any_later: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM user_changes WHERE run_id > ?1)",
+        [run_id],
+        |r| r.get(0),
     )?;
-    for row in stmt.query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))? {
-        let (user, before): (i64, Option<String>) = row?;
-        later.insert(user, before); // the oldest later change wins
+    if any_later {
+        let users = users_of(conn, tenant_id, run_id)?;
+        for_each_later(conn, run_id, |_, e| {
+            if users.contains(&e.user)
+                && let Some(before) = e.before
+            {
+                later.entry(e.user).or_default().push(before);
+            }
+        })?;
     }
-    let mut stmt = conn.prepare(concat!(
-        "SELECT c.user_id, c.change, c.before, u.username, ",
-        values_json!(),
-        " FROM user_changes c JOIN users u ON u.id = c.user_id
-         WHERE c.run_id = ?1 AND u.tenant_id = ?2 ORDER BY u.username_key, c.id"
+    let mut stmt = conn.prepare(&format!(
+        "SELECT username, {} FROM users WHERE id = ?1 AND tenant_id = ?2",
+        values_sql(field::ALL)
     ))?;
-    let mut rows = stmt.query(params![run_id, tenant_id])?;
-    while let Some(r) = rows.next()? {
-        let user: i64 = r.get(0)?;
-        let change: String = r.get(1)?;
-        let before: Option<String> = r.get(2)?;
-        let username: String = r.get(3)?;
-        let now: String = r.get(4)?;
-        let after = match later.get(&user) {
-            Some(Some(found)) => found.clone(),
-            _ => now,
-        };
+    let blank = |username: String, change: String| Change {
+        username,
+        change,
+        field: "",
+        before: String::new(),
+        after: String::new(),
+    };
+    for_each_entry(conn, tenant_id, run_id, |e| {
+        let Entry {
+            user,
+            change,
+            before,
+        } = e;
+        let (username, now): (String, String) =
+            stmt.query_row(params![user, tenant_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
         let Some(before) = before else {
-            each(Change {
-                username,
-                change,
-                field: "",
-                before: String::new(),
-                after: String::new(),
-            })?;
-            continue;
+            return each(blank(username, change));
         };
-        let (before, after) = (values(&before)?, values(&after)?);
+        let now = object(&now)?;
+        let later = later.get(&user);
+        let null = serde_json::Value::Null;
         let mut any = false;
-        for (i, field) in FIELDS.iter().enumerate() {
-            let Some(field) = field else { continue };
-            if before[i] == after[i] {
+        for &(_, key, _, label) in &COLUMNS {
+            let (Some(label), Some(was)) = (label, before.get(key)) else {
+                continue;
+            };
+            // The value this run left: what the next run to change it found.
+            let after = later
+                .and_then(|l| l.iter().find_map(|v| v.get(key)))
+                .or_else(|| now.get(key))
+                .unwrap_or(&null);
+            if was == after {
                 continue;
             }
             any = true;
-            let show = |v: &serde_json::Value| show_value(i, v, &schools);
-            let (b, a) = if *field == "Password" {
+            let (b, a) = if key == "password_hash" {
                 // Never a hash: only that it changed.
-                (
-                    if before[i].is_null() { "" } else { "(set)" }.to_owned(),
-                    "(changed)".to_owned(),
-                )
+                let b = if was.is_null() { "" } else { "(set)" };
+                (b.to_owned(), "(changed)".to_owned())
             } else {
-                (show(&before[i]), show(&after[i]))
+                (
+                    show_value(key, was, &schools),
+                    show_value(key, after, &schools),
+                )
             };
             each(Change {
                 username: username.clone(),
                 change: change.clone(),
-                field,
+                field: label,
                 before: b,
                 after: a,
             })?;
         }
         if !any {
-            each(Change {
-                username,
-                change,
-                field: "",
-                before: String::new(),
-                after: String::new(),
-            })?;
+            each(blank(username, change))?;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
-fn values(json: &str) -> anyhow::Result<Vec<serde_json::Value>> {
-    let v: Vec<serde_json::Value> = serde_json::from_str(json)?;
-    anyhow::ensure!(
-        v.len() == FIELDS.len(),
-        "a journal entry has {} values",
-        v.len()
-    );
-    Ok(v)
-}
-
-fn show_value(i: usize, v: &serde_json::Value, schools: &HashMap<i64, String>) -> String {
+fn show_value(key: &str, v: &serde_json::Value, schools: &HashMap<i64, String>) -> String {
     use serde_json::Value;
-    match (FIELDS[i], v) {
+    match (key, v) {
         (_, Value::Null) => String::new(),
-        (Some("School"), Value::Number(n)) => n
+        ("school_id", Value::Number(n)) => n
             .as_i64()
             .and_then(|id| schools.get(&id).cloned())
             .unwrap_or_else(|| n.to_string()),
-        (Some("Status"), Value::Number(n)) => if n.as_i64() == Some(0) {
+        ("active", Value::Number(n)) => if n.as_i64() == Some(0) {
             "inactive"
         } else {
             "active"
@@ -306,13 +607,13 @@ fn undo_fk_off(
     apply: bool,
 ) -> anyhow::Result<Undo> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let blockers: Vec<i64> = tx
-        .prepare(
-            "SELECT DISTINCT run_id FROM user_changes WHERE run_id > ?1
-             AND user_id IN (SELECT user_id FROM user_changes WHERE run_id = ?1) ORDER BY run_id",
-        )?
-        .query_map([run_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let users = users_of(&tx, tenant.id, run_id)?;
+    let mut blockers = std::collections::BTreeSet::new();
+    for_each_later(&tx, run_id, |later, e| {
+        if users.contains(&e.user) {
+            blockers.insert(later);
+        }
+    })?;
     if !blockers.is_empty() {
         let list: Vec<String> = blockers.iter().map(|b| b.to_string()).collect();
         anyhow::bail!(
@@ -337,39 +638,39 @@ fn undo_fk_off(
     let now = ctx.clock.now().timestamp();
     let (mut restored, mut deactivated) = (0, 0);
     {
-        let entries: Vec<(i64, String, Option<String>, bool)> = tx
-            .prepare(
-                "SELECT c.user_id, c.change, c.before, u.active FROM user_changes c
-                 JOIN users u ON u.id = c.user_id WHERE c.run_id = ?1 ORDER BY c.id DESC",
-            )?
-            .query_map([run_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut journal = tx.prepare_cached(BEFORE)?;
-        let mut restore = tx.prepare_cached(RESTORE)?;
+        let mut journal = Journal::new(undo_id);
+        let restore_sql = restore_sql();
+        let mut restore = tx.prepare_cached(&restore_sql)?;
         let mut deactivate =
             tx.prepare_cached("UPDATE users SET active = 0, updated_at = ?2 WHERE id = ?1")?;
-        for (user, _change, before, active) in entries {
+        let mut is_active = tx.prepare_cached("SELECT active FROM users WHERE id = ?1")?;
+        // One entry per user: a run changes each user once.
+        for_each_entry(&tx, tenant.id, run_id, |e| {
             report.counts.rows += 1;
-            match before {
+            match e.before {
                 // Created by the run: deactivated (never deleted).
                 None => {
-                    if active {
-                        journal.execute(params![undo_id, user, "deactivated"])?;
-                        deactivate.execute(params![user, now])?;
+                    if is_active.query_row([e.user], |r| r.get::<_, bool>(0))? {
+                        journal.record(&tx, e.user, "deactivated", field::ACTIVE)?;
+                        deactivate.execute(params![e.user, now])?;
                         deactivated += 1;
                     } else {
                         report.counts.unchanged += 1;
                     }
                 }
                 Some(values) => {
-                    journal.execute(params![undo_id, user, "restored"])?;
-                    restore.execute(params![user, values, now])?;
+                    journal.record(&tx, e.user, "restored", mask_of(&values))?;
+                    restore.execute(params![
+                        e.user,
+                        serde_json::Value::Object(values).to_string(),
+                        now
+                    ])?;
                     restored += 1;
                 }
             }
-        }
+            Ok(journal.flush_every(&tx, BATCH)?)
+        })?;
+        journal.flush(&tx)?;
     }
     report.counts.updated = restored;
     report.counts.deactivated = deactivated;

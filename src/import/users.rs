@@ -242,9 +242,10 @@ impl Schools {
 struct Existing {
     id: i64,
     tenant_id: i64,
-    /// Every value the row gives already equals the stored one (blank cells
-    /// keep the stored value, so they never differ).
-    same: bool,
+    /// The fields the row would change ([`journal::field`]; blank cells keep
+    /// the stored value, so they never differ; a deactivated user is
+    /// reactivated): none, and the row changes nothing.
+    changed: u16,
     /// The password fingerprint equals the row's (or the row gives none).
     same_password: bool,
     /// Not deactivated (a deactivated user the file lists is reactivated).
@@ -352,6 +353,7 @@ fn import_fk_off(
     // Two stages on two cores: this thread applies batches to the store while a
     // reader thread parses and checks the rows that follow.
     let (to_apply, batches) = std::sync::mpsc::sync_channel::<Checked>(4);
+    let mut journal = journal::Journal::new(run_id);
     let applied = std::thread::scope(|scope| -> anyhow::Result<Seen> {
         let reader = scope.spawn(|| {
             read_rows(
@@ -380,6 +382,8 @@ fn import_fk_off(
                 &checked.text,
                 &mut report,
             )?;
+            journal.extend(&checked.journal);
+            journal.flush(&tx)?;
         }
         reader
             .join()
@@ -399,7 +403,7 @@ fn import_fk_off(
         && report.counts.rows > 0
         && !opts.additions_only
     {
-        report.counts.deactivated = deactivate_absent(&tx, tenant, run_id, now, &seen)?;
+        report.counts.deactivated = deactivate_absent(&tx, tenant, &mut journal, now, &seen)?;
     }
     drop(seen);
     let hold = opts.holds.and_then(|limits| {
@@ -429,7 +433,7 @@ fn import_fk_off(
 fn deactivate_absent(
     tx: &Connection,
     tenant: &Tenant,
-    run_id: i64,
+    journal: &mut journal::Journal,
     now: i64,
     seen: &Seen,
 ) -> anyhow::Result<u64> {
@@ -445,13 +449,15 @@ fn deactivate_absent(
         }
         absent
     };
-    let mut before = tx.prepare_cached(journal::BEFORE)?;
     let mut deactivate =
         tx.prepare_cached("UPDATE users SET active = 0, updated_at = ?2 WHERE id = ?1")?;
     for &id in &absent {
-        before.execute(params![run_id, id, "deactivated"])?;
+        // Only active users are deactivated: that is all they had before.
+        journal.add(id, "deactivated", br#"{"active":1}"#);
         deactivate.execute(params![id, now])?;
+        journal.flush_every(tx, super::journal::BATCH)?;
     }
+    journal.flush(tx)?;
     Ok(absent.len() as u64)
 }
 
@@ -464,6 +470,8 @@ struct Checked {
     problems: Vec<Problem>,
     /// The text of the rows in `plans`.
     text: Text,
+    /// The journal entries of the updates in `plans` ([`journal::push_entry`]).
+    journal: Vec<u8>,
 }
 
 /// Hashes a key that is already a digest by keeping its first 64 bits: the
@@ -515,6 +523,7 @@ fn read_rows(
         plans: Vec::new(),
         problems: Vec::new(),
         text: Text::default(),
+        journal: Vec::new(),
     };
     let mut batch = fresh();
     let mut total: u64 = 0;
@@ -561,7 +570,7 @@ fn read_rows(
         // A batch also ends at as many problems, so a file of bad rows cannot
         // gather them all in one.
         if valid.len() == BATCH || batch.problems.len() >= BATCH {
-            batch.plans = plan_batch(
+            (batch.plans, batch.journal) = plan_batch(
                 lookup.as_ref(),
                 ctx,
                 tenant,
@@ -577,7 +586,7 @@ fn read_rows(
             }
         }
     }
-    batch.plans = plan_batch(
+    (batch.plans, batch.journal) = plan_batch(
         lookup.as_ref(),
         ctx,
         tenant,
@@ -723,15 +732,17 @@ fn read_snapshot(tx: &Connection) -> anyhow::Result<Connection> {
 
 const FIND_EXISTING: &str =
     "SELECT id, tenant_id, username, email, first_name, last_name, school_id,
-    graduation_year, access_type, password_fp, active FROM users WHERE username_key = ?1";
+    graduation_year, access_type, password_fp, active, password_hash FROM users WHERE username_key = ?1";
 
 /// Look up the row's username and compare, in place, what is stored with what
-/// the row gives: no stored value is copied out.
+/// the row gives: no stored value is copied out, but those the row would
+/// change, written to `before` as the JSON object the journal keeps.
 fn find_existing(
     stmt: &mut rusqlite::Statement<'_>,
     row: &Row,
     text: &Text,
     fp: Option<&[u8]>,
+    before: &mut Vec<u8>,
 ) -> rusqlite::Result<Option<Existing>> {
     use rusqlite::types::ValueRef;
     // A blank cell keeps the stored value, so only given values can differ.
@@ -747,28 +758,52 @@ fn find_existing(
             (AccessChange::Set(a), ValueRef::Text(t)) => t == a.as_str().as_bytes(),
             (AccessChange::Set(_), _) => false,
         };
-        let same = r.get_ref(2)? == ValueRef::Text(text.get(row.username).as_bytes())
-            && keeps(row.email, r.get_ref(3)?)
-            && keeps(row.first_name, r.get_ref(4)?)
-            && keeps(row.last_name, r.get_ref(5)?)
-            && row
-                .school_id
-                .is_none_or(|id| r.get_ref(6).ok() == Some(ValueRef::Integer(id)))
-            && row
-                .graduation_year
-                .is_none_or(|y| r.get_ref(7).ok() == Some(ValueRef::Integer(y.into())))
-            && access_same;
+        use journal::field;
+        let differs = [
+            (
+                field::USERNAME,
+                r.get_ref(2)? != ValueRef::Text(text.get(row.username).as_bytes()),
+            ),
+            (field::EMAIL, !keeps(row.email, r.get_ref(3)?)),
+            (field::FIRST_NAME, !keeps(row.first_name, r.get_ref(4)?)),
+            (field::LAST_NAME, !keeps(row.last_name, r.get_ref(5)?)),
+            (
+                field::SCHOOL,
+                !row.school_id
+                    .is_none_or(|id| r.get_ref(6).ok() == Some(ValueRef::Integer(id))),
+            ),
+            (
+                field::GRADUATION_YEAR,
+                !row.graduation_year
+                    .is_none_or(|y| r.get_ref(7).ok() == Some(ValueRef::Integer(y.into()))),
+            ),
+            (field::ACCESS_TYPE, !access_same),
+        ];
+        let mut changed = differs.iter().filter(|d| d.1).fold(0, |mask, d| mask | d.0);
         let same_password = match (fp, r.get_ref(9)?) {
             (None, _) => true,
             (Some(fp), ValueRef::Blob(stored)) => fp == stored,
             _ => false,
         };
+        let active: bool = r.get(10)?;
+        if !same_password {
+            changed |= field::PASSWORD;
+        }
+        if !active {
+            changed |= field::ACTIVE;
+        }
+        before.clear();
+        if changed != 0 {
+            // The stored values: columns 2-8 in field order, then the password.
+            let columns = [2, 3, 4, 5, 6, 7, 8, 11, 9, 10];
+            journal::write_before(before, changed, |i| r.get_ref(columns[i]))?;
+        }
         Ok(Existing {
             id: r.get(0)?,
             tenant_id: r.get(1)?,
-            same,
+            changed,
             same_password,
-            active: r.get(10)?,
+            active,
         })
     })
     .optional()
@@ -786,8 +821,9 @@ fn plan_batch(
     additions_only: bool,
     batch: Vec<Row>,
     text: &Text,
-) -> anyhow::Result<Vec<(Plan, Option<String>)>> {
+) -> anyhow::Result<(Vec<(Plan, Option<String>)>, Vec<u8>)> {
     let mut plans = Vec::with_capacity(batch.len());
+    let (mut entries, mut before) = (Vec::new(), Vec::new());
     let mut lookup = lookup
         .map(|conn| conn.prepare_cached(FIND_EXISTING))
         .transpose()?;
@@ -796,20 +832,24 @@ fn plan_batch(
             .opt(row.password)
             .map(|p| ctx.fingerprinter.fingerprint(text.get(row.key), p));
         let existing = match lookup.as_mut() {
-            Some(stmt) => find_existing(stmt, &row, text, fp.as_deref())?,
+            Some(stmt) => find_existing(stmt, &row, text, fp.as_deref(), &mut before)?,
             None => None,
         };
         let plan = match existing {
             None => Plan::Create { row, fp },
             Some(old) if old.tenant_id != tenant.id => Plan::Taken { row },
-            Some(old) if old.same && old.same_password && old.active => Plan::Unchanged,
+            Some(old) if old.changed == 0 => Plan::Unchanged,
             Some(_) if additions_only => Plan::KeptBack,
-            Some(old) => Plan::Update {
-                id: old.id,
-                fp: if old.same_password { None } else { fp },
-                row,
-                reactivate: !old.active,
-            },
+            Some(old) => {
+                let change = if old.active { "updated" } else { "reactivated" };
+                journal::push_entry(&mut entries, old.id, change, &before);
+                Plan::Update {
+                    id: old.id,
+                    fp: if old.same_password { None } else { fp },
+                    row,
+                    reactivate: !old.active,
+                }
+            }
         };
         plans.push(plan);
     }
@@ -832,16 +872,16 @@ fn plan_batch(
         (plan, hash)
     };
     if plans.iter().any(password_to_hash) {
-        Ok(plans.into_par_iter().map(hash).collect())
+        Ok((plans.into_par_iter().map(hash).collect(), entries))
     } else {
-        Ok(plans.into_iter().map(hash).collect())
+        Ok((plans.into_iter().map(hash).collect(), entries))
     }
 }
 
 /// The writer stage: apply one batch of plans inside the import's transaction.
 ///
-/// Each change is journaled under `run_id` first ([`journal`]): a creation,
-/// or the user's values before the update.
+/// Each change is journaled under `run_id` ([`journal`]): a created user
+/// names the run, an update keeps the user's values from before it.
 #[allow(clippy::too_many_arguments)]
 fn write_batch(
     tx: &Connection,
@@ -853,12 +893,10 @@ fn write_batch(
     text: &Text,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let mut created = tx.prepare_cached(journal::CREATED)?;
-    let mut before = tx.prepare_cached(journal::BEFORE)?;
     let mut insert = tx.prepare_cached(
         "INSERT INTO users (tenant_id, username, username_key, email, first_name, last_name, school_id,
-            graduation_year, access_type, password_hash, password_fp, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)
+            graduation_year, access_type, password_hash, password_fp, created_at, updated_at, created_run)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)
          ON CONFLICT (username_key) DO NOTHING",
     )?;
     let mut update = tx.prepare_cached(
@@ -886,14 +924,14 @@ fn write_batch(
                     access,
                     hash,
                     fp,
-                    now
+                    now,
+                    run_id
                 ])?;
                 if inserted == 0 {
                     // Only on a first import do we insert without looking first.
                     taken(report, rules, &row, text);
                     continue;
                 }
-                created.execute(params![run_id, tx.last_insert_rowid()])?;
                 report.counts.created += 1;
                 if row.password.is_none() && !tenant.sso {
                     report.add_with(Severity::Warning, || Problem {
@@ -912,8 +950,6 @@ fn write_batch(
                 reactivate,
             } => {
                 let (keep_access, access) = access_params(row.access);
-                let change = if reactivate { "reactivated" } else { "updated" };
-                before.execute(params![run_id, id, change])?;
                 update.execute(params![
                     id,
                     text.get(row.username),

@@ -39,7 +39,10 @@ fn utf8_bom_and_crlf() {
         export.contains("\nasmith,,Ann,Smith,,,,staff,active\n"),
         "{export}"
     );
-    assert!(export.contains("\njdoe,,John,Doe,,,,staff,active\n"), "{export}");
+    assert!(
+        export.contains("\njdoe,,John,Doe,,,,staff,active\n"),
+        "{export}"
+    );
 }
 
 #[test]
