@@ -1061,11 +1061,17 @@ fn refuse(channel: ChannelId, session: &mut Session) -> Result<(), anyhow::Error
 }
 
 /// Log how a session failed. A failed algorithm negotiation is a district's
-/// job that cannot connect at all: warned with what the client offered, and
-/// recorded for `rosterd status` (no district is known yet at that point).
+/// job that cannot connect at all: warned with everything the client offered
+/// and which list did not match, and recorded for `rosterd status` (no
+/// district is known yet at that point).
 fn session_error(shared: &Shared, peer: SocketAddr, e: &anyhow::Error) {
     match e.downcast_ref::<russh::Error>() {
-        Some(russh::Error::NoCommonAlgo { kind, ours, theirs }) => {
+        Some(russh::Error::NoCommonAlgo {
+            kind,
+            ours,
+            theirs,
+            offered,
+        }) => {
             let what = match format!("{kind:?}").as_str() {
                 "Kex" => "key-exchange",
                 "Key" => "host-key",
@@ -1073,22 +1079,64 @@ fn session_error(shared: &Shared, peer: SocketAddr, e: &anyhow::Error) {
                 "Mac" => "MAC",
                 _ => "compression",
             };
+            let offered = match offered {
+                Some(offer) => describe_offer(offer),
+                None => format!("{what} {}", offer_list(theirs)),
+            };
             let reason = format!(
-                "no {what} algorithm in common: the client offered {}; rosterd offers {}{}",
-                theirs.join(","),
-                ours.join(","),
+                "no {what} algorithm in common: the client offered {offered}; rosterd offers {what} {}{}",
+                offer_list(ours),
                 if shared.config().server.legacy_algorithms {
                     ""
                 } else {
                     " (server.legacy_algorithms adds OpenSSH's retired ones)"
                 }
             );
-            let reason = crate::text::echo(&reason, crate::text::MESSAGE_CHARS).into_owned();
             tracing::warn!(%peer, reason = %reason, "SSH negotiation failed");
             shared.record_failure(None, peer, None, reason);
         }
         _ => tracing::debug!(error = %e, "session ended with an error"),
     }
+}
+
+/// The most of one name-list of a client's offer that is logged: a hostile
+/// client can send lists of 16 KiB each.
+const OFFER_LIST_CHARS: usize = 512;
+
+/// A name-list as the log shows it: comma-separated, cut (and marked as
+/// cut) at [`OFFER_LIST_CHARS`], control characters escaped.
+fn offer_list(names: &[String]) -> String {
+    if names.is_empty() {
+        return "(none)".to_owned();
+    }
+    crate::text::echo(&names.join(","), OFFER_LIST_CHARS).into_owned()
+}
+
+/// What a client's KEXINIT offered: `key-exchange a,b; host-key c; cipher
+/// d; MAC e; compression f`, a server-to-client list only where it differs
+/// from the client-to-server one.
+fn describe_offer(offer: &russh::KexInitOffer) -> String {
+    let both = |c2s: &[String], s2c: &[String]| {
+        let mut out = offer_list(c2s);
+        if s2c != c2s {
+            out.push_str(&format!(" (server-to-client {})", offer_list(s2c)));
+        }
+        out
+    };
+    format!(
+        "key-exchange {}; host-key {}; cipher {}; MAC {}; compression {}",
+        offer_list(&offer.kex),
+        offer_list(&offer.host_key),
+        both(
+            &offer.cipher_client_to_server,
+            &offer.cipher_server_to_client
+        ),
+        both(&offer.mac_client_to_server, &offer.mac_server_to_client),
+        both(
+            &offer.compression_client_to_server,
+            &offer.compression_server_to_client
+        ),
+    )
 }
 
 /// A key as the log shows it: `RSA 2048 (rsa-sha2-512)`, `ED25519`.
@@ -1120,6 +1168,36 @@ fn dh_group(min: usize, preferred: usize, max: usize) -> Option<russh::kex::dh::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_negotiation_names_the_whole_offer_each_list_capped() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let offer = russh::KexInitOffer {
+            kex: (0..200).map(|i| format!("kex{i}@example.org")).collect(),
+            host_key: names(&["ssh-rsa"]),
+            cipher_client_to_server: names(&["aes128-cbc", "3des-cbc"]),
+            cipher_server_to_client: names(&["aes128-cbc", "3des-cbc"]),
+            mac_client_to_server: names(&["hmac-md5"]),
+            mac_server_to_client: names(&["hmac-sha1\n"]),
+            compression_client_to_server: names(&["none"]),
+            compression_server_to_client: names(&["none"]),
+        };
+        let text = describe_offer(&offer);
+        assert!(
+            text.starts_with("key-exchange kex0@example.org,kex1@"),
+            "{text}"
+        );
+        assert!(text.contains("… [cut: "), "{text}");
+        assert!(
+            text.ends_with(
+                "; host-key ssh-rsa; cipher aes128-cbc,3des-cbc; \
+                 MAC hmac-md5 (server-to-client hmac-sha1\\n); compression none"
+            ),
+            "{text}"
+        );
+        assert!(text.chars().count() < OFFER_LIST_CHARS + 200, "{text}");
+        assert_eq!(offer_list(&[]), "(none)");
+    }
 
     #[test]
     fn group_exchange_honours_the_clients_bounds() {

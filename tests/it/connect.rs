@@ -49,6 +49,17 @@ fn log(env: &Env) -> String {
     std::fs::read_to_string(env.path("daemon.log")).unwrap_or_default()
 }
 
+/// The names a failed negotiation's log line says the client offered in
+/// `list` (`key-exchange`, `host-key`, `cipher`, `MAC`, `compression`).
+fn offered<'a>(line: &'a str, list: &str) -> Vec<&'a str> {
+    let start = format!(" {list} ");
+    let (_, rest) = line
+        .split_once(&format!("the client offered{start}"))
+        .or_else(|| line.split_once(&format!(";{start}")))
+        .unwrap_or_else(|| panic!("no {list} offer in {line}"));
+    rest.split([';', ' ']).next().unwrap().split(',').collect()
+}
+
 #[test]
 fn a_client_with_only_retired_algorithms_is_explained_and_the_legacy_switch_lets_it_in() {
     let env = Env::new();
@@ -81,16 +92,39 @@ fn a_client_with_only_retired_algorithms_is_explained_and_the_legacy_switch_lets
     assert!(line.contains("peer=127.0.0.1:"), "{line}");
     assert!(
         line.contains(
-            "no key-exchange algorithm in common: the client offered diffie-hellman-group14-sha1"
+            "no key-exchange algorithm in common: the client offered key-exchange diffie-hellman-group14-sha1,"
         ),
         "{line}"
     );
+    // Everything the client offered, not only the list that failed: its
+    // default host-key, cipher and MAC lists, in full (none is cut).
+    assert!(
+        offered(&line, "key-exchange").contains(&"ext-info-c"),
+        "{line}"
+    );
+    for (list, name) in [
+        ("host-key", "ssh-ed25519"),
+        ("host-key", "rsa-sha2-512"),
+        ("cipher", "aes128-ctr"),
+        ("cipher", "chacha20-poly1305@openssh.com"),
+        ("MAC", "hmac-sha2-256"),
+        ("MAC", "hmac-sha2-256-etm@openssh.com"),
+        ("compression", "none"),
+    ] {
+        assert!(
+            offered(&line, list).contains(&name),
+            "{list} {name}: {line}"
+        );
+    }
+    assert!(!line.contains("[cut:"), "{line}");
+    assert!(line.contains("; rosterd offers key-exchange "), "{line}");
     assert!(line.contains("server.legacy_algorithms"), "{line}");
     let status = env.ok(&["status"]);
     assert!(
-        status.contains("from 127.0.0.1: no key-exchange algorithm in common: the client offered diffie-hellman-group14-sha1"),
+        status.contains("from 127.0.0.1: no key-exchange algorithm in common: the client offered key-exchange diffie-hellman-group14-sha1,"),
         "{status}"
     );
+    assert!(status.contains("; MAC "), "{status}");
 
     // The documented switch lets the same client in.
     listen_on(&env, port, "legacy_algorithms = true\n");

@@ -33,7 +33,7 @@ mod negotiation;
 mod ssh_read;
 mod sshbuffer;
 
-pub use negotiation::{Names, Preferred};
+pub use negotiation::{KexInitOffer, Names, Preferred};
 
 mod pty;
 
@@ -101,6 +101,10 @@ pub enum Error {
         kind: AlgorithmKind,
         ours: Vec<String>,
         theirs: Vec<String>,
+        /// rosterd patch: every algorithm name-list of the peer's KEXINIT
+        /// (`theirs` is only the one that did not match), to explain the
+        /// failure. Set when the error comes from reading a KEXINIT.
+        offered: Option<Box<KexInitOffer>>,
     },
 
     /// Invalid SSH version string.

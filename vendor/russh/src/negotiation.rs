@@ -253,6 +253,50 @@ impl Default for Preferred {
     }
 }
 
+/// rosterd patch: the algorithm name-lists of a peer's `SSH_MSG_KEXINIT`,
+/// as it sent them (unknown names and extension markers such as
+/// `ext-info-c` included), carried by [`Error::NoCommonAlgo`] so that a
+/// failed negotiation can be explained in full.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KexInitOffer {
+    pub kex: Vec<String>,
+    pub host_key: Vec<String>,
+    pub cipher_client_to_server: Vec<String>,
+    pub cipher_server_to_client: Vec<String>,
+    pub mac_client_to_server: Vec<String>,
+    pub mac_server_to_client: Vec<String>,
+    pub compression_client_to_server: Vec<String>,
+    pub compression_server_to_client: Vec<String>,
+}
+
+impl KexInitOffer {
+    /// The name-lists of the KEXINIT in `buffer` (message number first), as
+    /// far as they can be read: a list that cannot be, and those after it,
+    /// are left empty.
+    fn decode(buffer: &[u8]) -> Self {
+        let mut offer = Self::default();
+        let Some(mut r) = buffer.get(17..) else {
+            return offer;
+        };
+        for list in [
+            &mut offer.kex,
+            &mut offer.host_key,
+            &mut offer.cipher_client_to_server,
+            &mut offer.cipher_server_to_client,
+            &mut offer.mac_client_to_server,
+            &mut offer.mac_server_to_client,
+            &mut offer.compression_client_to_server,
+            &mut offer.compression_server_to_client,
+        ] {
+            match NameList::decode(&mut r) {
+                Ok(names) => *list = names.0,
+                Err(_) => break,
+            }
+        }
+        offer
+    }
+}
+
 pub(crate) trait Select {
     fn is_server() -> bool;
 
@@ -265,6 +309,37 @@ pub(crate) trait Select {
     /// `available_host_keys`, if present, is used to limit the host key algorithms to the ones we have keys for.
     /// `available_certificates` (server only) are the host certificates the server can present.
     fn read_kex(
+        buffer: &[u8],
+        pref: &Preferred,
+        available_host_keys: Option<&[PrivateKey]>,
+        available_certificates: Option<&[Certificate]>,
+        cause: &KexCause,
+    ) -> Result<Names, Error> {
+        // rosterd patch: a failed negotiation carries the peer's whole offer.
+        Self::negotiate(
+            buffer,
+            pref,
+            available_host_keys,
+            available_certificates,
+            cause,
+        )
+        .map_err(|e| match e {
+            Error::NoCommonAlgo {
+                kind,
+                ours,
+                theirs,
+                offered: None,
+            } => Error::NoCommonAlgo {
+                kind,
+                ours,
+                theirs,
+                offered: Some(Box::new(KexInitOffer::decode(buffer))),
+            },
+            e => e,
+        })
+    }
+
+    fn negotiate(
         buffer: &[u8],
         pref: &Preferred,
         available_host_keys: Option<&[PrivateKey]>,
@@ -402,6 +477,7 @@ pub(crate) trait Select {
                 kind: AlgorithmKind::Mac,
                 ours: pref.mac.iter().map(|x| x.as_ref().to_owned()).collect(),
                 theirs: list.to_vec(),
+                offered: None,
             }),
             Ok((_, m)) => Ok(m),
             Err(_) if !need_mac => Ok(mac::NONE),
@@ -481,6 +557,7 @@ impl Select for Server {
             kind,
             ours: server_list.iter().map(|x| x.as_ref().to_owned()).collect(),
             theirs: client_list.iter().map(|x| x.as_ref().to_owned()).collect(),
+            offered: None,
         })
     }
 }
@@ -508,6 +585,7 @@ impl Select for Client {
             kind,
             ours: client_list.iter().map(|x| x.as_ref().to_owned()).collect(),
             theirs: server_list.iter().map(|x| x.as_ref().to_owned()).collect(),
+            offered: None,
         })
     }
 }
@@ -906,6 +984,59 @@ mod tests {
             Server::read_kex(&buf, &with_none_mac, None, None, &KexCause::Initial).is_err(),
             "aes-ctr + mac=none must be refused"
         );
+    }
+
+    /// rosterd patch: a failed negotiation carries every list the peer
+    /// offered, as it sent them, whichever list failed.
+    #[test]
+    fn no_common_algo_carries_the_peers_whole_offer() {
+        let buf = build_kexinit(&["unknown-kex@example.org", "ext-info-c"], false);
+        let err = Server::read_kex(&buf, &Preferred::DEFAULT, None, None, &KexCause::Initial);
+        let Err(Error::NoCommonAlgo {
+            kind: AlgorithmKind::Kex,
+            offered: Some(offered),
+            ..
+        }) = err
+        else {
+            panic!("expected a kex failure with the offer, got {err:?}");
+        };
+        let names = |list: &[mac::Name]| {
+            list.iter()
+                .map(|x| x.as_ref().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(offered.kex, ["unknown-kex@example.org", "ext-info-c"]);
+        assert_eq!(
+            offered.host_key,
+            Preferred::DEFAULT
+                .key
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(offered.mac_client_to_server, names(&Preferred::DEFAULT.mac));
+        assert_eq!(offered.mac_server_to_client, names(&Preferred::DEFAULT.mac));
+        assert!(!offered.cipher_client_to_server.is_empty());
+        assert!(!offered.compression_server_to_client.is_empty());
+
+        // A MAC failure, found after the kex, host-key and cipher lists matched.
+        let pref = Preferred {
+            cipher: Cow::Borrowed(&[cipher::AES_256_CTR]),
+            mac: Cow::Borrowed(&[mac::HMAC_SHA1]),
+            ..Preferred::DEFAULT
+        };
+        let buf = build_kexinit(&["curve25519-sha256"], false);
+        let err = Server::read_kex(&buf, &pref, None, None, &KexCause::Initial);
+        let Err(Error::NoCommonAlgo {
+            kind: AlgorithmKind::Mac,
+            offered: Some(offered),
+            ..
+        }) = err
+        else {
+            panic!("expected a failure with the offer, got {err:?}");
+        };
+        assert_eq!(offered.kex, ["curve25519-sha256"]);
+        assert_eq!(offered.mac_server_to_client, names(&Preferred::DEFAULT.mac));
     }
 
     fn host_cert(subject: &PrivateKey, ca: &PrivateKey) -> Certificate {
