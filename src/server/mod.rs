@@ -591,12 +591,18 @@ async fn serve_connection(
     let config = shared.config();
     // Waiting for a turn counts against the login grace, version exchange
     // included, so a client that connects and sends nothing is let go.
-    let deadline = Instant::now() + Duration::from_secs(config.server.login_grace_seconds);
+    let grace = Duration::from_secs(config.server.login_grace_seconds);
+    let deadline = Instant::now() + grace;
     let login_slot = match admission {
         Admission::Now(slot) => slot,
         Admission::Queued(waiting) => {
+            // A turn that comes with under a quarter of the grace left is
+            // not taken: the client could hardly log in in that time, and the
+            // slot serves the next waiter better than a banner this one
+            // cannot use.
+            let last_useful = deadline - grace / 4;
             let turn = tokio::select! {
-                slot = waiting.until(deadline) => slot,
+                slot = waiting.until(last_useful) => slot,
                 () = stopping(&mut stop) => None,
             };
             let Some(slot) = turn else {
