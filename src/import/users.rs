@@ -461,12 +461,15 @@ fn deactivate_absent(
     Ok(absent.len() as u64)
 }
 
+/// Each valid row's plan, with the hash of the password it sets.
+type Planned = Vec<(Plan, Option<String>)>;
+
 /// One batch from the reader stage: the rows that passed every rule, and the
 /// problems of those that did not.
 struct Checked {
     rows: u64,
     skipped: u64,
-    plans: Vec<(Plan, Option<String>)>,
+    plans: Planned,
     problems: Vec<Problem>,
     /// The text of the rows in `plans`.
     text: Text,
@@ -821,7 +824,7 @@ fn plan_batch(
     additions_only: bool,
     batch: Vec<Row>,
     text: &Text,
-) -> anyhow::Result<(Vec<(Plan, Option<String>)>, Vec<u8>)> {
+) -> anyhow::Result<(Planned, Vec<u8>)> {
     let mut plans = Vec::with_capacity(batch.len());
     let (mut entries, mut before) = (Vec::new(), Vec::new());
     let mut lookup = lookup
