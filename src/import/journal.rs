@@ -592,11 +592,8 @@ pub fn undo(
     if let Some(r) = resolution.filter(|r| r.starts_with("undone")) {
         anyhow::bail!("run {run_id} is {r} already; undo that run to redo it");
     }
-    // Journal rows name the undo's run before it is stored (see users::import).
-    conn.pragma_update(None, "foreign_keys", false)?;
-    let result = undo_fk_off(conn, ctx, tenant, run_id, apply);
-    conn.pragma_update(None, "foreign_keys", true)?;
-    result
+    // Journal rows name the undo's run before it is stored.
+    super::without_foreign_keys(conn, |conn| undo_fk_off(conn, ctx, tenant, run_id, apply))
 }
 
 fn undo_fk_off(

@@ -88,6 +88,20 @@ impl ImportContext {
     }
 }
 
+/// Run `f` without foreign-key enforcement, and turn it back on whatever
+/// `f` returns. An import's statements need none (each says why) and its
+/// journal names its run before the run is stored; the pragma cannot change
+/// inside a transaction, hence around it.
+pub(crate) fn without_foreign_keys<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let result = f(conn);
+    conn.pragma_update(None, "foreign_keys", true)?;
+    result
+}
+
 /// A fresh report for `tenant`, before anything is read.
 pub(crate) fn new_report(
     ctx: &ImportContext,

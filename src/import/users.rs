@@ -284,17 +284,13 @@ pub fn import(
     path: &Path,
     opts: &ImportOptions,
 ) -> anyhow::Result<Report> {
-    conn.pragma_update(None, "foreign_keys", false)?;
-    let result = import_fk_off(conn, ctx, tenant, path, opts);
-    conn.pragma_update(None, "foreign_keys", true)?;
-    result
+    // Every school id a row stores comes from this tenant's schools, and
+    // schools, tenants and uploads are never deleted, so the checks could
+    // never fail, while they cost a lookup per row and make SQLite journal
+    // every statement.
+    super::without_foreign_keys(conn, |conn| import_fk_off(conn, ctx, tenant, path, opts))
 }
 
-/// The import's own statements run without foreign-key enforcement: every
-/// school id a row stores comes from this tenant's schools, and schools,
-/// tenants and uploads are never deleted, so the checks could never fail,
-/// while they cost a lookup per row and make SQLite journal every statement.
-/// (The pragma cannot change inside a transaction, hence around it.)
 fn import_fk_off(
     conn: &mut Connection,
     ctx: &ImportContext,
