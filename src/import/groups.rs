@@ -142,7 +142,7 @@ impl Owners {
     fn load(conn: &Connection, tenant_id: i64) -> rusqlite::Result<Self> {
         let mut stmt = conn.prepare(
             "SELECT id, username, coalesce(first_name, ''), coalesce(last_name, ''), access_type
-             FROM users WHERE tenant_id = ?1 AND access_type IS NOT NULL",
+             FROM users WHERE tenant_id = ?1 AND access_type IS NOT NULL AND active = 1",
         )?;
         let mut owners = Self {
             by_username: HashMap::new(),
@@ -328,13 +328,21 @@ impl Rules<'_> {
             _ => {}
         }
         // Not an owner: say whether the user exists without the access.
-        let exists: bool = self.tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM users WHERE tenant_id = ?1 AND (username_key = lower(?2)
-                OR lower(trim(coalesce(first_name, '') || ' ' || coalesce(last_name, ''))) = lower(?2)))",
-            params![self.tenant.id, text],
-            |r| r.get(0),
-        )?;
-        Ok(Err(if exists {
+        let found: Option<bool> = self
+            .tx
+            .query_row(
+                "SELECT active FROM users WHERE tenant_id = ?1 AND (username_key = lower(?2)
+                    OR lower(trim(coalesce(first_name, '') || ' ' || coalesce(last_name, ''))) = lower(?2))
+                 ORDER BY active DESC LIMIT 1",
+                params![self.tenant.id, text],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(Err(if found == Some(false) {
+            format!(
+                "{text:?} is deactivated (absent from a complete users.csv, or its creation undone), and only an active user can own groups"
+            )
+        } else if found.is_some() {
             format!(
                 "{text:?} cannot own groups: an owner needs Administrator, School Administrator or Manager access (set it in users.csv)"
             )

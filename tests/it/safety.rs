@@ -213,6 +213,18 @@ fn full_sync_deactivates_absent_users_and_reactivates_them_when_they_return() {
     env.ok(&["import", "users", "lincoln", empty.to_str().unwrap()]);
     assert_eq!(env.export("lincoln").matches(",inactive\n").count(), 2);
 
+    // A deactivated user cannot own groups (SPEC 4: an active user).
+    let groups = env.file(
+        "groups.csv",
+        "Username,Owner Name,Group Name\nuser1,user9,Homeroom\n",
+    );
+    let (_, out, _) = env.run(&["import", "groups", "lincoln", groups.to_str().unwrap()]);
+    assert!(
+        out.contains("\"user9\" is deactivated")
+            && out.contains("only an active user can own groups"),
+        "{out}"
+    );
+
     let out = env.ok(&[
         "import",
         "users",
@@ -222,11 +234,12 @@ fn full_sync_deactivates_absent_users_and_reactivates_them_when_they_return() {
     ]);
     assert!(out.contains("reactivated 2"), "{out}");
     assert!(!env.export("lincoln").contains("inactive"));
+    let last = query_i64(&env, "SELECT max(id) FROM import_runs").to_string();
     let csv = env.ok(&[
         "runs",
         "lincoln",
         "--id",
-        "5",
+        &last,
         "--changes",
         "--format",
         "csv",
