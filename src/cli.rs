@@ -867,13 +867,22 @@ fn tenant_command(
             )?;
             let limits = config.holds.for_tenant(&t);
             let own = |o: Option<u8>| if o.is_none() { " (default)" } else { "" };
+            let limit = |p: u8, what: &str, o: Option<u8>| {
+                if p >= 100 {
+                    format!("never for {what}{}", own(o))
+                } else {
+                    format!("more than {p}% {what}{}", own(o))
+                }
+            };
             writeln!(
                 out,
-                "holds       more than {}% updated{} or {}% deactivated{}",
-                limits.update_percent,
-                own(t.hold_update_percent),
-                limits.deactivate_percent,
-                own(t.hold_deactivate_percent)
+                "holds       {}; {}",
+                limit(limits.update_percent, "updated", t.hold_update_percent),
+                limit(
+                    limits.deactivate_percent,
+                    "deactivated",
+                    t.hold_deactivate_percent
+                )
             )?;
             match t.pause {
                 Some(p) => writeln!(out, "pause       {}", p.describe())?,
@@ -953,18 +962,9 @@ fn tenant_command(
             };
             let hold_updates = percent("--hold-updates", hold_updates)?;
             let hold_deactivations = percent("--hold-deactivations", hold_deactivations)?;
-            if let Some(a) = absent {
-                crate::safety::set_absent(&store.conn, t.id, a)?;
-            }
-            crate::safety::set_hold_limits(&store.conn, t.id, hold_updates, hold_deactivations)?;
-            match allow_from.as_deref() {
-                None => {}
-                Some("any") => store.set_allow_from(t.id, None)?,
-                Some(list) => {
-                    keys::check_address_patterns(list)
-                        .map_err(|e| anyhow::anyhow!("--allow-from: {e}"))?;
-                    store.set_allow_from(t.id, Some(list))?;
-                }
+            if let Some(list) = allow_from.as_deref().filter(|l| *l != "any") {
+                keys::check_address_patterns(list)
+                    .map_err(|e| anyhow::anyhow!("--allow-from: {e}"))?;
             }
             let admin_email = admin_email
                 .map(|e| import::fields::EmailAddress::parse(&e).map(|e| e.as_str().to_owned()))
@@ -990,6 +990,16 @@ fn tenant_command(
             if let Some(name) = &admin_name {
                 anyhow::ensure!(!name.trim().is_empty(), "--admin-name must not be empty");
             }
+            // Everything is checked: only now is anything changed.
+            match allow_from.as_deref() {
+                None => {}
+                Some("any") => store.set_allow_from(t.id, None)?,
+                Some(list) => store.set_allow_from(t.id, Some(list))?,
+            }
+            if let Some(a) = absent {
+                crate::safety::set_absent(&store.conn, t.id, a)?;
+            }
+            crate::safety::set_hold_limits(&store.conn, t.id, hold_updates, hold_deactivations)?;
             store.update_tenant(
                 t.id,
                 admin_name.as_deref().map(str::trim),
@@ -1753,6 +1763,19 @@ fn runs_command(config: &Config, args: RunsArgs, out: &mut impl Write) -> anyhow
     if let (Some(id), true) = (args.id, args.changes) {
         // Checked first, so an unknown run is an error, not an empty list.
         store::load_report(&store.conn, t.id, id)?;
+        // A held run applied nothing: its preview, as emailed, is the list.
+        let held: Option<String> = store.conn.query_row(
+            "SELECT held_changes FROM import_runs WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )?;
+        if let Some(preview) = held {
+            eprintln!(
+                "run {id} was held: nothing was applied; these are the changes it would make (the administrator's changes.csv)"
+            );
+            out.write_all(preview.as_bytes())?;
+            return Ok(0);
+        }
         if args.format == Format::Csv {
             let mut w = crate::text::CsvOut::new(&mut *out);
             w.row(import::journal::CHANGES_HEADER)?;
@@ -1832,6 +1855,9 @@ fn runs_command(config: &Config, args: RunsArgs, out: &mut impl Write) -> anyhow
         )?;
         if let Some(reason) = r.reason {
             writeln!(out, "      why: {reason}")?;
+        }
+        if let Some(resolution) = r.resolution {
+            writeln!(out, "      then: {resolution}")?;
         }
     }
     writeln!(

@@ -136,7 +136,7 @@ impl HoldLimits {
         let mut why = Vec::new();
         if over(updated, self.update_percent) {
             why.push(format!(
-                "it would update {updated} of the district's {active} active users ({}), more than its limit of {}%",
+                "it would update or reactivate {updated} users, against the district's {active} active users ({}), more than its limit of {}%",
                 percent_of(updated, active),
                 self.update_percent
             ));
@@ -251,8 +251,9 @@ mod tests {
         assert_eq!(off.hold_reason(10, 10, 10), None);
         let both = limits.hold_reason(200, 150, 40).unwrap();
         assert!(
-            both.contains("update 150 of the district's 200 active users (75.0%)")
-                && both.contains("deactivate 40 of the district's 200 active users (20.0%)"),
+            both.contains(
+                "update or reactivate 150 users, against the district's 200 active users (75.0%)"
+            ) && both.contains("deactivate 40 of the district's 200 active users (20.0%)"),
             "{both}"
         );
     }

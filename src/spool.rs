@@ -280,6 +280,18 @@ pub fn claim(
             }));
         }
     }
+    // An approved upload whose file is gone cannot be imported (and would
+    // be due at every look).
+    let lost = conn.execute(
+        "UPDATE uploads SET state = 'lost' WHERE tenant_id = ?1 AND state = 'approved'",
+        [tenant_id],
+    )?;
+    if lost > 0 {
+        tracing::error!(
+            tenant_id,
+            "an approved upload's file is missing from the spool's archive; marking it lost"
+        );
+    }
     let _held = spool.lock()?;
     let pending: Option<i64> = conn
         .query_row(

@@ -230,6 +230,7 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE import_runs ADD COLUMN kept_back INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE import_runs ADD COLUMN resolution TEXT;
     ALTER TABLE import_runs ADD COLUMN undoes INTEGER REFERENCES import_runs(id);
+    ALTER TABLE import_runs ADD COLUMN held_changes TEXT;
     ALTER TABLE uploads ADD COLUMN approved INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE tenants ADD COLUMN absent TEXT NOT NULL DEFAULT 'keep';
     ALTER TABLE tenants ADD COLUMN hold_update_percent INTEGER;
@@ -527,6 +528,9 @@ pub struct RunRow {
     pub skipped: i64,
     pub errors: i64,
     pub warnings: i64,
+    /// What became of it: a held run approved, discarded or superseded, a
+    /// run undone (or redone).
+    pub resolution: Option<String>,
 }
 
 impl Store {
@@ -813,7 +817,7 @@ impl Store {
     pub fn runs(&self, tenant_id: i64, limit: u32) -> Result<Vec<RunRow>> {
         let mut stmt = self.conn.prepare(
             "SELECT id, kind, source, file_name, size, finished_at, outcome, reason, rows, created, updated,
-                    unchanged, skipped, errors, warnings
+                    unchanged, skipped, errors, warnings, resolution
              FROM import_runs WHERE tenant_id = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
         let rows = stmt
@@ -834,6 +838,7 @@ impl Store {
                     skipped: r.get(12)?,
                     errors: r.get(13)?,
                     warnings: r.get(14)?,
+                    resolution: r.get(15)?,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;

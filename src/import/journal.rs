@@ -397,7 +397,7 @@ pub fn for_each_change(
         .collect::<rusqlite::Result<_>>()?;
     // What later runs found, for the users they changed again, oldest first
     // (none for the newest run, or a held import's preview).
-    let mut later: HashMap<i64, Vec<Values>> = HashMap::new();
+    let mut later: HashMap<i64, Values> = HashMap::new();
     let any_later: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM user_changes WHERE run_id > ?1)",
         [run_id],
@@ -409,7 +409,11 @@ pub fn for_each_change(
             if users.contains(&e.user)
                 && let Some(before) = e.before
             {
-                later.entry(e.user).or_default().push(before);
+                // Only the first later value of each field is ever shown.
+                let first = later.entry(e.user).or_default();
+                for (key, value) in before {
+                    first.entry(key).or_insert(value);
+                }
             }
         })?;
     }
@@ -445,7 +449,7 @@ pub fn for_each_change(
             };
             // The value this run left: what the next run to change it found.
             let after = later
-                .and_then(|l| l.iter().find_map(|v| v.get(key)))
+                .and_then(|l| l.get(key))
                 .or_else(|| now.get(key))
                 .unwrap_or(&null);
             if was == after {
@@ -567,11 +571,12 @@ pub fn undo(
     run_id: i64,
     apply: bool,
 ) -> anyhow::Result<Undo> {
-    let (kind, outcome, resolution): (String, String, Option<String>) = conn
+    let (kind, outcome, resolution, changed): (String, String, Option<String>, i64) = conn
         .query_row(
-            "SELECT kind, outcome, resolution FROM import_runs WHERE id = ?1 AND tenant_id = ?2",
+            "SELECT kind, outcome, resolution, created + updated + deactivated + reactivated
+             FROM import_runs WHERE id = ?1 AND tenant_id = ?2",
             params![run_id, tenant.id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?
         .ok_or_else(|| {
@@ -592,6 +597,20 @@ pub fn undo(
     if let Some(r) = resolution.filter(|r| r.starts_with("undone")) {
         anyhow::bail!("run {run_id} is {r} already; undo that run to redo it");
     }
+    anyhow::ensure!(
+        changed > 0,
+        "run {run_id} changed no user, so there is nothing to undo"
+    );
+    let journaled: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM user_changes WHERE run_id = ?1)
+             OR EXISTS (SELECT 1 FROM users WHERE tenant_id = ?2 AND created_run = ?1)",
+        params![run_id, tenant.id],
+        |r| r.get(0),
+    )?;
+    anyhow::ensure!(
+        journaled,
+        "run {run_id} has no change journal (it was imported by a version of rosterd before the journal), so it cannot be undone"
+    );
     // Journal rows name the undo's run before it is stored.
     super::without_foreign_keys(conn, |conn| undo_fk_off(conn, ctx, tenant, run_id, apply))
 }
@@ -605,9 +624,26 @@ fn undo_fk_off(
 ) -> anyhow::Result<Undo> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let users = users_of(&tx, tenant.id, run_id)?;
+    // A later run and the undo that took it back (itself not undone) cancel
+    // out: neither is in the way.
+    let mut cancelled = std::collections::HashSet::new();
+    {
+        let mut stmt = tx.prepare(
+            "SELECT id, undoes FROM import_runs WHERE tenant_id = ?1 AND id > ?2
+             AND undoes IS NOT NULL AND coalesce(resolution, '') NOT LIKE 'undone%'",
+        )?;
+        let pairs = stmt.query_map(params![tenant.id, run_id], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        for pair in pairs {
+            let (undo, undone) = pair?;
+            cancelled.insert(undo);
+            cancelled.insert(undone);
+        }
+    }
     let mut blockers = std::collections::BTreeSet::new();
     for_each_later(&tx, run_id, |later, e| {
-        if users.contains(&e.user) {
+        if users.contains(&e.user) && !cancelled.contains(&later) {
             blockers.insert(later);
         }
     })?;
@@ -683,6 +719,12 @@ fn undo_fk_off(
         tx.execute(
             "UPDATE import_runs SET resolution = ?2 WHERE id = ?1",
             params![run_id, format!("undone by run {undo_id}")],
+        )?;
+        // Undoing an undo redoes the run it had undone.
+        tx.execute(
+            "UPDATE import_runs SET resolution = ?2
+             WHERE id = (SELECT undoes FROM import_runs WHERE id = ?1)",
+            params![run_id, format!("redone by run {undo_id}")],
         )?;
         tx.commit()?;
     } else {

@@ -302,18 +302,24 @@ fn tenant_mapping<F: header::FieldSet>(
     Ok(map)
 }
 
+/// The file the tenant's accounts last took all of, for `kind`: none when
+/// the newest such run was undone, was an undo, or kept changes back (a
+/// pause), since the same file then still has something to apply.
 fn last_imported_sha256(
     conn: &Connection,
     tenant_id: i64,
     kind: &str,
 ) -> rusqlite::Result<Option<String>> {
+    let undo = if kind == "users" { "undo" } else { kind };
     conn.query_row(
-        "SELECT sha256 FROM import_runs WHERE tenant_id = ?1 AND kind = ?2
+        "SELECT sha256, kind = 'undo' OR kept_back > 0 OR coalesce(resolution, '') LIKE 'undone%'
+         FROM import_runs WHERE tenant_id = ?1 AND kind IN (?2, ?3)
          AND outcome IN ('applied', 'applied_with_errors', 'unchanged') ORDER BY id DESC LIMIT 1",
-        params![tenant_id, kind],
-        |r| r.get(0),
+        params![tenant_id, kind, undo],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)),
     )
     .optional()
+    .map(|last| last.and_then(|(sha, stale)| (!stale).then_some(sha)))
 }
 
 /// Store the run and its kept problems, mark the upload it came from imported,
@@ -523,7 +529,14 @@ pub(crate) fn hold(
         "this file was held for review and nothing was applied yet: {why}. A broken export can look like this. If the changes are expected, support applies them with `rosterd import approve {sub} {run_id}`; otherwise fix the export and upload again (a newer upload replaces this one), or support discards it with `rosterd import discard {sub} {run_id}`",
         sub = tenant.subdomain
     ));
+    // Its journal is gone with the rollback: the preview is what support
+    // reviews (`rosterd runs SUB --id RUN --changes`).
+    let preview = String::from_utf8_lossy(&changes).into_owned();
     record_run(&tx, ctx, tenant, opts, &mut report, Some(changes))?;
+    tx.execute(
+        "UPDATE import_runs SET held_changes = ?2 WHERE id = ?1",
+        params![run_id, preview],
+    )?;
     tx.commit()?;
     Ok(report)
 }

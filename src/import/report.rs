@@ -206,10 +206,11 @@ impl Report {
                 self.file_name
             ),
             Outcome::Held => format!(
-                "{} held for review, nothing applied yet — it would create {}, update {}, deactivate {}",
+                "{} held for review, nothing applied yet — it would create {}, update {}, reactivate {}, deactivate {}",
                 self.file_name,
                 thousands(c.created),
                 thousands(c.updated),
+                thousands(c.reactivated),
                 thousands(c.deactivated)
             ),
             _ => {
@@ -220,6 +221,9 @@ impl Report {
                     thousands(c.updated),
                     thousands(c.unchanged)
                 );
+                if c.reactivated > 0 {
+                    let _ = write!(s, ", {} reactivated", thousands(c.reactivated));
+                }
                 if c.deactivated > 0 {
                     let _ = write!(s, ", {} deactivated", thousands(c.deactivated));
                 }

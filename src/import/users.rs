@@ -403,7 +403,8 @@ fn import_fk_off(
     }
     drop(seen);
     let hold = opts.holds.and_then(|limits| {
-        limits.hold_reason(active, report.counts.updated, report.counts.deactivated)
+        let c = report.counts;
+        limits.hold_reason(active, c.updated + c.reactivated, c.deactivated)
     });
     let report = match hold {
         // A file rejected for its errors is reported as rejected, not held.

@@ -149,25 +149,75 @@ fn changes_are_journaled_listed_and_undone_to_byte_identical_exports() {
         newest_eml(&env, "report").contains("Support undid an import for lincoln (undo of run 2)")
     );
 
-    // Undone once; run 1 is in the way of later runs.
+    // Undone once; a run and the undo that took it back are in nobody's way.
     let (code, _, err) = env.run(&["runs", "undo", "lincoln", "2", "--apply"]);
     assert_eq!(code, 1);
     assert!(err.contains("run 2 is undone by run 3 already"), "{err}");
+    let dry = env.ok(&["runs", "undo", "lincoln", "1"]);
+    assert!(
+        dry.contains("would restore 0 users and deactivate 3"),
+        "{dry}"
+    );
+    // The undo is a run like any other: undoing it redoes run 2, which is
+    // then in run 1's way again (and can be undone again).
+    env.ok(&["runs", "undo", "lincoln", "3", "--apply"]);
+    assert_eq!(env.export("lincoln"), after);
     let (code, _, err) = env.run(&["runs", "undo", "lincoln", "1"]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("later runs changed some of the same users (2, 3)"),
+        err.contains("later runs changed some of the same users (2)"),
         "{err}"
     );
-    // The undo is a run like any other: undoing it redoes run 2.
-    env.ok(&["runs", "undo", "lincoln", "3", "--apply"]);
-    assert_eq!(env.export("lincoln"), after);
     let runs = env.ok(&["runs", "lincoln"]);
-    assert!(
-        runs.contains("undo of run 2") || runs.contains("undo"),
-        "{runs}"
-    );
+    assert!(runs.contains("then: redone by run 4"), "{runs}");
+    assert!(runs.contains("then: undone by run 4"), "{runs}");
+    env.ok(&["runs", "undo", "lincoln", "2"]);
     env.assert_integrity();
+}
+
+#[test]
+fn the_same_file_after_an_undo_is_applied_again_and_settings_change_all_or_nothing() {
+    let env = Env::new();
+    env.tenant("lincoln");
+    let f = env.file("f.csv", roster(0..3, same));
+    env.ok(&["import", "users", "lincoln", f.to_str().unwrap()]);
+    env.ok(&["runs", "undo", "lincoln", "1", "--apply"]);
+    assert_eq!(env.export("lincoln").matches(",inactive\n").count(), 3);
+    // Byte-identical to the last applied file, but that run was undone.
+    let out = env.ok(&["import", "users", "lincoln", f.to_str().unwrap()]);
+    assert!(out.contains("3 reactivated"), "{out}");
+    assert!(!env.export("lincoln").contains("inactive"));
+    // Now it is the accounts' file again: unchanged.
+    let out = env.ok(&["import", "users", "lincoln", f.to_str().unwrap()]);
+    assert!(out.contains("unchanged since the last import"), "{out}");
+    // A bad value anywhere changes none of the settings given with it.
+    let (code, _, err) = env.run(&[
+        "tenant",
+        "set",
+        "lincoln",
+        "--absent",
+        "deactivate",
+        "--hold-updates",
+        "off",
+        "--admin-email",
+        "not-an-address",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    let show = env.ok(&["tenant", "show", "lincoln"]);
+    assert!(show.contains("absent      keep"), "{show}");
+    assert!(show.contains("more than 50% updated (default)"), "{show}");
+    env.ok(&["tenant", "set", "lincoln", "--hold-updates", "off"]);
+    assert!(
+        env.ok(&["tenant", "show", "lincoln"])
+            .contains("never for updated")
+    );
+    // A run without changes (run 4 found the file unchanged) has nothing to undo.
+    let (code, _, err) = env.run(&["runs", "undo", "lincoln", "4"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("changed nothing") || err.contains("changed no user"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -303,7 +353,7 @@ fn an_import_past_a_threshold_is_held_emailed_and_applied_once_on_approval() {
         mail.contains("Subject: lincoln: users.csv held for review"),
         "{mail}"
     );
-    assert!(mail.contains("it would update 6 of the district's 10 active users (60.0%), more than its limit of 50%"), "{mail}");
+    assert!(mail.contains("it would update or reactivate 6 users, against the district's 10 active users (60.0%), more than its limit of 50%"), "{mail}");
     assert!(mail.contains("changes.csv"), "{mail}");
     assert!(
         mail.contains("user0,updated,Last Name,Half0,New0"),
@@ -313,6 +363,18 @@ fn an_import_past_a_threshold_is_held_emailed_and_applied_once_on_approval() {
     assert!(
         status.contains(&format!("HELD          run {held_run} (upload 3")),
         "{status}"
+    );
+    // Support reviews the same list the administrator got.
+    let preview = env.ok(&[
+        "runs",
+        "lincoln",
+        "--id",
+        &held_run.to_string(),
+        "--changes",
+    ]);
+    assert!(
+        preview.contains("user0,updated,Last Name,Half0,New0"),
+        "{preview}"
     );
     let listed = env.ok(&["runs", "lincoln", "--id", &held_run.to_string()]);
     assert!(listed.contains("held for review"), "{listed}");
@@ -547,4 +609,10 @@ fn a_paused_district_keeps_its_uploads_and_gets_no_missing_file_note() {
         env.ok(&["tenant", "show", "lincoln"])
             .contains("pause       none")
     );
+    // The same file after the pause is not "unchanged": what was kept back
+    // is applied now (here 10 of 12 users: held for approval, as any such
+    // night would be).
+    upload(&srv, &key, &roster(0..12, |i| format!("Summer{i}")));
+    let r = srv.block_on(scheduler.run_once()).unwrap();
+    assert_eq!((r[0].outcome.as_str(), r[0].counts.updated), ("held", 10));
 }
