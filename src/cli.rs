@@ -505,9 +505,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Import(ImportCommand::Run { subdomain, format }) => {
             let store = open_store(&config)?;
             let t = store.require_tenant(&subdomain)?;
-            let tz: chrono_tz::Tz = effective_timezone(&config, &t)
-                .parse()
-                .unwrap_or(config.schedule.timezone);
+            let tz = tenant_tz(&config, &t);
             let today = clock.now().with_timezone(&tz).date_naive();
             if let Some(p) = t.pause.filter(|p| p.covers(today) && !p.additions_only) {
                 bail!(
@@ -1018,9 +1016,7 @@ fn tenant_command(
             additions_only,
         } => {
             let t = store.require_tenant(&subdomain)?;
-            let tz: chrono_tz::Tz = effective_timezone(config, &t)
-                .parse()
-                .unwrap_or(config.schedule.timezone);
+            let tz = tenant_tz(config, &t);
             let from = from.unwrap_or_else(|| clock.now().with_timezone(&tz).date_naive());
             let pause = crate::safety::Pause::new(from, until, additions_only)
                 .map_err(anyhow::Error::msg)?;
@@ -1108,6 +1104,14 @@ fn effective_timezone(config: &Config, t: &Tenant) -> String {
     t.timezone
         .clone()
         .unwrap_or_else(|| config.schedule.timezone.name().to_owned())
+}
+
+/// The district's time zone: its own, else the config's.
+fn tenant_tz(config: &Config, t: &Tenant) -> chrono_tz::Tz {
+    t.timezone
+        .as_deref()
+        .and_then(|z| z.parse().ok())
+        .unwrap_or(config.schedule.timezone)
 }
 
 fn effective_window(config: &Config, t: &Tenant) -> String {
@@ -1465,11 +1469,7 @@ fn status(config: &Config, clock: &dyn Clock, out: &mut impl Write) -> anyhow::R
             .unwrap_or_else(|_| text.to_owned())
     };
     for t in &tenants {
-        let tz = t
-            .timezone
-            .as_deref()
-            .and_then(|z| z.parse().ok())
-            .unwrap_or(config.schedule.timezone);
+        let tz = tenant_tz(config, t);
         let window: crate::schedule::Window = t
             .window
             .as_deref()

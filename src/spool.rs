@@ -359,9 +359,8 @@ pub fn held(conn: &Connection, tenant_id: i64) -> rusqlite::Result<Vec<Held>> {
     .collect()
 }
 
-/// The held upload of `run_id`, checked to be still waiting and not
-/// replaced by a newer upload (which is imported instead).
-fn held_for_decision(conn: &Connection, tenant_id: i64, run_id: i64) -> anyhow::Result<Held> {
+/// The held upload of `run_id`, or an error saying what became of the run.
+fn find_held(conn: &Connection, tenant_id: i64, run_id: i64) -> anyhow::Result<Held> {
     let found = held(conn, tenant_id)?
         .into_iter()
         .find(|h| h.run_id == run_id);
@@ -383,6 +382,13 @@ fn held_for_decision(conn: &Connection, tenant_id: i64, run_id: i64) -> anyhow::
             ),
         }
     };
+    Ok(h)
+}
+
+/// The held upload of `run_id`, checked to be still waiting and not
+/// replaced by a newer upload (which is imported instead).
+fn held_for_decision(conn: &Connection, tenant_id: i64, run_id: i64) -> anyhow::Result<Held> {
+    let h = find_held(conn, tenant_id, run_id)?;
     let newer: Option<i64> = conn.query_row(
         "SELECT max(id) FROM uploads WHERE tenant_id = ?1 AND id > ?2
              AND state NOT IN ('lost', 'failed', 'discarded')",
@@ -428,13 +434,8 @@ pub fn discard(
     run_id: i64,
     now: DateTime<Utc>,
 ) -> anyhow::Result<i64> {
-    let h = held(conn, tenant_id)?
-        .into_iter()
-        .find(|h| h.run_id == run_id);
-    let h = match h {
-        Some(h) => h,
-        None => held_for_decision(conn, tenant_id, run_id)?,
-    };
+    // A held file can be discarded even once a newer upload replaces it.
+    let h = find_held(conn, tenant_id, run_id)?;
     set_aside(
         conn,
         spool,
