@@ -599,7 +599,7 @@ fn serve(
         let fingerprint = fingerprints.join(", ");
         let removed = crate::spool::clean_incoming(&config.storage.spool)?;
         if removed > 0 {
-            tracing::info!(removed, "removed unfinished transfers left by the previous run");
+            tracing::info!(removed, "removed unfinished transfers and superseded uploads left in incoming/ by the previous run");
         }
         let finished = crate::spool::archive_leftovers(&store.conn, &config.storage.spool)?;
         if finished > 0 {

@@ -139,23 +139,97 @@ pub struct Sender {
     pub key_fingerprint: String,
 }
 
+/// The SHA-256 of the first bytes of an upload, taken as they were written,
+/// so that publishing it hashes only what is left (nothing, for a client
+/// that writes in order) instead of reading the whole file again.
+#[derive(Clone)]
+pub struct Hashed {
+    sha: Sha256,
+    len: u64,
+    /// The file (device, inode) the bytes were written to: the hash is used
+    /// only for that file.
+    file: (u64, u64),
+}
+
+impl Hashed {
+    /// Nothing hashed yet of `file`.
+    pub fn new(file: &std::fs::File) -> std::io::Result<Self> {
+        Ok(Self {
+            sha: Sha256::new(),
+            len: 0,
+            file: identity(&file.metadata()?),
+        })
+    }
+
+    /// How many bytes from the start are hashed.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Hash the bytes that follow the hashed ones.
+    pub fn update(&mut self, data: &[u8]) {
+        self.sha.update(data);
+        self.len += data.len() as u64;
+    }
+}
+
+fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+/// A large superseded pending file, kept by a second name until it is
+/// dropped: freeing a large file's blocks takes a while (a quarter of a
+/// second for 256 MiB here), which the client whose upload replaced it need
+/// not wait for. A crash before the drop leaves it in `incoming/`, which
+/// startup empties. Smaller files are freed at once.
+#[must_use]
+pub struct Superseded(Option<PathBuf>);
+
+/// Superseded files up to this size are removed before [`publish`] returns.
+const FREE_AT_ONCE: u64 = 16 << 20;
+
+impl Drop for Superseded {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// Make `complete` (a finished file inside the tenant's spool) the pending
-/// `users.csv`: fsync it, hash it, rename it over the pending file, fsync the
-/// directory, and record the upload (superseding any earlier pending one).
-/// Once the rename is done the upload is safe: a failure to record it is
-/// logged and repaired by the scheduler, not reported to the client.
+/// `users.csv`: fsync it, hash what `hashed` has not, rename it over the
+/// pending file, fsync the directory, and record the upload (superseding any
+/// earlier pending one). Once the rename is done the upload is safe: a
+/// failure to record it is logged and repaired by the scheduler, not reported
+/// to the client. The file it replaced is removed when the returned
+/// [`Superseded`] is dropped.
 pub fn publish(
     conn: &Connection,
     spool: &TenantSpool,
     complete: &Path,
+    hashed: Option<Hashed>,
     sender: &Sender,
     now: DateTime<Utc>,
-) -> anyhow::Result<Upload> {
+) -> anyhow::Result<(Upload, Superseded)> {
     let file = std::fs::File::open(complete)?;
     file.sync_all()?;
-    let (size, sha256) = hash_file(file)?;
+    let (size, sha256) = finish_hash(file, hashed)?;
     let target = spool.pending();
     let _held = spool.lock()?;
+    let superseded = spool.incoming().join(format!(
+        "{}-{}.superseded",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let superseded = match std::fs::metadata(&target) {
+        Ok(meta)
+            if meta.len() > FREE_AT_ONCE && std::fs::hard_link(&target, &superseded).is_ok() =>
+        {
+            Superseded(Some(superseded))
+        }
+        _ => Superseded(None),
+    };
     std::fs::rename(complete, &target)?;
     sync_dir(&spool.dir)?;
     let id = file_id(&target)
@@ -173,7 +247,7 @@ pub fn publish(
             tracing::error!(error = %e, "users.csv is stored but could not be recorded yet; the scheduler will record it")
         })
         .ok();
-    Ok(Upload { id, size, sha256 })
+    Ok((Upload { id, size, sha256 }, superseded))
 }
 
 /// The identity of a file on its file system (device and inode): a new
@@ -644,19 +718,36 @@ pub fn adopt_unrecorded(
     Ok(true)
 }
 
-fn hash_file(mut file: std::fs::File) -> std::io::Result<(u64, String)> {
-    let mut hasher = Sha256::new();
+fn hash_file(file: std::fs::File) -> std::io::Result<(u64, String)> {
+    finish_hash(file, None)
+}
+
+/// The size and SHA-256 of `file`, hashing on from `hashed` when it is of
+/// this file.
+fn finish_hash(mut file: std::fs::File, hashed: Option<Hashed>) -> std::io::Result<(u64, String)> {
+    use std::io::{Seek, SeekFrom};
+    let mine = identity(&file.metadata()?);
+    let mut hashed = match hashed {
+        Some(h) if h.file == mine => h,
+        _ => Hashed {
+            sha: Sha256::new(),
+            len: 0,
+            file: mine,
+        },
+    };
+    file.seek(SeekFrom::Start(hashed.len))?;
     let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
     loop {
         let n = file.read(&mut buf)?;
         if n == 0 {
             break;
         }
-        hasher.update(&buf[..n]);
-        size += n as u64;
+        hashed.update(&buf[..n]);
     }
-    Ok((size, crate::import::decode::hex(&hasher.finalize())))
+    Ok((
+        hashed.len,
+        crate::import::decode::hex(&hashed.sha.finalize()),
+    ))
 }
 
 /// Remove the tenant's staged files (complete uploads under a temporary
@@ -748,10 +839,11 @@ mod tests {
             std::fs::write(&p, body).unwrap();
             p
         };
-        let first = publish(
+        let (first, _) = publish(
             &store.conn,
             &spool,
             &put("a", "Username\nold1\n"),
+            None,
             &sender,
             now,
         )

@@ -79,6 +79,46 @@ struct Upload {
     name: String,
     /// Set once a write failed: the handle is dead and its file removed.
     failed: Option<String>,
+    /// The SHA-256 of the bytes written in order from the start; `None` once
+    /// a write went back over them (publishing then hashes the whole file).
+    hashed: Option<spool::Hashed>,
+    /// Bytes written since the last background sync started.
+    unsynced: u64,
+    /// The background sync in progress, if any (at most one per upload).
+    syncing: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Every this many bytes written, an upload's data is synced to disk in the
+/// background: the fsync at close, which makes the upload durable before
+/// it is acknowledged, then waits for the last few megabytes instead of the
+/// whole file (0.3 to 0.7 s for 256 MiB on this machine), and one upload
+/// never leaves the disk hundreds of megabytes to flush at once.
+const SYNC_EVERY: u64 = 32 << 20;
+
+impl Upload {
+    /// Account for `data`, just written at `offset`: hash it if it extends
+    /// the hashed prefix, and start a background sync when due.
+    fn written(&mut self, offset: u64, data: &[u8]) {
+        if let Some(hashed) = &mut self.hashed {
+            if offset == hashed.len() {
+                hashed.update(data);
+            } else if offset < hashed.len() {
+                // Hashed bytes were overwritten.
+                self.hashed = None;
+            }
+            // A write past the prefix (out of order) is hashed at close.
+        }
+        self.unsynced += data.len() as u64;
+        if self.unsynced >= SYNC_EVERY && self.syncing.as_ref().is_none_or(|s| s.is_finished()) {
+            self.unsynced = 0;
+            let file = self.file.clone();
+            // Only an early start: a failure shows again at the fsync of
+            // close, which decides.
+            self.syncing = Some(tokio::task::spawn_blocking(move || {
+                let _ = file.sync_data();
+            }));
+        }
+    }
 }
 
 enum Open {
@@ -98,6 +138,8 @@ pub struct SftpSession {
     spool: TenantSpool,
     sender: Sender,
     handles: HashMap<String, Entry>,
+    /// What was hashed of the staged files this session closed, by name.
+    staged: HashMap<String, spool::Hashed>,
     next_handle: u64,
     span: tracing::Span,
 }
@@ -113,6 +155,7 @@ impl SftpSession {
             sender,
             span,
             handles: HashMap::new(),
+            staged: HashMap::new(),
             next_handle: 0,
         }
     }
@@ -193,6 +236,7 @@ impl SftpSession {
             tracing::error!(parent: span, error = %e, "upload write failed");
             return Err(Self::fail_upload(upload, message));
         }
+        upload.written(offset, data);
         Ok(ok(id))
     }
 
@@ -216,7 +260,11 @@ impl SftpSession {
     }
 
     /// Publish a completed upload or staged file as the pending users.csv.
-    async fn publish(&self, complete: PathBuf) -> Result<(), StatusReply> {
+    async fn publish(
+        &self,
+        complete: PathBuf,
+        hashed: Option<spool::Hashed>,
+    ) -> Result<(), StatusReply> {
         let shared = self.shared.clone();
         let spool = self.spool.clone();
         let sender = self.sender.clone();
@@ -225,11 +273,13 @@ impl SftpSession {
             // Its own connection: waiting for an import's write lock here must
             // not hold up the logins that read through `store`.
             let conn = shared.writer.lock().unwrap_or_else(|e| e.into_inner());
-            spool::publish(&conn, &spool, &complete, &sender, now)
+            spool::publish(&conn, &spool, &complete, hashed, &sender, now)
         })
         .await;
         match result {
-            Ok(Ok(upload)) => {
+            Ok(Ok((upload, superseded))) => {
+                // Freeing the replaced file's blocks is not the client's wait.
+                tokio::task::spawn_blocking(move || drop(superseded));
                 self.shared.uploaded.notify_one();
                 tracing::info!(parent: &self.span, upload_id = upload.id, size = upload.size, sha256 = %upload.sha256, "users.csv received");
                 Ok(())
@@ -352,6 +402,7 @@ impl russh_sftp::server::Handler for SftpSession {
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| failure(format!("the server cannot store uploads right now: {e}")))?;
+        let hashed = spool::Hashed::new(&file).ok();
         self.handles.insert(
             handle.clone(),
             Entry {
@@ -360,6 +411,9 @@ impl russh_sftp::server::Handler for SftpSession {
                     tmp,
                     name,
                     failed: None,
+                    hashed,
+                    unsynced: 0,
+                    syncing: None,
                 }),
                 slot,
             },
@@ -385,16 +439,30 @@ impl russh_sftp::server::Handler for SftpSession {
                     return Err(failure(message));
                 }
                 let Upload {
-                    file, tmp, name, ..
+                    file,
+                    tmp,
+                    name,
+                    hashed,
+                    syncing,
+                    ..
                 } = upload;
                 drop(file);
+                if let Some(syncing) = syncing {
+                    let _ = syncing.await;
+                }
                 if name == USERS_CSV {
-                    self.publish(tmp).await?;
+                    self.publish(tmp, hashed).await?;
                 } else {
                     let staged = self.spool.staging().join(&name);
                     if let Err(e) = std::fs::rename(&tmp, &staged) {
                         let _ = std::fs::remove_file(&tmp);
                         return Err(failure(format!("the server could not store {name}: {e}")));
+                    }
+                    // Kept for the rename that publishes it; the hash says
+                    // which file it is of, so another session's file of the
+                    // same name is hashed afresh.
+                    if let Some(hashed) = hashed {
+                        self.staged.insert(name, hashed);
                     }
                 }
                 Ok(ok(id))
@@ -523,7 +591,8 @@ impl russh_sftp::server::Handler for SftpSession {
         if !staged.exists() {
             return Err(StatusCode::NoSuchFile.with_message(format!("{old} does not exist")));
         }
-        self.publish(staged).await?;
+        let hashed = self.staged.remove(&old);
+        self.publish(staged, hashed).await?;
         Ok(ok(id))
     }
 

@@ -554,3 +554,78 @@ fn data_directories_are_private_to_the_daemon_user() {
         assert_eq!(mode, 0o700, "{dir}");
     }
 }
+
+/// The SHA-256 an upload is recorded with is of the bytes published, however
+/// the client wrote them: out of order, over earlier bytes, or as a staged
+/// file another session replaced before the rename (the server hashes while
+/// writing and must notice each of these).
+#[test]
+fn recorded_hash_is_of_the_published_bytes_whatever_the_write_order() {
+    let env = Env::new();
+    let (key, _) = tenant_with_key(&env, "lincoln");
+    let srv = TestServer::start(env, |_| {});
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/write_orders.py");
+    for mode in ["out-of-order", "overwrite", "staged-swap"] {
+        let out = Command::new("timeout")
+            .args([
+                "120",
+                "python3",
+                script,
+                mode,
+                &srv.port.to_string(),
+                "lincoln",
+            ])
+            .arg(&key)
+            .output()
+            .expect("python3 with paramiko must be installed");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{mode}: {}{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let expected = stdout.trim().lines().last().unwrap().to_owned();
+        let published = std::fs::read(srv.pending("lincoln")).unwrap();
+        assert_eq!(sha256_hex(&published), expected, "{mode}: published bytes");
+        let uploads = srv.uploads();
+        let (size, sha, _, _, state) = uploads.last().unwrap();
+        assert_eq!(
+            (*size as usize, sha, state.as_str()),
+            (published.len(), &expected, "pending"),
+            "{mode}: recorded upload"
+        );
+    }
+}
+
+/// A large pending file replaced by a new upload is freed after the reply
+/// (its blocks take a while to free), and nothing of it stays behind.
+#[test]
+fn a_large_superseded_upload_leaves_nothing_behind() {
+    let env = Env::new();
+    let (key, _) = tenant_with_key(&env, "lincoln");
+    let srv = TestServer::start(env, |_| {});
+    let row = "jdoe1,John,Doe,ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789\n";
+    let big = format!(
+        "Username,First Name,Last Name,Note\n{}",
+        row.repeat((17 << 20) / row.len())
+    );
+    srv.env.file("big.csv", &big);
+    srv.env.file("small.csv", "Username\nfirst1\n");
+    assert_eq!(srv.sftp("lincoln", &key, "put big.csv users.csv\n").0, 0);
+    assert_eq!(srv.sftp("lincoln", &key, "put small.csv users.csv\n").0, 0);
+    assert_eq!(
+        std::fs::read_to_string(srv.pending("lincoln")).unwrap(),
+        "Username\nfirst1\n"
+    );
+    let incoming = srv.env.path("data/spool/lincoln/incoming");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(&incoming).unwrap().count() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the superseded upload is still in incoming/"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let states: Vec<String> = srv.uploads().into_iter().map(|u| u.4).collect();
+    assert_eq!(states, ["superseded", "pending"]);
+}
