@@ -162,7 +162,7 @@ impl Hashed {
     }
 
     /// How many bytes from the start are hashed.
-    pub fn len(&self) -> u64 {
+    pub fn upto(&self) -> u64 {
         self.len
     }
 

@@ -100,9 +100,9 @@ impl Upload {
     /// the hashed prefix, and start a background sync when due.
     fn written(&mut self, offset: u64, data: &[u8]) {
         if let Some(hashed) = &mut self.hashed {
-            if offset == hashed.len() {
+            if offset == hashed.upto() {
                 hashed.update(data);
-            } else if offset < hashed.len() {
+            } else if offset < hashed.upto() {
                 // Hashed bytes were overwritten.
                 self.hashed = None;
             }
@@ -122,7 +122,7 @@ impl Upload {
 }
 
 enum Open {
-    Upload(Upload),
+    Upload(Box<Upload>),
     Dir { listed: bool },
 }
 
@@ -406,7 +406,7 @@ impl russh_sftp::server::Handler for SftpSession {
         self.handles.insert(
             handle.clone(),
             Entry {
-                open: Open::Upload(Upload {
+                open: Open::Upload(Box::new(Upload {
                     file: Arc::new(file),
                     tmp,
                     name,
@@ -414,7 +414,7 @@ impl russh_sftp::server::Handler for SftpSession {
                     hashed,
                     unsynced: 0,
                     syncing: None,
-                }),
+                })),
                 slot,
             },
         );
@@ -445,7 +445,7 @@ impl russh_sftp::server::Handler for SftpSession {
                     hashed,
                     syncing,
                     ..
-                } = upload;
+                } = *upload;
                 drop(file);
                 if let Some(syncing) = syncing {
                     let _ = syncing.await;
