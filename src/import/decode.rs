@@ -39,6 +39,10 @@ impl TextEncoding {
 #[derive(Debug, Clone)]
 pub struct Scan {
     pub size: u64,
+    /// Line feeds in the file: how many rows it may hold, at most (a hint
+    /// for sizing what an import keeps per row; a UTF-16 file may count a
+    /// few more).
+    pub lines: u64,
     /// Lowercase hex.
     pub sha256: String,
     pub encoding: TextEncoding,
@@ -86,11 +90,13 @@ pub fn scan_reader(mut input: impl Read) -> Result<Scan, ScanError> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut size: u64 = 0;
+    let mut lines: u64 = 0;
     let mut state: Option<Checker> = None;
     loop {
         let n = read_full(&mut input, &mut buf)?;
         let chunk = &buf[..n];
         hasher.update(chunk);
+        lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
         let checker = state.get_or_insert_with(|| Checker::start(chunk));
         checker.feed(chunk, size, n == 0)?;
         size += n as u64;
@@ -104,6 +110,7 @@ pub fn scan_reader(mut input: impl Read) -> Result<Scan, ScanError> {
     let encoding = state.map(|c| c.encoding()).unwrap_or(TextEncoding::Utf8);
     Ok(Scan {
         size,
+        lines,
         sha256: hex(&hasher.finalize()),
         encoding,
     })
@@ -190,6 +197,8 @@ pub struct CsvRows {
     reader: csv::Reader<CountLines<Box<dyn Read + Send>>>,
     lines: Arc<Mutex<LineStarts>>,
     rows: u64,
+    /// How many records the file may hold, when its first pass counted.
+    expected: Option<u64>,
 }
 
 impl CsvRows {
@@ -219,7 +228,22 @@ impl CsvRows {
             reader,
             lines,
             rows: 0,
+            expected: None,
         }
+    }
+
+    /// Say how many lines the first pass counted.
+    pub fn expect_lines(&mut self, lines: u64) {
+        self.expected = Some(lines);
+    }
+
+    /// At most how many data rows are left to read, when known: a size for
+    /// what an import keeps per row, so it is allocated once.
+    pub fn rows_hint(&self) -> Option<usize> {
+        // Every line but the last ends in a line feed.
+        let lines = self.expected?.saturating_add(1);
+        let left = lines.min(MAX_ROWS + 1).saturating_sub(self.rows);
+        usize::try_from(left).ok()
     }
 
     /// The next record that is not blank (blank: an empty line, or only
@@ -774,5 +798,22 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(s.size, 3);
+    }
+
+    #[test]
+    fn the_first_pass_counts_lines_and_the_second_says_how_many_rows_are_left() {
+        let body = "Username\na1\n\"b\nc\",x\nd1";
+        let s = scan_reader(body.as_bytes()).unwrap();
+        assert_eq!(s.lines, 4);
+        let mut rows = CsvRows::from_text(Box::new(body.as_bytes()));
+        assert_eq!(rows.rows_hint(), None, "unknown until told");
+        rows.expect_lines(s.lines);
+        let mut record = csv::StringRecord::new();
+        rows.next(&mut record).unwrap();
+        // After the header: 3 data rows, and one more for the quoted line
+        // break (an overcount, never an undercount).
+        assert_eq!(rows.rows_hint(), Some(4));
+        rows.expect_lines(u64::MAX);
+        assert_eq!(rows.rows_hint(), Some(MAX_ROWS as usize));
     }
 }

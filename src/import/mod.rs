@@ -184,6 +184,7 @@ pub(crate) fn open_csv<F: header::FieldSet>(
         return Ok(None);
     }
     let mut rows = decode::CsvRows::from_file(file, scan.encoding)?;
+    rows.expect_lines(scan.lines);
     let mut record = csv::StringRecord::new();
     // The header is the first line that is not blank.
     let header = match rows.next(&mut record) {
