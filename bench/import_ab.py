@@ -11,6 +11,12 @@ against `.import` (and of rosterd against the baseline build), with min-max.
 Cases: a first import into an empty district, and a re-import where every
 row changed. Each rosterd run gets a fresh data directory. Bounded: --rounds
 rounds of 3 commands per binary, each under a timeout.
+
+Also in every round, "SQLite alone": the sqlite3 shell inserting the same rows,
+already staged in a table, into rosterd's own schema (its users table and
+indexes, WAL, synchronous=NORMAL) in one transaction, with no parsing or
+checking: the floor that rosterd's writer stage can approach but not pass
+without a cheaper schema.
 """
 import argparse
 import os
@@ -50,6 +56,42 @@ def rosterd_round(binary, work, base, changed):
     return first, again
 
 
+FLOOR_INSERT = """PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-32768;
+BEGIN;
+INSERT INTO users (tenant_id, username, username_key, email, first_name, last_name, school_id,
+    graduation_year, access_type, created_at, updated_at, created_run)
+SELECT 1, "Username", lower("Username"), nullif("Email Address", ''), nullif("First Name", ''),
+    nullif("Last Name", ''), 1, nullif("Graduation Year", ''), nullif("Access Type", ''), 1, 1, 1 FROM staged;
+COMMIT;
+"""
+
+
+def rosterd_schema(binary, work):
+    """The CREATE statements of a fresh rosterd database (sqlite's own tables left out)."""
+    d = tempfile.mkdtemp(dir=work)
+    with open(os.path.join(d, "rosterd.toml"), "w") as f:
+        f.write('[log]\nlevel = "warn"\n')
+    subprocess.run([binary, "--config", "rosterd.toml", "tenant", "add", "bench", "--admin-name", "B",
+                    "--admin-email", "b@example.org"], cwd=d, check=True, stdout=subprocess.DEVNULL)
+    schema = subprocess.run(["sqlite3", os.path.join(d, "data", "rosterd.db"), ".schema"], check=True,
+                            capture_output=True, text=True).stdout
+    return "\n".join(line for line in schema.splitlines() if "sqlite_sequence" not in line) + "\n"
+
+
+def floor_round(schema, work, base):
+    """Seconds for SQLite alone to insert `base`'s rows into rosterd's schema."""
+    db = os.path.join(work, "floor.db")
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(db + suffix):
+            os.remove(db + suffix)
+    subprocess.run(["sqlite3", db], input=schema, text=True, check=True)
+    subprocess.run(["sqlite3", db, ".mode csv", f".import {base} staged"], check=True)
+    start = time.monotonic()
+    subprocess.run(["timeout", "600", "sqlite3", db], input=FLOOR_INSERT, text=True, check=True,
+                   stdout=subprocess.DEVNULL)
+    return time.monotonic() - start
+
+
 def spread(values):
     return f"{statistics.median(values):.2f}x ({min(values):.2f}–{max(values):.2f})"
 
@@ -73,17 +115,19 @@ def main():
         changed = os.path.join(work, "users-changed.csv")
         subprocess.run([sys.executable, GEN, str(a.rows), base], check=True)
         subprocess.run([sys.executable, GEN, str(a.rows), changed, "--variant", "1"], check=True)
-        sqlite, times = [], {name: ([], []) for name, _, _ in binaries}
+        schema = rosterd_schema(binaries[0][1], work)
+        sqlite, floor, times = [], [], {name: ([], []) for name, _, _ in binaries}
         for rnd in range(a.rounds):
             db = os.path.join(work, "sqlite.db")
             if os.path.exists(db):
                 os.remove(db)
             sqlite.append(timed(["sqlite3", db, ".mode csv", f".import {base} users"]))
+            floor.append(floor_round(schema, work, base))
             for name, binary, _ in binaries:
                 first, again = rosterd_round(binary, work, base, changed)
                 times[name][0].append(first)
                 times[name][1].append(again)
-            print(f"round {rnd + 1}: .import {sqlite[-1]:.3f} s, "
+            print(f"round {rnd + 1}: .import {sqlite[-1]:.3f} s, SQLite alone {floor[-1]:.3f} s, "
                   + ", ".join(f"{n} {times[n][0][-1]:.3f}/{times[n][1][-1]:.3f} s" for n, _, _ in binaries),
                   file=sys.stderr, flush=True)
     lines = [
@@ -93,6 +137,8 @@ def main():
         "| binary | commit | first import, median s | vs `.import` | every row changed, median s | vs `.import` |",
         "|---|---|---:|---:|---:|---:|",
         f"| sqlite3 .import | | {statistics.median(sqlite):.3f} | 1.00x | | |",
+        f"| SQLite alone, rosterd's schema | | {statistics.median(floor):.3f} | "
+        f"{spread([f / s for f, s in zip(floor, sqlite)])} | | |",
     ]
     for name, _, c in binaries:
         first, again = times[name]

@@ -162,18 +162,31 @@ pub fn parse_name<'a>(label: &str, raw: &'a str) -> Result<Option<&'a str>, Stri
     if text.is_empty() {
         return Ok(None);
     }
-    if text.chars().any(char::is_control) {
+    // Nearly every name is ASCII, where the only hidden characters are the
+    // controls and a character is a byte: one pass over the bytes.
+    let ascii = text.is_ascii();
+    let control = if ascii {
+        text.bytes().any(|b| b.is_ascii_control())
+    } else {
+        text.chars().any(char::is_control)
+    };
+    if control {
         return Err(format!(
             "{label} contains a line break or control character; check the quoting of this row"
         ));
     }
-    if let Some(c) = text.chars().find(|&c| crate::text::is_hidden(c)) {
+    if !ascii && let Some(c) = text.chars().find(|&c| crate::text::is_hidden(c)) {
         return Err(format!(
             "{label} contains the invisible formatting character U+{:04X} (it can reverse or hide the text around it); remove it in your SIS",
             c as u32
         ));
     }
-    if text.chars().count() > 100 {
+    let chars = if ascii {
+        text.len()
+    } else {
+        text.chars().count()
+    };
+    if chars > 100 {
         return Err(format!("{label} must be at most 100 characters long"));
     }
     Ok(Some(text))
