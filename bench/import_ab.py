@@ -32,16 +32,24 @@ GEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gen_users.py")
 
 
 def timed(cmd, cwd=None):
+    return measured(cmd, cwd)[0]
+
+
+def measured(cmd, cwd=None):
+    """(seconds, peak RSS in MiB) of one command, the RSS from the kernel (wait4)."""
     start = time.monotonic()
-    p = subprocess.run(["timeout", "600", *cmd], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(["timeout", "600", *cmd], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = p.stderr.read()
+    _, status, usage = os.wait4(p.pid, 0)
     seconds = time.monotonic() - start
+    p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode not in (0, 3):
-        sys.exit(f"FAIL: {' '.join(cmd)}: {p.stderr.decode(errors='replace')[-500:]}")
-    return seconds
+        sys.exit(f"FAIL: {' '.join(cmd)}: {err.decode(errors='replace')[-500:]}")
+    return seconds, usage.ru_maxrss / 1024
 
 
-def rosterd_round(binary, work, base, changed):
-    """(first import seconds, every-row-changed seconds) in a fresh directory."""
+def rosterd_round(binary, work, base, changed, measure=timed):
+    """(first import, every-row-changed re-import) in a fresh directory, as `measure` gives them."""
     d = tempfile.mkdtemp(dir=work)
     with open(os.path.join(d, "rosterd.toml"), "w") as f:
         f.write('[log]\nlevel = "warn"\n')
@@ -51,8 +59,8 @@ def rosterd_round(binary, work, base, changed):
     with open(os.path.join(d, "schools.csv"), "w") as f:
         f.write("Name\n" + "".join(f"School {i}\n" for i in range(8)))
     subprocess.run([*cli, "school", "import", "bench", "schools.csv"], cwd=d, check=True, stdout=subprocess.DEVNULL)
-    first = timed([*cli, "import", "users", "bench", base], cwd=d)
-    again = timed([*cli, "import", "users", "bench", changed], cwd=d)
+    first = measure([*cli, "import", "users", "bench", base], cwd=d)
+    again = measure([*cli, "import", "users", "bench", changed], cwd=d)
     return first, again
 
 
@@ -104,6 +112,8 @@ def main():
     ap.add_argument("--baseline-commit", default="?")
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rss-rows", type=int, default=0,
+                    help="also the peak RSS of each build's imports of a file this long (1000000 for the target)")
     ap.add_argument("--out")
     a = ap.parse_args()
     commit = a.commit or head_commit()
@@ -130,6 +140,15 @@ def main():
             print(f"round {rnd + 1}: .import {sqlite[-1]:.3f} s, SQLite alone {floor[-1]:.3f} s, "
                   + ", ".join(f"{n} {times[n][0][-1]:.3f}/{times[n][1][-1]:.3f} s" for n, _, _ in binaries),
                   file=sys.stderr, flush=True)
+        rss = []
+        if a.rss_rows:
+            big = os.path.join(work, "big.csv")
+            big_changed = os.path.join(work, "big-changed.csv")
+            subprocess.run([sys.executable, GEN, str(a.rss_rows), big], check=True)
+            subprocess.run([sys.executable, GEN, str(a.rss_rows), big_changed, "--variant", "1"], check=True)
+            for name, binary, c in binaries:
+                first, again = rosterd_round(binary, work, big, big_changed, measured)
+                rss.append((name, c, (first[1], again[1])))
     lines = [
         f"Import, {a.rows:,} rows (gen_users.py), {a.rounds} rounds each running sqlite3 `.import` into an empty "
         f"table and every rosterd build once in turn; ratios per round, median (min–max). {machine()}.",
@@ -145,6 +164,9 @@ def main():
         lines.append(f"| {name} | {c} | {statistics.median(first):.3f} | "
                      f"{spread([f / s for f, s in zip(first, sqlite)])} | {statistics.median(again):.3f} | "
                      f"{spread([g / s for g, s in zip(again, sqlite)])} |")
+    if a.rss_rows:
+        lines += ["", f"Peak RSS (the kernel's, wait4), {a.rss_rows:,} rows, one run each: " + "; ".join(
+            f"{name} ({c}) first import {r[0]:.0f} MiB, every row changed {r[1]:.0f} MiB" for name, c, r in rss) + "."]
     if len(binaries) == 2:
         (f1, a1), (f2, a2) = times["rosterd"], times["baseline"]
         lines += ["", f"{commit} against {a.baseline_commit}, per round (time ratio, below 1 is faster): "
