@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Import speed, compared honestly: sqlite3's own `.import` of the file, and
-one or two rosterd builds, each round running every one of them once in turn
-(A B C A B C ...). Reported per case: the median of the per-round ratios
+one or two rosterd builds, each round running every one of them once in turn,
+the order rotating by one each round (A B C, B C A, C A B ...). Reported per case: the median of the per-round ratios
 against `.import` (and of rosterd against the baseline build), with min-max.
 
     python3 bench/import_ab.py --binary target/release/rosterd \\
@@ -131,12 +131,18 @@ def main():
             db = os.path.join(work, "sqlite.db")
             if os.path.exists(db):
                 os.remove(db)
-            sqlite.append(timed(["sqlite3", db, ".mode csv", f".import {base} users"]))
-            floor.append(floor_round(schema, work, base))
+            runs = [lambda: sqlite.append(timed(["sqlite3", db, ".mode csv", f".import {base} users"])),
+                    lambda: floor.append(floor_round(schema, work, base))]
             for name, binary, _ in binaries:
-                first, again = rosterd_round(binary, work, base, changed)
-                times[name][0].append(first)
-                times[name][1].append(again)
+                def run(name=name, binary=binary):
+                    first, again = rosterd_round(binary, work, base, changed)
+                    times[name][0].append(first)
+                    times[name][1].append(again)
+                runs.append(run)
+            # The order rotates from round to round, so that none always runs
+            # right after another's writes.
+            for run in runs[rnd % len(runs):] + runs[:rnd % len(runs)]:
+                run()
             print(f"round {rnd + 1}: .import {sqlite[-1]:.3f} s, SQLite alone {floor[-1]:.3f} s, "
                   + ", ".join(f"{n} {times[n][0][-1]:.3f}/{times[n][1][-1]:.3f} s" for n, _, _ in binaries),
                   file=sys.stderr, flush=True)

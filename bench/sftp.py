@@ -2,7 +2,8 @@
 """SFTP upload throughput: the same file uploaded with OpenSSH's `sftp` client
 to OpenSSH's own sshd (internal-sftp, started here on a loopback port with its
 own config) and to rosterd, in alternating rounds A B A B ... (and a third
-server, C, when --baseline names an older rosterd build). Each pair gives a
+server, C, when --baseline names an older rosterd build; the order rotates
+each round, B C A, C A B, so no server always follows another). Each round gives a
 ratio (OpenSSH's seconds / rosterd's); the table quotes the median of those
 ratios with their min-max, so a noisy moment on this shared machine moves one
 pair, not the figure.
@@ -206,12 +207,25 @@ def main():
             if args.baseline:
                 servers.append(Rosterd(work, "baseline", os.path.abspath(args.baseline), args.baseline_commit,
                                        key + ".pub", args.size_mib))
+            tiny = os.path.join(work, "tiny.csv")
+            with open(tiny, "wb") as f:
+                f.write(b"Username\nbench1\n")
             seconds = {s.name: [] for s in servers}
+            setup = {s.name: [] for s in servers}
             for i in range(args.pairs):
-                for s in servers:
+                # The order rotates from round to round: an upload can leave
+                # the disk busy for the one after it (OpenSSH's sshd does not
+                # fsync, so its 256 MiB are still being written out), and no
+                # server should always be the one that follows.
+                for s in servers[i % len(servers):] + servers[:i % len(servers)]:
+                    # A tiny upload first: what the same client spends on
+                    # connecting, logging in and starting SFTP, so the
+                    # transfer alone can be told apart.
+                    setup[s.name].append(upload(s, key, tiny, args.cipher))
                     t = upload(s, key, big, args.cipher)
                     seconds[s.name].append(t)
-                    print(f"pair {i + 1}: {s.name} {t:.2f} s", file=sys.stderr, flush=True)
+                    print(f"pair {i + 1}: {s.name} {t:.2f} s (a tiny upload {setup[s.name][-1]:.2f} s)",
+                          file=sys.stderr, flush=True)
             for s in servers:
                 stored = s.target if os.path.isabs(s.target) else s.stored("bench")
                 if not same_bytes(big, stored):
@@ -228,16 +242,23 @@ def main():
         f"SFTP upload: {args.size_mib} MiB of random bytes, {client} `sftp` client, "
         f"cipher {args.cipher or 'the client default'}, loopback. {machine()}. "
         f"{args.pairs} rounds, each uploading once to every "
-        "server in turn; ratio = OpenSSH's seconds / the server's, per round; median (min–max).",
+        "server in turn, the order rotating by one each round; ratio = OpenSSH's seconds / the server's, per round; median (min–max).",
         "",
-        "| server | median seconds | median MiB/s | vs OpenSSH, median of rounds (min–max) |",
-        "|---|---:|---:|---:|",
+        "Each round also times a tiny upload to each server just before (connecting, logging in, starting "
+        "SFTP); \"transfer only\" is the big upload's time minus that.",
+        "",
+        "| server | median seconds | median MiB/s | vs OpenSSH, median of rounds (min–max) "
+        "| tiny upload, median s | transfer only vs OpenSSH |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
+    ref_setup = setup[servers[0].name]
     for s in servers:
         times = seconds[s.name]
         ratios = [r / t for r, t in zip(ref, times)]
+        transfer = [(r - rs) / max(t - ts, 1e-3) for r, rs, t, ts in zip(ref, ref_setup, times, setup[s.name])]
         med = statistics.median(times)
-        lines.append(f"| {s.name} | {med:.2f} | {args.size_mib / med:.1f} | {spread(ratios)} |")
+        lines.append(f"| {s.name} | {med:.2f} | {args.size_mib / med:.1f} | {spread(ratios)} "
+                     f"| {statistics.median(setup[s.name]):.2f} | {spread(transfer)} |")
     if len(servers) == 3:
         ratios = [b / a for a, b in zip(seconds[servers[1].name], seconds[servers[2].name])]
         lines += ["", f"rosterd {commit} against {args.baseline_commit}, per round: {spread(ratios)}."]
