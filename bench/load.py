@@ -19,6 +19,9 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "soak"))
 from kill_soak import finish, installation, vm_kib  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import head_commit, machine  # noqa: E402
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -31,6 +34,7 @@ def main():
                     help="upload every district's file this many times over, against the same daemon, "
                          "to show memory returns to its level instead of growing")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--commit", help="the commit --binary was built from (default: HEAD)")
     ap.add_argument("--out")
     args = ap.parse_args()
     args.binary = os.path.abspath(args.binary)
@@ -86,7 +90,9 @@ def main():
 
     lines = [
         f"## Load: {args.tenants} districts uploading at once ({args.large} with {args.large_rows:,}-row files, "
-        f"the rest {args.rows:,} rows), {args.waves} waves against one `rosterd serve`, 2 cores",
+        f"the rest {args.rows:,} rows), {args.waves} waves against one `rosterd serve`",
+        "",
+        f"{args.commit or head_commit()}, {machine()}.",
         "",
         "Every wave uploads a new file for every district (every row changed). RSS sampled every 50 ms.",
         "",
