@@ -6,7 +6,6 @@
 use std::io::Read;
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
@@ -35,18 +34,7 @@ fn a_hostile_sftp_client_gets_nothing_and_breaks_nothing() {
     );
     let other_before = tree(&srv.env.path("data/spool/other-district"));
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hostile_sftp.py");
-    let out = Command::new("timeout")
-        .args(["300", "python3", script, &srv.port.to_string(), "lincoln"])
-        .arg(&key)
-        .output()
-        .expect("python3 with paramiko must be installed");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "hostile client failed to run: {}{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = srv.paramiko("hostile_sftp.py", &[], "lincoln", &key, 300);
     let results: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(stdout.trim()).expect("json");
     assert!(results.len() > 200, "only {} checks ran", results.len());

@@ -116,6 +116,37 @@ impl TestServer {
         run_with_stdin(cmd, "")
     }
 
+    /// Run the paramiko client `tests/SCRIPT` as `SCRIPT ARGS... PORT USER
+    /// KEY` under `seconds` of timeout; it must exit 0. Its standard output.
+    pub fn paramiko(
+        &self,
+        script: &str,
+        args: &[&str],
+        user: &str,
+        key: &Path,
+        seconds: u32,
+    ) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests")
+            .join(script);
+        let out = Command::new("timeout")
+            .arg(seconds.to_string())
+            .arg("python3")
+            .arg(&path)
+            .args(args)
+            .args([&self.port.to_string(), user])
+            .arg(key)
+            .output()
+            .expect("python3 with paramiko must be installed");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{script} {args:?} failed: {}{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
     pub fn pending(&self, sub: &str) -> PathBuf {
         self.env.path(&format!("data/spool/{sub}/users.csv"))
     }
@@ -564,26 +595,8 @@ fn recorded_hash_is_of_the_published_bytes_whatever_the_write_order() {
     let env = Env::new();
     let (key, _) = tenant_with_key(&env, "lincoln");
     let srv = TestServer::start(env, |_| {});
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/write_orders.py");
     for mode in ["out-of-order", "overwrite", "staged-swap"] {
-        let out = Command::new("timeout")
-            .args([
-                "120",
-                "python3",
-                script,
-                mode,
-                &srv.port.to_string(),
-                "lincoln",
-            ])
-            .arg(&key)
-            .output()
-            .expect("python3 with paramiko must be installed");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{mode}: {}{stdout}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = srv.paramiko("write_orders.py", &[mode], "lincoln", &key, 120);
         let expected = stdout.trim().lines().last().unwrap().to_owned();
         let published = std::fs::read(srv.pending("lincoln")).unwrap();
         assert_eq!(sha256_hex(&published), expected, "{mode}: published bytes");
