@@ -253,9 +253,8 @@ pub fn publish(
 /// The identity of a file on its file system (device and inode): a new
 /// upload is always a new file, renamed into place.
 fn file_id(path: &Path) -> std::io::Result<String> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path)?;
-    Ok(format!("{}:{}", meta.dev(), meta.ino()))
+    let (dev, ino) = identity(&std::fs::metadata(path)?);
+    Ok(format!("{dev}:{ino}"))
 }
 
 /// A file just made the pending `users.csv`.
