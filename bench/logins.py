@@ -174,13 +174,18 @@ def main():
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     with tempfile.TemporaryDirectory(prefix="rosterd-logins-") as work:
-        inst = Installation(work, args.clients)
-        lines[0] = lines[0].replace("{size}", str(len(inst.body)))
-        inst.setup(binaries[0][1])
+        # One installation per binary: a build may not open a database that
+        # a newer one migrated.
+        insts = {}
+        for name, binary, _ in binaries:
+            os.makedirs(os.path.join(work, name))
+            insts[name] = Installation(os.path.join(work, name), args.clients)
+            insts[name].setup(binary)
+        lines[0] = lines[0].replace("{size}", str(len(insts[binaries[0][0]].body)))
         for sources in (1, args.sources):
             for rnd in range(1, args.rounds + 1):
                 for name, binary, commit in binaries:
-                    r = inst.round(binary, sources)
+                    r = insts[name].round(binary, sources)
                     errs = "; ".join(f"{n}× {e[:60]}" for e, n in sorted(r["errors"].items(), key=lambda x: -x[1])[:3])
                     line = (f"| {name} | {commit} | {sources} | {rnd} | {r['ok']}/{args.clients} | "
                             f"{r['intact']}/{args.clients} | {r['seconds']:.1f} | {r['rss'] // 1024} | {r['fds']} | {errs} |")

@@ -921,6 +921,23 @@ fn tenant_command(
                 )?,
                 None => writeln!(out, "last import never")?,
             }
+            let throttles = store::login_throttles(&store.conn, Some(t.id), clock.now())?;
+            if throttles.is_empty() {
+                writeln!(out, "throttled   no")?;
+            }
+            for (i, th) in throttles.iter().enumerate() {
+                let tz = tenant_tz(config, &t);
+                writeln!(
+                    out,
+                    "{} {}",
+                    if i == 0 { "THROTTLED  " } else { "           " },
+                    describe_throttle(th, |s| {
+                        chrono::DateTime::parse_from_rfc3339(s)
+                            .map(|d| crate::mail::compose::local(d.to_utc(), tz))
+                            .unwrap_or_else(|_| s.to_owned())
+                    })
+                )?;
+            }
             let failures = store::connection_failures(&store.conn, Some(t.id), 10)?;
             if failures.is_empty() {
                 writeln!(out, "refused     no refused connections recorded")?;
@@ -1451,6 +1468,25 @@ fn describe_failure(f: &store::ConnectionFailure) -> String {
     format!("{} from {}{user}: {}", f.at, f.address, f.reason)
 }
 
+/// One throttle: how many failed logins from where since when, until when,
+/// and what was tried (`at` shows a stored time as the reader's).
+fn describe_throttle(t: &store::LoginThrottle, at: impl Fn(&str) -> String) -> String {
+    let tried = if t.tried.is_empty() {
+        String::new()
+    } else if t.tenant_id.is_some() {
+        format!("; keys tried: {}", t.tried)
+    } else {
+        format!("; usernames tried: {}", t.tried)
+    };
+    format!(
+        "{} failed logins from {} since {}, throttled until {} (its refused logins are answered one a second; a registered key still logs in at once){tried}",
+        t.failures,
+        t.address,
+        at(&t.since),
+        at(&t.until)
+    )
+}
+
 /// `rosterd status`: one block per tenant, then the mail queue.
 fn status(config: &Config, clock: &dyn Clock, out: &mut impl Write) -> anyhow::Result<i32> {
     use crate::mail::compose::local;
@@ -1553,6 +1589,24 @@ fn status(config: &Config, clock: &dyn Clock, out: &mut impl Write) -> anyhow::R
         writeln!(out, "  mail queued   {}", st.mail_queued)?;
         if let Some(f) = store::connection_failures(&store.conn, Some(t.id), 1)?.first() {
             writeln!(out, "  last refused  {}", describe_failure(f))?;
+        }
+        for th in store::login_throttles(&store.conn, Some(t.id), now)? {
+            writeln!(
+                out,
+                "  THROTTLED     {}",
+                describe_throttle(&th, |s| at(s, tz))
+            )?;
+        }
+    }
+    let throttled = store::login_throttles(&store.conn, None, now)?;
+    if !throttled.is_empty() {
+        writeln!(out, "addresses throttled for logins naming no district:")?;
+        for th in &throttled {
+            writeln!(
+                out,
+                "  {}",
+                describe_throttle(th, |s| at(s, config.schedule.timezone))
+            )?;
         }
     }
     let unknown = store::connection_failures(&store.conn, None, 5)?;

@@ -38,6 +38,10 @@ pub struct ServerConfig {
     pub max_sessions_per_tenant: u32,
     pub max_sessions: u32,
     pub idle_timeout_seconds: u64,
+    /// Connections ending without a login, within the window, that throttle
+    /// what they named for `ban_seconds`: a district from one address, or an
+    /// address's logins naming no district (the names are kept from when
+    /// this was a ban of the whole address).
     pub auth_failures_before_ban: u32,
     pub auth_failure_window_seconds: u64,
     pub ban_seconds: u64,
@@ -45,9 +49,12 @@ pub struct ServerConfig {
     pub shutdown_grace_seconds: u64,
     /// How long a connection may take from connecting to a successful login.
     pub login_grace_seconds: u64,
-    /// Connections from one address logging in at once, at most; more wait
-    /// their turn (within the login grace), so one address cannot hold every
-    /// slot and a burst from one address is served in order, not dropped.
+    /// Connections from one address handshaking at once (before they name a
+    /// district), at most; more wait their turn (within the login grace), so
+    /// one address cannot hold every slot and a burst from one address is
+    /// served in order, not dropped. Also the most connections of one
+    /// district from one address (or of names no district has) that have not
+    /// logged in.
     pub max_pending_logins_per_address: u32,
     /// Connections from one address waiting for a login slot, at most; more
     /// are refused at once.

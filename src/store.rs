@@ -239,6 +239,23 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE tenants ADD COLUMN pause_until TEXT;
     ALTER TABLE tenants ADD COLUMN pause_additions_only INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 9: login throttles, so support can tell a district why its job's
+    // logins are slow: a district's from one address (tenant_id set), or an
+    // address's logins naming no district (tenant_id NULL). One row per
+    // district and address, the newest throttle (see `record_login_throttle`).
+    r#"
+    CREATE TABLE login_throttles (
+        id             INTEGER PRIMARY KEY,
+        tenant_id      INTEGER REFERENCES tenants(id),
+        address        TEXT NOT NULL,
+        failures       INTEGER NOT NULL,
+        window_seconds INTEGER NOT NULL,
+        tried          TEXT NOT NULL,
+        since          TEXT NOT NULL,
+        until          TEXT NOT NULL
+    );
+    CREATE INDEX login_throttles_tenant ON login_throttles(tenant_id, until);
+    "#,
 ];
 
 /// What `add_keys` did with one key.
@@ -297,6 +314,79 @@ pub fn connection_failures(
             address: r.get(2)?,
             username: r.get(3)?,
             reason: r.get(4)?,
+        })
+    })?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(Into::into)
+}
+
+/// A district's logins from one address (or an address's logins naming no
+/// district, `tenant_id` `None`) throttled after repeated failures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginThrottle {
+    pub tenant_id: Option<i64>,
+    pub address: String,
+    /// Failed connections: those that began the throttle, and any since.
+    pub failures: i64,
+    pub window_seconds: i64,
+    /// Key fingerprints (a district's) or usernames (an address's) tried.
+    pub tried: String,
+    pub since: String,
+    pub until: String,
+}
+
+/// Throttles kept per district (and of no district), newest first.
+pub const KEPT_LOGIN_THROTTLES: i64 = 20;
+
+/// Store `t` as the throttle of its district and address (replacing an
+/// earlier one of the same pair), keeping the newest
+/// [`KEPT_LOGIN_THROTTLES`] of its district.
+pub fn record_login_throttle(conn: &Connection, t: &LoginThrottle) -> Result<()> {
+    conn.execute(
+        "DELETE FROM login_throttles WHERE tenant_id IS ?1 AND address = ?2",
+        params![t.tenant_id, t.address],
+    )?;
+    conn.execute(
+        "INSERT INTO login_throttles (tenant_id, address, failures, window_seconds, tried, since, until)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            t.tenant_id,
+            t.address,
+            t.failures,
+            t.window_seconds,
+            t.tried,
+            t.since,
+            t.until
+        ],
+    )?;
+    conn.execute(
+        "DELETE FROM login_throttles WHERE tenant_id IS ?1 AND id <= (
+             SELECT id FROM login_throttles WHERE tenant_id IS ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        params![t.tenant_id, KEPT_LOGIN_THROTTLES],
+    )?;
+    Ok(())
+}
+
+/// A district's throttles (`None`: addresses' throttles of unnamed logins)
+/// still in force at `now`, newest first.
+pub fn login_throttles(
+    conn: &Connection,
+    tenant_id: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<Vec<LoginThrottle>> {
+    let mut stmt = conn.prepare(
+        "SELECT tenant_id, address, failures, window_seconds, tried, since, until FROM login_throttles
+         WHERE tenant_id IS ?1 AND until > ?2 ORDER BY id DESC",
+    )?;
+    stmt.query_map(params![tenant_id, timestamp(now)], |r| {
+        Ok(LoginThrottle {
+            tenant_id: r.get(0)?,
+            address: r.get(1)?,
+            failures: r.get(2)?,
+            window_seconds: r.get(3)?,
+            tried: r.get(4)?,
+            since: r.get(5)?,
+            until: r.get(6)?,
         })
     })?
     .collect::<rusqlite::Result<_>>()

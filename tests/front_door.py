@@ -27,6 +27,10 @@ Modes:
                   each until refused, expecting exactly N; then writes MAX bytes
                   in all and one more (the district's bytes in flight)
   key-list OTHER  paramiko's SSHClient.connect(key_filename=[OTHER, KEYFILE])
+  fail-and-stay N N connections whose login with KEYFILE is refused, each
+                  left open after failing (as many SIS scripts do); prints
+                  "holding" with how many the server closed, then waits for a
+                  line on standard input before closing the rest
 """
 import json
 import socket
@@ -295,6 +299,34 @@ elif mode == "key-list":
         check("logs in with the second key of its list", False, f"{type(e).__name__}: {e}")
     check("within a few seconds", time.time() - start < 10, f"took {time.time() - start:.1f}s")
     client.close()
+
+elif mode == "fail-and-stay":
+    n = int(args[0])
+    held, closed_by_server, accepted = [], 0, 0
+    for _ in range(n):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        t = paramiko.Transport(sock)
+        try:
+            t.start_client(timeout=20)
+            t.auth_publickey(user, KEY)
+            accepted += 1
+        except paramiko.AuthenticationException:
+            pass  # refused, as expected: the connection stays open
+        except (paramiko.SSHException, EOFError, OSError):
+            pass  # the server closed it
+        if t.is_active():
+            held.append(t)
+        else:
+            closed_by_server += 1
+    check("every login was refused", accepted == 0, f"{accepted} accepted")
+    results["held"] = len(held)
+    results["closed_by_server"] = closed_by_server
+    print(f"holding {len(held)}", file=sys.stderr, flush=True)
+    sys.stdin.readline()
+    check("the connections still open are still open", all(t.is_active() for t in held),
+          f"{sum(not t.is_active() for t in held)} of {len(held)} closed")
+    for t in held:
+        t.close()
 
 else:
     sys.exit(f"unknown mode {mode}")

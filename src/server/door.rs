@@ -1,14 +1,28 @@
-//! The front door: which connections may start logging in, and in what order.
+//! The front door: which connections may log in, in what order, and how failed
+//! logins slow whoever makes them.
 //!
-//! Each address may have `max_pending_logins_per_address` connections logging
-//! in at once. Further connections from that address wait their turn, first
-//! come first served, until the login grace runs out, instead of being
-//! refused: a hosted SIS exports every district it hosts from a few shared
-//! addresses at the same minute, and each of those logins must succeed. Only
-//! the queues are bounded (per address and in total), so a flood from one
-//! address costs others nothing but the queue it fills itself. Failed logins
-//! are counted here too, one per connection that ended without logging in,
-//! and ban the address past the limit.
+//! Until a connection names a district (its first authentication request) it
+//! counts against its address: each address may have
+//! `max_pending_logins_per_address` connections handshaking at once, and
+//! further ones wait their turn, first come first served, within the login
+//! grace. Only the queues are bounded (per address and in total), so a flood
+//! from one address costs others nothing but the queue it fills itself.
+//!
+//! From its first authentication request on, a connection counts against what
+//! it named ([`Bucket`]): that district from that address, or, for a name no
+//! district has, its address's unnamed logins. Its address slot passes to the
+//! next waiter at once. A hosted SIS exports every district it hosts from a few
+//! shared addresses at the same minute, so one district's failing, lingering
+//! or over-eager clients must never hold up another district's logins there:
+//! what a bucket holds (connections not logged in, failures, a throttle) is its
+//! own.
+//!
+//! `failures_before_throttle` connections of a bucket that end without logging
+//! in, within the window, throttle it: for the throttle's length its refusals
+//! are answered one at a time, [`PACE`] apart (each connection's refusal waits
+//! its turn, within the login grace). A valid key is never delayed, so a
+//! district's own job gets in at once even from a throttled address; what
+//! slows is guessing. Nothing is refused outright for its address alone.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -22,9 +36,16 @@ use crate::config::ServerConfig;
 /// How often, at most, refusals of one address are logged at warn.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
-/// Addresses remembered for their failures or bans, at most; past it, entries
-/// that no longer matter are dropped first.
+/// Addresses (and address-district pairs) remembered, at most; past it,
+/// entries that no longer matter are dropped first.
 const MAX_REMEMBERED: usize = 100_000;
+
+/// A throttled bucket answers one refusal per this long.
+pub const PACE: Duration = Duration::from_secs(1);
+
+/// What a throttle remembers of what was tried (key fingerprints, or the
+/// usernames of an address's unnamed logins), at most.
+const TRIED_KEPT: usize = 8;
 
 /// The limits the door applies, read from the configuration at each decision
 /// so that a reload applies at once.
@@ -33,9 +54,11 @@ pub struct Limits {
     pub logging_in_per_address: u32,
     pub queued_per_address: u32,
     pub queued_total: u32,
-    pub failures_before_ban: u32,
+    /// Connections of one bucket that named it and have not logged in.
+    pub pending_per_bucket: u32,
+    pub failures_before_throttle: u32,
     pub failure_window: Duration,
-    pub ban: Duration,
+    pub throttle: Duration,
 }
 
 impl Limits {
@@ -44,19 +67,63 @@ impl Limits {
             logging_in_per_address: s.max_pending_logins_per_address,
             queued_per_address: s.max_queued_logins_per_address,
             queued_total: s.max_queued_logins,
-            failures_before_ban: s.auth_failures_before_ban,
+            pending_per_bucket: s.max_pending_logins_per_address,
+            failures_before_throttle: s.auth_failures_before_ban,
             failure_window: Duration::from_secs(s.auth_failure_window_seconds),
-            ban: Duration::from_secs(s.ban_seconds),
+            throttle: Duration::from_secs(s.ban_seconds),
         }
     }
 }
 
-/// Why a connection was turned away at once.
+/// Why a connection was turned away at once, before any SSH work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    Banned,
     /// The address's queue, or the queue of all addresses, is full.
     QueueFull,
+}
+
+/// What a connection's logins count against once it has named a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    /// A registered district (its id), from one address.
+    District(IpAddr, i64),
+    /// Names that are no district's, from one address.
+    Unnamed(IpAddr),
+}
+
+impl Bucket {
+    pub fn ip(&self) -> IpAddr {
+        match *self {
+            Self::District(ip, _) | Self::Unnamed(ip) => ip,
+        }
+    }
+
+    pub fn tenant_id(&self) -> Option<i64> {
+        match *self {
+            Self::District(_, id) => Some(id),
+            Self::Unnamed(_) => None,
+        }
+    }
+}
+
+/// A bucket's throttle, as support sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Throttle {
+    /// When it began and ends.
+    pub since: Instant,
+    pub until: Instant,
+    /// Failed connections: those that began it, and any since.
+    pub failures: u32,
+    /// Key fingerprints (district) or usernames (unnamed) refused, first few.
+    pub tried: Vec<String>,
+}
+
+/// A failure that began a throttle, or counted while one lasts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Throttled {
+    pub throttle: Throttle,
+    /// This failure began it (warn then; afterwards only the count grows).
+    pub began: bool,
 }
 
 #[derive(Default)]
@@ -67,9 +134,11 @@ pub struct FrontDoor {
 #[derive(Default)]
 struct State {
     addresses: HashMap<IpAddr, Address>,
+    buckets: HashMap<Bucket, Named>,
     queued: u32,
 }
 
+/// An address's connections that have not named anyone yet.
 #[derive(Default)]
 struct Address {
     /// Connections holding a login slot.
@@ -78,25 +147,47 @@ struct Address {
     queue: VecDeque<oneshot::Sender<LoginSlot>>,
     /// Waiters that have not given up.
     queued: u32,
-    failures: VecDeque<Instant>,
-    banned_until: Option<Instant>,
     /// Refusals since the last warning about this address.
     refused: u64,
     warned_at: Option<Instant>,
 }
 
 impl Address {
-    fn forgettable(&self, now: Instant, window: Duration) -> bool {
+    fn forgettable(&self, now: Instant) -> bool {
         self.logging_in == 0
             && self.queued == 0
-            && self.banned_until.is_none_or(|u| u <= now)
+            && self
+                .warned_at
+                .is_none_or(|w| now.duration_since(w) >= WARN_EVERY)
+    }
+}
+
+/// What one bucket holds.
+#[derive(Default)]
+struct Named {
+    /// Connections that named this bucket and have not logged in:
+    /// authenticating, refused and left open, or waiting for a paced refusal.
+    pending: u32,
+    failures: VecDeque<Instant>,
+    /// What its failing connections tried in the current window.
+    tried: Vec<String>,
+    throttle: Option<Throttle>,
+    /// When its next paced refusal may be answered.
+    next_refusal: Option<Instant>,
+}
+
+impl Named {
+    fn throttled(&self, now: Instant) -> bool {
+        self.throttle.as_ref().is_some_and(|t| t.until > now)
+    }
+
+    fn forgettable(&self, now: Instant, window: Duration) -> bool {
+        self.pending == 0
+            && !self.throttled(now)
             && self
                 .failures
                 .back()
                 .is_none_or(|at| now.duration_since(*at) >= window)
-            && self
-                .warned_at
-                .is_none_or(|w| now.duration_since(w) >= WARN_EVERY)
     }
 }
 
@@ -106,8 +197,9 @@ pub enum Admission {
     Queued(Waiting),
 }
 
-/// The right to be logging in, counted against the address until released
-/// (at a successful login) or dropped (the connection ended).
+/// The right to be handshaking, counted against the address until released
+/// (at the connection's first authentication request) or dropped (the
+/// connection ended).
 pub struct LoginSlot {
     door: Option<Arc<FrontDoor>>,
     ip: IpAddr,
@@ -158,6 +250,34 @@ impl Drop for Waiting {
     }
 }
 
+/// A connection counted against its bucket until it logs in or ends.
+pub struct Pending {
+    door: Option<Arc<FrontDoor>>,
+    bucket: Bucket,
+}
+
+impl Pending {
+    pub fn bucket(&self) -> Bucket {
+        self.bucket
+    }
+
+    /// The connection logged in: it no longer counts.
+    pub fn release(&mut self) {
+        if let Some(door) = self.door.take() {
+            let mut state = door.lock();
+            if let Some(b) = state.buckets.get_mut(&self.bucket) {
+                b.pending = b.pending.saturating_sub(1);
+            }
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 impl FrontDoor {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
@@ -173,9 +293,6 @@ impl FrontDoor {
         let mut state = self.lock();
         let total_queued = state.queued;
         let a = state.addresses.entry(ip).or_default();
-        if a.banned_until.is_some_and(|u| u > now) {
-            return Err(Refusal::Banned);
-        }
         if a.logging_in < limits.logging_in_per_address && a.queued == 0 {
             a.logging_in += 1;
             return Ok(Admission::Now(LoginSlot {
@@ -238,65 +355,139 @@ impl FrontDoor {
         a.logging_in = a.logging_in.saturating_sub(1);
     }
 
-    /// Is `ip` banned for failed logins?
-    pub fn is_banned(&self, ip: IpAddr) -> bool {
-        let now = Instant::now();
-        self.lock()
-            .addresses
-            .get(&ip)
-            .and_then(|a| a.banned_until)
-            .is_some_and(|u| u > now)
-    }
-
-    /// Count one connection from `ip` that ended without logging in; ban the
-    /// address once it has `failures_before_ban` within the window. Returns
-    /// whether this failure started a ban.
-    pub fn record_failure(&self, ip: IpAddr, limits: Limits) -> bool {
+    /// Count a connection against `bucket`, which it named, until it logs in
+    /// or ends; `None` if the bucket already has as many as its limit.
+    pub fn name(self: &Arc<Self>, bucket: Bucket, limits: Limits) -> Option<Pending> {
         let now = Instant::now();
         let mut state = self.lock();
-        if state.addresses.len() > MAX_REMEMBERED {
+        if state.buckets.len() > MAX_REMEMBERED {
             state
-                .addresses
-                .retain(|_, a| !a.forgettable(now, limits.failure_window));
+                .buckets
+                .retain(|_, b| !b.forgettable(now, limits.failure_window));
         }
-        let a = state.addresses.entry(ip).or_default();
-        if a.banned_until.is_some_and(|u| u <= now) {
-            a.banned_until = None;
+        let b = state.buckets.entry(bucket).or_default();
+        if b.pending >= limits.pending_per_bucket {
+            return None;
         }
-        while a
+        b.pending += 1;
+        Some(Pending {
+            door: Some(self.clone()),
+            bucket,
+        })
+    }
+
+    /// When a refusal for `bucket` may be answered: `None` at once, else the
+    /// next turn of its pace. A district's bucket is paced while it or its
+    /// address's unnamed logins are throttled, so that from a throttled
+    /// address every refusal takes as long, whichever name it was for.
+    pub fn refusal_turn(&self, bucket: Bucket) -> Option<Instant> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let unnamed = Bucket::Unnamed(bucket.ip());
+        let pacer = [bucket, unnamed].into_iter().find(|k| {
+            state
+                .buckets
+                .get(k)
+                .is_some_and(|b: &Named| b.throttled(now))
+        })?;
+        let b = state.buckets.get_mut(&pacer)?;
+        let turn = b.next_refusal.map_or(now, |t| t.max(now));
+        b.next_refusal = Some(turn + PACE);
+        Some(turn)
+    }
+
+    /// Count one connection of `bucket` that ended without logging in, with
+    /// what it tried. Past `failures_before_throttle` within the window the
+    /// bucket is throttled: returned with `began` set the first time, and
+    /// again (its count grown) for each failure while it lasts.
+    pub fn record_failure(
+        &self,
+        bucket: Bucket,
+        tried: &[String],
+        limits: Limits,
+    ) -> Option<Throttled> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let b = state.buckets.entry(bucket).or_default();
+        if b.throttled(now) {
+            let t = b.throttle.as_mut()?;
+            t.failures = t.failures.saturating_add(1);
+            for what in tried {
+                if t.tried.len() < TRIED_KEPT && !t.tried.contains(what) {
+                    t.tried.push(what.clone());
+                }
+            }
+            return Some(Throttled {
+                throttle: t.clone(),
+                began: false,
+            });
+        }
+        b.throttle = None;
+        while b
             .failures
             .front()
             .is_some_and(|at| now.duration_since(*at) >= limits.failure_window)
         {
-            a.failures.pop_front();
+            b.failures.pop_front();
         }
-        a.failures.push_back(now);
-        while a.failures.len() > limits.failures_before_ban as usize {
-            a.failures.pop_front();
+        if b.failures.is_empty() {
+            b.tried.clear();
         }
-        if a.failures.len() as u32 >= limits.failures_before_ban && a.banned_until.is_none() {
-            a.banned_until = Some(now + limits.ban);
-            a.failures.clear();
-            return true;
+        b.failures.push_back(now);
+        for what in tried {
+            if b.tried.len() < TRIED_KEPT && !b.tried.contains(what) {
+                b.tried.push(what.clone());
+            }
         }
-        false
+        while b.failures.len() > limits.failures_before_throttle.max(1) as usize {
+            b.failures.pop_front();
+        }
+        if (b.failures.len() as u32) < limits.failures_before_throttle {
+            return None;
+        }
+        let throttle = Throttle {
+            since: now,
+            until: now + limits.throttle,
+            failures: b.failures.len() as u32,
+            tried: std::mem::take(&mut b.tried),
+        };
+        b.failures.clear();
+        b.next_refusal = None;
+        b.throttle = Some(throttle.clone());
+        Some(Throttled {
+            throttle,
+            began: true,
+        })
     }
 
-    /// Addresses with connections logging in or waiting, for tests and
-    /// `status`: (logging in, waiting), summed over all addresses.
-    pub fn load(&self) -> (u32, u32) {
-        let state = self.lock();
-        let logging_in = state.addresses.values().map(|a| a.logging_in).sum();
-        (logging_in, state.queued)
-    }
-
-    /// Forget addresses with nothing left to remember (called now and then,
-    /// so that one-off addresses do not pile up).
-    pub fn tidy(&self, limits: Limits) {
+    /// `bucket`'s throttle, while it lasts.
+    pub fn throttle(&self, bucket: Bucket) -> Option<Throttle> {
         let now = Instant::now();
         self.lock()
-            .addresses
-            .retain(|_, a| !a.forgettable(now, limits.failure_window));
+            .buckets
+            .get(&bucket)
+            .filter(|b| b.throttled(now))
+            .and_then(|b| b.throttle.clone())
+    }
+
+    /// Connections logging in or waiting, for tests and `status`: (handshaking
+    /// or named and not logged in, waiting), summed over all addresses.
+    pub fn load(&self) -> (u32, u32) {
+        let state = self.lock();
+        let handshaking: u32 = state.addresses.values().map(|a| a.logging_in).sum();
+        let named: u32 = state.buckets.values().map(|b| b.pending).sum();
+        (handshaking + named, state.queued)
+    }
+
+    /// Forget addresses and buckets with nothing left to remember (called now
+    /// and then, so that one-off addresses do not pile up).
+    pub fn tidy(&self, limits: Limits) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        state.addresses.retain(|_, a| !a.forgettable(now));
+        state
+            .buckets
+            .retain(|_, b| !b.forgettable(now, limits.failure_window));
     }
 }
 
@@ -309,9 +500,10 @@ mod tests {
             logging_in_per_address: logging_in,
             queued_per_address: queued,
             queued_total: 1000,
-            failures_before_ban: 3,
+            pending_per_bucket: 2,
+            failures_before_throttle: 3,
             failure_window: Duration::from_secs(60),
-            ban: Duration::from_secs(60),
+            throttle: Duration::from_secs(60),
         }
     }
 
@@ -370,18 +562,96 @@ mod tests {
     }
 
     #[test]
-    fn full_queues_refuse_and_bans_refuse_before_anything() {
+    fn full_queues_refuse() {
         let door = FrontDoor::new();
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let l = limits(1, 1);
         let _slot = now_slot(door.admit(ip, l));
         let _wait = queued(door.admit(ip, l));
         assert_eq!(door.admit(ip, l).err(), Some(Refusal::QueueFull));
-        let other: IpAddr = "10.0.0.9".parse().unwrap();
-        assert!(!door.record_failure(other, l));
-        assert!(!door.record_failure(other, l));
-        assert!(door.record_failure(other, l), "the third failure bans");
-        assert!(door.is_banned(other));
-        assert_eq!(door.admit(other, l).err(), Some(Refusal::Banned));
+    }
+
+    #[test]
+    fn buckets_are_bounded_each_on_their_own_and_freed() {
+        let door = FrontDoor::new();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let l = limits(1, 1);
+        let alpha = Bucket::District(ip, 1);
+        let mut a1 = door.name(alpha, l).expect("first");
+        let _a2 = door.name(alpha, l).expect("second");
+        assert!(door.name(alpha, l).is_none(), "alpha is at its limit");
+        let _b = door
+            .name(Bucket::District(ip, 2), l)
+            .expect("another district from the same address is not");
+        let _u = door.name(Bucket::Unnamed(ip), l).expect("nor unnamed");
+        assert_eq!(door.load(), (4, 0));
+        a1.release();
+        assert!(door.name(alpha, l).is_some(), "a login frees its place");
+    }
+
+    #[test]
+    fn failures_throttle_their_own_bucket_only_and_are_counted_on() {
+        let door = FrontDoor::new();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let l = limits(1, 1);
+        let alpha = Bucket::District(ip, 1);
+        let beta = Bucket::District(ip, 2);
+        let keys = |k: &str| vec![k.to_owned()];
+        assert_eq!(door.record_failure(alpha, &keys("SHA256:a"), l), None);
+        assert_eq!(door.record_failure(alpha, &keys("SHA256:b"), l), None);
+        let began = door
+            .record_failure(alpha, &keys("SHA256:a"), l)
+            .expect("the third failure throttles");
+        assert!(began.began);
+        assert_eq!(began.throttle.failures, 3);
+        assert_eq!(began.throttle.tried, ["SHA256:a", "SHA256:b"]);
+        let grown = door.record_failure(alpha, &keys("SHA256:c"), l).unwrap();
+        assert!(!grown.began);
+        assert_eq!(grown.throttle.failures, 4);
+        assert_eq!(grown.throttle.tried.len(), 3);
+        assert!(door.throttle(alpha).is_some());
+        assert!(door.throttle(beta).is_none(), "beta is not throttled");
+        // Alpha's refusals are paced, a second apart; beta's are not.
+        let first = door.refusal_turn(alpha).expect("paced");
+        let second = door.refusal_turn(alpha).expect("paced");
+        assert_eq!(second.duration_since(first), PACE);
+        assert_eq!(door.refusal_turn(beta), None);
+        assert_eq!(door.refusal_turn(Bucket::Unnamed(ip)), None);
+    }
+
+    #[test]
+    fn an_address_throttled_for_unknown_names_paces_every_refusal_from_it() {
+        let door = FrontDoor::new();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
+        let l = limits(1, 1);
+        let unnamed = Bucket::Unnamed(ip);
+        for name in ["a", "b", "c"] {
+            door.record_failure(unnamed, &[name.to_owned()], l);
+        }
+        assert!(door.throttle(unnamed).is_some());
+        // A registered district's refusal from there takes its turn too, so
+        // the pace does not tell which names are districts'...
+        let t1 = door.refusal_turn(Bucket::District(ip, 7)).expect("paced");
+        let t2 = door.refusal_turn(unnamed).expect("paced");
+        assert_eq!(t2.duration_since(t1), PACE);
+        // ...and another address is not slowed at all.
+        assert_eq!(door.refusal_turn(Bucket::Unnamed(other)), None);
+        assert_eq!(door.refusal_turn(Bucket::District(other, 7)), None);
+    }
+
+    #[test]
+    fn old_failures_fall_out_of_the_window() {
+        let door = FrontDoor::new();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let l = Limits {
+            failure_window: Duration::ZERO,
+            ..limits(1, 1)
+        };
+        for _ in 0..10 {
+            assert_eq!(door.record_failure(Bucket::Unnamed(ip), &[], l), None);
+        }
+        door.tidy(l);
+        assert!(door.lock().buckets.is_empty(), "nothing left to remember");
     }
 }

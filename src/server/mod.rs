@@ -5,7 +5,8 @@
 //! in-process on port 0 and `serve` stops it on SIGINT/SIGTERM.
 //!
 //! What one connection or one district may hold is bounded: the front door
-//! ([`door`]) orders logins per address, the ledger ([`ledger`]) counts each
+//! ([`door`]) orders handshakes per address and, once a connection names a
+//! district, counts its logins and failures per address and district, the ledger ([`ledger`]) counts each
 //! district's sessions, handles and bytes in flight, each channel runs on a
 //! task that never lets russh's loop wait on it ([`channel`]), and a watchdog
 //! ends idle, stalled and unreading connections ([`connection`]).
@@ -36,7 +37,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::spool::Sender;
 use connection::{Connection, Killable, Verdict};
-use door::{Admission, FrontDoor, Limits, LoginSlot, Refusal};
+use door::{Admission, Bucket, FrontDoor, Limits, LoginSlot, Pending, Refusal};
 use ledger::{Ledger, SessionSlot};
 
 /// What every session shares: configuration, the store, the clock, the front
@@ -116,23 +117,33 @@ impl LoginRefusal {
     }
 }
 
-/// Connection failures written to the store by one thread of their own, so
-/// a session ending never waits for the database; past [`FailureLog::QUEUE`]
-/// waiting (a flood), further ones are only logged.
-struct FailureLog(std::sync::mpsc::SyncSender<crate::store::ConnectionFailure>);
+/// What the front door writes to the store: connections that ended without a
+/// login, and throttles as they begin and grow.
+enum DoorRecord {
+    Failure(crate::store::ConnectionFailure),
+    Throttle(crate::store::LoginThrottle),
+}
+
+/// Connection failures and throttles written to the store by one thread of
+/// their own, so a session ending never waits for the database; past
+/// [`FailureLog::QUEUE`] waiting (a flood), further ones are only logged.
+struct FailureLog(std::sync::mpsc::SyncSender<DoorRecord>);
 
 impl FailureLog {
     const QUEUE: usize = 256;
 
     fn start(database: &std::path::Path) -> anyhow::Result<Self> {
         let conn = crate::store::Store::open(database)?.conn;
-        let (tx, rx) =
-            std::sync::mpsc::sync_channel::<crate::store::ConnectionFailure>(Self::QUEUE);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<DoorRecord>(Self::QUEUE);
         std::thread::Builder::new()
             .name("failure-log".into())
             .spawn(move || {
-                for failure in rx {
-                    if let Err(e) = crate::store::record_connection_failure(&conn, &failure) {
+                for record in rx {
+                    let written = match &record {
+                        DoorRecord::Failure(f) => crate::store::record_connection_failure(&conn, f),
+                        DoorRecord::Throttle(t) => crate::store::record_login_throttle(&conn, t),
+                    };
+                    if let Err(e) = written {
                         tracing::error!(error = %e, "cannot record a connection failure");
                     }
                 }
@@ -140,8 +151,8 @@ impl FailureLog {
         Ok(Self(tx))
     }
 
-    fn record(&self, failure: crate::store::ConnectionFailure) {
-        if self.0.try_send(failure).is_err() {
+    fn record(&self, record: DoorRecord) {
+        if self.0.try_send(record).is_err() {
             tracing::debug!("connection failure not recorded: too many waiting");
         }
     }
@@ -201,13 +212,69 @@ impl Shared {
         username: Option<&str>,
         reason: String,
     ) {
-        self.failures.record(crate::store::ConnectionFailure {
-            tenant_id,
-            at: crate::store::timestamp(self.clock.now()),
-            address: peer.ip().to_string(),
-            username: username.map(|u| crate::text::echo(u, 64).into_owned()),
-            reason,
-        });
+        self.failures
+            .record(DoorRecord::Failure(crate::store::ConnectionFailure {
+                tenant_id,
+                at: crate::store::timestamp(self.clock.now()),
+                address: peer.ip().to_string(),
+                username: username.map(|u| crate::text::echo(u, 64).into_owned()),
+                reason,
+            }));
+    }
+
+    /// A bucket's throttle began or grew: warn when it begins (with what was
+    /// tried), and keep it for `rosterd status` and `tenant show`.
+    fn record_throttle(&self, bucket: Bucket, name: &str, throttled: &door::Throttled) {
+        let t = &throttled.throttle;
+        let now = Instant::now().into_std();
+        let wall = |at: std::time::Instant| {
+            let (later, by) = if at >= now {
+                (true, at - now)
+            } else {
+                (false, now - at)
+            };
+            let by = chrono::Duration::from_std(by).unwrap_or_default();
+            crate::store::timestamp(if later {
+                self.clock.now() + by
+            } else {
+                self.clock.now() - by
+            })
+        };
+        let (since, until) = (wall(t.since), wall(t.until));
+        let window = self.config().server.auth_failure_window_seconds;
+        let ip = bucket.ip();
+        if throttled.began {
+            let tried = t.tried.join(", ");
+            match bucket {
+                Bucket::District(..) => tracing::warn!(
+                    district = %crate::text::echo(name, 64),
+                    address = %ip,
+                    failures = t.failures,
+                    window_seconds = window,
+                    keys = %tried,
+                    until = %until,
+                    "district throttled after repeated failed logins from this address: its refused logins from there are answered one a second until then; a registered key still logs in at once"
+                ),
+                Bucket::Unnamed(_) => tracing::warn!(
+                    address = %ip,
+                    failures = t.failures,
+                    window_seconds = window,
+                    usernames = %tried,
+                    until = %until,
+                    "address throttled after repeated failed logins naming no district: every refused login from it is answered one a second until then; registered keys still log in at once"
+                ),
+            }
+        }
+        self.failures
+            .record(DoorRecord::Throttle(crate::store::LoginThrottle {
+                tenant_id: bucket.tenant_id(),
+                address: ip.to_string(),
+                failures: i64::from(t.failures),
+                window_seconds: window as i64,
+                tried: t.tried.join(", "),
+                since,
+                until,
+            }));
     }
 
     /// The configuration in force.
@@ -511,10 +578,6 @@ pub async fn run(
                 // Decided before any handshake work.
                 let admission = match shared.door.admit(peer.ip(), shared.limits()) {
                     Ok(a) => a,
-                    Err(Refusal::Banned) => {
-                        tracing::debug!(%peer, "connection from banned address dropped");
-                        continue;
-                    }
                     // The door has said so in the log.
                     Err(Refusal::QueueFull) => continue,
                 };
@@ -634,7 +697,14 @@ async fn serve_connection(
     let _ = stream.set_nodelay(true);
     let conn = Arc::new(Connection::default());
     let stream = Killable::new(stream, conn.kill.clone());
-    let handler = SshSession::new(shared.clone(), peer, span, login_slot, conn.clone());
+    let handler = SshSession::new(
+        shared.clone(),
+        peer,
+        span,
+        login_slot,
+        conn.clone(),
+        deadline,
+    );
     let authenticated = handler.authenticated.clone();
     let handshake = russh::server::run_stream(ssh, stream, handler);
     let running = match tokio::time::timeout_at(deadline, handshake).await {
@@ -708,6 +778,22 @@ struct Login {
     _slot: SessionSlot,
 }
 
+/// What a connection named at its first authentication request, and its
+/// place in that bucket until it logs in or ends.
+struct Named {
+    user: String,
+    pending: Pending,
+}
+
+/// One credential refused on a connection: the username, its district, what
+/// was offered and why it was refused, and the key's fingerprint if any.
+struct Refused {
+    user: String,
+    tenant_id: Option<i64>,
+    what: String,
+    fingerprint: Option<String>,
+}
+
 /// One SSH connection.
 pub struct SshSession {
     shared: Arc<Shared>,
@@ -717,14 +803,18 @@ pub struct SshSession {
     authenticated: Arc<AtomicBool>,
     login: Option<Login>,
     span: tracing::Span,
-    /// Released at login: from then on the session counts per tenant instead.
+    /// Given back at the first authentication request: from then on the
+    /// connection counts against what it named ([`Named`]).
     login_slot: LoginSlot,
+    named: Option<Named>,
+    /// When the connection must have logged in (the login grace).
+    deadline: Instant,
     /// A credential was refused: if the connection never logs in, it counts
-    /// as one failed login of its address (however many keys it offered).
+    /// as one failed login of its bucket (however many keys it offered).
     refused: bool,
     /// What was refused, for the log and `rosterd status` if the connection
-    /// never logs in: (username, its district, what and why), the first few.
-    refusals: Vec<(String, Option<i64>, String)>,
+    /// never logs in: the first few.
+    refusals: Vec<Refused>,
 }
 
 /// Refusals one connection keeps for its report; the rest are counted.
@@ -737,6 +827,7 @@ impl SshSession {
         span: tracing::Span,
         login_slot: LoginSlot,
         conn: Arc<Connection>,
+        deadline: Instant,
     ) -> Self {
         shared.connections.fetch_add(1, Ordering::AcqRel);
         Self {
@@ -745,6 +836,8 @@ impl SshSession {
             conn,
             span,
             login_slot,
+            named: None,
+            deadline,
             authenticated: Arc::new(AtomicBool::new(false)),
             login: None,
             refused: false,
@@ -752,17 +845,77 @@ impl SshSession {
         }
     }
 
-    fn reject(&mut self) -> Auth {
-        self.refused = true;
-        Auth::reject()
+    /// Count the connection against what `user` names, at its first
+    /// authentication request: its address slot passes to the next waiting
+    /// connection. An error closes the connection: its bucket already has as
+    /// many connections not logged in as allowed, or it names a second user
+    /// (as OpenSSH's sshd, which refuses a change of username).
+    async fn name(&mut self, user: &str) -> anyhow::Result<()> {
+        if let Some(named) = &self.named {
+            if named.user == user {
+                return Ok(());
+            }
+            tracing::info!(parent: &self.span, "closed: a second username on one connection");
+            anyhow::bail!("a second username on one connection");
+        }
+        let ip = self.peer.ip();
+        let bucket = match self.shared.tenant_id_of(user).await {
+            Some(id) => Bucket::District(ip, id),
+            None => Bucket::Unnamed(ip),
+        };
+        self.login_slot.release();
+        let limits = self.shared.limits();
+        let Some(pending) = self.shared.door.name(bucket, limits) else {
+            let whose = match bucket {
+                Bucket::District(..) => format!("district {}", crate::text::echo(user, 64)),
+                Bucket::Unnamed(_) => "names that are no district's".to_owned(),
+            };
+            tracing::info!(
+                parent: &self.span,
+                max = limits.pending_per_bucket,
+                "closed: {whose} already has as many connections from this address that have not logged in as allowed (server.max_pending_logins_per_address)"
+            );
+            anyhow::bail!("too many connections not logged in");
+        };
+        self.named = Some(Named {
+            user: user.to_owned(),
+            pending,
+        });
+        Ok(())
     }
 
     /// Refuse a credential, noting what and why for the connection's report.
-    fn refuse(&mut self, user: &str, tenant_id: Option<i64>, what: String) -> Auth {
+    /// While the connection's bucket (or its address's unnamed logins) is
+    /// throttled, the refusal waits its turn; one whose turn would come after
+    /// the login grace closes the connection instead.
+    async fn refuse(
+        &mut self,
+        user: &str,
+        tenant_id: Option<i64>,
+        what: String,
+        fingerprint: Option<String>,
+    ) -> anyhow::Result<Auth> {
+        self.refused = true;
         if self.refusals.len() < KEPT_REFUSALS {
-            self.refusals.push((user.to_owned(), tenant_id, what));
+            self.refusals.push(Refused {
+                user: user.to_owned(),
+                tenant_id,
+                what,
+                fingerprint,
+            });
         }
-        self.reject()
+        let turn = self
+            .named
+            .as_ref()
+            .and_then(|n| self.shared.door.refusal_turn(n.pending.bucket()));
+        if let Some(turn) = turn {
+            let turn = Instant::from_std(turn);
+            if turn >= self.deadline {
+                anyhow::bail!("a throttled refusal would come after the login grace");
+            }
+            tokio::time::sleep_until(turn).await;
+        }
+        Ok(Auth::reject())
     }
 
     /// Start the task that serves a newly opened channel.
@@ -796,32 +949,49 @@ impl Drop for SshSession {
         if let Some(login) = &self.login {
             tracing::info!(parent: &self.span, tenant = %login.subdomain, peer = %self.peer, "session closed");
         } else if self.refused {
-            let ip = self.peer.ip();
             // One line for the whole connection: every username and key it
             // tried, and why each was refused.
             let tried: Vec<String> = self
                 .refusals
                 .iter()
-                .map(|(user, _, what)| format!("{}: {what}", crate::text::echo(user, 64)))
+                .map(|r| format!("{}: {}", crate::text::echo(&r.user, 64), r.what))
                 .collect();
             tracing::warn!(parent: &self.span, peer = %self.peer, refused = %tried.join("; "), "login refused");
             let mut recorded: Vec<(&str, Option<i64>)> = Vec::new();
-            for (user, tenant_id, what) in &self.refusals {
+            for r in &self.refusals {
                 // One record per username the connection tried.
-                if recorded.contains(&(user.as_str(), *tenant_id)) {
+                if recorded.contains(&(r.user.as_str(), r.tenant_id)) {
                     continue;
                 }
-                recorded.push((user, *tenant_id));
+                recorded.push((&r.user, r.tenant_id));
                 self.shared.record_failure(
-                    *tenant_id,
+                    r.tenant_id,
                     self.peer,
-                    Some(user),
-                    format!("login refused: {what}"),
+                    Some(&r.user),
+                    format!("login refused: {}", r.what),
                 );
             }
-            if self.shared.door.record_failure(ip, self.shared.limits()) {
-                let s = &self.shared.config().server;
-                tracing::warn!(%ip, failures = s.auth_failures_before_ban, ban_seconds = s.ban_seconds, "address banned after repeated failed logins");
+            if let Some(named) = &self.named {
+                let bucket = named.pending.bucket();
+                // What a throttle shows support: the keys a district's
+                // clients tried, or the names tried on an address.
+                let mut tried: Vec<String> = Vec::new();
+                for r in &self.refusals {
+                    let what = match bucket {
+                        Bucket::District(..) => r.fingerprint.clone(),
+                        Bucket::Unnamed(_) => Some(crate::text::echo(&r.user, 64).into_owned()),
+                    };
+                    if let Some(what) = what.filter(|w| !tried.contains(w)) {
+                        tried.push(what);
+                    }
+                }
+                if let Some(throttled) =
+                    self.shared
+                        .door
+                        .record_failure(bucket, &tried, self.shared.limits())
+                {
+                    self.shared.record_throttle(bucket, &named.user, &throttled);
+                }
             }
         }
     }
@@ -830,12 +1000,21 @@ impl Drop for SshSession {
 impl russh::server::Handler for SshSession {
     type Error = anyhow::Error;
 
+    /// The first request of most clients (OpenSSH, paramiko): it names the
+    /// user, so the connection is counted against that district from here.
+    async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
+        self.conn.touch();
+        self.name(user).await?;
+        Ok(Auth::reject())
+    }
+
     async fn auth_publickey_offered(
         &mut self,
         user: &str,
         offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
         self.conn.touch();
+        self.name(user).await?;
         let fp = offer.public_key.fingerprint(HashAlg::Sha256).to_string();
         match self.shared.authorize(user, &fp, self.peer.ip()).await {
             Ok(_) => Ok(Auth::Accept),
@@ -844,7 +1023,13 @@ impl russh::server::Handler for SshSession {
             Err(why) => {
                 let what = format!("{} {}", describe_key(offer.public_key, offer.algorithm), fp);
                 tracing::debug!(parent: &self.span, user, key = %what, reason = %why.describe(), "key refused");
-                Ok(self.refuse(user, why.tenant_id(), format!("{what}: {}", why.describe())))
+                self.refuse(
+                    user,
+                    why.tenant_id(),
+                    format!("{what}: {}", why.describe()),
+                    Some(fp),
+                )
+                .await
             }
         }
     }
@@ -855,20 +1040,26 @@ impl russh::server::Handler for SshSession {
         key: russh::server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         self.conn.touch();
+        self.name(user).await?;
         let fp = key.public_key.fingerprint(HashAlg::Sha256).to_string();
         let tenant_id = match self.shared.authorize(user, &fp, self.peer.ip()).await {
             Ok(tenant_id) => tenant_id,
             Err(why) => {
                 let what = format!("{} {}", describe_key(key.public_key, key.algorithm), fp);
-                return Ok(self.refuse(
-                    user,
-                    why.tenant_id(),
-                    format!("{what}: {}", why.describe()),
-                ));
+                return self
+                    .refuse(
+                        user,
+                        why.tenant_id(),
+                        format!("{what}: {}", why.describe()),
+                        Some(fp),
+                    )
+                    .await;
             }
         };
         let max = self.shared.config().server.max_sessions_per_tenant;
         let Some(slot) = self.shared.ledger.session(tenant_id, max) else {
+            // Not a failure: the key is the district's, which is only busy.
+            // The connection keeps its place in its bucket while it stays.
             tracing::warn!(parent: &self.span, tenant = user, peer = %self.peer, max, "login refused: the tenant's session limit is reached (server.max_sessions_per_tenant)");
             return Ok(Auth::reject());
         };
@@ -883,6 +1074,9 @@ impl russh::server::Handler for SshSession {
         });
         self.authenticated.store(true, Ordering::Release);
         self.login_slot.release();
+        if let Some(named) = &mut self.named {
+            named.pending.release();
+        }
         Ok(Auth::Accept)
     }
 
@@ -903,12 +1097,15 @@ impl russh::server::Handler for SshSession {
 
     async fn auth_password(&mut self, user: &str, _password: &str) -> Result<Auth, Self::Error> {
         self.conn.touch();
+        self.name(user).await?;
         let tenant_id = self.shared.tenant_id_of(user).await;
-        Ok(self.refuse(
+        self.refuse(
             user,
             tenant_id,
             "a password (only SSH keys are accepted)".into(),
-        ))
+            None,
+        )
+        .await
     }
 
     async fn auth_keyboard_interactive<'a>(
@@ -918,12 +1115,15 @@ impl russh::server::Handler for SshSession {
         _response: Option<russh::server::Response<'a>>,
     ) -> Result<Auth, Self::Error> {
         self.conn.touch();
+        self.name(user).await?;
         let tenant_id = self.shared.tenant_id_of(user).await;
-        Ok(self.refuse(
+        self.refuse(
             user,
             tenant_id,
             "keyboard-interactive (only SSH keys are accepted)".into(),
-        ))
+            None,
+        )
+        .await
     }
 
     async fn channel_open_session(

@@ -203,6 +203,84 @@ fn a_refused_login_names_the_key_and_the_reason_in_the_log_status_and_tenant_sho
     assert!(status.contains("the key was revoked at"), "{status}");
 }
 
+#[test]
+fn a_district_throttled_by_its_own_failures_is_named_once_in_the_log_and_in_status_and_tenant_show()
+{
+    let env = Env::new();
+    let (key, _) = tenant_with_key(&env, "lincoln");
+    env.file("users.csv", "Username\njdoe\n");
+    let other = env.path("other_key");
+    ssh_keygen(&["-q", "-t", "ecdsa", "-N", "", "-f", other.to_str().unwrap()]);
+    let other_fp = String::from_utf8(ssh_keygen(&["-lf", other.to_str().unwrap()]).stdout).unwrap();
+    let other_fp = other_fp.split_whitespace().nth(1).unwrap().to_owned();
+    let port = free_port();
+    listen_on(&env, port, "auth_failures_before_ban = 3\n");
+    let daemon = start(&env, port);
+    // The daemon's clock starts at NIGHT; so does the CLI's here.
+    let cli = |args: &[&str]| {
+        let out = env
+            .command(args)
+            .env("ROSTERD_NOW", crate::pipeline::NIGHT)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for _ in 0..4 {
+        assert_ne!(sftp(&env, &other, port, &[]).0, 0);
+    }
+    wait_for("the throttle recorded", Duration::from_secs(10), || {
+        cli(&["status"]).contains("4 failed logins")
+    });
+    // Its registered key still uploads.
+    let (code, _, err) = sftp(&env, &key, port, &[]);
+    assert_eq!(code, 0, "{err}");
+    daemon.kill();
+
+    let log = log(&env);
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("district throttled"))
+        .collect();
+    assert_eq!(warned.len(), 1, "warned once: {log}");
+    for part in [
+        " WARN ",
+        "district=lincoln",
+        "address=127.0.0.1",
+        "failures=3",
+        &format!("keys={other_fp}"),
+        "until=2026-11-20T04:",
+    ] {
+        assert!(warned[0].contains(part), "{part} missing: {}", warned[0]);
+    }
+    let status = cli(&["status"]);
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("  THROTTLED     "))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(
+        line.starts_with("  THROTTLED     4 failed logins from 127.0.0.1 since 2026-11-19 23:"),
+        "{line}"
+    );
+    assert!(line.contains(", throttled until 2026-11-19 23:"), "{line}");
+    assert!(
+        line.ends_with(&format!("; keys tried: {other_fp}")),
+        "{line}"
+    );
+    let show = cli(&["tenant", "show", "lincoln"]);
+    assert!(
+        show.contains("THROTTLED   4 failed logins from 127.0.0.1 since"),
+        "{show}"
+    );
+    // Once it has ended, neither shows it.
+    let later = env
+        .command(&["status"])
+        .env("ROSTERD_NOW", "2026-11-20T05:00:00Z")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&later.stdout).contains("THROTTLED"));
+}
+
 /// `sftp` as lincoln from `source` (a loopback alias) to `host`.
 fn sftp_from(env: &Env, key: &Path, host: &str, port: u16, source: &str) -> (i32, String, String) {
     let bind = format!("BindAddress={source}");
