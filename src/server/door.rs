@@ -43,6 +43,11 @@ const MAX_REMEMBERED: usize = 100_000;
 /// A throttled bucket answers one refusal per this long.
 pub const PACE: Duration = Duration::from_secs(1);
 
+/// Connections of one address that named someone and have not logged in, at
+/// most, as a multiple of `max_pending_logins_per_address`: room for a few
+/// districts' failing clients beside every other district's logins.
+pub const NAMED_PER_ADDRESS: u32 = 4;
+
 /// What a throttle remembers of what was tried (key fingerprints, or the
 /// usernames of an address's unnamed logins), at most.
 const TRIED_KEPT: usize = 8;
@@ -56,6 +61,9 @@ pub struct Limits {
     pub queued_total: u32,
     /// Connections of one bucket that named it and have not logged in.
     pub pending_per_bucket: u32,
+    /// The same over all buckets of one address, so that one address
+    /// naming many districts still holds a bounded share of the server.
+    pub pending_per_address: u32,
     pub failures_before_throttle: u32,
     pub failure_window: Duration,
     pub throttle: Duration,
@@ -68,6 +76,9 @@ impl Limits {
             queued_per_address: s.max_queued_logins_per_address,
             queued_total: s.max_queued_logins,
             pending_per_bucket: s.max_pending_logins_per_address,
+            pending_per_address: s
+                .max_pending_logins_per_address
+                .saturating_mul(NAMED_PER_ADDRESS),
             failures_before_throttle: s.auth_failures_before_ban,
             failure_window: Duration::from_secs(s.auth_failure_window_seconds),
             throttle: Duration::from_secs(s.ban_seconds),
@@ -147,6 +158,9 @@ struct Address {
     queue: VecDeque<oneshot::Sender<LoginSlot>>,
     /// Waiters that have not given up.
     queued: u32,
+    /// Connections that named someone and have not logged in, over all the
+    /// address's buckets.
+    named: u32,
     /// Refusals since the last warning about this address.
     refused: u64,
     warned_at: Option<Instant>,
@@ -156,6 +170,7 @@ impl Address {
     fn forgettable(&self, now: Instant) -> bool {
         self.logging_in == 0
             && self.queued == 0
+            && self.named == 0
             && self
                 .warned_at
                 .is_none_or(|w| now.duration_since(w) >= WARN_EVERY)
@@ -189,6 +204,29 @@ impl Named {
                 .back()
                 .is_none_or(|at| now.duration_since(*at) >= window)
     }
+}
+
+/// Which limit a connection naming someone met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// Its bucket's: `pending_per_bucket`.
+    Bucket,
+    /// Its address's, over all buckets: `pending_per_address`.
+    Address,
+}
+
+/// When a refusal may be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// At once: nothing it counts against is throttled.
+    Now,
+    /// At this time, its turn in the throttle's pace (reserved).
+    At(Instant),
+    /// Not before the connection's deadline, or further ahead than a full
+    /// bucket's worth of turns: nothing is reserved, and the connection is
+    /// closed after one [`PACE`], so that a refusal is never quicker
+    /// throttled than not.
+    TooLate,
 }
 
 /// Whether a connection may log in now or must wait.
@@ -267,6 +305,9 @@ impl Pending {
             let mut state = door.lock();
             if let Some(b) = state.buckets.get_mut(&self.bucket) {
                 b.pending = b.pending.saturating_sub(1);
+            }
+            if let Some(a) = state.addresses.get_mut(&self.bucket.ip()) {
+                a.named = a.named.saturating_sub(1);
             }
         }
     }
@@ -356,8 +397,10 @@ impl FrontDoor {
     }
 
     /// Count a connection against `bucket`, which it named, until it logs in
-    /// or ends; `None` if the bucket already has as many as its limit.
-    pub fn name(self: &Arc<Self>, bucket: Bucket, limits: Limits) -> Option<Pending> {
+    /// or ends; `Err` if the bucket, or its address over all its buckets,
+    /// already has as many as allowed (logged at warn, at most every 10 s
+    /// per address).
+    pub fn name(self: &Arc<Self>, bucket: Bucket, limits: Limits) -> Result<Pending, Full> {
         let now = Instant::now();
         let mut state = self.lock();
         if state.buckets.len() > MAX_REMEMBERED {
@@ -365,35 +408,80 @@ impl FrontDoor {
                 .buckets
                 .retain(|_, b| !b.forgettable(now, limits.failure_window));
         }
-        let b = state.buckets.entry(bucket).or_default();
-        if b.pending >= limits.pending_per_bucket {
-            return None;
+        let pending = state.buckets.get(&bucket).map_or(0, |b| b.pending);
+        let ip = bucket.ip();
+        let a = state.addresses.entry(ip).or_default();
+        let full = if pending >= limits.pending_per_bucket {
+            Some(Full::Bucket)
+        } else if a.named >= limits.pending_per_address {
+            Some(Full::Address)
+        } else {
+            None
+        };
+        if let Some(full) = full {
+            a.refused += 1;
+            if a.warned_at
+                .is_none_or(|w| now.duration_since(w) >= WARN_EVERY)
+            {
+                let (whose, max) = match (full, bucket) {
+                    (Full::Address, _) => ("this address", limits.pending_per_address),
+                    (Full::Bucket, Bucket::District(..)) => {
+                        ("this district from this address", limits.pending_per_bucket)
+                    }
+                    (Full::Bucket, Bucket::Unnamed(_)) => (
+                        "names that are no district's from this address",
+                        limits.pending_per_bucket,
+                    ),
+                };
+                tracing::warn!(
+                    %ip,
+                    district = bucket.tenant_id(),
+                    closed = a.refused,
+                    max,
+                    "connections closed at their first authentication request: {whose} already has as many connections not logged in as allowed (server.max_pending_logins_per_address)"
+                );
+                a.refused = 0;
+                a.warned_at = Some(now);
+            }
+            return Err(full);
         }
-        b.pending += 1;
-        Some(Pending {
+        a.named += 1;
+        state.buckets.entry(bucket).or_default().pending += 1;
+        Ok(Pending {
             door: Some(self.clone()),
             bucket,
         })
     }
 
-    /// When a refusal for `bucket` may be answered: `None` at once, else the
-    /// next turn of its pace. A district's bucket is paced while it or its
-    /// address's unnamed logins are throttled, so that from a throttled
-    /// address every refusal takes as long, whichever name it was for.
-    pub fn refusal_turn(&self, bucket: Bucket) -> Option<Instant> {
+    /// When a refusal for `bucket`, on a connection that must have logged in
+    /// by `deadline`, may be answered. A district's bucket is paced while it
+    /// or its address's unnamed logins are throttled, so that from a
+    /// throttled address every refusal takes as long, whichever name it was
+    /// for. A turn is reserved only if it is usable: before the deadline and
+    /// at most `pending_per_bucket` turns ahead, so the pace never drifts
+    /// beyond what the connections waiting for it can use.
+    pub fn refusal_turn(&self, bucket: Bucket, deadline: Instant, limits: Limits) -> Turn {
         let now = Instant::now();
         let mut state = self.lock();
         let unnamed = Bucket::Unnamed(bucket.ip());
-        let pacer = [bucket, unnamed].into_iter().find(|k| {
+        let Some(pacer) = [bucket, unnamed].into_iter().find(|k| {
             state
                 .buckets
                 .get(k)
                 .is_some_and(|b: &Named| b.throttled(now))
-        })?;
-        let b = state.buckets.get_mut(&pacer)?;
+        }) else {
+            return Turn::Now;
+        };
+        let Some(b) = state.buckets.get_mut(&pacer) else {
+            return Turn::Now;
+        };
         let turn = b.next_refusal.map_or(now, |t| t.max(now));
+        let lead = PACE * limits.pending_per_bucket.max(1);
+        if turn >= deadline || turn > now + lead {
+            return Turn::TooLate;
+        }
         b.next_refusal = Some(turn + PACE);
-        Some(turn)
+        Turn::At(turn)
     }
 
     /// Count one connection of `bucket` that ended without logging in, with
@@ -501,6 +589,7 @@ mod tests {
             queued_per_address: queued,
             queued_total: 1000,
             pending_per_bucket: 2,
+            pending_per_address: 5,
             failures_before_throttle: 3,
             failure_window: Duration::from_secs(60),
             throttle: Duration::from_secs(60),
@@ -579,14 +668,26 @@ mod tests {
         let alpha = Bucket::District(ip, 1);
         let mut a1 = door.name(alpha, l).expect("first");
         let _a2 = door.name(alpha, l).expect("second");
-        assert!(door.name(alpha, l).is_none(), "alpha is at its limit");
+        assert_eq!(
+            door.name(alpha, l).err(),
+            Some(Full::Bucket),
+            "alpha is at its limit"
+        );
         let _b = door
             .name(Bucket::District(ip, 2), l)
             .expect("another district from the same address is not");
         let _u = door.name(Bucket::Unnamed(ip), l).expect("nor unnamed");
         assert_eq!(door.load(), (4, 0));
         a1.release();
-        assert!(door.name(alpha, l).is_some(), "a login frees its place");
+        let _a3 = door.name(alpha, l).expect("a login frees its place");
+        // The address as a whole holds at most five, whatever it names.
+        let _c = door.name(Bucket::District(ip, 3), l).expect("fifth");
+        assert_eq!(
+            door.name(Bucket::District(ip, 4), l).err(),
+            Some(Full::Address)
+        );
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
+        assert!(door.name(Bucket::District(other, 4), l).is_ok());
     }
 
     #[test]
@@ -612,11 +713,28 @@ mod tests {
         assert!(door.throttle(alpha).is_some());
         assert!(door.throttle(beta).is_none(), "beta is not throttled");
         // Alpha's refusals are paced, a second apart; beta's are not.
-        let first = door.refusal_turn(alpha).expect("paced");
-        let second = door.refusal_turn(alpha).expect("paced");
+        let far = Instant::now() + Duration::from_secs(30);
+        let Turn::At(first) = door.refusal_turn(alpha, far, l) else {
+            panic!("not paced")
+        };
+        let Turn::At(second) = door.refusal_turn(alpha, far, l) else {
+            panic!("not paced")
+        };
         assert_eq!(second.duration_since(first), PACE);
-        assert_eq!(door.refusal_turn(beta), None);
-        assert_eq!(door.refusal_turn(Bucket::Unnamed(ip)), None);
+        assert_eq!(door.refusal_turn(beta, far, l), Turn::Now);
+        assert_eq!(door.refusal_turn(Bucket::Unnamed(ip), far, l), Turn::Now);
+        // The pace reserves no turn a connection could not use: none past
+        // its deadline, none more than a full bucket's worth ahead.
+        let Turn::At(third) = door.refusal_turn(alpha, far, l) else {
+            panic!("two turns ahead is within a bucket of two")
+        };
+        assert_eq!(door.refusal_turn(alpha, far, l), Turn::TooLate);
+        assert_eq!(door.refusal_turn(alpha, third, l), Turn::TooLate);
+        assert_eq!(
+            door.refusal_turn(alpha, far, l),
+            Turn::TooLate,
+            "nothing reserved"
+        );
     }
 
     #[test]
@@ -632,12 +750,20 @@ mod tests {
         assert!(door.throttle(unnamed).is_some());
         // A registered district's refusal from there takes its turn too, so
         // the pace does not tell which names are districts'...
-        let t1 = door.refusal_turn(Bucket::District(ip, 7)).expect("paced");
-        let t2 = door.refusal_turn(unnamed).expect("paced");
+        let far = Instant::now() + Duration::from_secs(30);
+        let Turn::At(t1) = door.refusal_turn(Bucket::District(ip, 7), far, l) else {
+            panic!("not paced")
+        };
+        let Turn::At(t2) = door.refusal_turn(unnamed, far, l) else {
+            panic!("not paced")
+        };
         assert_eq!(t2.duration_since(t1), PACE);
         // ...and another address is not slowed at all.
-        assert_eq!(door.refusal_turn(Bucket::Unnamed(other)), None);
-        assert_eq!(door.refusal_turn(Bucket::District(other, 7)), None);
+        assert_eq!(door.refusal_turn(Bucket::Unnamed(other), far, l), Turn::Now);
+        assert_eq!(
+            door.refusal_turn(Bucket::District(other, 7), far, l),
+            Turn::Now
+        );
     }
 
     #[test]

@@ -865,17 +865,14 @@ impl SshSession {
         };
         self.login_slot.release();
         let limits = self.shared.limits();
-        let Some(pending) = self.shared.door.name(bucket, limits) else {
-            let whose = match bucket {
-                Bucket::District(..) => format!("district {}", crate::text::echo(user, 64)),
-                Bucket::Unnamed(_) => "names that are no district's".to_owned(),
-            };
-            tracing::info!(
-                parent: &self.span,
-                max = limits.pending_per_bucket,
-                "closed: {whose} already has as many connections from this address that have not logged in as allowed (server.max_pending_logins_per_address)"
-            );
-            anyhow::bail!("too many connections not logged in");
+        let pending = match self.shared.door.name(bucket, limits) {
+            Ok(pending) => pending,
+            // The door has warned. Closed after the constant time of a
+            // refusal, so a full bucket is no quicker to try than a refusal.
+            Err(_) => {
+                tokio::time::sleep(door::PACE).await;
+                anyhow::bail!("too many connections not logged in");
+            }
         };
         self.named = Some(Named {
             user: user.to_owned(),
@@ -904,16 +901,22 @@ impl SshSession {
                 fingerprint,
             });
         }
-        let turn = self
-            .named
-            .as_ref()
-            .and_then(|n| self.shared.door.refusal_turn(n.pending.bucket()));
-        if let Some(turn) = turn {
-            let turn = Instant::from_std(turn);
-            if turn >= self.deadline {
-                anyhow::bail!("a throttled refusal would come after the login grace");
+        let turn = match &self.named {
+            Some(n) => self.shared.door.refusal_turn(
+                n.pending.bucket(),
+                self.deadline.into_std(),
+                self.shared.limits(),
+            ),
+            None => door::Turn::Now,
+        };
+        match turn {
+            door::Turn::Now => {}
+            door::Turn::At(at) => tokio::time::sleep_until(Instant::from_std(at)).await,
+            door::Turn::TooLate => {
+                tokio::time::sleep(door::PACE).await;
+                tracing::info!(parent: &self.span, "closed: its refusal's turn in the throttle would come too late");
+                anyhow::bail!("a throttled refusal would come too late");
             }
-            tokio::time::sleep_until(turn).await;
         }
         Ok(Auth::reject())
     }
