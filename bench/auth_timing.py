@@ -28,7 +28,7 @@ import time
 
 import paramiko
 
-from benchlib import finish, free_port, head_commit, machine
+from benchlib import finish, free_port, head_commit, machine, wait_listening
 
 KINDS = ["unknown username", "unregistered key", "revoked key", "disabled district"]
 
@@ -69,15 +69,7 @@ class Installation:
         self.daemon = subprocess.Popen([self.binary, "--config", self.config, "serve"], cwd=self.work,
                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if self.daemon.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("FAIL: the daemon did not start")
-                time.sleep(0.05)
+        wait_listening(self.port, self.daemon, "the daemon")
 
     def stop(self):
         self.daemon.terminate()

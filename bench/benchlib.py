@@ -1,16 +1,33 @@
-"""What the benchmark scripts share: loopback ports, /proc readings, the
-line naming the machine and date, the commit, and printing the result."""
+"""What the benchmark scripts share: loopback ports, waiting for a server to
+listen, /proc readings, the line naming the machine and date, the commit, and
+printing the result."""
 import datetime
 import os
 import platform
 import socket
 import subprocess
+import sys
+import time
 
 
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_listening(port, proc, what):
+    """Wait (at most 60 s) until 127.0.0.1:`port` accepts; exit with a FAIL
+    line if `proc` (a Popen, or None) ends first or time runs out."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
+                sys.exit(f"FAIL: {what} did not start")
+            time.sleep(0.05)
 
 
 def vm_kib(pid, field):

@@ -21,14 +21,12 @@ import argparse
 import concurrent.futures
 import datetime
 import os
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 
-from benchlib import finish, free_port, head_commit, machine, vm_kib
+from benchlib import finish, free_port, head_commit, machine, vm_kib, wait_listening
 
 SSH_OPTS = ["-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR"]
@@ -85,15 +83,7 @@ class Installation:
         daemon = subprocess.Popen([binary, "--config", self.config, "serve"], cwd=self.work,
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
         log.close()
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                if daemon.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("FAIL: the daemon did not start; see daemon.log")
-                time.sleep(0.05)
+        wait_listening(self.port, daemon, "the daemon (see daemon.log)")
         time.sleep(0.5)  # let that probe connection's slot come back
         peak = {"rss": 0, "fds": 0}
         done = threading.Event()

@@ -21,7 +21,6 @@ every loop is bounded (--pairs rounds, --tenants clients, each under a timeout).
 import argparse
 import datetime
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,23 +28,10 @@ import tempfile
 import threading
 import time
 
-from benchlib import finish, free_port, head_commit, machine, vm_kib
+from benchlib import finish, free_port, head_commit, machine, vm_kib, wait_listening
 
 SSH_OPTS = ["-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR"]
-
-
-def wait_listening(port, proc, what):
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
-                sys.exit(f"FAIL: {what} did not start")
-            time.sleep(0.05)
-
 
 
 class OpenSsh:

@@ -34,6 +34,27 @@ fn client(srv: &TestServer, mode: &str, user: &str, key: &Path, args: &[&str]) {
     checks_pass(mode, &out.stdout, &out.stderr);
 }
 
+/// Start a mode of front_door.py that holds what it took until a line on its
+/// standard input; returns once it says "holding".
+fn holding(srv: &TestServer, mode: &str, user: &str, key: &Path, args: &[&str]) -> Child {
+    let mut child = script(srv, mode, user, key, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("holding") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "{mode}: the client ended before holding what it took"
+        );
+    }
+    child
+}
+
 fn checks_pass(mode: &str, stdout: &[u8], stderr: &[u8]) {
     let stdout = String::from_utf8_lossy(stdout);
     let results: serde_json::Map<String, serde_json::Value> = serde_json::from_str(stdout.trim())
@@ -225,21 +246,7 @@ fn handles_and_bytes_in_flight_are_bounded_per_district_not_per_subsystem() {
     });
     // Two connections, two subsystems each, hold every handle and byte the
     // district may have...
-    let mut hog = script(&srv, "handles", "lincoln", &key, &["6", "524288"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(hog.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("holding") {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "the client ended before holding its handles"
-        );
-    }
+    let mut hog = holding(&srv, "handles", "lincoln", &key, &["6", "524288"]);
     let held = srv
         .shared
         .ledger
@@ -447,21 +454,7 @@ fn failed_logins_left_open_give_their_turn_back_at_once() {
     let revoked = stray_key(&env, "revoked");
     let srv = TestServer::start(env, |_| {});
     // 12 refused logins for alpha, each left open after failing.
-    let mut hog = script(&srv, "fail-and-stay", "alpha", &revoked, &["12"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(hog.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("holding") {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "the client ended before holding its connections"
-        );
-    }
+    let mut hog = holding(&srv, "fail-and-stay", "alpha", &revoked, &["12"]);
     // They hold no turn of the address: beta logs in at once.
     uploads_within_five_seconds(
         &srv,
