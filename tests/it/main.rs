@@ -10,6 +10,7 @@ mod crash;
 mod faults;
 mod front_door;
 mod fuzz_corpus;
+mod golden;
 mod groups;
 mod hostile;
 mod importer;
