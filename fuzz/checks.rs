@@ -7,14 +7,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rosterd::clock::FixedClock;
+use rosterd::domain::email::{self, EmailAddress};
+use rosterd::domain::text;
 use rosterd::import::decode::MAX_RECORD_BYTES;
-use rosterd::import::fields::{self, EmailAddress, Username};
+use rosterd::import::fields::{self, Username};
 use rosterd::import::{ImportContext, ImportOptions, Outcome, Source, groups, users};
 use rosterd::keys::parse_public_keys;
 use rosterd::mail::Composer;
 use rosterd::password::Fingerprinter;
 use rosterd::store::{NewTenant, Store, Tenant};
-use rosterd::text;
 
 struct World {
     store: Store,
@@ -209,8 +210,8 @@ pub fn field_rules(data: &[u8]) {
             Ok(e.as_str().to_owned())
         );
     }
-    let _ = fields::check_address(cell, true);
-    let _ = fields::check_address(cell, false);
+    let _ = email::check_address(cell, true);
+    let _ = email::check_address(cell, false);
     if let Ok(Some(name)) = fields::parse_name("First Name", cell) {
         assert!(!name.is_empty());
         assert!(!name.chars().any(text::is_hidden), "{cell:?}");

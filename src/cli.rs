@@ -11,14 +11,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::clock::{self, Clock};
 use crate::config::Config;
+use crate::domain::tenant::{Subdomain, parse_timezone};
+use crate::domain::window::Window;
 use crate::import::header::{self, FieldSet};
 use crate::import::users::UserField;
 use crate::import::{self, ImportContext, ImportOptions, Source};
 use crate::keys;
 use crate::password::Fingerprinter;
-use crate::schedule::Window;
 use crate::store::{self, NewTenant, Store, Tenant};
-use crate::tenant::{Subdomain, parse_timezone};
 
 /// Exit status when an import was applied but some rows were skipped.
 pub const EXIT_ROW_ERRORS: i32 = 3;
@@ -429,7 +429,7 @@ pub fn main() -> i32 {
     // formatting character in one would forge or hide text there.
     for (i, arg) in std::env::args_os().enumerate().skip(1) {
         let arg = arg.to_string_lossy();
-        if let Err(why) = crate::text::plain(&format!("argument {i} ({:?})", arg), &arg) {
+        if let Err(why) = crate::domain::text::plain(&format!("argument {i} ({:?})", arg), &arg) {
             eprintln!("error: {why}");
             return 2;
         }
@@ -453,7 +453,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Serve => serve(config, cli.config.clone(), clock),
         Command::HostKey => {
-            for (kind, path, key, created) in keys::load_or_create_host_keys(&config.server)? {
+            for (kind, path, key, created) in
+                crate::server::host_keys::load_or_create_host_keys(&config.server)?
+            {
                 if created {
                     eprintln!(
                         "created a new {} host key at {}",
@@ -464,7 +466,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 writeln!(
                     out,
                     "{} ({})",
-                    keys::host_key_fingerprint(&key),
+                    crate::server::host_keys::host_key_fingerprint(&key),
                     kind.label()
                 )?;
             }
@@ -490,7 +492,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Groups(GroupsCommand::Export { subdomain }) => {
             let store = open_store(&config)?;
             let tenant = store.require_tenant(&subdomain)?;
-            let mut w = crate::text::CsvOut::new(&mut *out);
+            let mut w = crate::domain::text::CsvOut::new(&mut *out);
             w.row(["Group Name", "Owner", "Username"])?;
             for row in crate::store::group_memberships(&store.conn, tenant.id)? {
                 w.row([
@@ -588,13 +590,13 @@ fn serve(
             &config.storage.spool,
         ])?;
         let store = open_store(&config)?;
-        let host_keys = keys::load_or_create_host_keys(&config.server)?;
+        let host_keys = crate::server::host_keys::load_or_create_host_keys(&config.server)?;
         let mut fingerprints = Vec::new();
         for (kind, path, key, created) in &host_keys {
             if *created {
                 tracing::info!(path = %path.display(), kind = kind.label(), "created a new host key");
             }
-            fingerprints.push(format!("{} ({})", keys::host_key_fingerprint(key), kind.label()));
+            fingerprints.push(format!("{} ({})", crate::server::host_keys::host_key_fingerprint(key), kind.label()));
         }
         let fingerprint = fingerprints.join(", ");
         let removed = crate::spool::clean_incoming(&config.storage.spool)?;
@@ -766,7 +768,7 @@ fn tenant_command(
             let sub = Subdomain::parse(&subdomain)?;
             let admin_name = admin_name.trim();
             anyhow::ensure!(!admin_name.is_empty(), "--admin-name must not be empty");
-            let email = import::fields::EmailAddress::parse(&admin_email)
+            let email = crate::domain::email::EmailAddress::parse(&admin_email)
                 .map_err(|e| anyhow::anyhow!("--admin-email: {e}"))?;
             let timezone = timezone
                 .map(|tz| parse_timezone(&tz).map(|t| t.name().to_owned()))
@@ -857,9 +859,9 @@ fn tenant_command(
                 out,
                 "absent      {}",
                 match t.absent {
-                    crate::safety::Absent::Keep =>
+                    crate::domain::safety::Absent::Keep =>
                         "keep (users missing from a file are left alone)",
-                    crate::safety::Absent::Deactivate =>
+                    crate::domain::safety::Absent::Deactivate =>
                         "deactivate (full sync: users missing from a complete file are deactivated)",
                 }
             )?;
@@ -967,11 +969,11 @@ fn tenant_command(
         } => {
             let t = store.require_tenant(&subdomain)?;
             let absent = absent
-                .map(|a| crate::safety::Absent::parse(&a))
+                .map(|a| crate::domain::safety::Absent::parse(&a))
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
             let percent = |flag: &str, v: Option<String>| {
-                v.map(|v| crate::safety::parse_percent(flag, &v))
+                v.map(|v| crate::domain::safety::parse_percent(flag, &v))
                     .transpose()
                     .map_err(anyhow::Error::msg)
             };
@@ -982,7 +984,9 @@ fn tenant_command(
                     .map_err(|e| anyhow::anyhow!("--allow-from: {e}"))?;
             }
             let admin_email = admin_email
-                .map(|e| import::fields::EmailAddress::parse(&e).map(|e| e.as_str().to_owned()))
+                .map(|e| {
+                    crate::domain::email::EmailAddress::parse(&e).map(|e| e.as_str().to_owned())
+                })
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--admin-email: {e}"))?;
             let timezone = match timezone.as_deref() {
@@ -1012,9 +1016,9 @@ fn tenant_command(
                 Some(list) => store.set_allow_from(t.id, Some(list))?,
             }
             if let Some(a) = absent {
-                crate::safety::set_absent(&store.conn, t.id, a)?;
+                crate::store::set_absent(&store.conn, t.id, a)?;
             }
-            crate::safety::set_hold_limits(&store.conn, t.id, hold_updates, hold_deactivations)?;
+            crate::store::set_hold_limits(&store.conn, t.id, hold_updates, hold_deactivations)?;
             store.update_tenant(
                 t.id,
                 admin_name.as_deref().map(str::trim),
@@ -1035,15 +1039,15 @@ fn tenant_command(
             let t = store.require_tenant(&subdomain)?;
             let tz = tenant_tz(config, &t);
             let from = from.unwrap_or_else(|| clock.now().with_timezone(&tz).date_naive());
-            let pause = crate::safety::Pause::new(from, until, additions_only)
+            let pause = crate::domain::safety::Pause::new(from, until, additions_only)
                 .map_err(anyhow::Error::msg)?;
-            crate::safety::set_pause(&store.conn, t.id, Some(pause))?;
+            crate::store::set_pause(&store.conn, t.id, Some(pause))?;
             writeln!(out, "{} is paused {}", t.subdomain, pause.describe())?;
             Ok(0)
         }
         TenantCommand::Resume { subdomain } => {
             let t = store.require_tenant(&subdomain)?;
-            crate::safety::set_pause(&store.conn, t.id, None)?;
+            crate::store::set_pause(&store.conn, t.id, None)?;
             writeln!(
                 out,
                 "{} is not paused: its next upload is imported in its window as usual",
@@ -1305,7 +1309,7 @@ fn school_command(
         }
         SchoolCommand::List { subdomain } => {
             let t = store.require_tenant(&subdomain)?;
-            let mut w = crate::text::CsvOut::new(out);
+            let mut w = crate::domain::text::CsvOut::new(out);
             w.row(["Name", "NCES ID", "State ID"])?;
             for s in store.schools(t.id)? {
                 w.row([
@@ -1506,7 +1510,7 @@ fn status(config: &Config, clock: &dyn Clock, out: &mut impl Write) -> anyhow::R
     };
     for t in &tenants {
         let tz = tenant_tz(config, t);
-        let window: crate::schedule::Window = t
+        let window: crate::domain::window::Window = t
             .window
             .as_deref()
             .and_then(|w| w.parse().ok())
@@ -1519,7 +1523,7 @@ fn status(config: &Config, clock: &dyn Clock, out: &mut impl Write) -> anyhow::R
                 out,
                 "  last upload   {}, {} ({state})",
                 at(received, tz),
-                import::report::human_size(*size as u64)
+                crate::domain::report::human_size(*size as u64)
             )?,
             None => writeln!(out, "  last upload   never")?,
         }
@@ -1553,7 +1557,7 @@ fn status(config: &Config, clock: &dyn Clock, out: &mut impl Write) -> anyhow::R
                 h.run_id,
                 h.upload_id,
                 at(&h.received_at, tz),
-                crate::text::echo(&h.reason, crate::text::MESSAGE_CHARS)
+                crate::domain::text::echo(&h.reason, crate::domain::text::MESSAGE_CHARS)
             )?;
             writeln!(
                 out,
@@ -1708,7 +1712,7 @@ fn show_or_blank(v: &str) -> std::borrow::Cow<'_, str> {
     if v.is_empty() {
         "(blank)".into()
     } else {
-        crate::text::echo(v, crate::text::ECHO_CHARS)
+        crate::domain::text::echo(v, crate::domain::text::ECHO_CHARS)
     }
 }
 
@@ -1739,7 +1743,7 @@ fn print_report(
 /// `users export`: the fixed header (SPEC 6, then Status: `active` or
 /// `inactive`), then one row per user sorted by username.
 pub fn export_users(store: &Store, tenant: &Tenant, out: impl Write) -> anyhow::Result<()> {
-    let mut w = crate::text::CsvOut::new(out);
+    let mut w = crate::domain::text::CsvOut::new(out);
     w.row([
         "Username",
         "Email Address",
@@ -1831,7 +1835,7 @@ fn runs_command(config: &Config, args: RunsArgs, out: &mut impl Write) -> anyhow
             return Ok(0);
         }
         if args.format == Format::Csv {
-            let mut w = crate::text::CsvOut::new(&mut *out);
+            let mut w = crate::domain::text::CsvOut::new(&mut *out);
             w.row(import::journal::CHANGES_HEADER)?;
             import::journal::for_each_change(&store.conn, t.id, id, |c| Ok(w.row(c.cells())?))?;
             w.flush()?;
@@ -1853,7 +1857,7 @@ fn runs_command(config: &Config, args: RunsArgs, out: &mut impl Write) -> anyhow
             writeln!(
                 out,
                 "{:<32} {:<11}{what}",
-                crate::text::echo(&c.username, crate::text::ECHO_CHARS),
+                crate::domain::text::echo(&c.username, crate::domain::text::ECHO_CHARS),
                 c.change
             )?;
             Ok(())

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use anyhow::Context;
 use serde::{Deserialize, Deserializer};
 
-use crate::schedule::Window;
+use crate::domain::window::Window;
 
 /// Where the configuration is looked for when neither `--config` nor
 /// `ROSTERD_CONFIG` names a file.
@@ -25,7 +25,7 @@ pub struct Config {
     pub mail: MailConfig,
     pub log: LogConfig,
     /// Default hold thresholds for districts without their own.
-    pub holds: crate::safety::HoldLimits,
+    pub holds: crate::domain::safety::HoldLimits,
 }
 
 /// The SSH/SFTP listener and its limits.
@@ -261,7 +261,7 @@ where
 
 fn timezone<'de, D: Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
     let text = String::deserialize(d)?;
-    crate::tenant::parse_timezone(&text).map_err(serde::de::Error::custom)
+    crate::domain::tenant::parse_timezone(&text).map_err(serde::de::Error::custom)
 }
 
 impl Config {
@@ -385,7 +385,7 @@ fn mailbox_address(text: &str) -> Option<&str> {
         (None, false) => text,
         _ => return None,
     };
-    crate::import::fields::check_address(addr, false).ok()?;
+    crate::domain::email::check_address(addr, false).ok()?;
     Some(addr)
 }
 

@@ -2,16 +2,10 @@
 //! `authorized_keys` lines, RFC 4716 blocks from PuTTYgen/WinSCP), the type and
 //! size rules they must pass, and the server's own ed25519 host key.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
-
 use base64ct::{Base64, Encoding};
-use russh::keys::ssh_key::private::RsaKeypair;
-use russh::keys::ssh_key::{HashAlg, LineEnding, PublicKey, public::KeyData};
-use russh::keys::{Algorithm, EcdsaCurve, PrivateKey};
+use russh::keys::EcdsaCurve;
+use russh::keys::ssh_key::{HashAlg, PublicKey, public::KeyData};
 
-use crate::config::HostKeyKind;
 use thiserror::Error;
 
 /// RSA keys shorter than this are refused.
@@ -470,109 +464,6 @@ fn split_outside_quotes(line: &str) -> Vec<&str> {
         tokens.push(&line[s..]);
     }
     tokens
-}
-
-/// Load the server's ed25519 host key, creating it (mode 0600, written to a
-/// temporary name and renamed, so a crash never leaves half a key) if missing.
-/// Returns the key and whether it was just created.
-/// Every host key of `server` (see [`crate::config::ServerConfig::host_keys`]),
-/// each loaded or, the first time, created: (kind, path, key, created).
-pub fn load_or_create_host_keys(
-    server: &crate::config::ServerConfig,
-) -> anyhow::Result<Vec<(HostKeyKind, std::path::PathBuf, PrivateKey, bool)>> {
-    server
-        .host_keys()
-        .into_iter()
-        .map(|(kind, path)| {
-            let (key, created) = load_or_create_host_key(&path, kind)?;
-            Ok((kind, path, key, created))
-        })
-        .collect()
-}
-
-/// Load the host key at `path`, or create one of `kind` there (mode 0600)
-/// if there is none; `true` when created. A key is reused forever: districts
-/// pin its fingerprint.
-pub fn load_or_create_host_key(
-    path: &Path,
-    kind: HostKeyKind,
-) -> anyhow::Result<(PrivateKey, bool)> {
-    match std::fs::metadata(path) {
-        Ok(meta) => {
-            let mode = meta.permissions().mode() & 0o777;
-            anyhow::ensure!(
-                mode & 0o077 == 0,
-                "host key {} is readable by other users (mode {mode:04o}); run `chmod 600 {}`",
-                path.display(),
-                path.display()
-            );
-            let key = russh::keys::load_secret_key(path, None)
-                .map_err(|e| anyhow::anyhow!("cannot load host key {}: {e}", path.display()))?;
-            Ok((key, false))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut rng = rand::rng();
-            let key = match kind {
-                HostKeyKind::Ed25519 => PrivateKey::random(&mut rng, Algorithm::Ed25519),
-                HostKeyKind::EcdsaP256 => PrivateKey::random(
-                    &mut rng,
-                    Algorithm::Ecdsa {
-                        curve: EcdsaCurve::NistP256,
-                    },
-                ),
-                // PrivateKey::random would make 4096 bits; 3072 is OpenSSH's size.
-                HostKeyKind::Rsa3072 => RsaKeypair::random(&mut rng, 3072).map(PrivateKey::from),
-            }
-            .map_err(|e| anyhow::anyhow!("cannot generate a host key: {e}"))?;
-            let text = key
-                .to_openssh(LineEnding::LF)
-                .map_err(|e| anyhow::anyhow!("cannot encode the host key: {e}"))?;
-            write_secret_file(path, text.as_bytes())?;
-            Ok((key, true))
-        }
-        Err(e) => Err(anyhow::anyhow!(
-            "cannot read host key {}: {e}",
-            path.display()
-        )),
-    }
-}
-
-/// The host key's `SHA256:` fingerprint, as districts see it on first connect.
-pub fn host_key_fingerprint(key: &PrivateKey) -> String {
-    key.public_key().fingerprint(HashAlg::Sha256).to_string()
-}
-
-/// Write a file readable only by this user, atomically: a temporary file beside
-/// it (mode 0600 from creation), fsync, rename. Creates the parent directory.
-pub fn write_secret_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let ctx =
-        |what: &str, e: std::io::Error| anyhow::anyhow!("cannot {what} {}: {e}", path.display());
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        private_dir(dir).map_err(|e| ctx("create the directory of", e))?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| ctx("create", e))?;
-    let written = file.write_all(bytes).and_then(|()| file.sync_all());
-    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(ctx("write", e));
-    }
-    Ok(())
-}
-
-/// Create `dir` and its missing parents readable by the daemon's user only
-/// (0700); an existing directory keeps its mode.
-pub fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ impl Fingerprinter {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
                 rand::fill(&mut key);
-                crate::keys::write_secret_file(path, &key)?;
+                crate::files::write_secret_file(path, &key)?;
                 Ok(Self::new(key))
             }
             Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),

@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 
 use crate::config::Config;
+use crate::domain::window::Window;
 use crate::import::{ImportContext, ImportOptions, Report, Source};
-use crate::schedule::Window;
 use crate::spool::{self, TenantSpool};
 use crate::store::{Store, Tenant, timestamp};
 
@@ -67,7 +67,7 @@ struct Settings {
     /// idle timeout, after which its session has surely ended.
     staged_max_age: std::time::Duration,
     /// Hold thresholds for districts without their own.
-    holds: crate::safety::HoldLimits,
+    holds: crate::domain::safety::HoldLimits,
 }
 
 impl Settings {
@@ -81,7 +81,7 @@ impl Settings {
     }
 
     /// The tenant's pause, if it covers `at` (its own date).
-    fn pause_at(&self, tenant: &Tenant, at: DateTime<Utc>) -> Option<crate::safety::Pause> {
+    fn pause_at(&self, tenant: &Tenant, at: DateTime<Utc>) -> Option<crate::domain::safety::Pause> {
         let day = at.with_timezone(&self.ctx.timezone_of(tenant)).date_naive();
         tenant.pause.filter(|p| p.covers(day))
     }

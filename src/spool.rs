@@ -691,7 +691,7 @@ pub fn adopt_unrecorded(
     {
         return Ok(false);
     }
-    let (size, sha256) = hash_file(crate::import::decode::open_nofollow(&spool.pending())?)?;
+    let (size, sha256) = hash_file(crate::files::open_nofollow(&spool.pending())?)?;
     if let Some((id, _, recorded_sha)) = &recorded
         && *recorded_sha == sha256
     {

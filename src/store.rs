@@ -9,6 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use thiserror::Error;
 
+pub use crate::domain::tenant::Tenant;
 use crate::keys::AcceptedKey;
 
 /// Schema changes, in order. Entry `i` brings the database from
@@ -455,7 +456,7 @@ impl Store {
     /// Open (creating with mode 0600 if missing) and migrate the database at `path`.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            crate::keys::private_dir(dir)
+            crate::files::private_dir(dir)
                 .map_err(|e| anyhow::anyhow!("cannot create directory {}: {e}", dir.display()))?;
         }
         // Create the file ourselves so it is never, even briefly, world-readable;
@@ -518,26 +519,6 @@ impl Store {
     }
 }
 
-/// A district as stored.
-#[derive(Debug, Clone)]
-pub struct Tenant {
-    pub id: i64,
-    pub subdomain: String,
-    pub admin_name: String,
-    pub admin_email: String,
-    pub timezone: Option<String>,
-    pub sso: bool,
-    pub window: Option<String>,
-    pub disabled: bool,
-    pub created_at: String,
-    /// What a complete file's omissions do (full sync, opt-in).
-    pub absent: crate::safety::Absent,
-    /// Hold thresholds of its own, in percent; `None`: the config's.
-    pub hold_update_percent: Option<u8>,
-    pub hold_deactivate_percent: Option<u8>,
-    pub pause: Option<crate::safety::Pause>,
-}
-
 pub struct NewTenant<'a> {
     pub subdomain: &'a str,
     pub admin_name: &'a str,
@@ -562,14 +543,68 @@ fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
         disabled: r.get(7)?,
         created_at: r.get(8)?,
         absent: if r.get_ref(9)?.as_str()? == "deactivate" {
-            crate::safety::Absent::Deactivate
+            crate::domain::safety::Absent::Deactivate
         } else {
-            crate::safety::Absent::Keep
+            crate::domain::safety::Absent::Keep
         },
         hold_update_percent: r.get(10)?,
         hold_deactivate_percent: r.get(11)?,
-        pause: crate::safety::Pause::from_columns(r.get(12)?, r.get(13)?, r.get(14)?),
+        pause: crate::domain::safety::Pause::from_columns(r.get(12)?, r.get(13)?, r.get(14)?),
     })
+}
+
+/// Store the district's full-sync choice.
+pub fn set_absent(
+    conn: &Connection,
+    tenant_id: i64,
+    absent: crate::domain::safety::Absent,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE tenants SET absent = ?2 WHERE id = ?1",
+        params![tenant_id, absent.as_str()],
+    )?;
+    Ok(())
+}
+
+/// Store the district's hold thresholds; `None` leaves one as it is,
+/// `Some(None)` returns it to the config's.
+pub fn set_hold_limits(
+    conn: &Connection,
+    tenant_id: i64,
+    update: Option<Option<u8>>,
+    deactivate: Option<Option<u8>>,
+) -> rusqlite::Result<()> {
+    if let Some(v) = update {
+        conn.execute(
+            "UPDATE tenants SET hold_update_percent = ?2 WHERE id = ?1",
+            params![tenant_id, v],
+        )?;
+    }
+    if let Some(v) = deactivate {
+        conn.execute(
+            "UPDATE tenants SET hold_deactivate_percent = ?2 WHERE id = ?1",
+            params![tenant_id, v],
+        )?;
+    }
+    Ok(())
+}
+
+/// Store (or with `None`, end) the district's pause.
+pub fn set_pause(
+    conn: &Connection,
+    tenant_id: i64,
+    pause: Option<crate::domain::safety::Pause>,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE tenants SET pause_from = ?2, pause_until = ?3, pause_additions_only = ?4 WHERE id = ?1",
+        params![
+            tenant_id,
+            pause.map(|p| p.from.to_string()),
+            pause.map(|p| p.until.to_string()),
+            pause.is_some_and(|p| p.additions_only)
+        ],
+    )?;
+    Ok(())
 }
 
 /// A registered SSH key.
@@ -1056,8 +1091,8 @@ pub fn load_report(
     conn: &Connection,
     tenant_id: i64,
     run_id: i64,
-) -> anyhow::Result<crate::import::Report> {
-    use crate::import::{Counts, Outcome, Problem, Report, Severity};
+) -> anyhow::Result<crate::domain::report::Report> {
+    use crate::domain::report::{Counts, Outcome, Problem, Report, Severity};
     let mut report = conn
         .query_row(
             "SELECT r.kind, r.file_name, r.size, r.sha256, r.encoding, r.started_at, r.finished_at, r.outcome,
@@ -1133,7 +1168,7 @@ pub fn load_report(
     report.problems = problems.collect::<rusqlite::Result<_>>()?;
     report.reason = report
         .reason
-        .map(|r| crate::text::echo(&r, crate::text::MESSAGE_CHARS).into_owned());
+        .map(|r| crate::domain::text::echo(&r, crate::domain::text::MESSAGE_CHARS).into_owned());
     Ok(report)
 }
 

@@ -24,7 +24,7 @@ pub fn write_blanked_copy(
     src: &Path,
     dst: &Path,
 ) -> anyhow::Result<bool> {
-    let Ok(file) = decode::open_nofollow(src) else {
+    let Ok(file) = crate::files::open_nofollow(src) else {
         return Ok(false);
     };
     let Ok(scan) = decode::scan_reader(&file) else {
@@ -50,7 +50,7 @@ pub fn write_blanked_copy(
         .open(&tmp)?;
     // Cells are neutralised as in every CSV rosterd writes; the importer
     // reads them back as they were.
-    let mut out = crate::text::CsvOut::new(std::io::BufWriter::new(file));
+    let mut out = crate::domain::text::CsvOut::new(std::io::BufWriter::new(file));
     out.row(&record)?;
     let copied = loop {
         match rows.next(&mut record) {

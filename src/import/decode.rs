@@ -64,28 +64,6 @@ pub fn scan(path: &Path) -> Result<Scan, ScanError> {
     scan_reader(File::open(path)?)
 }
 
-/// Open a file of the spool for reading without following a symbolic link
-/// in its last component: an upload is always a plain file rosterd wrote,
-/// so a link there (put by someone else on the machine) is refused rather
-/// than read, and its target never reaches a report.
-pub fn open_nofollow(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(libc::ELOOP) {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "the file in the spool was replaced by a symbolic link on the server, so it was not read; upload users.csv again",
-                )
-            } else {
-                e
-            }
-        })
-}
-
 pub fn scan_reader(mut input: impl Read) -> Result<Scan, ScanError> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
@@ -264,7 +242,7 @@ impl CsvRows {
             if self.rows > MAX_ROWS + 1 {
                 return Err(Unreadable(format!(
                     "the file has more than {} data rows (the one after that is on line {line}); rosterd imports at most that many users from one file, so contact support",
-                    super::report::thousands(MAX_ROWS),
+                    crate::domain::report::thousands(MAX_ROWS),
                 ))
                 .into());
             }
@@ -413,7 +391,7 @@ impl LineStarts {
             return Err(Unreadable(format!(
                 "line {} has more than {} fields (separated by commas): is this a CSV export of the roster? Each line of users.csv is one user",
                 self.record_line,
-                super::report::thousands(MAX_FIELDS)
+                crate::domain::report::thousands(MAX_FIELDS)
             )));
         }
         Ok(())

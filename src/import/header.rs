@@ -98,7 +98,7 @@ impl<F: FieldSet> Columns<F> {
         if field.verbatim() {
             cell
         } else {
-            crate::text::csv_original(cell)
+            crate::domain::text::csv_original(cell)
         }
     }
 

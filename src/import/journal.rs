@@ -507,7 +507,7 @@ impl Change {
     /// The change as a CSV record under [`CHANGES_HEADER`], values as
     /// reports echo them (capped, hidden characters escaped).
     pub fn cells(&self) -> [std::borrow::Cow<'_, str>; 5] {
-        use crate::text::{ECHO_CHARS, echo};
+        use crate::domain::text::{ECHO_CHARS, echo};
         [
             echo(&self.username, ECHO_CHARS),
             self.change.as_str().into(),
@@ -528,7 +528,7 @@ pub fn write_changes_csv(
     out: &mut Vec<u8>,
     max_bytes: usize,
 ) -> anyhow::Result<()> {
-    let mut w = crate::text::CsvOut::new(out);
+    let mut w = crate::domain::text::CsvOut::new(out);
     w.row(CHANGES_HEADER)?;
     let mut left_out: u64 = 0;
     for_each_change(conn, tenant_id, run_id, |c| {
@@ -543,7 +543,7 @@ pub fn write_changes_csv(
     if left_out > 0 {
         let note = format!(
             "{} more changes are not listed here (the list is cut to fit an email); support can list all of them with `rosterd runs SUB --id {run_id} --changes`",
-            super::report::thousands(left_out)
+            crate::domain::report::thousands(left_out)
         );
         w.row(["", "note", "", "", note.as_str()])?;
     }

@@ -9,7 +9,6 @@ pub mod fields;
 pub mod groups;
 pub mod header;
 pub mod journal;
-pub mod report;
 pub mod users;
 
 use std::collections::HashMap;
@@ -19,11 +18,11 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::clock::Clock;
+pub use crate::domain::report::{Counts, Outcome, Problem, Report, Severity};
 use crate::mail::Composer;
 use crate::mail::compose::Received;
 use crate::password::Fingerprinter;
 use crate::store::{Tenant, timestamp};
-pub use report::{Counts, Outcome, Problem, Report, Severity};
 
 /// Where an import was started from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +58,7 @@ pub struct ImportOptions {
     pub email: bool,
     /// Hold the import for approval past these thresholds (nightly uploads
     /// not yet approved); `None` never holds.
-    pub holds: Option<crate::safety::HoldLimits>,
+    pub holds: Option<crate::domain::safety::HoldLimits>,
     /// The district is paused for additions only: create new users, change
     /// no existing one.
     pub additions_only: bool,
@@ -153,7 +152,7 @@ pub(crate) fn open_csv<F: header::FieldSet>(
     // An upload is read without following links; support may point
     // `rosterd import` at any file of theirs.
     let opened = match opts.source {
-        Source::Sftp => decode::open_nofollow(path),
+        Source::Sftp => crate::files::open_nofollow(path),
         Source::Cli => std::fs::File::open(path),
     };
     let file = match opened {
@@ -279,7 +278,8 @@ pub(crate) fn reject_unreadable(
 pub(crate) fn reject(report: &mut Report, why: String) {
     report.outcome = Outcome::Rejected;
     // A reason may quote the file (a header cell): capped and escaped.
-    report.reason = Some(crate::text::echo(&why, crate::text::MESSAGE_CHARS).into_owned());
+    report.reason =
+        Some(crate::domain::text::echo(&why, crate::domain::text::MESSAGE_CHARS).into_owned());
 }
 
 /// The tenant's stored column mapping, for the fields of `F`.

@@ -394,7 +394,7 @@ fn import_fk_off(
     let seen = applied?;
     // Full sync: a complete file's omissions are deactivated. Never from a
     // file without data rows, nor while paused for additions only.
-    if tenant.absent == crate::safety::Absent::Deactivate
+    if tenant.absent == crate::domain::safety::Absent::Deactivate
         && !first_import
         && report.counts.rows > 0
         && !opts.additions_only
@@ -677,7 +677,7 @@ impl Rules<'_> {
             .flatten();
         let email = match cell(UserField::Email).trim() {
             "" => None,
-            v => fields::check_email(v)
+            v => crate::domain::email::check_email(v)
                 .map_err(|m| fail(UserField::Email, v, m))
                 .ok(),
         };

@@ -9,8 +9,8 @@ use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 
 use super::Outgoing;
-use crate::import::report::thousands;
-use crate::import::{Outcome, Report};
+use crate::domain::report::thousands;
+use crate::domain::report::{Outcome, Report};
 use crate::store::Tenant;
 
 /// How many problems the body lists; the attachment has them all.
@@ -245,7 +245,7 @@ Support has been told and will look into it; you do not need to do anything. The
         );
         body.push_str(&format!(
             "\n  file       users.csv ({})\n  sha256     {sha256}\n",
-            crate::import::report::human_size(size)
+            crate::domain::report::human_size(size)
         ));
         body.push_str(&footer(tenant));
         let key = format!("failed:{upload_id}");

@@ -14,6 +14,7 @@
 pub mod channel;
 pub mod connection;
 pub mod door;
+pub mod host_keys;
 pub mod ledger;
 pub mod sftp;
 
@@ -217,7 +218,7 @@ impl Shared {
                 tenant_id,
                 at: crate::store::timestamp(self.clock.now()),
                 address: peer.ip().to_string(),
-                username: username.map(|u| crate::text::echo(u, 64).into_owned()),
+                username: username.map(|u| crate::domain::text::echo(u, 64).into_owned()),
                 reason,
             }));
     }
@@ -247,7 +248,7 @@ impl Shared {
             let tried = t.tried.join(", ");
             match bucket {
                 Bucket::District(..) => tracing::warn!(
-                    district = %crate::text::echo(name, 64),
+                    district = %crate::domain::text::echo(name, 64),
                     address = %ip,
                     failures = t.failures,
                     window_seconds = window,
@@ -957,7 +958,7 @@ impl Drop for SshSession {
             let tried: Vec<String> = self
                 .refusals
                 .iter()
-                .map(|r| format!("{}: {}", crate::text::echo(&r.user, 64), r.what))
+                .map(|r| format!("{}: {}", crate::domain::text::echo(&r.user, 64), r.what))
                 .collect();
             tracing::warn!(parent: &self.span, peer = %self.peer, refused = %tried.join("; "), "login refused");
             let mut recorded: Vec<(&str, Option<i64>)> = Vec::new();
@@ -982,7 +983,9 @@ impl Drop for SshSession {
                 for r in &self.refusals {
                     let what = match bucket {
                         Bucket::District(..) => r.fingerprint.clone(),
-                        Bucket::Unnamed(_) => Some(crate::text::echo(&r.user, 64).into_owned()),
+                        Bucket::Unnamed(_) => {
+                            Some(crate::domain::text::echo(&r.user, 64).into_owned())
+                        }
                     };
                     if let Some(what) = what.filter(|w| !tried.contains(w)) {
                         tried.push(what);
@@ -1318,7 +1321,7 @@ fn offer_list(names: &[String]) -> String {
     if names.is_empty() {
         return "(none)".to_owned();
     }
-    crate::text::echo(&names.join(","), OFFER_LIST_CHARS).into_owned()
+    crate::domain::text::echo(&names.join(","), OFFER_LIST_CHARS).into_owned()
 }
 
 /// What a client's KEXINIT offered: `key-exchange a,b; host-key c; cipher

@@ -15,6 +15,7 @@ mod groups;
 mod hostile;
 mod importer;
 mod keys;
+mod layers;
 mod pipeline;
 mod quickstart;
 mod safety;

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::text;
+use super::text;
 
 /// How many problems a report keeps in full; counts stay exact beyond it.
 pub const MAX_KEPT_PROBLEMS: usize = 10_000;

@@ -54,6 +54,26 @@ pub fn parse_timezone(text: &str) -> Result<chrono_tz::Tz, String> {
     })
 }
 
+/// A district as stored.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: i64,
+    pub subdomain: String,
+    pub admin_name: String,
+    pub admin_email: String,
+    pub timezone: Option<String>,
+    pub sso: bool,
+    pub window: Option<String>,
+    pub disabled: bool,
+    pub created_at: String,
+    /// What a complete file's omissions do (full sync, opt-in).
+    pub absent: super::safety::Absent,
+    /// Hold thresholds of its own, in percent; `None`: the config's.
+    pub hold_update_percent: Option<u8>,
+    pub hold_deactivate_percent: Option<u8>,
+    pub pause: Option<super::safety::Pause>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,11 +2,11 @@
 //! an import may change what it would change. A broken export must not
 //! mass-update or mass-deactivate accounts unseen (holds), accounts a
 //! district stopped sending should go away only when it asks for that (full
-//! sync), and a district can stop imports over a break (pauses). The rules
-//! here are pure; the importer and the scheduler apply them.
+//! sync), and a district can stop imports over a break (pauses). These are
+//! the settings and their rules; the store keeps them, the importer and the
+//! scheduler apply them.
 
 use chrono::NaiveDate;
-use rusqlite::{Connection, params};
 use serde::Deserialize;
 
 /// What an import does with the district's active users that a complete
@@ -118,7 +118,7 @@ impl Default for HoldLimits {
 
 impl HoldLimits {
     /// The district's own thresholds where it has them, else these.
-    pub fn for_tenant(self, tenant: &crate::store::Tenant) -> Self {
+    pub fn for_tenant(self, tenant: &super::tenant::Tenant) -> Self {
         Self {
             update_percent: tenant.hold_update_percent.unwrap_or(self.update_percent),
             deactivate_percent: tenant
@@ -169,52 +169,6 @@ pub fn parse_percent(flag: &str, s: &str) -> Result<Option<u8>, String> {
             )),
         },
     }
-}
-
-/// Store the district's full-sync choice.
-pub fn set_absent(conn: &Connection, tenant_id: i64, absent: Absent) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE tenants SET absent = ?2 WHERE id = ?1",
-        params![tenant_id, absent.as_str()],
-    )?;
-    Ok(())
-}
-
-/// Store the district's hold thresholds; `None` leaves one as it is,
-/// `Some(None)` returns it to the config's.
-pub fn set_hold_limits(
-    conn: &Connection,
-    tenant_id: i64,
-    update: Option<Option<u8>>,
-    deactivate: Option<Option<u8>>,
-) -> rusqlite::Result<()> {
-    if let Some(v) = update {
-        conn.execute(
-            "UPDATE tenants SET hold_update_percent = ?2 WHERE id = ?1",
-            params![tenant_id, v],
-        )?;
-    }
-    if let Some(v) = deactivate {
-        conn.execute(
-            "UPDATE tenants SET hold_deactivate_percent = ?2 WHERE id = ?1",
-            params![tenant_id, v],
-        )?;
-    }
-    Ok(())
-}
-
-/// Store (or with `None`, end) the district's pause.
-pub fn set_pause(conn: &Connection, tenant_id: i64, pause: Option<Pause>) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE tenants SET pause_from = ?2, pause_until = ?3, pause_additions_only = ?4 WHERE id = ?1",
-        params![
-            tenant_id,
-            pause.map(|p| p.from.to_string()),
-            pause.map(|p| p.until.to_string()),
-            pause.is_some_and(|p| p.additions_only)
-        ],
-    )?;
-    Ok(())
 }
 
 #[cfg(test)]

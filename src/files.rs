@@ -1,0 +1,61 @@
+//! Files only the daemon's user may read: private directories, secrets
+//! written atomically, and spool files opened without following a link.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// Write a file readable only by this user, atomically: a temporary file beside
+/// it (mode 0600 from creation), fsync, rename. Creates the parent directory.
+pub fn write_secret_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let ctx =
+        |what: &str, e: std::io::Error| anyhow::anyhow!("cannot {what} {}: {e}", path.display());
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        private_dir(dir).map_err(|e| ctx("create the directory of", e))?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| ctx("create", e))?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(ctx("write", e));
+    }
+    Ok(())
+}
+
+/// Create `dir` and its missing parents readable by the daemon's user only
+/// (0700); an existing directory keeps its mode.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Open a file of the spool for reading without following a symbolic link
+/// in its last component: an upload is always a plain file rosterd wrote,
+/// so a link there (put by someone else on the machine) is refused rather
+/// than read, and its target never reaches a report.
+pub fn open_nofollow(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the file in the spool was replaced by a symbolic link on the server, so it was not read; upload users.csv again",
+                )
+            } else {
+                e
+            }
+        })
+}
