@@ -17,7 +17,6 @@ use crate::import::header::{self, FieldSet};
 use crate::import::users::UserField;
 use crate::import::{self, ImportContext, ImportOptions, Source};
 use crate::keys;
-use crate::password::Fingerprinter;
 use crate::store::{self, NewTenant, Store, Tenant};
 
 /// Exit status when an import was applied but some rows were skipped.
@@ -567,7 +566,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-/// `rosterd serve`: the daemon.
+/// `rosterd serve`: the daemon, built by [`crate::daemon::Daemon`], with
+/// what it says at start on standard error.
 fn serve(
     config: Config,
     config_path: Option<PathBuf>,
@@ -578,147 +578,27 @@ fn serve(
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let database_dir = config
-            .storage
-            .database
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        crate::store::check_private(&[
-            database_dir,
-            &config.storage.database,
-            &config.storage.spool,
-        ])?;
-        let store = open_store(&config)?;
-        let host_keys = crate::server::host_keys::load_or_create_host_keys(&config.server)?;
-        let mut fingerprints = Vec::new();
-        for (kind, path, key, created) in &host_keys {
-            if *created {
-                tracing::info!(path = %path.display(), kind = kind.label(), "created a new host key");
-            }
-            fingerprints.push(format!("{} ({})", crate::server::host_keys::host_key_fingerprint(key), kind.label()));
-        }
-        let fingerprint = fingerprints.join(", ");
-        let removed = crate::spool::clean_incoming(&config.storage.spool)?;
-        if removed > 0 {
-            tracing::info!(removed, "removed unfinished transfers and superseded uploads left in incoming/ by the previous run");
-        }
-        let finished = crate::spool::archive_leftovers(&store.conn, &config.storage.spool)?;
-        if finished > 0 {
-            tracing::info!(finished, "archived uploads whose import finished just before the previous run stopped");
-        }
-        let scheduler = Arc::new(crate::scheduler::Scheduler::new(
-            &config,
-            import_context(&config, clock.clone())?,
-        ));
-        let marker = config
-            .storage
-            .database
-            .with_file_name("import-crash.marker");
-        let crashed = crate::crash::install(&marker)?;
-        let given_up = scheduler.settle_interrupted(&store.conn, crashed)?;
-        if given_up > 0 {
-            tracing::warn!(given_up, "uploads whose import the daemon did not survive twice were set aside (see `rosterd status`)");
-        }
-        let open_files = crate::server::raise_open_file_limit(&config);
-        tracing::debug!(open_files, "open-file limit");
-        let listener = tokio::net::TcpListener::bind(config.server.listen)
-            .await
-            .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
-        let addr = listener.local_addr()?;
-        let grace = std::time::Duration::from_secs(config.server.shutdown_grace_seconds);
-        let ssh = crate::server::ssh_config(
-            &config,
-            host_keys.into_iter().map(|(_, _, key, _)| key).collect(),
-        );
-        let mailer = Arc::new(crate::mail::Mailer::new(
-            &config.mail,
-            open_store(&config)?.conn,
-            clock.clone(),
-        )?);
+        let options = crate::daemon::Options {
+            config_path,
+            process_wide: true,
+        };
+        let daemon = crate::daemon::Daemon::build(config, clock, options).await?;
+        let config = daemon.config();
+        let addr = daemon.local_addr()?;
+        let fingerprint = daemon.host_keys.join(", ");
         let mail_target = crate::mail::Mailer::describe(&config.mail);
         tracing::info!(%addr, host_key = %fingerprint, mail = %mail_target, "rosterd listening for SFTP");
         eprintln!("rosterd is listening on {addr} (SFTP); host keys {fingerprint}");
         eprintln!("reports go to {mail_target}; imports run {} in each district's time zone (default {})", config.schedule.window, config.schedule.timezone);
-        if store.tenants()?.is_empty() {
+        if !daemon.has_districts {
             eprintln!("no districts yet: register one with `rosterd tenant add SUBDOMAIN --admin-name NAME --admin-email EMAIL`,");
             eprintln!("then its key with `rosterd key add SUBDOMAIN FILE.pub`; it uploads with `sftp -P {} SUBDOMAIN@HOST`", addr.port());
         }
-        drop(store);
-        let shared = crate::server::Shared::open(config, clock.clone())?;
-        let reloading = {
-            let (shared, scheduler, mailer) = (shared.clone(), scheduler.clone(), mailer.clone());
-            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-            tokio::spawn(async move {
-                while hup.recv().await.is_some() {
-                    match reload(config_path.as_deref(), &shared, &scheduler, &mailer, &clock) {
-                        Ok(()) => tracing::info!("configuration reloaded (SIGHUP)"),
-                        Err(e) => tracing::error!(error = %format!("{e:#}"), "configuration not reloaded; the running one stays in force"),
-                    }
-                }
-            })
-        };
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let mail_wake = Arc::new(tokio::sync::Notify::new());
-        let scheduling = tokio::spawn(scheduler.run_until_stopped(
-            shared.uploaded.clone(),
-            mail_wake.clone(),
-            stopped.clone(),
-        ));
-        let mailing = {
-            let mailer = mailer.clone();
-            tokio::spawn(async move { mailer.run_until_stopped(mail_wake, stopped).await })
-        };
-        crate::server::run(listener, shared, ssh, shutdown_signal(), grace).await?;
-        reloading.abort();
-        let _ = stop.send(true);
-        let _ = scheduling.await;
-        let _ = mailing.await;
-        tracing::info!("rosterd stopped");
+        daemon
+            .run_until_stopped(shutdown_signal(), crate::daemon::Background::Run)
+            .await?;
         Ok(0)
     })
-}
-
-/// Re-read the configuration and apply what can change while serving: the
-/// schedule, retention, mail, and every server limit and timeout. Listen
-/// address, host key, storage paths, the session count, the shutdown grace and
-/// logging keep their running values until a restart (a warning says so). A
-/// file with an error changes nothing.
-fn reload(
-    path: Option<&std::path::Path>,
-    shared: &crate::server::Shared,
-    scheduler: &crate::scheduler::Scheduler,
-    mailer: &crate::mail::Mailer,
-    clock: &Arc<dyn Clock>,
-) -> anyhow::Result<()> {
-    let new = Config::load(path)?;
-    let running = shared.config();
-    let mut applied = (*running).clone();
-    // Every server limit is read when it is checked, so all apply at once,
-    // except what the listener and russh were built with.
-    applied.server = crate::config::ServerConfig {
-        listen: running.server.listen,
-        host_key: running.server.host_key.clone(),
-        host_key_ecdsa: running.server.host_key_ecdsa.clone(),
-        host_key_rsa: running.server.host_key_rsa.clone(),
-        legacy_algorithms: running.server.legacy_algorithms,
-        max_sessions: running.server.max_sessions,
-        shutdown_grace_seconds: running.server.shutdown_grace_seconds,
-        ..new.server.clone()
-    };
-    applied.storage.archive_days = new.storage.archive_days;
-    applied.schedule = new.schedule.clone();
-    applied.mail = new.mail.clone();
-    let ctx = import_context(&applied, clock.clone())?;
-    mailer.reload(&applied.mail)?;
-    scheduler.reload(&applied, ctx);
-    if format!("{applied:?}") != format!("{new:?}") {
-        tracing::warn!(
-            "some changed settings (listen address, host key, storage paths, max_sessions, shutdown grace, logging) take effect only after a restart"
-        );
-    }
-    shared.set_config(applied);
-    Ok(())
 }
 
 /// Completes on SIGINT or SIGTERM.
@@ -1129,10 +1009,7 @@ fn effective_timezone(config: &Config, t: &Tenant) -> String {
 
 /// The district's time zone: its own, else the config's.
 fn tenant_tz(config: &Config, t: &Tenant) -> chrono_tz::Tz {
-    t.timezone
-        .as_deref()
-        .and_then(|z| z.parse().ok())
-        .unwrap_or(config.schedule.timezone)
+    t.timezone_or(config.schedule.timezone)
 }
 
 fn effective_window(config: &Config, t: &Tenant) -> String {
@@ -1395,7 +1272,7 @@ fn import_file(
         "{} is not a readable file",
         args.file.display()
     );
-    let ctx = import_context(config, clock.clone())?;
+    let ctx = crate::daemon::import_context(config, clock.clone())?;
     let opts = ImportOptions {
         dry_run: args.dry_run,
         force: args.force,
@@ -1429,15 +1306,6 @@ fn import_file(
         deliver_now(config, clock)?;
     }
     Ok(report.exit_code())
-}
-
-fn import_context(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<ImportContext> {
-    Ok(ImportContext {
-        clock,
-        fingerprinter: Fingerprinter::load_or_create(&config.storage.fingerprint_key)?,
-        default_timezone: config.schedule.timezone,
-        composer: crate::mail::Composer::new(&config.mail.from)?,
-    })
 }
 
 /// Try the mail queue once now, so a support command's report goes out (or
@@ -1510,11 +1378,7 @@ fn status(config: &Config, clock: &dyn Clock, out: &mut impl Write) -> anyhow::R
     };
     for t in &tenants {
         let tz = tenant_tz(config, t);
-        let window: crate::domain::window::Window = t
-            .window
-            .as_deref()
-            .and_then(|w| w.parse().ok())
-            .unwrap_or(config.schedule.window);
+        let window = t.window_or(config.schedule.window);
         let st = crate::store::tenant_status(&store.conn, t.id)?;
         let disabled = if t.disabled { ", DISABLED" } else { "" };
         writeln!(out, "{} ({tz}, window {window}{disabled})", t.subdomain)?;
@@ -1668,8 +1532,10 @@ fn import_run(
         tenant.subdomain,
         tenant.subdomain
     );
-    let scheduler =
-        crate::scheduler::Scheduler::new(config, import_context(config, clock.clone())?);
+    let scheduler = crate::scheduler::Scheduler::new(
+        config,
+        crate::daemon::import_context(config, clock.clone())?,
+    );
     crate::spool::archive_leftovers(&store.conn, &config.storage.spool)?;
     crate::spool::adopt_unrecorded(
         &store.conn,
@@ -1790,7 +1656,7 @@ fn undo_command(
 ) -> anyhow::Result<i32> {
     let mut store = open_store(config)?;
     let t = store.require_tenant(subdomain)?;
-    let ctx = import_context(config, clock.clone())?;
+    let ctx = crate::daemon::import_context(config, clock.clone())?;
     let undo = import::journal::undo(&mut store.conn, &ctx, &t, run, apply)?;
     if apply {
         let id = undo.report.run_id.unwrap_or_default();

@@ -10,6 +10,7 @@
 //!
 //! ```text
 //! cli                      the command line: parse, call the library, print
+//! daemon                   the daemon assembled: `serve` and the tests build it
 //! scheduler, server        the nightly imports and mail; the SSH/SFTP server
 //! spool                    uploads: publication, claims, archive, retention
 //! import                   decoding, field rules, the users and groups imports
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crash;
+pub mod daemon;
 pub mod domain;
 pub mod files;
 pub mod import;

@@ -73,11 +73,7 @@ struct Settings {
 impl Settings {
     /// The tenant's window: its own, else the configured default.
     fn window_of(&self, tenant: &Tenant) -> Window {
-        tenant
-            .window
-            .as_deref()
-            .and_then(|w| w.parse().ok())
-            .unwrap_or(self.window)
+        tenant.window_or(self.window)
     }
 
     /// The tenant's pause, if it covers `at` (its own date).

@@ -74,6 +74,24 @@ pub struct Tenant {
     pub pause: Option<super::safety::Pause>,
 }
 
+impl Tenant {
+    /// The district's time zone: its own, else `default` (the config's).
+    pub fn timezone_or(&self, default: chrono_tz::Tz) -> chrono_tz::Tz {
+        self.timezone
+            .as_deref()
+            .and_then(|tz| tz.parse().ok())
+            .unwrap_or(default)
+    }
+
+    /// The district's import window: its own, else `default` (the config's).
+    pub fn window_or(&self, default: super::window::Window) -> super::window::Window {
+        self.window
+            .as_deref()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(default)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,11 +79,7 @@ pub struct ImportContext {
 impl ImportContext {
     /// The tenant's time zone (its own, else the default).
     pub fn timezone_of(&self, tenant: &Tenant) -> chrono_tz::Tz {
-        tenant
-            .timezone
-            .as_deref()
-            .and_then(|tz| tz.parse().ok())
-            .unwrap_or(self.default_timezone)
+        tenant.timezone_or(self.default_timezone)
     }
 }
 

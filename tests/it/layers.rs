@@ -22,6 +22,7 @@ const FLOORS: &[&[&str]] = &[
     &["import"],
     &["spool"],
     &["scheduler", "server"],
+    &["daemon"],
     &["cli"],
 ];
 

@@ -9,11 +9,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rosterd::clock::FixedClock;
-use rosterd::import::{ImportContext, Report};
+use rosterd::import::Report;
 use rosterd::mail::Mailer;
-use rosterd::password::Fingerprinter;
 use rosterd::scheduler::Scheduler;
-use rosterd::store::Store;
 
 use crate::helpers::*;
 use crate::server::{TestServer, ssh_opts, tenant_with_key};
@@ -33,18 +31,9 @@ bob.ray,Secr3t-Bob!,bob.ray@example.org,Bob,Ray,not-a-year\r\n\
 cat.diaz,Secr3t-Cat!,cat.diaz@example.org,Cat,Diaz,2031\r\n";
 const PASSWORDS: [&str; 3] = ["Secr3t-Ann!", "Secr3t-Bob!", "Secr3t-Cat!"];
 
-/// The scheduler and mailer of `srv`, on its clock, as `serve` builds them.
-pub(crate) fn pipeline(srv: &TestServer) -> (Arc<Scheduler>, Mailer) {
-    let ctx = ImportContext {
-        clock: srv.clock.clone(),
-        fingerprinter: Fingerprinter::load_or_create(&srv.config.storage.fingerprint_key).unwrap(),
-        default_timezone: srv.config.schedule.timezone,
-        composer: rosterd::mail::Composer::new(&srv.config.mail.from).unwrap(),
-    };
-    let scheduler = Arc::new(Scheduler::new(&srv.config, ctx));
-    let conn = Store::open(&srv.config.storage.database).unwrap().conn;
-    let mailer = Mailer::new(&srv.config.mail, conn, srv.clock.clone()).unwrap();
-    (scheduler, mailer)
+/// The scheduler and mailer of `srv`'s daemon, for the test to drive.
+pub(crate) fn pipeline(srv: &TestServer) -> (Arc<Scheduler>, Arc<Mailer>) {
+    (srv.scheduler.clone(), srv.mailer.clone())
 }
 
 /// A server at `now` whose tenant `lincoln` has a key; `tweak` edits the config.

@@ -14,15 +14,36 @@ use sha2::Digest;
 
 use crate::helpers::*;
 
-/// A running server for one test; stops (gracefully) when dropped.
+/// A running daemon for one test, built by `Daemon::build` as `serve` builds
+/// it, on a loopback port 0; its scheduler and mailer are driven by the test
+/// (`pipeline`). Stops (gracefully) when dropped.
 pub struct TestServer {
     pub env: Env,
     pub port: u16,
     pub config: Config,
-    pub clock: Arc<dyn Clock>,
     pub shared: Arc<server::Shared>,
+    pub scheduler: Arc<rosterd::scheduler::Scheduler>,
+    pub mailer: Arc<rosterd::mail::Mailer>,
     rt: Option<tokio::runtime::Runtime>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// Host keys made once per test process and copied into each installation:
+/// an RSA key takes a while to generate, and `serve` would make all three.
+fn host_keys(into: &Path) {
+    static MADE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let made = MADE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Config::default().server;
+        server.host_key = dir.path().join("host");
+        rosterd::server::host_keys::load_or_create_host_keys(&server).unwrap();
+        dir
+    });
+    std::fs::create_dir_all(into).unwrap();
+    for entry in std::fs::read_dir(made.path()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), into.join(entry.file_name())).unwrap();
+    }
 }
 
 impl TestServer {
@@ -33,41 +54,46 @@ impl TestServer {
     /// A server whose "now" comes from `clock`.
     pub fn start_at(env: Env, clock: Arc<dyn Clock>, tweak: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::default();
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.server.host_key = env.path("keys/host");
         config.storage.database = env.db_path();
         config.storage.spool = env.path("data/spool");
         config.storage.fingerprint_key = env.path("data/fp.key");
         config.mail.outbox_dir = env.path("data/outbox");
         tweak(&mut config);
+        host_keys(&env.path("keys"));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        let daemon = rt
+            .block_on(rosterd::daemon::Daemon::build(
+                config.clone(),
+                clock.clone(),
+                rosterd::daemon::Options::default(),
+            ))
             .unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let host_key =
-            russh::keys::PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
-                .unwrap();
-        let ssh = server::ssh_config(&config, vec![host_key]);
-        let shared = server::Shared::open(config.clone(), clock.clone()).unwrap();
+        let port = daemon.local_addr().unwrap().port();
+        let (shared, scheduler, mailer) = (
+            daemon.shared.clone(),
+            daemon.scheduler.clone(),
+            daemon.mailer.clone(),
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        rt.spawn(server::run(
-            listener,
-            shared.clone(),
-            ssh,
+        rt.spawn(daemon.run_until_stopped(
             async move {
                 let _ = stopped.await;
             },
-            Duration::from_secs(2),
+            rosterd::daemon::Background::Manual,
         ));
         Self {
             env,
             port,
             config,
-            clock,
             shared,
+            scheduler,
+            mailer,
             rt: Some(rt),
             stop: Some(stop),
         }
