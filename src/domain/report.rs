@@ -1,5 +1,5 @@
 //! The result of one import, as one value that every consumer renders: the CLI
-//! summary, the problems CSV, the stored run history and (later) the email.
+//! summary, the problems CSV, the stored run history and the email.
 //! Passwords never enter it: a password problem carries no value.
 
 use std::fmt::Write as _;
@@ -7,6 +7,9 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::text;
+
+/// Exit status of an import that was applied with some rows skipped.
+pub const EXIT_ROW_ERRORS: i32 = 3;
 
 /// How many problems a report keeps in full; counts stay exact beyond it.
 pub const MAX_KEPT_PROBLEMS: usize = 10_000;
@@ -181,13 +184,14 @@ impl Report {
         }
     }
 
-    /// Exit status for the CLI: 0 applied (or unchanged), 1 rejected, 3 applied
-    /// with some rows skipped. A dry run answers as the real run would.
+    /// Exit status for the CLI: 0 applied (or unchanged), 1 rejected or
+    /// held, [`EXIT_ROW_ERRORS`] applied with some rows skipped. A dry run
+    /// answers as the real run would.
     pub fn exit_code(&self) -> i32 {
         match self.outcome {
             Outcome::Applied | Outcome::Unchanged => 0,
             Outcome::Rejected | Outcome::Held => 1,
-            Outcome::AppliedWithErrors => 3,
+            Outcome::AppliedWithErrors => EXIT_ROW_ERRORS,
         }
     }
 

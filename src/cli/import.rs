@@ -1,0 +1,292 @@
+//! `rosterd import`: support's imports by hand, the override of the nightly
+//! window, and the approval or discarding of held imports.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+
+use super::{Format, open_store, print_report};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::import::{self, ImportContext, ImportOptions, Source};
+use crate::store::Tenant;
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import a users.csv file now and print the report
+    #[command(
+        after_help = "Exit codes: 0 applied, 1 rejected (nothing applied), 3 applied but some rows were skipped. \
+A dry run exits as the real import would.\n\nExamples:\n  rosterd import users lincoln-usd users.csv --dry-run\n  \
+rosterd import users lincoln-usd users.csv\n  rosterd import users lincoln-usd users.csv --format csv > problems.csv"
+    )]
+    Users(ImportArgs),
+    /// Import a group assignments file now and print the report
+    #[command(
+        after_help = "Columns: Username (an existing user), Owner Name (username or \"First Last\" of a user with\n\
+Administrator, School Administrator or Manager access), Group Name. Owner without group: the user\n\
+joins the owner's default group. Group without owner: the group is created without one.\n\
+Exit codes as for `import users`.\n\nExamples:\n  rosterd template groups > groups.csv\n  \
+rosterd import groups lincoln-usd groups.csv --dry-run\n  rosterd import groups lincoln-usd groups.csv --email"
+    )]
+    Groups(ImportArgs),
+    /// Import a district's pending SFTP upload now, whatever the time (support's
+    /// override of the nightly window); the report is printed and emailed
+    #[command(
+        after_help = "Use it when a district needs last night's file applied during the day, or after\n\
+fixing a problem that stopped the nightly import. If the daemon is importing the file\n\
+at this moment, this says so and changes nothing.\n\nExample:\n  rosterd import run lincoln-usd"
+    )]
+    Run {
+        subdomain: String,
+        /// Report format on standard output
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Apply a held import now: its changes were reviewed and are expected
+    #[command(
+        after_help = "A nightly import that would change more accounts than the district's hold thresholds\n\
+allow is held: nothing is applied and the administrator is emailed its changes.csv. `rosterd status`\n\
+lists held imports with their RUN id; `rosterd runs SUB --id RUN --changes` lists the changes.\n\
+Approving imports the held file at once (whatever the time) and emails the report; if this\n\
+command is interrupted, the daemon finishes the import.\n\nExample:\n  rosterd import approve lincoln-usd 42"
+    )]
+    Approve {
+        subdomain: String,
+        /// The held run's id (`rosterd status` lists them)
+        run: i64,
+        /// Report format on standard output
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Never apply a held import; the district's next upload is imported as usual
+    #[command(after_help = "Example:\n  rosterd import discard lincoln-usd 42")]
+    Discard {
+        subdomain: String,
+        /// The held run's id (`rosterd status` lists them)
+        run: i64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    subdomain: String,
+    file: PathBuf,
+    /// Check everything and report, but change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Import even if the file is byte-identical to the last imported one
+    #[arg(long)]
+    force: bool,
+    /// Report format on standard output
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Also email the report to the district's administrator
+    #[arg(long)]
+    email: bool,
+}
+
+/// An importer: `import::users::import` or `import::groups::import`.
+type Importer = fn(
+    &mut rusqlite::Connection,
+    &ImportContext,
+    &Tenant,
+    &std::path::Path,
+    &ImportOptions,
+) -> anyhow::Result<import::Report>;
+
+/// `import users` and `import groups`: import a file now, print the report.
+fn import_file(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    args: ImportArgs,
+    importer: Importer,
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
+    let mut store = open_store(config)?;
+    let tenant = store.require_tenant(&args.subdomain)?;
+    anyhow::ensure!(
+        !tenant.disabled,
+        "tenant {} is disabled, so nothing is imported for it; `rosterd tenant enable {}` first",
+        tenant.subdomain,
+        tenant.subdomain
+    );
+    anyhow::ensure!(
+        args.file.is_file(),
+        "{} is not a readable file",
+        args.file.display()
+    );
+    let ctx = crate::daemon::import_context(config, clock.clone())?;
+    let opts = ImportOptions {
+        dry_run: args.dry_run,
+        force: args.force,
+        source: Source::Cli,
+        upload_id: None,
+        file_name: args
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        email: args.email && !args.dry_run,
+        // Support's own import: no hold, and applied whole during a pause.
+        holds: None,
+        additions_only: false,
+        notes: Vec::new(),
+    };
+    let report = importer(&mut store.conn, &ctx, &tenant, &args.file, &opts)?;
+    if args.email && args.dry_run {
+        // A dry run stores nothing, so its email is queued on its own.
+        let now = ctx.clock.now();
+        let mail = ctx
+            .composer
+            .report(&tenant, ctx.timezone_of(&tenant), &report, None, now)?;
+        crate::mail::queue(&store.conn, &mail, now)?;
+    }
+    print_report(&report, args.format, out)?;
+    if let Some(reason) = &report.reason {
+        eprintln!("error: {reason}");
+    }
+    if args.email {
+        deliver_now(config, clock)?;
+    }
+    Ok(report.exit_code())
+}
+
+/// Try the mail queue once now, so a support command's report goes out (or
+/// lands in the outbox directory) without waiting for the daemon; whatever
+/// cannot be delivered stays queued for it.
+pub(super) fn deliver_now(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let conn = open_store(config)?.conn;
+    let mailer = crate::mail::Mailer::new(&config.mail, conn, clock)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let pass = runtime.block_on(mailer.run_once())?;
+    let queued = crate::mail::queue_length(&open_store(config)?.conn)?;
+    let target = crate::mail::Mailer::describe(&config.mail);
+    match (pass.sent, queued) {
+        (0, 0) => {}
+        (sent, 0) => eprintln!("emailed {sent} message(s) via {target}"),
+        (sent, queued) => eprintln!(
+            "emailed {sent} message(s) via {target}; {queued} still queued (`rosterd serve` retries them; `rosterd status` shows why)"
+        ),
+    }
+    Ok(())
+}
+
+/// `import run`: import the pending upload now.
+pub(super) fn import_run(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    subdomain: &str,
+    format: Format,
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
+    let mut store = open_store(config)?;
+    let tenant = store.require_tenant(subdomain)?;
+    anyhow::ensure!(
+        !tenant.disabled,
+        "tenant {} is disabled, so nothing is imported for it; `rosterd tenant enable {}` first",
+        tenant.subdomain,
+        tenant.subdomain
+    );
+    let scheduler = crate::scheduler::Scheduler::new(
+        config,
+        crate::daemon::import_context(config, clock.clone())?,
+    );
+    crate::spool::archive_leftovers(&store.conn, &config.storage.spool)?;
+    crate::spool::adopt_unrecorded(
+        &store.conn,
+        &scheduler.spool_of(&tenant),
+        tenant.id,
+        clock.now(),
+    )?;
+    let code = match scheduler.import_next(&mut store.conn, &tenant)? {
+        crate::scheduler::Next::Imported(report) => {
+            print_report(&report, format, out)?;
+            if let Some(reason) = &report.reason {
+                eprintln!("error: {reason}");
+            }
+            report.exit_code()
+        }
+        crate::scheduler::Next::Nothing => anyhow::bail!(
+            "{} has no pending upload to import; `rosterd status` shows its last upload and import",
+            tenant.subdomain
+        ),
+        crate::scheduler::Next::Busy => anyhow::bail!(
+            "{}'s upload is being imported right now (by the daemon); its report will be emailed. `rosterd runs {}` shows it when done",
+            tenant.subdomain,
+            tenant.subdomain
+        ),
+        crate::scheduler::Next::Failed(why) => {
+            eprintln!(
+                "error: gave up importing {}'s upload after {} attempts: {why}; the administrator is emailed",
+                tenant.subdomain,
+                crate::scheduler::MAX_ATTEMPTS
+            );
+            1
+        }
+    };
+    deliver_now(config, clock)?;
+    Ok(code)
+}
+
+/// `rosterd import …`.
+pub(super) fn import_command(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    cmd: ImportCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
+    match cmd {
+        ImportCommand::Users(args) => import_file(config, clock, args, import::users::import, out),
+        ImportCommand::Groups(args) => {
+            import_file(config, clock, args, import::groups::import, out)
+        }
+        ImportCommand::Run { subdomain, format } => {
+            let store = open_store(config)?;
+            let t = store.require_tenant(&subdomain)?;
+            let tz = super::tenant::tenant_tz(config, &t);
+            let today = clock.now().with_timezone(&tz).date_naive();
+            if let Some(p) = t.pause.filter(|p| p.covers(today) && !p.additions_only) {
+                bail!(
+                    "{} is paused {}; its upload is kept and imported when the pause ends. To import it now, end the pause first: `rosterd tenant resume {}`",
+                    t.subdomain,
+                    p.describe(),
+                    t.subdomain
+                );
+            }
+            drop(store);
+            import_run(config, clock, &subdomain, format, out)
+        }
+        ImportCommand::Approve {
+            subdomain,
+            run,
+            format,
+        } => {
+            let store = open_store(config)?;
+            let t = store.require_tenant(&subdomain)?;
+            let upload = crate::spool::approve(&store.conn, t.id, run, clock.now())?;
+            eprintln!(
+                "approved run {run} (upload {upload}) of {}; importing it now",
+                t.subdomain
+            );
+            drop(store);
+            import_run(config, clock, &subdomain, format, out)
+        }
+        ImportCommand::Discard { subdomain, run } => {
+            let store = open_store(config)?;
+            let t = store.require_tenant(&subdomain)?;
+            let spool = crate::spool::TenantSpool::new(&config.storage.spool, &t.subdomain);
+            let upload = crate::spool::discard(&store.conn, &spool, t.id, run, clock.now())?;
+            writeln!(
+                out,
+                "discarded run {run} (upload {upload}) of {}: it will never be applied; the next upload is imported as usual",
+                t.subdomain
+            )?;
+            Ok(0)
+        }
+    }
+}

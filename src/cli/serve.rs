@@ -1,0 +1,75 @@
+//! `rosterd serve`, the daemon in the foreground, and `rosterd host-key`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::Config;
+
+/// `rosterd serve`: the daemon, built by [`crate::daemon::Daemon`], with
+/// what it says at start on standard error.
+pub(super) fn serve(
+    config: Config,
+    config_path: Option<PathBuf>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<i32> {
+    crate::memory::limit_arenas();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let options = crate::daemon::Options {
+            config_path,
+            process_wide: true,
+        };
+        let daemon = crate::daemon::Daemon::build(config, clock, options).await?;
+        let config = daemon.config();
+        let addr = daemon.local_addr()?;
+        let fingerprint = daemon.host_keys.join(", ");
+        let mail_target = crate::mail::Mailer::describe(&config.mail);
+        tracing::info!(%addr, host_key = %fingerprint, mail = %mail_target, "rosterd listening for SFTP");
+        eprintln!("rosterd is listening on {addr} (SFTP); host keys {fingerprint}");
+        eprintln!("reports go to {mail_target}; imports run {} in each district's time zone (default {})", config.schedule.window, config.schedule.timezone);
+        if !daemon.has_districts {
+            eprintln!("no districts yet: register one with `rosterd tenant add SUBDOMAIN --admin-name NAME --admin-email EMAIL`,");
+            eprintln!("then its key with `rosterd key add SUBDOMAIN FILE.pub`; it uploads with `sftp -P {} SUBDOMAIN@HOST`", addr.port());
+        }
+        daemon
+            .run_until_stopped(shutdown_signal(), crate::daemon::Background::Run)
+            .await?;
+        Ok(0)
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// `rosterd host-key`: each host key's fingerprint, creating missing keys.
+pub(super) fn host_key(config: &Config, out: &mut impl Write) -> anyhow::Result<i32> {
+    for (kind, path, key, created) in
+        crate::server::host_keys::load_or_create_host_keys(&config.server)?
+    {
+        if created {
+            eprintln!(
+                "created a new {} host key at {}",
+                kind.label(),
+                path.display()
+            );
+        }
+        writeln!(
+            out,
+            "{} ({})",
+            crate::server::host_keys::host_key_fingerprint(&key),
+            kind.label()
+        )?;
+    }
+    Ok(0)
+}

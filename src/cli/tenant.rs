@@ -1,0 +1,525 @@
+//! `rosterd tenant`: register districts and change their settings, pauses
+//! and column mappings.
+
+use std::io::Write;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::domain::tenant::{Subdomain, parse_timezone};
+use crate::domain::window::Window;
+use crate::import::header::{self, FieldSet};
+use crate::import::users::UserField;
+use crate::keys;
+use crate::store::{self, NewTenant, Tenant};
+
+use super::open_store;
+use super::status::{describe_failure, describe_throttle};
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Register a district; its subdomain is the SSH username
+    #[command(
+        after_help = "Example:\n  rosterd tenant add lincoln-usd --admin-name 'Ann Lee' --admin-email ann@lincoln.k12.ca.us \\\n      --timezone America/Los_Angeles"
+    )]
+    Add {
+        /// Subdomain: lowercase letters, digits and inner hyphens, 1-63 characters
+        subdomain: String,
+        /// Name of the administrator who receives the import reports
+        #[arg(long, value_name = "NAME")]
+        admin_name: String,
+        /// Email address the import reports go to
+        #[arg(long, value_name = "EMAIL")]
+        admin_email: String,
+        /// IANA time zone [default: schedule.timezone of the config]
+        #[arg(long, value_name = "TZ")]
+        timezone: Option<String>,
+        /// Users sign in by SSO, so a missing password is normal
+        #[arg(long)]
+        sso: bool,
+        /// Import window HH:MM-HH:MM in the district's time [default: schedule.window of the config]
+        #[arg(long, value_name = "HH:MM-HH:MM")]
+        window: Option<String>,
+    },
+    /// List all districts
+    List,
+    /// Show one district: settings, keys, schools, column mapping, last import
+    #[command(after_help = "Example:\n  rosterd tenant show lincoln-usd")]
+    Show { subdomain: String },
+    /// Change a district's settings
+    #[command(
+        after_help = "Examples:\n  rosterd tenant set lincoln-usd --admin-email it@lincoln.k12.ca.us\n  rosterd tenant set lincoln-usd --sso true --window 20:00-04:00\n  rosterd tenant set lincoln-usd --timezone default\n  rosterd tenant set lincoln-usd --allow-from 203.0.113.0/24,198.51.100.7"
+    )]
+    Set {
+        subdomain: String,
+        #[arg(long, value_name = "NAME")]
+        admin_name: Option<String>,
+        #[arg(long, value_name = "EMAIL")]
+        admin_email: Option<String>,
+        /// IANA time zone, or `default` for the config's
+        #[arg(long, value_name = "TZ")]
+        timezone: Option<String>,
+        #[arg(long, value_name = "true|false")]
+        sso: Option<bool>,
+        /// HH:MM-HH:MM, or `default` for the config's
+        #[arg(long, value_name = "WINDOW")]
+        window: Option<String>,
+        /// Addresses every key of the district may log in from (OpenSSH
+        /// pattern list: addresses, CIDR blocks, `!` to exclude), on top of
+        /// each key's own from=; `any` removes the list
+        #[arg(long, value_name = "CIDR[,CIDR…]|any")]
+        allow_from: Option<String>,
+        /// Users a complete file does not list: `keep` (left alone, the
+        /// default) or `deactivate` (full sync: deactivated, never deleted,
+        /// and reactivated when a file lists them again)
+        #[arg(long, value_name = "keep|deactivate")]
+        absent: Option<String>,
+        /// Hold a nightly import that would update more than PCT% of the
+        /// district's active users, for support to approve; `off` never
+        /// holds, `default` uses holds.update_percent of the config
+        #[arg(long, value_name = "PCT|off|default")]
+        hold_updates: Option<String>,
+        /// Hold a nightly import that would deactivate more than PCT% of the
+        /// district's active users (full sync); `off`, `default` as above
+        #[arg(long, value_name = "PCT|off|default")]
+        hold_deactivations: Option<String>,
+    },
+    /// Pause a district's imports over a break: uploads are received and kept
+    /// but not imported (or, with --additions-only, only new users are
+    /// created); no "nothing received" email is sent meanwhile
+    #[command(
+        after_help = "Dates are the district's own, both inclusive. When the pause ends, the newest upload\n\
+received meanwhile is imported as usual.\n\nExamples:\n  rosterd tenant pause lincoln-usd --from 2027-06-15 --until 2027-08-20\n  \
+rosterd tenant pause lincoln-usd --until 2027-08-20 --additions-only\n  rosterd tenant resume lincoln-usd"
+    )]
+    Pause {
+        subdomain: String,
+        /// First paused day, YYYY-MM-DD [default: today, in the district's time zone]
+        #[arg(long, value_name = "DATE")]
+        from: Option<chrono::NaiveDate>,
+        /// Last paused day, YYYY-MM-DD
+        #[arg(long, value_name = "DATE")]
+        until: chrono::NaiveDate,
+        /// Still create new users (new students over the summer); change no existing one
+        #[arg(long)]
+        additions_only: bool,
+    },
+    /// End a district's pause now
+    Resume { subdomain: String },
+    /// Refuse the district's logins and imports (nothing is deleted)
+    Disable { subdomain: String },
+    /// Allow the district's logins and imports again
+    Enable { subdomain: String },
+    /// Store a column mapping every import of this district uses
+    #[command(
+        after_help = "Tell rosterd which field a column of the district's export holds, when its header \
+is not one rosterd recognises (or map it to `ignore`):\n  \
+rosterd tenant map lincoln-usd 'Student Email' 'Email Address'\n  \
+rosterd tenant map lincoln-usd 'Homeroom' ignore\n  \
+rosterd tenant map lincoln-usd --remove 'Student Email'\n\
+Fields: Username, Password, Email Address, First Name, Last Name, School, Graduation Year, Access Type, \
+Owner Name, Group Name."
+    )]
+    Map {
+        subdomain: String,
+        /// Column header as the district's file writes it
+        header: String,
+        /// Field it holds, or `ignore`
+        #[arg(required_unless_present = "remove")]
+        field: Option<String>,
+        /// Remove the mapping of HEADER instead
+        #[arg(long)]
+        remove: bool,
+    },
+}
+
+pub(super) fn tenant_command(
+    config: &Config,
+    clock: &dyn Clock,
+    cmd: TenantCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
+    let store = open_store(config)?;
+    match cmd {
+        TenantCommand::Add {
+            subdomain,
+            admin_name,
+            admin_email,
+            timezone,
+            sso,
+            window,
+        } => {
+            let sub = Subdomain::parse(&subdomain)?;
+            let admin_name = admin_name.trim();
+            anyhow::ensure!(!admin_name.is_empty(), "--admin-name must not be empty");
+            let email = crate::domain::email::EmailAddress::parse(&admin_email)
+                .map_err(|e| anyhow::anyhow!("--admin-email: {e}"))?;
+            let timezone = timezone
+                .map(|tz| parse_timezone(&tz).map(|t| t.name().to_owned()))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let window = window
+                .map(|w| w.parse::<Window>().map(|w| w.to_string()))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            store.add_tenant(
+                &NewTenant {
+                    subdomain: sub.as_str(),
+                    admin_name,
+                    admin_email: email.as_str(),
+                    timezone: timezone.as_deref(),
+                    sso,
+                    window: window.as_deref(),
+                },
+                clock.now(),
+            )?;
+            writeln!(out, "added tenant {sub}")?;
+            writeln!(
+                out,
+                "next: register the district's SSH public key with `rosterd key add {sub} FILE`"
+            )?;
+            Ok(0)
+        }
+        TenantCommand::List => {
+            let tenants = store.tenants()?;
+            if tenants.is_empty() {
+                writeln!(out, "no tenants yet; add one with `rosterd tenant add`")?;
+                return Ok(0);
+            }
+            writeln!(
+                out,
+                "{:<24} {:<8} {:<4} {:<22} {:<12} ADMIN",
+                "SUBDOMAIN", "STATE", "SSO", "TIMEZONE", "WINDOW"
+            )?;
+            for t in tenants {
+                writeln!(
+                    out,
+                    "{:<24} {:<8} {:<4} {:<22} {:<12} {} <{}>",
+                    t.subdomain,
+                    if t.disabled { "disabled" } else { "enabled" },
+                    if t.sso { "yes" } else { "no" },
+                    effective_timezone(config, &t),
+                    effective_window(config, &t),
+                    t.admin_name,
+                    t.admin_email
+                )?;
+            }
+            Ok(0)
+        }
+        TenantCommand::Show { subdomain } => {
+            let t = store.require_tenant(&subdomain)?;
+            writeln!(out, "tenant      {}", t.subdomain)?;
+            writeln!(
+                out,
+                "state       {}",
+                if t.disabled { "disabled" } else { "enabled" }
+            )?;
+            writeln!(out, "admin       {} <{}>", t.admin_name, t.admin_email)?;
+            writeln!(
+                out,
+                "timezone    {}{}",
+                effective_timezone(config, &t),
+                if t.timezone.is_none() {
+                    " (default)"
+                } else {
+                    ""
+                }
+            )?;
+            writeln!(
+                out,
+                "window      {}{}",
+                effective_window(config, &t),
+                if t.window.is_none() { " (default)" } else { "" }
+            )?;
+            writeln!(out, "sso         {}", if t.sso { "yes" } else { "no" })?;
+            writeln!(
+                out,
+                "allow from  {}",
+                store
+                    .allow_from(t.id)?
+                    .unwrap_or_else(|| "anywhere (each key's own from= still applies)".into())
+            )?;
+            writeln!(
+                out,
+                "absent      {}",
+                match t.absent {
+                    crate::domain::safety::Absent::Keep =>
+                        "keep (users missing from a file are left alone)",
+                    crate::domain::safety::Absent::Deactivate =>
+                        "deactivate (full sync: users missing from a complete file are deactivated)",
+                }
+            )?;
+            let limits = config.holds.for_tenant(&t);
+            let own = |o: Option<u8>| if o.is_none() { " (default)" } else { "" };
+            let limit = |p: u8, what: &str, o: Option<u8>| {
+                if p >= 100 {
+                    format!("never for {what}{}", own(o))
+                } else {
+                    format!("more than {p}% {what}{}", own(o))
+                }
+            };
+            writeln!(
+                out,
+                "holds       {}; {}",
+                limit(limits.update_percent, "updated", t.hold_update_percent),
+                limit(
+                    limits.deactivate_percent,
+                    "deactivated",
+                    t.hold_deactivate_percent
+                )
+            )?;
+            match t.pause {
+                Some(p) => writeln!(out, "pause       {}", p.describe())?,
+                None => writeln!(out, "pause       none")?,
+            }
+            writeln!(out, "created     {}", t.created_at)?;
+            let keys = store.keys(t.id)?;
+            let active = keys.iter().filter(|k| k.revoked_at.is_none()).count();
+            writeln!(
+                out,
+                "keys        {active} active, {} revoked",
+                keys.len() - active
+            )?;
+            for k in keys.iter().filter(|k| k.revoked_at.is_none()) {
+                writeln!(
+                    out,
+                    "            {} {} {}",
+                    k.fingerprint, k.kind, k.comment
+                )?;
+            }
+            writeln!(out, "schools     {}", store.schools(t.id)?.len())?;
+            let map = store.column_map(t.id)?;
+            if map.is_empty() {
+                writeln!(out, "columns     no custom mapping")?;
+            }
+            for (i, (header, field)) in map.iter().enumerate() {
+                writeln!(
+                    out,
+                    "{} {header:?} -> {field}",
+                    if i == 0 { "columns    " } else { "           " }
+                )?;
+            }
+            match store.runs(t.id, 1)?.first() {
+                Some(r) => writeln!(
+                    out,
+                    "last import {} {} ({} rows, {} errors)",
+                    r.finished_at, r.outcome, r.rows, r.errors
+                )?,
+                None => writeln!(out, "last import never")?,
+            }
+            let throttles = store::login_throttles(&store.conn, Some(t.id), clock.now())?;
+            if throttles.is_empty() {
+                writeln!(out, "throttled   no")?;
+            }
+            for (i, th) in throttles.iter().enumerate() {
+                let tz = tenant_tz(config, &t);
+                writeln!(
+                    out,
+                    "{} {}",
+                    if i == 0 { "THROTTLED  " } else { "           " },
+                    describe_throttle(th, |s| {
+                        chrono::DateTime::parse_from_rfc3339(s)
+                            .map(|d| crate::mail::compose::local(d.to_utc(), tz))
+                            .unwrap_or_else(|_| s.to_owned())
+                    })
+                )?;
+            }
+            let failures = store::connection_failures(&store.conn, Some(t.id), 10)?;
+            if failures.is_empty() {
+                writeln!(out, "refused     no refused connections recorded")?;
+            } else {
+                writeln!(
+                    out,
+                    "refused     the newest {} connections that ended without a login:",
+                    failures.len()
+                )?;
+                for f in failures {
+                    writeln!(out, "  {}", describe_failure(&f))?;
+                }
+            }
+            Ok(0)
+        }
+        TenantCommand::Set {
+            subdomain,
+            admin_name,
+            admin_email,
+            timezone,
+            sso,
+            window,
+            allow_from,
+            absent,
+            hold_updates,
+            hold_deactivations,
+        } => {
+            let t = store.require_tenant(&subdomain)?;
+            let absent = absent
+                .map(|a| crate::domain::safety::Absent::parse(&a))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let percent = |flag: &str, v: Option<String>| {
+                v.map(|v| crate::domain::safety::parse_percent(flag, &v))
+                    .transpose()
+                    .map_err(anyhow::Error::msg)
+            };
+            let hold_updates = percent("--hold-updates", hold_updates)?;
+            let hold_deactivations = percent("--hold-deactivations", hold_deactivations)?;
+            if let Some(list) = allow_from.as_deref().filter(|l| *l != "any") {
+                keys::check_address_patterns(list)
+                    .map_err(|e| anyhow::anyhow!("--allow-from: {e}"))?;
+            }
+            let admin_email = admin_email
+                .map(|e| {
+                    crate::domain::email::EmailAddress::parse(&e).map(|e| e.as_str().to_owned())
+                })
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--admin-email: {e}"))?;
+            let timezone = match timezone.as_deref() {
+                None => None,
+                Some("default") => Some(None),
+                Some(tz) => Some(Some(
+                    parse_timezone(tz)
+                        .map_err(anyhow::Error::msg)?
+                        .name()
+                        .to_owned(),
+                )),
+            };
+            let window = match window.as_deref() {
+                None => None,
+                Some("default") => Some(None),
+                Some(w) => Some(Some(
+                    w.parse::<Window>().map_err(anyhow::Error::msg)?.to_string(),
+                )),
+            };
+            if let Some(name) = &admin_name {
+                anyhow::ensure!(!name.trim().is_empty(), "--admin-name must not be empty");
+            }
+            // Everything is checked: only now is anything changed.
+            match allow_from.as_deref() {
+                None => {}
+                Some("any") => store.set_allow_from(t.id, None)?,
+                Some(list) => store.set_allow_from(t.id, Some(list))?,
+            }
+            if let Some(a) = absent {
+                crate::store::set_absent(&store.conn, t.id, a)?;
+            }
+            crate::store::set_hold_limits(&store.conn, t.id, hold_updates, hold_deactivations)?;
+            store.update_tenant(
+                t.id,
+                admin_name.as_deref().map(str::trim),
+                admin_email.as_deref(),
+                timezone.as_ref().map(|o| o.as_deref()),
+                sso,
+                window.as_ref().map(|o| o.as_deref()),
+            )?;
+            writeln!(out, "updated tenant {}", t.subdomain)?;
+            Ok(0)
+        }
+        TenantCommand::Pause {
+            subdomain,
+            from,
+            until,
+            additions_only,
+        } => {
+            let t = store.require_tenant(&subdomain)?;
+            let tz = tenant_tz(config, &t);
+            let from = from.unwrap_or_else(|| clock.now().with_timezone(&tz).date_naive());
+            let pause = crate::domain::safety::Pause::new(from, until, additions_only)
+                .map_err(anyhow::Error::msg)?;
+            crate::store::set_pause(&store.conn, t.id, Some(pause))?;
+            writeln!(out, "{} is paused {}", t.subdomain, pause.describe())?;
+            Ok(0)
+        }
+        TenantCommand::Resume { subdomain } => {
+            let t = store.require_tenant(&subdomain)?;
+            crate::store::set_pause(&store.conn, t.id, None)?;
+            writeln!(
+                out,
+                "{} is not paused: its next upload is imported in its window as usual",
+                t.subdomain
+            )?;
+            Ok(0)
+        }
+        TenantCommand::Disable { subdomain } => {
+            let t = store.require_tenant(&subdomain)?;
+            store.set_disabled(t.id, true)?;
+            writeln!(
+                out,
+                "disabled tenant {}: its logins and imports are refused until `rosterd tenant enable {}`",
+                t.subdomain, t.subdomain
+            )?;
+            Ok(0)
+        }
+        TenantCommand::Enable { subdomain } => {
+            let t = store.require_tenant(&subdomain)?;
+            store.set_disabled(t.id, false)?;
+            writeln!(out, "enabled tenant {}", t.subdomain)?;
+            Ok(0)
+        }
+        TenantCommand::Map {
+            subdomain,
+            header,
+            field,
+            remove,
+        } => {
+            let t = store.require_tenant(&subdomain)?;
+            let key = header::header_key(&header);
+            anyhow::ensure!(!key.is_empty(), "the column header must not be empty");
+            if remove {
+                if !store.remove_column(t.id, &key)? {
+                    bail!("tenant {} has no mapping for {header:?}", t.subdomain);
+                }
+                writeln!(out, "removed the mapping of {header:?}")?;
+                return Ok(0);
+            }
+            let field = field.context("FIELD is required")?;
+            let label = mapping_target_label(&field)?;
+            store.set_column(t.id, &key, header.trim(), label)?;
+            writeln!(
+                out,
+                "{}: column {:?} -> {label}",
+                t.subdomain,
+                header.trim()
+            )?;
+            Ok(0)
+        }
+    }
+}
+
+/// The canonical name of a mapping target: a field of any import kind, or `ignore`.
+pub(super) fn mapping_target_label(text: &str) -> anyhow::Result<&'static str> {
+    match header::parse_target::<UserField>(text) {
+        Ok(header::Mapped::Field(f)) => Ok(f.label()),
+        Ok(header::Mapped::Ignore) => Ok(header::IGNORE),
+        Err(_) => match header::header_key(text).as_str() {
+            "ownername" | "owner" => Ok("Owner Name"),
+            "groupname" | "group" => Ok("Group Name"),
+            _ => bail!(
+                "{text:?} is not a field; use one of: {}, Owner Name, Group Name, or ignore",
+                UserField::ALL
+                    .iter()
+                    .map(|f| f.label())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+    }
+}
+
+pub(super) fn effective_timezone(config: &Config, t: &Tenant) -> String {
+    t.timezone
+        .clone()
+        .unwrap_or_else(|| config.schedule.timezone.name().to_owned())
+}
+
+/// The district's time zone: its own, else the config's.
+pub(super) fn tenant_tz(config: &Config, t: &Tenant) -> chrono_tz::Tz {
+    t.timezone_or(config.schedule.timezone)
+}
+
+pub(super) fn effective_window(config: &Config, t: &Tenant) -> String {
+    t.window
+        .clone()
+        .unwrap_or_else(|| config.schedule.window.to_string())
+}
