@@ -1,0 +1,132 @@
+//! Connections that ended without a login, and login throttles, kept for
+//! `rosterd status` and `tenant show`.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, params};
+
+use super::{Result, timestamp};
+
+/// Connection failures kept per district (and of unknown district).
+pub const KEPT_CONNECTION_FAILURES: i64 = 20;
+
+/// One connection that ended without a login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionFailure {
+    pub tenant_id: Option<i64>,
+    pub at: String,
+    pub address: String,
+    pub username: Option<String>,
+    pub reason: String,
+}
+
+/// Store `f`, keeping only the newest [`KEPT_CONNECTION_FAILURES`] of its
+/// district (or of the unknown district).
+pub fn record_connection_failure(conn: &Connection, f: &ConnectionFailure) -> Result<()> {
+    conn.execute(
+        "INSERT INTO connection_failures (tenant_id, at, address, username, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![f.tenant_id, f.at, f.address, f.username, f.reason],
+    )?;
+    conn.execute(
+        "DELETE FROM connection_failures WHERE tenant_id IS ?1 AND id <= (
+             SELECT id FROM connection_failures WHERE tenant_id IS ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        params![f.tenant_id, KEPT_CONNECTION_FAILURES],
+    )?;
+    Ok(())
+}
+
+/// The newest `limit` failures of a district (`None`: of no known district),
+/// newest first.
+pub fn connection_failures(
+    conn: &Connection,
+    tenant_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<ConnectionFailure>> {
+    let mut stmt = conn.prepare(
+        "SELECT tenant_id, at, address, username, reason FROM connection_failures
+         WHERE tenant_id IS ?1 ORDER BY id DESC LIMIT ?2",
+    )?;
+    stmt.query_map(params![tenant_id, limit], |r| {
+        Ok(ConnectionFailure {
+            tenant_id: r.get(0)?,
+            at: r.get(1)?,
+            address: r.get(2)?,
+            username: r.get(3)?,
+            reason: r.get(4)?,
+        })
+    })?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(Into::into)
+}
+
+/// A district's logins from one address (or an address's logins naming no
+/// district, `tenant_id` `None`) throttled after repeated failures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginThrottle {
+    pub tenant_id: Option<i64>,
+    pub address: String,
+    /// Failed connections: those that began the throttle, and any since.
+    pub failures: i64,
+    pub window_seconds: i64,
+    /// Key fingerprints (a district's) or usernames (an address's) tried.
+    pub tried: String,
+    pub since: String,
+    pub until: String,
+}
+
+/// Throttles kept per district (and of no district), newest first.
+pub const KEPT_LOGIN_THROTTLES: i64 = 20;
+
+/// Store `t` as the throttle of its district and address (replacing an
+/// earlier one of the same pair), keeping the newest
+/// [`KEPT_LOGIN_THROTTLES`] of its district.
+pub fn record_login_throttle(conn: &Connection, t: &LoginThrottle) -> Result<()> {
+    conn.execute(
+        "DELETE FROM login_throttles WHERE tenant_id IS ?1 AND address = ?2",
+        params![t.tenant_id, t.address],
+    )?;
+    conn.execute(
+        "INSERT INTO login_throttles (tenant_id, address, failures, window_seconds, tried, since, until)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            t.tenant_id,
+            t.address,
+            t.failures,
+            t.window_seconds,
+            t.tried,
+            t.since,
+            t.until
+        ],
+    )?;
+    conn.execute(
+        "DELETE FROM login_throttles WHERE tenant_id IS ?1 AND id <= (
+             SELECT id FROM login_throttles WHERE tenant_id IS ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        params![t.tenant_id, KEPT_LOGIN_THROTTLES],
+    )?;
+    Ok(())
+}
+
+/// A district's throttles (`None`: addresses' throttles of unnamed logins)
+/// still in force at `now`, newest first.
+pub fn login_throttles(
+    conn: &Connection,
+    tenant_id: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<Vec<LoginThrottle>> {
+    let mut stmt = conn.prepare(
+        "SELECT tenant_id, address, failures, window_seconds, tried, since, until FROM login_throttles
+         WHERE tenant_id IS ?1 AND until > ?2 ORDER BY id DESC",
+    )?;
+    stmt.query_map(params![tenant_id, timestamp(now)], |r| {
+        Ok(LoginThrottle {
+            tenant_id: r.get(0)?,
+            address: r.get(1)?,
+            failures: r.get(2)?,
+            window_seconds: r.get(3)?,
+            tried: r.get(4)?,
+            since: r.get(5)?,
+            until: r.get(6)?,
+        })
+    })?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(Into::into)
+}

@@ -1,0 +1,251 @@
+//! The SQLite store: opening (WAL, foreign keys, mode 0600), the numbered
+//! migrations applied at start-up ([`migrations`]), and the queries, one file
+//! per subject: districts and their settings ([`tenants`]), keys ([`keys`]),
+//! schools ([`schools`]), import history ([`runs`]), users and groups for
+//! export ([`users`]), status ([`status`]), refused connections and login
+//! throttles ([`failures`]).
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::Connection;
+use thiserror::Error;
+
+mod failures;
+mod keys;
+mod migrations;
+mod runs;
+mod schools;
+mod status;
+mod tenants;
+mod users;
+
+pub use crate::domain::tenant::Tenant;
+pub use failures::*;
+pub use keys::*;
+use migrations::MIGRATIONS;
+pub use runs::*;
+pub use schools::*;
+pub use status::*;
+pub use tenants::*;
+pub use users::*;
+
+/// Refuse to serve from a data directory (or database file) that another
+/// user owns or that every user may write: whoever can write there can
+/// replace uploads, reports and accounts. Paths that do not exist yet are
+/// created private later.
+pub fn check_private(paths: &[&Path]) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    for path in paths {
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        if let Some(why) = unsafe_ownership(meta.uid(), meta.mode(), me) {
+            anyhow::bail!("{} {why}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// What is wrong with a file owned by `uid` with `mode`, for a daemon
+/// running as `me`.
+fn unsafe_ownership(uid: u32, mode: u32, me: u32) -> Option<String> {
+    if uid != me {
+        return Some(format!(
+            "belongs to user {uid}, but rosterd runs as user {me}; run rosterd as its owner, or `chown -R` the data directory to the user rosterd runs as"
+        ));
+    }
+    if mode & 0o002 != 0 {
+        return Some(format!(
+            "may be written by every user on this machine (mode {:o}); `chmod o-w` it (rosterd keeps its data at 0700)",
+            mode & 0o7777
+        ));
+    }
+    None
+}
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A time as the store keeps it: RFC 3339, UTC, whole seconds.
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// An open database with the schema up to date.
+pub struct Store {
+    pub conn: Connection,
+}
+
+impl Store {
+    /// Open (creating with mode 0600 if missing) and migrate the database at `path`.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::files::private_dir(dir)
+                .map_err(|e| anyhow::anyhow!("cannot create directory {}: {e}", dir.display()))?;
+        }
+        // Create the file ourselves so it is never, even briefly, world-readable;
+        // SQLite gives its -wal and -shm files the same mode. Only when it is
+        // missing: closing a descriptor of an open database drops every POSIX
+        // lock this process holds on it, which would let another process
+        // checkpoint under the feet of this one's other connections.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "cannot create database {}: {e}",
+                    path.display()
+                ));
+            }
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
+        // SQLite falls back to reading a file it may not write; rosterd would
+        // then take uploads it cannot record.
+        if conn.is_readonly(rusqlite::MAIN_DB)? {
+            anyhow::bail!(
+                "database {} is read-only for this user; give the user rosterd runs as write access to it and its directory (chown/chmod), or set storage.database",
+                path.display()
+            );
+        }
+        let store =
+            Self::setup(conn).map_err(|e| anyhow::anyhow!("database {}: {e}", path.display()))?;
+        Ok(store)
+    }
+
+    fn setup(mut conn: Connection) -> Result<Self> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        // 32 MiB: a million-row import stays under 100 MiB in all (64 MiB
+        // measured no faster at 200,000 rows, bench/results/import-ab.md).
+        conn.pragma_update(None, "cache_size", -32768)?;
+        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::Conflict(format!(
+                "the database is at schema version {version}, newer than this rosterd knows ({}); run a newer rosterd",
+                MIGRATIONS.len()
+            )));
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", index + 1)?;
+            tx.commit()?;
+        }
+        Ok(Self { conn })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn data_owned_by_others_or_writable_by_all_is_refused() {
+        assert_eq!(unsafe_ownership(1000, 0o40700, 1000), None);
+        assert_eq!(unsafe_ownership(1000, 0o40750, 1000), None);
+        let other = unsafe_ownership(0, 0o40700, 1000).unwrap();
+        assert!(
+            other.starts_with("belongs to user 0, but rosterd runs as user 1000"),
+            "{other}"
+        );
+        let open = unsafe_ownership(1000, 0o40777, 1000).unwrap();
+        assert!(open.contains("(mode 777)"), "{open}");
+    }
+
+    #[test]
+    fn creates_private_file_and_migrates_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/rosterd.db");
+        let store = Store::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let v: usize = store
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len());
+        let mode: String = store
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let fk: bool = store
+            .conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .unwrap();
+        assert!(fk);
+        drop(store);
+        Store::open(&path).unwrap(); // re-open: migrations already applied, no error
+    }
+
+    #[test]
+    fn sqlite_is_built_without_one_page_cache_mutex_for_all_connections() {
+        // .cargo/config.toml undefines this rusqlite default: with it, an
+        // import's reading and writing connections queue on one mutex.
+        let conn = Connection::open_in_memory().unwrap();
+        let mut stmt = conn.prepare("PRAGMA compile_options").unwrap();
+        let options: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            options.iter().any(|o| o.starts_with("THREADSAFE=")),
+            "{options:?}"
+        );
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+    }
+
+    #[test]
+    fn school_names_clash_case_and_space_insensitively() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let t = NewTenant {
+            subdomain: "d1",
+            admin_name: "A",
+            admin_email: "a@example.org",
+            timezone: None,
+            sso: false,
+            window: None,
+        };
+        let id = store.add_tenant(&t, Utc::now()).unwrap();
+        store
+            .add_school(id, "Lincoln  Elementary", Some("123"), None)
+            .unwrap();
+        assert!(
+            store
+                .add_school(id, "lincoln elementary", None, None)
+                .is_err()
+        );
+        assert!(store.add_school(id, "Other", Some("123"), None).is_err());
+        store
+            .add_school(id, "Other", Some("456"), Some("S-1"))
+            .unwrap();
+        assert_eq!(store.schools(id).unwrap()[0].name, "Lincoln Elementary");
+    }
+}
