@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 
 use crate::config::Config;
 use crate::domain::window::Window;
@@ -220,10 +220,7 @@ impl Scheduler {
             Ok(report) => report,
             Err(e) => {
                 let why = format!("{e:#}");
-                conn.execute(
-                    "UPDATE uploads SET failure = ?2 WHERE id = ?1",
-                    params![claimed.upload_id, why],
-                )?;
+                crate::store::set_upload_failure(conn, claimed.upload_id, &why)?;
                 if claimed.attempts < MAX_ATTEMPTS {
                     return Err(e);
                 }
@@ -262,11 +259,7 @@ impl Scheduler {
         let s = self.settings();
         let now = s.ctx.clock.now();
         let received = crate::import::upload_received(conn, upload_id)?;
-        let (size, sha256): (i64, String) = conn.query_row(
-            "SELECT size, sha256 FROM uploads WHERE id = ?1",
-            [upload_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        let (size, sha256) = crate::store::upload_size_and_hash(conn, upload_id)?;
         let mail = s.ctx.composer.failed(
             tenant,
             s.ctx.timezone_of(tenant),
@@ -457,12 +450,7 @@ fn is_due(
     tenant: &Tenant,
     now: DateTime<Utc>,
 ) -> anyhow::Result<bool> {
-    let (importing, pending_since): (bool, Option<String>) = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM uploads WHERE tenant_id = ?1 AND state IN ('importing', 'approved')),
-                    (SELECT max(received_at) FROM uploads WHERE tenant_id = ?1 AND state = 'pending')",
-            [tenant.id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+    let (importing, pending_since) = crate::store::import_due_state(conn, tenant.id)?;
     if importing {
         return Ok(true);
     }
@@ -494,13 +482,8 @@ fn check_missing(
     if s.pause_at(tenant, close).is_some() || s.pause_at(tenant, night_began).is_some() {
         return Ok(());
     }
-    let (before, tonight, last): (bool, bool, Option<String>) = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM uploads WHERE tenant_id = ?1 AND received_at <= ?2),
-                    EXISTS (SELECT 1 FROM uploads WHERE tenant_id = ?1 AND received_at > ?2 AND received_at <= ?3),
-                    (SELECT max(received_at) FROM uploads WHERE tenant_id = ?1)",
-            params![tenant.id, timestamp(night_began), timestamp(close)],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
+    let (before, tonight, last) =
+        crate::store::delivery_history(conn, tenant.id, night_began, close)?;
     if !before || tonight {
         return Ok(());
     }

@@ -121,11 +121,7 @@ pub(super) fn runs_command(
         // Checked first, so an unknown run is an error, not an empty list.
         store::load_report(&store.conn, t.id, id)?;
         // A held run applied nothing: its preview, as emailed, is the list.
-        let held: Option<String> = store.conn.query_row(
-            "SELECT held_changes FROM import_runs WHERE id = ?1",
-            [id],
-            |r| r.get(0),
-        )?;
+        let held = store::held_changes(&store.conn, id)?;
         if let Some(preview) = held {
             eprintln!(
                 "run {id} was held: nothing was applied; these are the changes it would make (the administrator's changes.csv)"

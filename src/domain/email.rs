@@ -1,6 +1,7 @@
 //! An email address, as rosterd accepts one for a district's administrator
 //! and in a users file: the dot-atom subset of RFC 5322 that real mail
-//! systems accept, parsed once at the boundary.
+//! systems accept, parsed once at the boundary; and a composed message ready
+//! to queue ([`Outgoing`]).
 
 /// A syntactically valid email address (`local@domain.tld`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +55,21 @@ pub fn check_address(text: &str, dotted_domain: bool) -> Result<(), &'static str
         }
     }
     Ok(())
+}
+
+/// A composed message, ready to queue.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub tenant_id: i64,
+    /// Identifies what the message is about (`run:42`, `missing:3:2026-11-21`):
+    /// queueing a second message with the same key does nothing.
+    pub dedupe_key: String,
+    /// `report` or `missing`.
+    pub kind: &'static str,
+    pub recipient: String,
+    pub subject: String,
+    /// The whole RFC 5322 message.
+    pub message: Vec<u8>,
 }
 
 #[cfg(test)]

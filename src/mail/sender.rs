@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lettre::address::Envelope;
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 
 use super::smtp::{SendError, SmtpServer};
 
@@ -143,13 +143,7 @@ impl Mailer {
             let id = msg.id;
             let lease_until = now + LEASE;
             let claimed = self
-                .db(move |c| {
-                    c.execute(
-                        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?3
-                         WHERE id = ?1 AND state = 'queued' AND next_attempt_at <= ?2",
-                        params![id, timestamp(now), timestamp(lease_until)],
-                    )
-                })
+                .db(move |c| crate::store::claim_message(c, id, now, lease_until))
                 .await?;
             if claimed != 1 {
                 continue; // another sender has it
@@ -178,24 +172,14 @@ impl Mailer {
                     let wait = retry_wait(attempts);
                     let next = self.clock.now() + wait;
                     tracing::warn!(outbox_id = id, attempts, retry_in_seconds = wait.num_seconds(), error = %why, "email not delivered yet; will retry");
-                    self.db(move |c| {
-                        c.execute(
-                            "UPDATE outbox SET next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
-                            params![id, timestamp(next), why],
-                        )
-                    })
-                    .await?;
+                    self.db(move |c| crate::store::retry_message(c, id, next, &why))
+                        .await?;
                     pass.retrying += 1;
                 }
                 Err(Failure::Permanent(why)) => {
                     tracing::error!(outbox_id = id, recipient = %msg.recipient, error = %why, "email refused for good; not retrying (see `rosterd status`)");
-                    self.db(move |c| {
-                        c.execute(
-                            "UPDATE outbox SET state = 'failed', last_error = ?2 WHERE id = ?1",
-                            params![id, why],
-                        )
-                    })
-                    .await?;
+                    self.db(move |c| crate::store::fail_message(c, id, &why))
+                        .await?;
                     pass.failed += 1;
                 }
             }
@@ -330,12 +314,7 @@ impl Receipt {
     }
 
     fn record(&self, conn: &Connection) -> rusqlite::Result<()> {
-        conn.execute(
-            "UPDATE outbox SET state = 'sent', sent_at = ?2, delivered_to = ?3, last_error = NULL
-             WHERE id = ?1 AND state != 'sent'",
-            params![self.id, self.sent_at, self.delivered_to],
-        )?;
-        Ok(())
+        crate::store::mark_sent(conn, self.id, &self.sent_at, &self.delivered_to)
     }
 
     fn remove(&self, dir: &Path) {
@@ -381,24 +360,16 @@ fn apply_receipts(conn: &Connection, dir: &Path, now: DateTime<Utc>) -> rusqlite
 }
 
 fn due(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<Due>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT o.id, o.kind, coalesce(t.subdomain, 'rosterd'), o.recipient, o.message, o.attempts
-         FROM outbox o LEFT JOIN tenants t ON t.id = o.tenant_id
-         WHERE o.state = 'queued' AND o.next_attempt_at <= ?1 ORDER BY o.id LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![timestamp(now), BATCH], |r| {
-        let id: i64 = r.get(0)?;
-        let kind: String = r.get(1)?;
-        let sub: String = r.get(2)?;
-        Ok(Due {
-            id,
-            name: format!("{id:06}-{sub}-{kind}.eml"),
-            recipient: r.get(3)?,
-            message: r.get(4)?,
-            attempts: r.get(5)?,
+    Ok(crate::store::due_messages(conn, now, BATCH)?
+        .into_iter()
+        .map(|m| Due {
+            name: format!("{:06}-{}-{}.eml", m.id, m.subdomain, m.kind),
+            id: m.id,
+            recipient: m.recipient,
+            message: m.message,
+            attempts: m.attempts,
         })
-    })?;
-    rows.collect()
+        .collect())
 }
 
 /// Write `dir/name` whole or not at all (temporary file, fsync, rename), and

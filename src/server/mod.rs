@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection as Db, OptionalExtension, params};
+use rusqlite::Connection as Db;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -322,36 +322,18 @@ impl Shared {
         let (sub, fp) = (subdomain.to_owned(), fingerprint.to_owned());
         let looked = tokio::task::spawn_blocking(move || {
             let conn = shared.store.lock().unwrap_or_else(|e| e.into_inner());
-            let tenant = conn
-                .query_row(
-                    "SELECT id, disabled, allow_from FROM tenants WHERE subdomain = ?1",
-                    [&sub],
-                    |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, bool>(1)?,
-                            r.get::<_, Option<String>>(2)?,
-                        ))
-                    },
-                )
-                .optional()?;
-            let Some((tenant_id, disabled, allow_from)) = tenant else {
+            let Some(crate::store::LoginKey {
+                tenant_id,
+                disabled,
+                allow_from,
+                key,
+            }) = crate::store::login_key(&conn, &sub, &fp)?
+            else {
                 return Ok(Err(LoginRefusal::NoSuchDistrict));
             };
-            // The key's rows for this district: an active one wins over
-            // revoked ones of the same key.
-            let key: Option<(Option<String>, Option<String>)> = conn
-                .query_row(
-                    "SELECT revoked_at, from_patterns FROM ssh_keys WHERE tenant_id = ?1 AND fingerprint = ?2
-                     ORDER BY revoked_at IS NOT NULL, revoked_at DESC LIMIT 1",
-                    params![tenant_id, fp],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
             // A pattern list this address does not pass, if any.
-            let outside = |list: Option<String>| {
-                list.filter(|l| !crate::keys::address_allowed(l, from))
-            };
+            let outside =
+                |list: Option<String>| list.filter(|l| !crate::keys::address_allowed(l, from));
             Ok(match (disabled, key) {
                 (true, _) => Err(LoginRefusal::Disabled { tenant_id }),
                 (false, None) => Err(LoginRefusal::KeyNotRegistered { tenant_id }),

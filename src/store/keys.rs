@@ -1,7 +1,7 @@
 //! Districts' SSH public keys: registering, listing, revoking.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Result, Store, StoreError, timestamp};
 use crate::domain::tenant::Tenant;
@@ -125,4 +125,56 @@ impl Store {
         )?;
         Ok(n > 0)
     }
+}
+
+/// What a login needs to know of a district and one of its keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginKey {
+    pub tenant_id: i64,
+    pub disabled: bool,
+    /// The district's own address pattern list (`tenant set --allow-from`).
+    pub allow_from: Option<String>,
+    /// The key's row for this district, if registered: when it was revoked
+    /// (an active row wins over revoked rows of the same key), and its own
+    /// `from=` pattern list.
+    pub key: Option<(Option<String>, Option<String>)>,
+}
+
+/// The district named `subdomain` and its key `fingerprint`, for a login;
+/// `None` if no district has that name.
+pub fn login_key(
+    conn: &Connection,
+    subdomain: &str,
+    fingerprint: &str,
+) -> rusqlite::Result<Option<LoginKey>> {
+    let tenant = conn
+        .query_row(
+            "SELECT id, disabled, allow_from FROM tenants WHERE subdomain = ?1",
+            [subdomain],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, bool>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((tenant_id, disabled, allow_from)) = tenant else {
+        return Ok(None);
+    };
+    let key = conn
+        .query_row(
+            "SELECT revoked_at, from_patterns FROM ssh_keys WHERE tenant_id = ?1 AND fingerprint = ?2
+             ORDER BY revoked_at IS NOT NULL, revoked_at DESC LIMIT 1",
+            params![tenant_id, fingerprint],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(Some(LoginKey {
+        tenant_id,
+        disabled,
+        allow_from,
+        key,
+    }))
 }

@@ -2,8 +2,8 @@
 //! migrations applied at start-up ([`migrations`]), and the queries, one file
 //! per subject: districts and their settings ([`tenants`]), keys ([`keys`]),
 //! schools ([`schools`]), import history ([`runs`]), users and groups for
-//! export ([`users`]), status ([`status`]), refused connections and login
-//! throttles ([`failures`]).
+//! export ([`users`]), the mail outbox ([`outbox`]), status ([`status`]), refused connections and login
+//! throttles ([`failures`]), uploads as the scheduler reads them ([`uploads`]).
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -15,20 +15,24 @@ use thiserror::Error;
 mod failures;
 mod keys;
 mod migrations;
+mod outbox;
 mod runs;
 mod schools;
 mod status;
 mod tenants;
+mod uploads;
 mod users;
 
 pub use crate::domain::tenant::Tenant;
 pub use failures::*;
 pub use keys::*;
 use migrations::MIGRATIONS;
+pub use outbox::*;
 pub use runs::*;
 pub use schools::*;
 pub use status::*;
 pub use tenants::*;
+pub use uploads::*;
 pub use users::*;
 
 /// Refuse to serve from a data directory (or database file) that another

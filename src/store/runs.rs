@@ -146,3 +146,13 @@ impl Store {
         Ok(rows)
     }
 }
+
+/// A held run's preview of its changes (the administrator's `changes.csv`),
+/// if it was held.
+pub fn held_changes(conn: &Connection, run_id: i64) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT held_changes FROM import_runs WHERE id = ?1",
+        [run_id],
+        |r| r.get(0),
+    )
+}

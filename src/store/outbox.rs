@@ -1,0 +1,158 @@
+//! The outbox: messages queued in the same transaction as what they report,
+//! claimed by a sender with a lease, and marked sent, retried or failed.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, params};
+
+use super::timestamp;
+use crate::domain::email::Outgoing;
+
+/// Queue `mail` unless a message with its key was queued before. Returns
+/// whether it was queued now.
+pub fn queue_mail(
+    conn: &Connection,
+    mail: &Outgoing,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "INSERT INTO outbox (tenant_id, dedupe_key, kind, recipient, subject, message, created_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+         ON CONFLICT (dedupe_key) DO NOTHING",
+        params![
+            mail.tenant_id,
+            mail.dedupe_key,
+            mail.kind,
+            mail.recipient,
+            mail.subject,
+            mail.message,
+            timestamp(now)
+        ],
+    )?;
+    Ok(n == 1)
+}
+
+/// Messages waiting for delivery (queued, not yet sent or given up on).
+pub fn queue_length(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM outbox WHERE state = 'queued'",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// One message as `rosterd status` and the tests see it.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub kind: String,
+    pub recipient: String,
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+}
+
+/// The outbox, oldest first.
+pub fn outbox(conn: &Connection) -> rusqlite::Result<Vec<OutboxRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, kind, recipient, state, attempts, last_error FROM outbox ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(OutboxRow {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            recipient: r.get(2)?,
+            state: r.get(3)?,
+            attempts: r.get(4)?,
+            last_error: r.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// A queued message whose next attempt is due.
+#[derive(Debug, Clone)]
+pub struct DueMessage {
+    pub id: i64,
+    pub kind: String,
+    /// Its district's subdomain, or `rosterd` for a message of none.
+    pub subdomain: String,
+    pub recipient: String,
+    pub message: Vec<u8>,
+    pub attempts: u32,
+}
+
+/// Up to `limit` queued messages due at `now`, oldest first.
+pub fn due_messages(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> rusqlite::Result<Vec<DueMessage>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT o.id, o.kind, coalesce(t.subdomain, 'rosterd'), o.recipient, o.message, o.attempts
+         FROM outbox o LEFT JOIN tenants t ON t.id = o.tenant_id
+         WHERE o.state = 'queued' AND o.next_attempt_at <= ?1 ORDER BY o.id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![timestamp(now), limit], |r| {
+        Ok(DueMessage {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            subdomain: r.get(2)?,
+            recipient: r.get(3)?,
+            message: r.get(4)?,
+            attempts: r.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Take message `id` for one attempt, leased until `lease_until`, if it is
+/// still queued and due at `now`; returns the rows claimed (0: another
+/// sender has it).
+pub fn claim_message(
+    conn: &Connection,
+    id: i64,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?3
+         WHERE id = ?1 AND state = 'queued' AND next_attempt_at <= ?2",
+        params![id, timestamp(now), timestamp(lease_until)],
+    )
+}
+
+/// Message `id` was not delivered this time: try again at `next`.
+pub fn retry_message(
+    conn: &Connection,
+    id: i64,
+    next: DateTime<Utc>,
+    why: &str,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE outbox SET next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+        params![id, timestamp(next), why],
+    )
+}
+
+/// Message `id` was refused for good.
+pub fn fail_message(conn: &Connection, id: i64, why: &str) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE outbox SET state = 'failed', last_error = ?2 WHERE id = ?1",
+        params![id, why],
+    )
+}
+
+/// Message `id` was delivered at `sent_at` to `delivered_to`.
+pub fn mark_sent(
+    conn: &Connection,
+    id: i64,
+    sent_at: &str,
+    delivered_to: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE outbox SET state = 'sent', sent_at = ?2, delivered_to = ?3, last_error = NULL
+         WHERE id = ?1 AND state != 'sent'",
+        params![id, sent_at, delivered_to],
+    )?;
+    Ok(())
+}
