@@ -14,7 +14,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
 use crate::store::timestamp;
@@ -281,28 +281,19 @@ fn record_upload(
         path,
         file,
     } = *pending;
-    let tx = conn.unchecked_transaction()?;
-    tx.execute(
-        "UPDATE uploads SET state = 'superseded' WHERE tenant_id = ?1 AND state = 'pending'",
-        [tenant_id],
-    )?;
-    tx.execute(
-        "INSERT INTO uploads (tenant_id, received_at, size, sha256, remote_addr, key_fingerprint, path, state, file_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8)",
-        params![
+    crate::store::record_upload(
+        conn,
+        &crate::store::NewUpload {
             tenant_id,
-            timestamp(now),
-            size as i64,
+            received_at: now,
+            size,
             sha256,
-            sender.map(|s| &s.remote_addr),
-            sender.map(|s| &s.key_fingerprint),
-            path.to_string_lossy(),
-            file
-        ],
-    )?;
-    let id = tx.last_insert_rowid();
-    tx.commit()?;
-    Ok(id)
+            remote_addr: sender.map(|s| s.remote_addr.as_str()),
+            key_fingerprint: sender.map(|s| s.key_fingerprint.as_str()),
+            path: &path.to_string_lossy(),
+            file_id: file,
+        },
+    )
 }
 
 /// An upload taken for import.
@@ -329,22 +320,10 @@ pub fn claim(
     spool.create_dirs()?;
     // Taken before: its original is in the archive, whatever its row says (the
     // daemon may have stopped between the rename and the row update).
-    let mut stmt = conn.prepare(
-        "SELECT id FROM uploads WHERE tenant_id = ?1
-         AND state IN ('pending', 'importing', 'superseded', 'approved') ORDER BY id",
-    )?;
-    let ids: Vec<i64> = stmt
-        .query_map([tenant_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    for id in ids {
+    for id in crate::store::claimable_uploads(conn, tenant_id)? {
         let path = spool.original(id);
         if path.exists() {
-            let (attempts, approved) = conn.query_row(
-                "UPDATE uploads SET state = 'importing', attempts = attempts + 1 WHERE id = ?1
-                 RETURNING attempts, approved",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+            let (attempts, approved) = crate::store::start_import(conn, id)?;
             return Ok(Some(Claimed {
                 upload_id: id,
                 path,
@@ -355,10 +334,7 @@ pub fn claim(
     }
     // An approved upload whose file is gone cannot be imported (and would
     // be due at every look).
-    let lost = conn.execute(
-        "UPDATE uploads SET state = 'lost' WHERE tenant_id = ?1 AND state = 'approved'",
-        [tenant_id],
-    )?;
+    let lost = crate::store::lose_approved(conn, tenant_id)?;
     if lost > 0 {
         tracing::error!(
             tenant_id,
@@ -366,14 +342,7 @@ pub fn claim(
         );
     }
     let _held = spool.lock()?;
-    let pending: Option<i64> = conn
-        .query_row(
-            "SELECT id FROM uploads WHERE tenant_id = ?1 AND state = 'pending' ORDER BY id DESC LIMIT 1",
-            [tenant_id],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let Some(id) = pending else {
+    let Some(id) = crate::store::latest_pending(conn, tenant_id)? else {
         return Ok(None);
     };
     let path = spool.original(id);
@@ -384,19 +353,14 @@ pub fn claim(
                 upload_id = id,
                 "the pending users.csv is missing from the spool; marking the upload lost"
             );
-            conn.execute("UPDATE uploads SET state = 'lost' WHERE id = ?1", [id])?;
+            crate::store::lose_upload(conn, id)?;
             return Ok(None);
         }
         Err(e) => return Err(e.into()),
     }
     sync_dir(&spool.archive())?;
     sync_dir(&spool.dir)?;
-    let attempts = conn.query_row(
-        "UPDATE uploads SET state = 'importing', path = ?2, attempts = attempts + 1 WHERE id = ?1
-         RETURNING attempts",
-        params![id, path.to_string_lossy()],
-        |r| r.get(0),
-    )?;
+    let attempts = crate::store::start_pending_import(conn, id, &path.to_string_lossy())?;
     Ok(Some(Claimed {
         upload_id: id,
         path,
@@ -405,32 +369,7 @@ pub fn claim(
     }))
 }
 
-/// A held upload and the run that held it.
-#[derive(Debug, Clone)]
-pub struct Held {
-    pub upload_id: i64,
-    pub run_id: i64,
-    pub received_at: String,
-    /// Why it was held.
-    pub reason: String,
-}
-
-/// The tenant's uploads waiting for support's approval, oldest first.
-pub fn held(conn: &Connection, tenant_id: i64) -> rusqlite::Result<Vec<Held>> {
-    let mut stmt = conn.prepare(
-        "SELECT u.id, r.id, u.received_at, coalesce(r.reason, '') FROM uploads u
-         JOIN import_runs r ON r.id = u.run_id WHERE u.tenant_id = ?1 AND u.state = 'held' ORDER BY u.id",
-    )?;
-    stmt.query_map([tenant_id], |r| {
-        Ok(Held {
-            upload_id: r.get(0)?,
-            run_id: r.get(1)?,
-            received_at: r.get(2)?,
-            reason: r.get(3)?,
-        })
-    })?
-    .collect()
-}
+pub use crate::store::{Held, held, interrupted};
 
 /// The held upload of `run_id`, or an error saying what became of the run.
 fn find_held(conn: &Connection, tenant_id: i64, run_id: i64) -> anyhow::Result<Held> {
@@ -438,14 +377,7 @@ fn find_held(conn: &Connection, tenant_id: i64, run_id: i64) -> anyhow::Result<H
         .into_iter()
         .find(|h| h.run_id == run_id);
     let Some(h) = found else {
-        let resolution: Option<Option<String>> = conn
-            .query_row(
-                "SELECT coalesce(resolution, outcome) FROM import_runs WHERE id = ?1 AND tenant_id = ?2",
-                params![run_id, tenant_id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match resolution {
+        match crate::store::run_resolution(conn, tenant_id, run_id)? {
             None => anyhow::bail!(
                 "no run {run_id} for this district; `rosterd status` lists held imports"
             ),
@@ -462,13 +394,7 @@ fn find_held(conn: &Connection, tenant_id: i64, run_id: i64) -> anyhow::Result<H
 /// replaced by a newer upload (which is imported instead).
 fn held_for_decision(conn: &Connection, tenant_id: i64, run_id: i64) -> anyhow::Result<Held> {
     let h = find_held(conn, tenant_id, run_id)?;
-    let newer: Option<i64> = conn.query_row(
-        "SELECT max(id) FROM uploads WHERE tenant_id = ?1 AND id > ?2
-             AND state NOT IN ('lost', 'failed', 'discarded')",
-        params![tenant_id, h.upload_id],
-        |r| r.get(0),
-    )?;
-    if let Some(newer) = newer {
+    if let Some(newer) = crate::store::newer_upload(conn, tenant_id, h.upload_id)? {
         anyhow::bail!(
             "a newer upload ({newer}) has arrived since run {run_id} was held; it replaces the held file, which can only be discarded"
         );
@@ -486,13 +412,11 @@ pub fn approve(
 ) -> anyhow::Result<i64> {
     let tx = conn.unchecked_transaction()?;
     let h = held_for_decision(&tx, tenant_id, run_id)?;
-    tx.execute(
-        "UPDATE uploads SET state = 'approved', approved = 1, attempts = 0, failure = NULL WHERE id = ?1",
-        [h.upload_id],
-    )?;
-    tx.execute(
-        "UPDATE import_runs SET resolution = ?2 WHERE id = ?1",
-        params![run_id, format!("approved by support at {}", timestamp(now))],
+    crate::store::approve_upload(
+        &tx,
+        h.upload_id,
+        run_id,
+        &format!("approved by support at {}", timestamp(now)),
     )?;
     tx.commit()?;
     Ok(h.upload_id)
@@ -541,14 +465,7 @@ pub fn set_aside(
 ) -> anyhow::Result<()> {
     archive_imported(conn, spool, tenant_id, h.upload_id)?;
     let tx = conn.unchecked_transaction()?;
-    tx.execute(
-        "UPDATE uploads SET state = ?2 WHERE id = ?1 AND state = 'held'",
-        params![h.upload_id, state],
-    )?;
-    tx.execute(
-        "UPDATE import_runs SET resolution = ?2 WHERE id = ?1",
-        params![h.run_id, resolution],
-    )?;
+    crate::store::set_held_aside(&tx, h.upload_id, h.run_id, state, resolution)?;
     tx.commit()?;
     Ok(())
 }
@@ -564,22 +481,8 @@ pub fn fail(
     why: &str,
 ) -> anyhow::Result<()> {
     archive_imported(conn, spool, tenant_id, upload_id)?;
-    conn.execute(
-        "UPDATE uploads SET state = 'failed', failure = ?2 WHERE id = ?1",
-        params![upload_id, why],
-    )?;
+    crate::store::fail_upload(conn, upload_id, why)?;
     Ok(())
-}
-
-/// Uploads a stopped daemon left in the middle of their import: (upload id,
-/// tenant id, subdomain, attempts so far).
-pub fn interrupted(conn: &Connection) -> rusqlite::Result<Vec<(i64, i64, String, u32)>> {
-    let mut stmt = conn.prepare(
-        "SELECT u.id, u.tenant_id, t.subdomain, u.attempts FROM uploads u JOIN tenants t ON t.id = u.tenant_id
-         WHERE u.state = 'importing' ORDER BY u.id",
-    )?;
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect()
 }
 
 /// After upload `id` was imported: keep its blanked copy and delete the
@@ -599,12 +502,12 @@ pub fn archive_imported(
     let written = crate::import::archive::write_blanked_copy(conn, tenant_id, &original, &kept)?;
     std::fs::remove_file(&original)?;
     sync_dir(&spool.archive())?;
-    conn.execute(
-        "UPDATE uploads SET archive = ?2 WHERE id = ?1",
-        params![
-            upload_id,
-            written.then(|| kept.to_string_lossy().into_owned())
-        ],
+    crate::store::set_archive(
+        conn,
+        upload_id,
+        written
+            .then(|| kept.to_string_lossy().into_owned())
+            .as_deref(),
     )?;
     Ok(())
 }
@@ -612,15 +515,8 @@ pub fn archive_imported(
 /// Finish what a stopped daemon left between an import's commit and its
 /// archiving, for every tenant.
 pub fn archive_leftovers(conn: &Connection, spool_root: &Path) -> anyhow::Result<usize> {
-    let mut stmt = conn.prepare(
-        "SELECT u.id, u.tenant_id, t.subdomain FROM uploads u JOIN tenants t ON t.id = u.tenant_id
-         WHERE u.state = 'imported' AND u.archive IS NULL",
-    )?;
-    let rows: Vec<(i64, i64, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
     let mut done = 0;
-    for (id, tenant_id, sub) in rows {
+    for (id, tenant_id, sub) in crate::store::unarchived_imports(conn)? {
         let spool = TenantSpool::new(spool_root, &sub);
         if spool.original(id).exists() {
             archive_imported(conn, &spool, tenant_id, id)?;
@@ -632,19 +528,14 @@ pub fn archive_leftovers(conn: &Connection, spool_root: &Path) -> anyhow::Result
 
 /// Delete archived copies of uploads received before `cutoff`.
 pub fn expire_archives(conn: &Connection, cutoff: DateTime<Utc>) -> anyhow::Result<usize> {
-    let mut stmt = conn.prepare(
-        "SELECT id, archive FROM uploads WHERE archive IS NOT NULL AND received_at < ?1",
-    )?;
-    let rows: Vec<(i64, String)> = stmt
-        .query_map([timestamp(cutoff)], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let rows = crate::store::archives_before(conn, cutoff)?;
     for (id, path) in &rows {
         match std::fs::remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(anyhow::anyhow!("cannot delete expired archive {path}: {e}")),
         }
-        conn.execute("UPDATE uploads SET archive = NULL WHERE id = ?1", [id])?;
+        crate::store::set_archive(conn, *id, None)?;
     }
     Ok(rows.len())
 }
@@ -678,14 +569,7 @@ pub fn adopt_unrecorded(
     let Ok(current) = file_id(&spool.pending()) else {
         return Ok(false); // taken for import meanwhile
     };
-    let recorded: Option<(i64, Option<String>, String)> = conn
-        .query_row(
-            "SELECT id, file_id, sha256 FROM uploads WHERE tenant_id = ?1 AND state = 'pending'
-             ORDER BY id DESC LIMIT 1",
-            [tenant_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
+    let recorded = crate::store::latest_pending_file(conn, tenant_id)?;
     if let Some((_, Some(file), _)) = &recorded
         && *file == current
     {
@@ -696,10 +580,7 @@ pub fn adopt_unrecorded(
         && *recorded_sha == sha256
     {
         // A row from before file identities were kept: the same bytes.
-        conn.execute(
-            "UPDATE uploads SET file_id = ?2 WHERE id = ?1",
-            params![id, current],
-        )?;
+        crate::store::set_file_id(conn, *id, &current)?;
         return Ok(false);
     }
     let path = spool.pending();

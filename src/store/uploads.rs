@@ -1,9 +1,10 @@
-//! Uploads as the scheduler reads them: whether a district has an import to
-//! finish or a pending file, its delivery history around a night, one
-//! upload's size and hash, and why its import failed.
+//! Uploads: recording one as its district's pending file, taking it for
+//! import, holds and support's decisions on them, failures, archives, and
+//! what the scheduler reads (an import to finish or a file pending, a
+//! night's delivery history). The spool keeps the files; this, their rows.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::timestamp;
 
@@ -54,4 +55,286 @@ pub fn set_upload_failure(conn: &Connection, upload_id: i64, why: &str) -> rusql
         params![upload_id, why],
     )?;
     Ok(())
+}
+
+/// A `users.csv` to record as its district's pending upload.
+#[derive(Debug, Clone, Copy)]
+pub struct NewUpload<'a> {
+    pub tenant_id: i64,
+    pub received_at: DateTime<Utc>,
+    pub size: u64,
+    pub sha256: &'a str,
+    /// Who sent it, if known: the client's address and key fingerprint.
+    pub remote_addr: Option<&'a str>,
+    pub key_fingerprint: Option<&'a str>,
+    pub path: &'a str,
+    /// The file's device and inode (`spool::file_id`).
+    pub file_id: &'a str,
+}
+
+/// Record `u` as its district's pending upload, superseding any earlier
+/// pending one, in one transaction; returns its id.
+pub fn record_upload(conn: &Connection, u: &NewUpload<'_>) -> rusqlite::Result<i64> {
+    let tx = conn.unchecked_transaction()?;
+    tx.execute(
+        "UPDATE uploads SET state = 'superseded' WHERE tenant_id = ?1 AND state = 'pending'",
+        [u.tenant_id],
+    )?;
+    tx.execute(
+        "INSERT INTO uploads (tenant_id, received_at, size, sha256, remote_addr, key_fingerprint, path, state, file_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8)",
+        params![
+            u.tenant_id,
+            timestamp(u.received_at),
+            u.size as i64,
+            u.sha256,
+            u.remote_addr,
+            u.key_fingerprint,
+            u.path,
+            u.file_id
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    tx.commit()?;
+    Ok(id)
+}
+
+/// A district's uploads that may have been taken for import before (their
+/// original may be in the archive), oldest first.
+pub fn claimable_uploads(conn: &Connection, tenant_id: i64) -> rusqlite::Result<Vec<i64>> {
+    let mut stmt = conn.prepare(
+        "SELECT id FROM uploads WHERE tenant_id = ?1
+         AND state IN ('pending', 'importing', 'superseded', 'approved') ORDER BY id",
+    )?;
+    stmt.query_map([tenant_id], |r| r.get(0))?.collect()
+}
+
+/// Upload `id` is taken for import (again): its attempts so far, this one
+/// included, and whether support approved it.
+pub fn start_import(conn: &Connection, upload_id: i64) -> rusqlite::Result<(u32, bool)> {
+    conn.query_row(
+        "UPDATE uploads SET state = 'importing', attempts = attempts + 1 WHERE id = ?1
+         RETURNING attempts, approved",
+        [upload_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
+/// The pending upload `id`, moved to `path`, is taken for import: its
+/// attempts so far, this one included.
+pub fn start_pending_import(
+    conn: &Connection,
+    upload_id: i64,
+    path: &str,
+) -> rusqlite::Result<u32> {
+    conn.query_row(
+        "UPDATE uploads SET state = 'importing', path = ?2, attempts = attempts + 1 WHERE id = ?1
+         RETURNING attempts",
+        params![upload_id, path],
+        |r| r.get(0),
+    )
+}
+
+/// Mark a district's approved uploads lost (their file is gone); returns
+/// how many.
+pub fn lose_approved(conn: &Connection, tenant_id: i64) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE uploads SET state = 'lost' WHERE tenant_id = ?1 AND state = 'approved'",
+        [tenant_id],
+    )
+}
+
+/// Mark upload `id` lost (its file is gone).
+pub fn lose_upload(conn: &Connection, upload_id: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE uploads SET state = 'lost' WHERE id = ?1",
+        [upload_id],
+    )?;
+    Ok(())
+}
+
+/// A district's newest pending upload.
+pub fn latest_pending(conn: &Connection, tenant_id: i64) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT id FROM uploads WHERE tenant_id = ?1 AND state = 'pending' ORDER BY id DESC LIMIT 1",
+        [tenant_id],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// A district's newest pending upload with the file it names (device and
+/// inode, if recorded) and its SHA-256.
+pub fn latest_pending_file(
+    conn: &Connection,
+    tenant_id: i64,
+) -> rusqlite::Result<Option<(i64, Option<String>, String)>> {
+    conn.query_row(
+        "SELECT id, file_id, sha256 FROM uploads WHERE tenant_id = ?1 AND state = 'pending'
+         ORDER BY id DESC LIMIT 1",
+        [tenant_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .optional()
+}
+
+/// Record which file (device and inode) upload `id` is.
+pub fn set_file_id(conn: &Connection, upload_id: i64, file_id: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE uploads SET file_id = ?2 WHERE id = ?1",
+        params![upload_id, file_id],
+    )?;
+    Ok(())
+}
+
+/// A held upload and the run that held it.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub upload_id: i64,
+    pub run_id: i64,
+    pub received_at: String,
+    /// Why it was held.
+    pub reason: String,
+}
+
+/// The tenant's uploads waiting for support's approval, oldest first.
+pub fn held(conn: &Connection, tenant_id: i64) -> rusqlite::Result<Vec<Held>> {
+    let mut stmt = conn.prepare(
+        "SELECT u.id, r.id, u.received_at, coalesce(r.reason, '') FROM uploads u
+         JOIN import_runs r ON r.id = u.run_id WHERE u.tenant_id = ?1 AND u.state = 'held' ORDER BY u.id",
+    )?;
+    stmt.query_map([tenant_id], |r| {
+        Ok(Held {
+            upload_id: r.get(0)?,
+            run_id: r.get(1)?,
+            received_at: r.get(2)?,
+            reason: r.get(3)?,
+        })
+    })?
+    .collect()
+}
+
+/// What became of run `run_id` of `tenant_id` (its resolution, else its
+/// outcome); `None` if the district has no such run.
+pub fn run_resolution(
+    conn: &Connection,
+    tenant_id: i64,
+    run_id: i64,
+) -> rusqlite::Result<Option<Option<String>>> {
+    conn.query_row(
+        "SELECT coalesce(resolution, outcome) FROM import_runs WHERE id = ?1 AND tenant_id = ?2",
+        params![run_id, tenant_id],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// The newest upload of `tenant_id` after `upload_id` that may still be
+/// imported.
+pub fn newer_upload(
+    conn: &Connection,
+    tenant_id: i64,
+    upload_id: i64,
+) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT max(id) FROM uploads WHERE tenant_id = ?1 AND id > ?2
+             AND state NOT IN ('lost', 'failed', 'discarded')",
+        params![tenant_id, upload_id],
+        |r| r.get(0),
+    )
+}
+
+/// Support approved held upload `upload_id`: due at once, imported without
+/// holds; its run says so with `resolution`. The caller's transaction.
+pub fn approve_upload(
+    conn: &Connection,
+    upload_id: i64,
+    run_id: i64,
+    resolution: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE uploads SET state = 'approved', approved = 1, attempts = 0, failure = NULL WHERE id = ?1",
+        [upload_id],
+    )?;
+    set_resolution(conn, run_id, resolution)
+}
+
+/// Held upload `upload_id` is set aside as `state` (never imported); its
+/// run says why with `resolution`. The caller's transaction.
+pub fn set_held_aside(
+    conn: &Connection,
+    upload_id: i64,
+    run_id: i64,
+    state: &str,
+    resolution: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE uploads SET state = ?2 WHERE id = ?1 AND state = 'held'",
+        params![upload_id, state],
+    )?;
+    set_resolution(conn, run_id, resolution)
+}
+
+fn set_resolution(conn: &Connection, run_id: i64, resolution: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE import_runs SET resolution = ?2 WHERE id = ?1",
+        params![run_id, resolution],
+    )?;
+    Ok(())
+}
+
+/// Upload `id` is given up on: failed, with why.
+pub fn fail_upload(conn: &Connection, upload_id: i64, why: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE uploads SET state = 'failed', failure = ?2 WHERE id = ?1",
+        params![upload_id, why],
+    )?;
+    Ok(())
+}
+
+/// Uploads a stopped daemon left in the middle of their import: (upload id,
+/// tenant id, subdomain, attempts so far).
+pub fn interrupted(conn: &Connection) -> rusqlite::Result<Vec<(i64, i64, String, u32)>> {
+    let mut stmt = conn.prepare(
+        "SELECT u.id, u.tenant_id, t.subdomain, u.attempts FROM uploads u JOIN tenants t ON t.id = u.tenant_id
+         WHERE u.state = 'importing' ORDER BY u.id",
+    )?;
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect()
+}
+
+/// Where upload `id`'s blanked copy is kept (`None`: nothing kept, or no
+/// longer).
+pub fn set_archive(
+    conn: &Connection,
+    upload_id: i64,
+    archive: Option<&str>,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE uploads SET archive = ?2 WHERE id = ?1",
+        params![upload_id, archive],
+    )?;
+    Ok(())
+}
+
+/// Imported uploads not archived yet: (upload id, tenant id, subdomain).
+pub fn unarchived_imports(conn: &Connection) -> rusqlite::Result<Vec<(i64, i64, String)>> {
+    let mut stmt = conn.prepare(
+        "SELECT u.id, u.tenant_id, t.subdomain FROM uploads u JOIN tenants t ON t.id = u.tenant_id
+         WHERE u.state = 'imported' AND u.archive IS NULL",
+    )?;
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect()
+}
+
+/// Archived copies of uploads received before `cutoff`: (upload id, path).
+pub fn archives_before(
+    conn: &Connection,
+    cutoff: DateTime<Utc>,
+) -> rusqlite::Result<Vec<(i64, String)>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, archive FROM uploads WHERE archive IS NOT NULL AND received_at < ?1",
+    )?;
+    stmt.query_map([timestamp(cutoff)], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect()
 }
