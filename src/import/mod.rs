@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 
 use crate::clock::Clock;
 pub use crate::domain::report::{Counts, Outcome, Problem, Report, Severity};
@@ -173,7 +173,8 @@ pub(crate) fn open_csv<F: header::FieldSet>(
     report.sha256 = scan.sha256.clone();
     report.encoding = Some(scan.encoding.label().to_owned());
     if !opts.force
-        && last_imported_sha256(conn, tenant.id, report.kind)?.as_deref() == Some(&scan.sha256)
+        && crate::store::last_imported_sha256(conn, tenant.id, report.kind)?.as_deref()
+            == Some(&scan.sha256)
     {
         report.outcome = Outcome::Unchanged;
         return Ok(None);
@@ -283,40 +284,14 @@ fn tenant_mapping<F: header::FieldSet>(
     conn: &Connection,
     tenant_id: i64,
 ) -> anyhow::Result<HashMap<String, header::Mapped<F>>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT header_key, field FROM tenant_columns WHERE tenant_id = ?1")?;
     let mut map = HashMap::new();
-    let rows = stmt.query_map([tenant_id], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })?;
-    for row in rows {
-        let (key, field) = row?;
+    for (key, field) in crate::store::column_mapping(conn, tenant_id)? {
         // A mapping may name a field of another import kind; it does not apply here.
         if let Ok(target) = header::parse_target::<F>(&field) {
             map.insert(key, target);
         }
     }
     Ok(map)
-}
-
-/// The file the tenant's accounts last took all of, for `kind`: none when
-/// the newest such run was undone, was an undo, or kept changes back (a
-/// pause), since the same file then still has something to apply.
-fn last_imported_sha256(
-    conn: &Connection,
-    tenant_id: i64,
-    kind: &str,
-) -> rusqlite::Result<Option<String>> {
-    let undo = if kind == "users" { "undo" } else { kind };
-    conn.query_row(
-        "SELECT sha256, kind = 'undo' OR kept_back > 0 OR coalesce(resolution, '') LIKE 'undone%'
-         FROM import_runs WHERE tenant_id = ?1 AND kind IN (?2, ?3)
-         AND outcome IN ('applied', 'applied_with_errors', 'unchanged') ORDER BY id DESC LIMIT 1",
-        params![tenant_id, kind, undo],
-        |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)),
-    )
-    .optional()
-    .map(|last| last.and_then(|(sha, stale)| (!stale).then_some(sha)))
 }
 
 /// Store the run and its kept problems, mark the upload it came from imported,
@@ -334,57 +309,13 @@ pub(crate) fn record_run(
     report: &mut Report,
     changes: Option<Vec<u8>>,
 ) -> anyhow::Result<i64> {
-    let tenant_id = tenant.id;
-    let c = &report.counts;
-    conn.execute(
-        "INSERT INTO import_runs (tenant_id, kind, source, file_name, size, sha256, upload_id, started_at,
-            finished_at, outcome, reason, rows, created, updated, unchanged, skipped, errors, warnings, problems_truncated,
-            encoding, id, deactivated, reactivated, kept_back)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-            ?22, ?23, ?24)",
-        params![
-            tenant_id,
-            report.kind,
-            opts.source.as_str(),
-            report.file_name,
-            report.size as i64,
-            report.sha256,
-            opts.upload_id,
-            report.started_at,
-            report.finished_at,
-            report.outcome.as_str(),
-            report.reason,
-            c.rows as i64,
-            c.created as i64,
-            c.updated as i64,
-            c.unchanged as i64,
-            c.skipped as i64,
-            c.errors as i64,
-            c.warnings as i64,
-            report.problems_truncated as i64,
-            report.encoding,
-            report.run_id,
-            c.deactivated as i64,
-            c.reactivated as i64,
-            c.kept_back as i64,
-        ],
+    let run_id = crate::store::insert_run(
+        conn,
+        tenant.id,
+        report,
+        opts.source.as_str(),
+        opts.upload_id,
     )?;
-    let run_id = conn.last_insert_rowid();
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO import_problems (run_id, seq, line, column, value, severity, message)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    for (seq, p) in report.problems.iter().enumerate() {
-        stmt.execute(params![
-            run_id,
-            seq as i64,
-            p.line.map(|l| l as i64),
-            p.column,
-            p.value,
-            p.severity.as_str(),
-            p.message
-        ])?;
-    }
     report.run_id = Some(run_id);
     let mut received = None;
     if let Some(upload_id) = opts.upload_id {
@@ -393,10 +324,7 @@ pub(crate) fn record_run(
         } else {
             "imported"
         };
-        conn.execute(
-            "UPDATE uploads SET state = ?3, run_id = ?2 WHERE id = ?1",
-            params![upload_id, run_id, state],
-        )?;
+        crate::store::set_upload_run(conn, upload_id, run_id, state)?;
         received = upload_received(conn, upload_id)?;
     }
     if opts.email {
@@ -417,13 +345,7 @@ pub(crate) fn record_run(
 
 /// When and from where an upload came, for its report.
 pub fn upload_received(conn: &Connection, upload_id: i64) -> rusqlite::Result<Option<Received>> {
-    conn.query_row(
-        "SELECT received_at, remote_addr FROM uploads WHERE id = ?1",
-        [upload_id],
-        |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
-    )
-    .optional()
-    .map(|row| {
+    crate::store::upload_received(conn, upload_id).map(|row| {
         row.and_then(|(at, remote_addr)| {
             Some(Received {
                 at: chrono::DateTime::parse_from_rfc3339(&at).ok()?.to_utc(),
@@ -462,7 +384,7 @@ pub(crate) fn conclude(
         // would do it in one, but makes SQLite copy every page the rows touch
         // to a sub-journal, about 10% of a large import.) A crash in between
         // leaves the upload to be imported, and rejected, again.
-        tx.execute_batch("ROLLBACK; BEGIN IMMEDIATE")?;
+        crate::store::restart_transaction(&tx)?;
         report.run_id = None; // its journal went with the rollback
         reject(
             &mut report,
@@ -516,7 +438,7 @@ pub(crate) fn hold(
             crate::mail::compose::MAX_ATTACHMENT_BYTES,
         )?;
     }
-    tx.execute_batch("ROLLBACK; BEGIN IMMEDIATE")?;
+    crate::store::restart_transaction(&tx)?;
     let run_id = journal::next_run_id(&tx)?;
     report.run_id = Some(run_id);
     report.problems.sort_by_key(|p| p.line);
@@ -530,10 +452,7 @@ pub(crate) fn hold(
     // reviews (`rosterd runs SUB --id RUN --changes`).
     let preview = String::from_utf8_lossy(&changes).into_owned();
     record_run(&tx, ctx, tenant, opts, &mut report, Some(changes))?;
-    tx.execute(
-        "UPDATE import_runs SET held_changes = ?2 WHERE id = ?1",
-        params![run_id, preview],
-    )?;
+    crate::store::set_held_changes(&tx, run_id, &preview)?;
     tx.commit()?;
     Ok(report)
 }

@@ -160,6 +160,13 @@ impl Store {
     }
 }
 
+/// Undo everything the open transaction did and start afresh, still holding
+/// the write lock: a rejected or held import keeps nothing of its rows but
+/// records its run under the same guard.
+pub fn restart_transaction(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("ROLLBACK; BEGIN IMMEDIATE")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -156,3 +156,95 @@ pub fn held_changes(conn: &Connection, run_id: i64) -> rusqlite::Result<Option<S
         |r| r.get(0),
     )
 }
+
+/// The file the tenant's accounts last took all of, for `kind`: none when
+/// the newest such run was undone, was an undo, or kept changes back (a
+/// pause), since the same file then still has something to apply.
+pub fn last_imported_sha256(
+    conn: &Connection,
+    tenant_id: i64,
+    kind: &str,
+) -> rusqlite::Result<Option<String>> {
+    let undo = if kind == "users" { "undo" } else { kind };
+    conn.query_row(
+        "SELECT sha256, kind = 'undo' OR kept_back > 0 OR coalesce(resolution, '') LIKE 'undone%'
+         FROM import_runs WHERE tenant_id = ?1 AND kind IN (?2, ?3)
+         AND outcome IN ('applied', 'applied_with_errors', 'unchanged') ORDER BY id DESC LIMIT 1",
+        params![tenant_id, kind, undo],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)),
+    )
+    .optional()
+    .map(|last| last.and_then(|(sha, stale)| (!stale).then_some(sha)))
+}
+
+/// Store a finished run of `tenant_id` and its kept problems, with the id
+/// `report.run_id` names if set (its journal uses it already), else a new
+/// one; returns the id. The caller's transaction.
+pub fn insert_run(
+    conn: &Connection,
+    tenant_id: i64,
+    report: &crate::domain::report::Report,
+    source: &str,
+    upload_id: Option<i64>,
+) -> rusqlite::Result<i64> {
+    let c = &report.counts;
+    conn.execute(
+        "INSERT INTO import_runs (tenant_id, kind, source, file_name, size, sha256, upload_id, started_at,
+            finished_at, outcome, reason, rows, created, updated, unchanged, skipped, errors, warnings, problems_truncated,
+            encoding, id, deactivated, reactivated, kept_back)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
+            ?22, ?23, ?24)",
+        params![
+            tenant_id,
+            report.kind,
+            source,
+            report.file_name,
+            report.size as i64,
+            report.sha256,
+            upload_id,
+            report.started_at,
+            report.finished_at,
+            report.outcome.as_str(),
+            report.reason,
+            c.rows as i64,
+            c.created as i64,
+            c.updated as i64,
+            c.unchanged as i64,
+            c.skipped as i64,
+            c.errors as i64,
+            c.warnings as i64,
+            report.problems_truncated as i64,
+            report.encoding,
+            report.run_id,
+            c.deactivated as i64,
+            c.reactivated as i64,
+            c.kept_back as i64,
+        ],
+    )?;
+    let run_id = conn.last_insert_rowid();
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO import_problems (run_id, seq, line, column, value, severity, message)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for (seq, p) in report.problems.iter().enumerate() {
+        stmt.execute(params![
+            run_id,
+            seq as i64,
+            p.line.map(|l| l as i64),
+            p.column,
+            p.value,
+            p.severity.as_str(),
+            p.message
+        ])?;
+    }
+    Ok(run_id)
+}
+
+/// Keep a held run's preview of its changes (`changes.csv`).
+pub fn set_held_changes(conn: &Connection, run_id: i64, preview: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE import_runs SET held_changes = ?2 WHERE id = ?1",
+        params![run_id, preview],
+    )?;
+    Ok(())
+}

@@ -253,3 +253,16 @@ impl Store {
         Ok(n > 0)
     }
 }
+
+/// A district's stored column mapping: (header key, field name).
+pub fn column_mapping(
+    conn: &Connection,
+    tenant_id: i64,
+) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT header_key, field FROM tenant_columns WHERE tenant_id = ?1")?;
+    let rows = stmt.query_map([tenant_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    rows.collect()
+}

@@ -338,3 +338,30 @@ pub fn archives_before(
     stmt.query_map([timestamp(cutoff)], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect()
 }
+
+/// Upload `id` was imported (or held, `state`) by run `run_id`.
+pub fn set_upload_run(
+    conn: &Connection,
+    upload_id: i64,
+    run_id: i64,
+    state: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE uploads SET state = ?3, run_id = ?2 WHERE id = ?1",
+        params![upload_id, run_id, state],
+    )?;
+    Ok(())
+}
+
+/// When upload `id` was received, and from where.
+pub fn upload_received(
+    conn: &Connection,
+    upload_id: i64,
+) -> rusqlite::Result<Option<(String, Option<String>)>> {
+    conn.query_row(
+        "SELECT received_at, remote_addr FROM uploads WHERE id = ?1",
+        [upload_id],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
+    )
+    .optional()
+}
