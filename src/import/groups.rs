@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 
 use super::fields::{AccessType, Username};
 use super::header::{Columns, FieldSet};
@@ -140,25 +140,18 @@ struct Owner {
 
 impl Owners {
     fn load(conn: &Connection, tenant_id: i64) -> rusqlite::Result<Self> {
-        let mut stmt = conn.prepare(
-            "SELECT id, username, coalesce(first_name, ''), coalesce(last_name, ''), access_type
-             FROM users WHERE tenant_id = ?1 AND access_type IS NOT NULL AND active = 1",
-        )?;
         let mut owners = Self {
             by_username: HashMap::new(),
             by_name: HashMap::new(),
         };
-        let rows = stmt.query_map([tenant_id], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-            ))
-        })?;
-        for row in rows {
-            let (id, username, first, last, access) = row?;
+        for crate::store::OwnerCandidate {
+            id,
+            username,
+            first_name: first,
+            last_name: last,
+            access_type: access,
+        } in crate::store::owner_candidates(conn, tenant_id)?
+        {
             if AccessType::from_stored(&access).is_none() {
                 continue;
             }
@@ -291,22 +284,12 @@ impl Rules<'_> {
                 }
             },
         };
-        let added = self.tx.execute(
-            "INSERT OR IGNORE INTO group_members (group_id, user_id) VALUES (?1, ?2)",
-            params![group, user],
-        )?;
-        Ok(Ok(if added == 1 {
-            Joined::New
-        } else {
-            Joined::Already
-        }))
+        let added = crate::store::add_member(self.tx, group, user)?;
+        Ok(Ok(if added { Joined::New } else { Joined::Already }))
     }
 
     fn user_id(&self, key: &str) -> rusqlite::Result<Option<i64>> {
-        self.tx
-            .prepare_cached("SELECT id FROM users WHERE tenant_id = ?1 AND username_key = ?2")?
-            .query_row(params![self.tenant.id, key], |r| r.get(0))
-            .optional()
+        crate::store::user_id_by_key(self.tx, self.tenant.id, key)
     }
 
     /// The owner a cell names: by username, else by a full name only one
@@ -328,16 +311,7 @@ impl Rules<'_> {
             _ => {}
         }
         // Not an owner: say whether the user exists without the access.
-        let found: Option<bool> = self
-            .tx
-            .query_row(
-                "SELECT active FROM users WHERE tenant_id = ?1 AND (username_key = lower(?2)
-                    OR lower(trim(coalesce(first_name, '') || ' ' || coalesce(last_name, ''))) = lower(?2))
-                 ORDER BY active DESC LIMIT 1",
-                params![self.tenant.id, text],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let found = crate::store::user_named(self.tx, self.tenant.id, text)?;
         Ok(Err(if found == Some(false) {
             format!(
                 "{text:?} is deactivated (absent from a complete users.csv, or its creation undone), and only an active user can own groups"
@@ -355,15 +329,7 @@ impl Rules<'_> {
 
     /// The owner's default group, created on first use.
     fn default_group(&self, owner: &Owner) -> rusqlite::Result<i64> {
-        let found: Option<i64> = self
-            .tx
-            .query_row(
-                "SELECT id FROM groups WHERE owner_id = ?1 AND is_default",
-                [owner.id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(id) = found {
+        if let Some(id) = crate::store::default_group(self.tx, owner.id)? {
             return Ok(id);
         }
         let who = if owner.full_name.is_empty() {
@@ -373,18 +339,15 @@ impl Rules<'_> {
         };
         // Keyed by owner, with a character no group name may hold, so it
         // never clashes with a named group.
-        self.tx.execute(
-            "INSERT INTO groups (tenant_id, name, name_key, owner_id, is_default, created_at)
-             VALUES (?1, ?2, ?3, ?4, 1, ?5)",
-            params![
-                self.tenant.id,
-                format!("{who}'s group"),
-                format!("\u{1}default:{}", owner.id),
-                owner.id,
-                self.now
-            ],
-        )?;
-        Ok(self.tx.last_insert_rowid())
+        crate::store::add_group(
+            self.tx,
+            self.tenant.id,
+            &format!("{who}'s group"),
+            &format!("\u{1}default:{}", owner.id),
+            Some(owner.id),
+            true,
+            self.now,
+        )
     }
 
     /// The group named `name`, created (with `owner`, if any) when missing. A
@@ -395,15 +358,8 @@ impl Rules<'_> {
         owner: Option<&Owner>,
     ) -> rusqlite::Result<Result<i64, String>> {
         let key = name_key(name);
-        let found: Option<(i64, Option<i64>, Option<String>)> = self
-            .tx
-            .query_row(
-                "SELECT g.id, g.owner_id, u.username FROM groups g LEFT JOIN users u ON u.id = g.owner_id
-                 WHERE g.tenant_id = ?1 AND g.name_key = ?2",
-                params![self.tenant.id, key],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
+        let found = crate::store::group_by_key(self.tx, self.tenant.id, &key)?
+            .map(|g| (g.id, g.owner_id, g.owner_username));
         match (found, owner) {
             (Some((_, Some(current), current_name)), Some(o)) if current != o.id => {
                 Ok(Err(format!(
@@ -413,19 +369,21 @@ impl Rules<'_> {
                 )))
             }
             (Some((id, None, _)), Some(o)) => {
-                self.tx.execute(
-                    "UPDATE groups SET owner_id = ?2 WHERE id = ?1",
-                    params![id, o.id],
-                )?;
+                crate::store::set_group_owner(self.tx, id, o.id)?;
                 Ok(Ok(id))
             }
             (Some((id, _, _)), _) => Ok(Ok(id)),
             (None, owner) => {
-                self.tx.execute(
-                    "INSERT INTO groups (tenant_id, name, name_key, owner_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![self.tenant.id, name, key, owner.map(|o| o.id), self.now],
+                let id = crate::store::add_group(
+                    self.tx,
+                    self.tenant.id,
+                    name,
+                    &key,
+                    owner.map(|o| o.id),
+                    false,
+                    self.now,
                 )?;
-                Ok(Ok(self.tx.last_insert_rowid()))
+                Ok(Ok(id))
             }
         }
     }

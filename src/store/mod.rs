@@ -2,7 +2,7 @@
 //! migrations applied at start-up ([`migrations`]), and the queries, one file
 //! per subject: districts and their settings ([`tenants`]), keys ([`keys`]),
 //! schools ([`schools`]), import history ([`runs`]), users and groups for
-//! export ([`users`]), the mail outbox ([`outbox`]), status ([`status`]), refused connections and login
+//! export ([`users`]), groups as their import writes them ([`groups`]), the mail outbox ([`outbox`]), status ([`status`]), refused connections and login
 //! throttles ([`failures`]), uploads as the scheduler reads them ([`uploads`]).
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -13,6 +13,7 @@ use rusqlite::Connection;
 use thiserror::Error;
 
 mod failures;
+mod groups;
 mod keys;
 mod migrations;
 mod outbox;
@@ -25,6 +26,7 @@ mod users;
 
 pub use crate::domain::tenant::Tenant;
 pub use failures::*;
+pub use groups::*;
 pub use keys::*;
 use migrations::MIGRATIONS;
 pub use outbox::*;
