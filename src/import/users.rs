@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use rayon::prelude::*;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 use super::fields::{self, AccessChange};
@@ -195,19 +195,15 @@ impl Schools {
             state: HashMap::new(),
             name: HashMap::new(),
         };
-        let mut stmt =
-            conn.prepare("SELECT id, name, nces_id, state_id FROM schools WHERE tenant_id = ?1")?;
-        let mut rows = stmt.query([tenant_id])?;
-        while let Some(r) = rows.next()? {
-            let id: i64 = r.get(0)?;
-            s.name.insert(school_name_key(&r.get::<_, String>(1)?), id);
-            if let Some(n) = r.get::<_, Option<String>>(2)? {
+        crate::store::for_each_school(conn, tenant_id, |id, name, nces, state| {
+            s.name.insert(school_name_key(&name), id);
+            if let Some(n) = nces {
                 s.nces.insert(n.trim().to_owned(), id);
             }
-            if let Some(n) = r.get::<_, Option<String>>(3)? {
+            if let Some(n) = state {
                 s.state.insert(n.trim().to_lowercase(), id);
             }
-        }
+        })?;
         Ok(s)
     }
 
@@ -327,24 +323,16 @@ fn import_fk_off(
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     // A tenant's first import only creates: every row goes straight to INSERT,
     // and a clash on the username can only be another tenant's user.
-    let first_import: bool = tx.query_row(
-        "SELECT NOT EXISTS (SELECT 1 FROM users WHERE tenant_id = ?1)",
-        [tenant.id],
-        |r| r.get(0),
-    )?;
+    let first_import = crate::store::has_no_users(&tx, tenant.id)?;
     // The district's active users before this import: what hold
     // thresholds are measured against.
-    let active: u64 = tx.query_row(
-        "SELECT count(*) FROM users WHERE tenant_id = ?1 AND active = 1",
-        [tenant.id],
-        |r| r.get::<_, i64>(0),
-    )? as u64;
+    let active = crate::store::active_users(&tx, tenant.id)?;
     let run_id = journal::next_run_id(&tx)?;
     report.run_id = Some(run_id);
     let lookup = if first_import {
         None
     } else {
-        Some(read_snapshot(&tx)?)
+        Some(crate::store::read_snapshot(&tx)?)
     };
     // Two stages on two cores: this thread applies batches to the store while a
     // reader thread parses and checks the rows that follow.
@@ -434,24 +422,17 @@ fn deactivate_absent(
     now: i64,
     seen: &Seen,
 ) -> anyhow::Result<u64> {
-    let absent: Vec<i64> = {
-        let mut stmt =
-            tx.prepare("SELECT id, username_key FROM users WHERE tenant_id = ?1 AND active = 1")?;
-        let mut rows = stmt.query([tenant.id])?;
-        let mut absent = Vec::new();
-        while let Some(r) = rows.next()? {
-            if !seen.contains_key(&NameId::of(r.get_ref(1)?.as_str()?)) {
-                absent.push(r.get(0)?);
-            }
+    let mut absent: Vec<i64> = Vec::new();
+    crate::store::for_each_active_user(tx, tenant.id, |id, key| {
+        if !seen.contains_key(&NameId::of(key)) {
+            absent.push(id);
         }
-        absent
-    };
-    let mut deactivate =
-        tx.prepare_cached("UPDATE users SET active = 0, updated_at = ?2 WHERE id = ?1")?;
+    })?;
+    let mut deactivate = crate::store::Deactivator::new(tx)?;
     for &id in &absent {
         // Only active users are deactivated: that is all they had before.
         journal.add(id, "deactivated", br#"{"active":1}"#);
-        deactivate.execute(params![id, now])?;
+        deactivate.deactivate(id, now)?;
         journal.flush_every(tx, super::journal::BATCH)?;
     }
     journal.flush(tx)?;
@@ -735,28 +716,6 @@ impl Rules<'_> {
     }
 }
 
-/// A second, read-only connection holding a snapshot of the database as the
-/// writer locked it.
-fn read_snapshot(tx: &Connection) -> anyhow::Result<Connection> {
-    use rusqlite::OpenFlags;
-    let path = tx
-        .path()
-        .filter(|p| !p.is_empty())
-        .ok_or_else(|| anyhow::anyhow!("imports need a database file"))?;
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.execute_batch("BEGIN")?;
-    conn.query_row("SELECT count(*) FROM tenants", [], |_| Ok(()))?; // the snapshot starts at the first read
-    Ok(conn)
-}
-
-const FIND_EXISTING: &str =
-    "SELECT id, tenant_id, username, email, first_name, last_name, school_id,
-    graduation_year, access_type, password_fp, active, password_hash FROM users WHERE username_key = ?1";
-
 /// Look up the row's username and compare, in place, what is stored with what
 /// the row gives: no stored value is copied out, but those the row would
 /// change, written to `before` as the JSON object the journal keeps.
@@ -767,6 +726,7 @@ fn find_existing(
     fp: Option<&[u8]>,
     before: &mut Vec<u8>,
 ) -> rusqlite::Result<Option<Existing>> {
+    use crate::store::existing as col;
     use rusqlite::types::ValueRef;
     // A blank cell keeps the stored value, so only given values can differ.
     let keeps = |given: Option<Span>, stored: ValueRef<'_>| match (given, stored) {
@@ -775,7 +735,7 @@ fn find_existing(
         _ => false,
     };
     stmt.query_row([text.get(row.key)], |r| {
-        let access_same = match (row.access, r.get_ref(8)?) {
+        let access_same = match (row.access, r.get_ref(col::ACCESS_TYPE)?) {
             (AccessChange::Keep, _) => true,
             (AccessChange::Remove, v) => v == ValueRef::Null,
             (AccessChange::Set(a), ValueRef::Text(t)) => t == a.as_str().as_bytes(),
@@ -785,30 +745,37 @@ fn find_existing(
         let differs = [
             (
                 field::USERNAME,
-                r.get_ref(2)? != ValueRef::Text(text.get(row.username).as_bytes()),
+                r.get_ref(col::USERNAME)? != ValueRef::Text(text.get(row.username).as_bytes()),
             ),
-            (field::EMAIL, !keeps(row.email, r.get_ref(3)?)),
-            (field::FIRST_NAME, !keeps(row.first_name, r.get_ref(4)?)),
-            (field::LAST_NAME, !keeps(row.last_name, r.get_ref(5)?)),
+            (field::EMAIL, !keeps(row.email, r.get_ref(col::EMAIL)?)),
+            (
+                field::FIRST_NAME,
+                !keeps(row.first_name, r.get_ref(col::FIRST_NAME)?),
+            ),
+            (
+                field::LAST_NAME,
+                !keeps(row.last_name, r.get_ref(col::LAST_NAME)?),
+            ),
             (
                 field::SCHOOL,
                 !row.school_id
-                    .is_none_or(|id| r.get_ref(6).ok() == Some(ValueRef::Integer(id))),
+                    .is_none_or(|id| r.get_ref(col::SCHOOL_ID).ok() == Some(ValueRef::Integer(id))),
             ),
             (
                 field::GRADUATION_YEAR,
-                !row.graduation_year
-                    .is_none_or(|y| r.get_ref(7).ok() == Some(ValueRef::Integer(y.into()))),
+                !row.graduation_year.is_none_or(|y| {
+                    r.get_ref(col::GRADUATION_YEAR).ok() == Some(ValueRef::Integer(y.into()))
+                }),
             ),
             (field::ACCESS_TYPE, !access_same),
         ];
         let mut changed = differs.iter().filter(|d| d.1).fold(0, |mask, d| mask | d.0);
-        let same_password = match (fp, r.get_ref(9)?) {
+        let same_password = match (fp, r.get_ref(col::PASSWORD_FP)?) {
             (None, _) => true,
             (Some(fp), ValueRef::Blob(stored)) => fp == stored,
             _ => false,
         };
-        let active: bool = r.get(10)?;
+        let active: bool = r.get(col::ACTIVE)?;
         if !same_password {
             changed |= field::PASSWORD;
         }
@@ -817,13 +784,24 @@ fn find_existing(
         }
         before.clear();
         if changed != 0 {
-            // The stored values: columns 2-8 in field order, then the password.
-            let columns = [2, 3, 4, 5, 6, 7, 8, 11, 9, 10];
+            // The stored values in the journal's field order.
+            let columns = [
+                col::USERNAME,
+                col::EMAIL,
+                col::FIRST_NAME,
+                col::LAST_NAME,
+                col::SCHOOL_ID,
+                col::GRADUATION_YEAR,
+                col::ACCESS_TYPE,
+                col::PASSWORD_HASH,
+                col::PASSWORD_FP,
+                col::ACTIVE,
+            ];
             journal::write_before(before, changed, |i| r.get_ref(columns[i]))?;
         }
         Ok(Existing {
-            id: r.get(0)?,
-            tenant_id: r.get(1)?,
+            id: r.get(col::ID)?,
+            tenant_id: r.get(col::TENANT_ID)?,
             changed,
             same_password,
             active,
@@ -848,7 +826,7 @@ fn plan_batch(
     let mut plans = Vec::with_capacity(batch.len());
     let (mut entries, mut before) = (Vec::new(), Vec::new());
     let mut lookup = lookup
-        .map(|conn| conn.prepare_cached(FIND_EXISTING))
+        .map(crate::store::find_existing_statement)
         .transpose()?;
     for row in batch {
         let fp = text
@@ -916,41 +894,27 @@ fn write_batch(
     text: &Text,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO users (tenant_id, username, username_key, email, first_name, last_name, school_id,
-            graduation_year, access_type, password_hash, password_fp, created_at, updated_at, created_run)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)
-         ON CONFLICT (username_key) DO NOTHING",
-    )?;
-    let mut update = tx.prepare_cached(
-        "UPDATE users SET username = ?2, email = COALESCE(?3, email), first_name = COALESCE(?4, first_name),
-            last_name = COALESCE(?5, last_name), school_id = COALESCE(?6, school_id),
-            graduation_year = COALESCE(?7, graduation_year),
-            access_type = CASE WHEN ?12 THEN access_type ELSE ?8 END,
-            password_hash = COALESCE(?9, password_hash), password_fp = COALESCE(?10, password_fp), updated_at = ?11,
-            active = 1
-         WHERE id = ?1",
-    )?;
+    let mut writer = crate::store::UserWriter::new(tx)?;
     for (plan, hash) in plans {
         match plan {
             Plan::Create { row, fp } => {
                 let (_, access) = access_params(row.access);
-                let inserted = insert.execute(params![
-                    tenant.id,
-                    text.get(row.username),
-                    text.get(row.key),
-                    text.opt(row.email),
-                    text.opt(row.first_name),
-                    text.opt(row.last_name),
-                    row.school_id,
-                    row.graduation_year,
-                    access,
-                    hash,
-                    fp,
+                let inserted = writer.insert(&crate::store::NewUser {
+                    tenant_id: tenant.id,
+                    username: text.get(row.username),
+                    username_key: text.get(row.key),
+                    email: text.opt(row.email),
+                    first_name: text.opt(row.first_name),
+                    last_name: text.opt(row.last_name),
+                    school_id: row.school_id,
+                    graduation_year: row.graduation_year,
+                    access_type: access,
+                    password_hash: hash.as_deref(),
+                    password_fp: fp.as_deref(),
                     now,
-                    run_id
-                ])?;
-                if inserted == 0 {
+                    run_id,
+                })?;
+                if !inserted {
                     // Only on a first import do we insert without looking first.
                     taken(report, rules, &row, text);
                     continue;
@@ -973,20 +937,20 @@ fn write_batch(
                 reactivate,
             } => {
                 let (keep_access, access) = access_params(row.access);
-                update.execute(params![
+                writer.update(&crate::store::UserUpdate {
                     id,
-                    text.get(row.username),
-                    text.opt(row.email),
-                    text.opt(row.first_name),
-                    text.opt(row.last_name),
-                    row.school_id,
-                    row.graduation_year,
-                    access,
-                    hash,
-                    fp,
+                    username: text.get(row.username),
+                    email: text.opt(row.email),
+                    first_name: text.opt(row.first_name),
+                    last_name: text.opt(row.last_name),
+                    school_id: row.school_id,
+                    graduation_year: row.graduation_year,
+                    keep_access,
+                    access_type: access,
+                    password_hash: hash.as_deref(),
+                    password_fp: fp.as_deref(),
                     now,
-                    keep_access
-                ])?;
+                })?;
                 if reactivate {
                     report.counts.reactivated += 1;
                 } else {

@@ -1,6 +1,8 @@
-//! Reading a district's users and group memberships for export.
+//! Users: reading a district's users and group memberships for export, and
+//! the users import's statements (the reader stage's lookup on a read
+//! snapshot, the writer's insert and update, deactivation).
 
-use rusqlite::Connection;
+use rusqlite::{Connection, params};
 
 use super::{Result, Store};
 
@@ -75,4 +77,220 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The columns [`FIND_EXISTING`] reads, in order.
+pub mod existing {
+    pub const ID: usize = 0;
+    pub const TENANT_ID: usize = 1;
+    pub const USERNAME: usize = 2;
+    pub const EMAIL: usize = 3;
+    pub const FIRST_NAME: usize = 4;
+    pub const LAST_NAME: usize = 5;
+    pub const SCHOOL_ID: usize = 6;
+    pub const GRADUATION_YEAR: usize = 7;
+    pub const ACCESS_TYPE: usize = 8;
+    pub const PASSWORD_FP: usize = 9;
+    pub const ACTIVE: usize = 10;
+    pub const PASSWORD_HASH: usize = 11;
+}
+
+/// A user by lowercase username, in any district, with the columns
+/// [`existing`] names: the importer compares them in place with a row.
+const FIND_EXISTING: &str =
+    "SELECT id, tenant_id, username, email, first_name, last_name, school_id,
+    graduation_year, access_type, password_fp, active, password_hash FROM users WHERE username_key = ?1";
+
+/// [`FIND_EXISTING`], prepared (once per connection, from its cache).
+pub fn find_existing_statement(
+    conn: &Connection,
+) -> rusqlite::Result<rusqlite::CachedStatement<'_>> {
+    conn.prepare_cached(FIND_EXISTING)
+}
+
+/// Whether `tenant_id` has no users yet (its first import only creates).
+pub fn has_no_users(conn: &Connection, tenant_id: i64) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT NOT EXISTS (SELECT 1 FROM users WHERE tenant_id = ?1)",
+        [tenant_id],
+        |r| r.get(0),
+    )
+}
+
+/// How many active users `tenant_id` has.
+pub fn active_users(conn: &Connection, tenant_id: i64) -> rusqlite::Result<u64> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM users WHERE tenant_id = ?1 AND active = 1",
+        [tenant_id],
+        |r| r.get::<_, i64>(0),
+    )? as u64)
+}
+
+/// Each active user of `tenant_id`: `f(id, username key)`.
+pub fn for_each_active_user(
+    conn: &Connection,
+    tenant_id: i64,
+    mut f: impl FnMut(i64, &str),
+) -> rusqlite::Result<()> {
+    let mut stmt =
+        conn.prepare("SELECT id, username_key FROM users WHERE tenant_id = ?1 AND active = 1")?;
+    let mut rows = stmt.query([tenant_id])?;
+    while let Some(r) = rows.next()? {
+        f(r.get(0)?, r.get_ref(1)?.as_str()?);
+    }
+    Ok(())
+}
+
+/// Deactivate user `id` (never deleted).
+pub struct Deactivator<'c>(rusqlite::CachedStatement<'c>);
+
+impl<'c> Deactivator<'c> {
+    pub fn new(conn: &'c Connection) -> rusqlite::Result<Self> {
+        conn.prepare_cached("UPDATE users SET active = 0, updated_at = ?2 WHERE id = ?1")
+            .map(Self)
+    }
+
+    pub fn deactivate(&mut self, user_id: i64, now: i64) -> rusqlite::Result<()> {
+        self.0.execute(params![user_id, now])?;
+        Ok(())
+    }
+}
+
+/// A user to create.
+#[derive(Debug, Clone, Copy)]
+pub struct NewUser<'a> {
+    pub tenant_id: i64,
+    pub username: &'a str,
+    pub username_key: &'a str,
+    pub email: Option<&'a str>,
+    pub first_name: Option<&'a str>,
+    pub last_name: Option<&'a str>,
+    pub school_id: Option<i64>,
+    pub graduation_year: Option<i32>,
+    pub access_type: Option<&'a str>,
+    pub password_hash: Option<&'a str>,
+    pub password_fp: Option<&'a [u8]>,
+    pub now: i64,
+    /// The run that creates it (its journal).
+    pub run_id: i64,
+}
+
+/// What an import changes of user `id`: its username as given, and every
+/// other value where given (`None` keeps the stored one), reactivating it.
+#[derive(Debug, Clone, Copy)]
+pub struct UserUpdate<'a> {
+    pub id: i64,
+    pub username: &'a str,
+    pub email: Option<&'a str>,
+    pub first_name: Option<&'a str>,
+    pub last_name: Option<&'a str>,
+    pub school_id: Option<i64>,
+    pub graduation_year: Option<i32>,
+    /// Keep the stored access type (else set `access_type`, `None` removing it).
+    pub keep_access: bool,
+    pub access_type: Option<&'a str>,
+    pub password_hash: Option<&'a str>,
+    pub password_fp: Option<&'a [u8]>,
+    pub now: i64,
+}
+
+/// The users import's writer: its two statements, prepared once per batch
+/// from the connection's cache.
+pub struct UserWriter<'c> {
+    insert: rusqlite::CachedStatement<'c>,
+    update: rusqlite::CachedStatement<'c>,
+}
+
+impl<'c> UserWriter<'c> {
+    pub fn new(conn: &'c Connection) -> rusqlite::Result<Self> {
+        Ok(Self {
+            insert: conn.prepare_cached(
+                "INSERT INTO users (tenant_id, username, username_key, email, first_name, last_name, school_id,
+            graduation_year, access_type, password_hash, password_fp, created_at, updated_at, created_run)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)
+         ON CONFLICT (username_key) DO NOTHING",
+            )?,
+            update: conn.prepare_cached(
+                "UPDATE users SET username = ?2, email = COALESCE(?3, email), first_name = COALESCE(?4, first_name),
+            last_name = COALESCE(?5, last_name), school_id = COALESCE(?6, school_id),
+            graduation_year = COALESCE(?7, graduation_year),
+            access_type = CASE WHEN ?12 THEN access_type ELSE ?8 END,
+            password_hash = COALESCE(?9, password_hash), password_fp = COALESCE(?10, password_fp), updated_at = ?11,
+            active = 1
+         WHERE id = ?1",
+            )?,
+        })
+    }
+
+    /// Create `u`; `false` if its username is taken (in any district).
+    pub fn insert(&mut self, u: &NewUser<'_>) -> rusqlite::Result<bool> {
+        Ok(self.insert.execute(params![
+            u.tenant_id,
+            u.username,
+            u.username_key,
+            u.email,
+            u.first_name,
+            u.last_name,
+            u.school_id,
+            u.graduation_year,
+            u.access_type,
+            u.password_hash,
+            u.password_fp,
+            u.now,
+            u.run_id
+        ])? == 1)
+    }
+
+    pub fn update(&mut self, u: &UserUpdate<'_>) -> rusqlite::Result<()> {
+        self.update.execute(params![
+            u.id,
+            u.username,
+            u.email,
+            u.first_name,
+            u.last_name,
+            u.school_id,
+            u.graduation_year,
+            u.access_type,
+            u.password_hash,
+            u.password_fp,
+            u.now,
+            u.keep_access
+        ])?;
+        Ok(())
+    }
+}
+
+/// A district's schools as the importer matches them: (id, name, NCES ID,
+/// state ID).
+pub fn for_each_school(
+    conn: &Connection,
+    tenant_id: i64,
+    mut f: impl FnMut(i64, String, Option<String>, Option<String>),
+) -> rusqlite::Result<()> {
+    let mut stmt =
+        conn.prepare("SELECT id, name, nces_id, state_id FROM schools WHERE tenant_id = ?1")?;
+    let mut rows = stmt.query([tenant_id])?;
+    while let Some(r) = rows.next()? {
+        f(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+    }
+    Ok(())
+}
+
+/// A read-only connection to the database `conn` is open on, inside a read
+/// transaction whose snapshot starts now: the import's reader stage looks
+/// users up here while its writer holds the write lock.
+pub fn read_snapshot(conn: &Connection) -> anyhow::Result<Connection> {
+    use rusqlite::OpenFlags;
+    let path = conn
+        .path()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("imports need a database file"))?;
+    let snapshot = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    snapshot.busy_timeout(std::time::Duration::from_secs(10))?;
+    snapshot.execute_batch("BEGIN")?;
+    snapshot.query_row("SELECT count(*) FROM tenants", [], |_| Ok(()))?; // the snapshot starts at the first read
+    Ok(snapshot)
 }
