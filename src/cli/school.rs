@@ -3,14 +3,11 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::bail;
 use clap::Subcommand;
 
 use super::open_store;
 use crate::config::Config;
 use crate::import;
-use crate::import::header::{self, FieldSet};
-use crate::store;
 
 #[derive(Debug, Subcommand)]
 pub enum SchoolCommand {
@@ -36,33 +33,6 @@ pub enum SchoolCommand {
     Import { subdomain: String, file: PathBuf },
     /// List a district's schools
     List { subdomain: String },
-}
-
-/// Columns of a schools CSV file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum SchoolField {
-    Name,
-    Nces,
-    State,
-}
-
-impl FieldSet for SchoolField {
-    const ALL: &'static [Self] = &[Self::Name, Self::Nces, Self::State];
-    const REQUIRED: Self = Self::Name;
-    fn label(self) -> &'static str {
-        match self {
-            Self::Name => "Name",
-            Self::Nces => "NCES ID",
-            Self::State => "State ID",
-        }
-    }
-    fn aliases(self) -> &'static [&'static str] {
-        match self {
-            Self::Name => &["school", "schoolname"],
-            Self::Nces => &["nces", "ncesschoolid", "ncesid"],
-            Self::State => &["state", "stateschoolid", "stateassignedid", "statecode"],
-        }
-    }
 }
 
 pub(super) fn school_command(
@@ -105,42 +75,7 @@ pub(super) fn school_command(
         }
         SchoolCommand::Import { subdomain, file } => {
             let t = store.require_tenant(&subdomain)?;
-            let scan = import::decode::scan(&file)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let mut rows = import::decode::CsvRows::open(&file, scan.encoding)?;
-            let mut header = csv::StringRecord::new();
-            if rows.next(&mut header)?.is_none() {
-                bail!("{}: the file has no header line", file.display());
-            }
-            let columns = header::match_columns::<SchoolField>(&header, &Default::default())
-                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let tx = store.conn.unchecked_transaction()?;
-            let mut errors = Vec::new();
-            let mut added = 0;
-            let mut record = csv::StringRecord::new();
-            while let Some(line) = rows.next(&mut record)? {
-                let cell = |f| Some(columns.get(&record, f).to_owned());
-                match store::add_school_in(
-                    &tx,
-                    t.id,
-                    columns.get(&record, SchoolField::Name),
-                    blank_none(cell(SchoolField::Nces)).as_deref(),
-                    blank_none(cell(SchoolField::State)).as_deref(),
-                ) {
-                    Ok(_) => added += 1,
-                    Err(store::StoreError::Sqlite(e)) => return Err(e.into()),
-                    Err(e) => errors.push(format!("line {line}: {e}")),
-                }
-            }
-            if !errors.is_empty() {
-                drop(tx);
-                bail!(
-                    "{}: nothing was added because of these problems:\n  {}",
-                    file.display(),
-                    errors.join("\n  ")
-                );
-            }
-            tx.commit()?;
+            let added = import::schools::import(&store.conn, t.id, &file)?;
             writeln!(out, "added {added} schools to {}", t.subdomain)?;
             Ok(0)
         }

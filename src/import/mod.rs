@@ -9,6 +9,7 @@ pub mod fields;
 pub mod groups;
 pub mod header;
 pub mod journal;
+pub mod schools;
 pub mod users;
 
 use std::collections::HashMap;
