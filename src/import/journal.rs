@@ -6,83 +6,13 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 
 use super::{ImportContext, ImportOptions, Outcome, Report, Source};
 use crate::store::Tenant;
 
-/// The stored fields a change can touch, as bits of a mask: which of them a
-/// journal row keeps the previous values of.
-pub(crate) mod field {
-    pub const USERNAME: u16 = 1 << 0;
-    pub const EMAIL: u16 = 1 << 1;
-    pub const FIRST_NAME: u16 = 1 << 2;
-    pub const LAST_NAME: u16 = 1 << 3;
-    pub const SCHOOL: u16 = 1 << 4;
-    pub const GRADUATION_YEAR: u16 = 1 << 5;
-    pub const ACCESS_TYPE: u16 = 1 << 6;
-    /// The hash and its fingerprint.
-    pub const PASSWORD: u16 = 1 << 7;
-    pub const ACTIVE: u16 = 1 << 8;
-    pub const ALL: u16 = (1 << 9) - 1;
-}
-
-/// Per field bit: its JSON key in a journal row's `before` object with the
-/// SQL that reads it from `users`, and how the change list names it
-/// (`None`: never shown, the password fingerprint).
-const COLUMNS: [(u16, &str, &str, Option<&str>); 10] = [
-    (field::USERNAME, "username", "username", Some("Username")),
-    (field::EMAIL, "email", "email", Some("Email Address")),
-    (
-        field::FIRST_NAME,
-        "first_name",
-        "first_name",
-        Some("First Name"),
-    ),
-    (
-        field::LAST_NAME,
-        "last_name",
-        "last_name",
-        Some("Last Name"),
-    ),
-    (field::SCHOOL, "school_id", "school_id", Some("School")),
-    (
-        field::GRADUATION_YEAR,
-        "graduation_year",
-        "graduation_year",
-        Some("Graduation Year"),
-    ),
-    (
-        field::ACCESS_TYPE,
-        "access_type",
-        "access_type",
-        Some("Access Type"),
-    ),
-    (
-        field::PASSWORD,
-        "password_hash",
-        "password_hash",
-        Some("Password"),
-    ),
-    // JSON holds no blobs: the fingerprint as hex.
-    (
-        field::PASSWORD,
-        "password_fp",
-        "CASE WHEN password_fp IS NULL THEN NULL ELSE hex(password_fp) END",
-        None,
-    ),
-    (field::ACTIVE, "active", "active", Some("Status")),
-];
-
-/// A JSON object of the user's current values of the fields in `mask`.
-fn values_sql(mask: u16) -> String {
-    let pairs: Vec<String> = COLUMNS
-        .iter()
-        .filter(|c| c.0 & mask != 0)
-        .map(|(_, key, sql, _)| format!("'{key}', {sql}"))
-        .collect();
-    format!("json_object({})", pairs.join(", "))
-}
+pub(crate) use crate::store::journal::field;
+use crate::store::journal::{self as stored, COLUMNS};
 
 /// One run's journal as it is written: its changes to existing users, each
 /// with the previous values of the fields it touches (an update of one name
@@ -145,12 +75,7 @@ impl Journal {
         change: &str,
         mask: u16,
     ) -> rusqlite::Result<()> {
-        let before: String = tx
-            .prepare_cached(&format!(
-                "SELECT {} FROM users WHERE id = ?1",
-                values_sql(mask)
-            ))?
-            .query_row([user], |r| r.get(0))?;
+        let before = stored::user_values(tx, user, mask)?;
         self.add(user, change, before.as_bytes());
         Ok(())
     }
@@ -169,8 +94,7 @@ impl Journal {
         self.entries = 0;
         let text = String::from_utf8(text)
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        tx.prepare_cached("INSERT INTO user_changes (run_id, seq, entries) VALUES (?1, ?2, ?3)")?
-            .execute(params![self.run_id, self.seq, text])?;
+        stored::insert_batch(tx, self.run_id, self.seq, &text)?;
         Ok(())
     }
 }
@@ -252,31 +176,19 @@ fn for_each_entry(
     run_id: i64,
     mut each: impl FnMut(Entry) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let created: Vec<i64> = conn
-        .prepare("SELECT id FROM users WHERE tenant_id = ?1 AND created_run = ?2 ORDER BY id")?
-        .query_map(params![tenant_id, run_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    for user in created {
+    for user in stored::created_by(conn, tenant_id, run_id)? {
         each(Entry {
             user,
             change: "created".into(),
             before: None,
         })?;
     }
-    let mut stmt =
-        conn.prepare("SELECT entries FROM user_changes WHERE run_id = ?1 AND seq = ?2")?;
-    for seq in 1.. {
-        let Some(entries) = stmt
-            .query_row(params![run_id, seq], |r| r.get::<_, String>(0))
-            .optional()?
-        else {
-            break;
-        };
-        for e in decode(&entries)? {
+    stored::for_each_batch(conn, run_id, |entries| {
+        for e in decode(entries)? {
             each(e)?;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// The users run `run_id` created or changed.
@@ -299,17 +211,12 @@ fn for_each_later(
     run_id: i64,
     mut each: impl FnMut(i64, Entry),
 ) -> anyhow::Result<()> {
-    let mut stmt = conn.prepare(
-        "SELECT run_id, entries FROM user_changes WHERE run_id > ?1 ORDER BY run_id, seq",
-    )?;
-    let mut rows = stmt.query([run_id])?;
-    while let Some(r) = rows.next()? {
-        let run: i64 = r.get(0)?;
-        for e in decode(r.get_ref(1)?.as_str()?)? {
+    stored::for_each_later_batch(conn, run_id, |run, entries| {
+        for e in decode(entries)? {
             each(run, e);
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn decode(entries: &str) -> anyhow::Result<Vec<Entry>> {
@@ -322,28 +229,6 @@ fn decode(entries: &str) -> anyhow::Result<Vec<Entry>> {
             before: Some(before),
         })
         .collect())
-}
-
-/// Put journaled values back: (user, `before` object, now); fields the
-/// object does not name stay as they are.
-fn restore_sql() -> String {
-    let sets: Vec<String> = COLUMNS
-        .iter()
-        .map(|(_, key, _, _)| {
-            let value = if *key == "password_fp" {
-                format!("unhex(json_extract(?2, '$.{key}'))")
-            } else {
-                format!("json_extract(?2, '$.{key}')")
-            };
-            format!(
-                "{key} = CASE WHEN json_type(?2, '$.{key}') IS NULL THEN {key} ELSE {value} END"
-            )
-        })
-        .collect();
-    format!(
-        "UPDATE users SET {}, updated_at = ?3 WHERE id = ?1",
-        sets.join(", ")
-    )
 }
 
 type Values = serde_json::Map<String, serde_json::Value>;
@@ -363,11 +248,7 @@ fn object(json: &str) -> anyhow::Result<Values> {
 /// The id the run being imported will have: taken while the import holds
 /// the write lock, so no other run can take it first.
 pub(crate) fn next_run_id(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row(
-        "SELECT coalesce(max(id), 0) + 1 FROM import_runs",
-        [],
-        |r| r.get(0),
-    )
+    crate::store::next_run_id(conn)
 }
 
 /// One line of a run's change list.
@@ -391,18 +272,11 @@ pub fn for_each_change(
     run_id: i64,
     mut each: impl FnMut(Change) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let schools: HashMap<i64, String> = conn
-        .prepare("SELECT id, name FROM schools WHERE tenant_id = ?1")?
-        .query_map([tenant_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let schools = stored::school_names(conn, tenant_id)?;
     // What later runs found, for the users they changed again, oldest first
     // (none for the newest run, or a held import's preview).
     let mut later: HashMap<i64, Values> = HashMap::new();
-    let any_later: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM user_changes WHERE run_id > ?1)",
-        [run_id],
-        |r| r.get(0),
-    )?;
+    let any_later = stored::any_changes_after(conn, run_id)?;
     if any_later {
         let users = users_of(conn, tenant_id, run_id)?;
         for_each_later(conn, run_id, |_, e| {
@@ -417,10 +291,7 @@ pub fn for_each_change(
             }
         })?;
     }
-    let mut stmt = conn.prepare(&format!(
-        "SELECT username, {} FROM users WHERE id = ?1 AND tenant_id = ?2",
-        values_sql(field::ALL)
-    ))?;
+    let mut users_now = stored::UsersNow::new(conn, tenant_id)?;
     let blank = |username: String, change: String| Change {
         username,
         change,
@@ -434,8 +305,7 @@ pub fn for_each_change(
             change,
             before,
         } = e;
-        let (username, now): (String, String) =
-            stmt.query_row(params![user, tenant_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let (username, now) = users_now.get(user)?;
         let Some(before) = before else {
             return each(blank(username, change));
         };
@@ -571,21 +441,18 @@ pub fn undo(
     run_id: i64,
     apply: bool,
 ) -> anyhow::Result<Undo> {
-    let (kind, outcome, resolution, changed): (String, String, Option<String>, i64) = conn
-        .query_row(
-            "SELECT kind, outcome, resolution, created + updated + deactivated + reactivated
-             FROM import_runs WHERE id = ?1 AND tenant_id = ?2",
-            params![run_id, tenant.id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    let stored::RunForUndo {
+        kind,
+        outcome,
+        resolution,
+        changed,
+    } = stored::run_for_undo(conn, tenant.id, run_id)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} has no run {run_id}; `rosterd runs {}` lists them",
+            tenant.subdomain,
+            tenant.subdomain
         )
-        .optional()?
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "{} has no run {run_id}; `rosterd runs {}` lists them",
-                tenant.subdomain,
-                tenant.subdomain
-            )
-        })?;
+    })?;
     anyhow::ensure!(
         kind == "users" || kind == "undo",
         "run {run_id} is a {kind} import; only users imports (and undos) are journaled and can be undone"
@@ -601,12 +468,7 @@ pub fn undo(
         changed > 0,
         "run {run_id} changed no user, so there is nothing to undo"
     );
-    let journaled: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM user_changes WHERE run_id = ?1)
-             OR EXISTS (SELECT 1 FROM users WHERE tenant_id = ?2 AND created_run = ?1)",
-        params![run_id, tenant.id],
-        |r| r.get(0),
-    )?;
+    let journaled = stored::is_journaled(conn, tenant.id, run_id)?;
     anyhow::ensure!(
         journaled,
         "run {run_id} has no change journal (it was imported by a version of rosterd before the journal), so it cannot be undone"
@@ -627,19 +489,9 @@ fn undo_fk_off(
     // A later run and the undo that took it back (itself not undone) cancel
     // out: neither is in the way.
     let mut cancelled = std::collections::HashSet::new();
-    {
-        let mut stmt = tx.prepare(
-            "SELECT id, undoes FROM import_runs WHERE tenant_id = ?1 AND id > ?2
-             AND undoes IS NOT NULL AND coalesce(resolution, '') NOT LIKE 'undone%'",
-        )?;
-        let pairs = stmt.query_map(params![tenant.id, run_id], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-        })?;
-        for pair in pairs {
-            let (undo, undone) = pair?;
-            cancelled.insert(undo);
-            cancelled.insert(undone);
-        }
+    for (undo, undone) in stored::undos_after(&tx, tenant.id, run_id)? {
+        cancelled.insert(undo);
+        cancelled.insert(undone);
     }
     let mut blockers = std::collections::BTreeSet::new();
     for_each_later(&tx, run_id, |later, e| {
@@ -672,20 +524,16 @@ fn undo_fk_off(
     let (mut restored, mut deactivated) = (0, 0);
     {
         let mut journal = Journal::new(undo_id);
-        let restore_sql = restore_sql();
-        let mut restore = tx.prepare_cached(&restore_sql)?;
-        let mut deactivate =
-            tx.prepare_cached("UPDATE users SET active = 0, updated_at = ?2 WHERE id = ?1")?;
-        let mut is_active = tx.prepare_cached("SELECT active FROM users WHERE id = ?1")?;
+        let mut restorer = stored::Restorer::new(&tx)?;
         // One entry per user: a run changes each user once.
         for_each_entry(&tx, tenant.id, run_id, |e| {
             report.counts.rows += 1;
             match e.before {
                 // Created by the run: deactivated (never deleted).
                 None => {
-                    if is_active.query_row([e.user], |r| r.get::<_, bool>(0))? {
+                    if restorer.is_active(e.user)? {
                         journal.record(&tx, e.user, "deactivated", field::ACTIVE)?;
-                        deactivate.execute(params![e.user, now])?;
+                        restorer.deactivate(e.user, now)?;
                         deactivated += 1;
                     } else {
                         report.counts.unchanged += 1;
@@ -693,11 +541,11 @@ fn undo_fk_off(
                 }
                 Some(values) => {
                     journal.record(&tx, e.user, "restored", mask_of(&values))?;
-                    restore.execute(params![
+                    restorer.restore(
                         e.user,
-                        serde_json::Value::Object(values).to_string(),
-                        now
-                    ])?;
+                        &serde_json::Value::Object(values).to_string(),
+                        now,
+                    )?;
                     restored += 1;
                 }
             }
@@ -712,20 +560,7 @@ fn undo_fk_off(
     if apply {
         report.run_id = Some(undo_id);
         super::record_run(&tx, ctx, tenant, &opts, &mut report, None)?;
-        tx.execute(
-            "UPDATE import_runs SET undoes = ?2 WHERE id = ?1",
-            params![undo_id, run_id],
-        )?;
-        tx.execute(
-            "UPDATE import_runs SET resolution = ?2 WHERE id = ?1",
-            params![run_id, format!("undone by run {undo_id}")],
-        )?;
-        // Undoing an undo redoes the run it had undone.
-        tx.execute(
-            "UPDATE import_runs SET resolution = ?2
-             WHERE id = (SELECT undoes FROM import_runs WHERE id = ?1)",
-            params![run_id, format!("redone by run {undo_id}")],
-        )?;
+        stored::record_undo(&tx, undo_id, run_id)?;
         tx.commit()?;
     } else {
         drop(tx); // a dry run changes nothing

@@ -2,7 +2,8 @@
 //! migrations applied at start-up ([`migrations`]), and the queries, one file
 //! per subject: districts and their settings ([`tenants`]), keys ([`keys`]),
 //! schools ([`schools`]), import history ([`runs`]), users and groups for
-//! export ([`users`]), groups as their import writes them ([`groups`]), the mail outbox ([`outbox`]), status ([`status`]), refused connections and login
+//! export and the users import's statements ([`users`]), the change journal's
+//! rows ([`journal`]), groups as their import writes them ([`groups`]), the mail outbox ([`outbox`]), status ([`status`]), refused connections and login
 //! throttles ([`failures`]), uploads as the scheduler reads them ([`uploads`]).
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -14,6 +15,7 @@ use thiserror::Error;
 
 mod failures;
 mod groups;
+pub mod journal;
 mod keys;
 mod migrations;
 mod outbox;

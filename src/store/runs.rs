@@ -248,3 +248,13 @@ pub fn set_held_changes(conn: &Connection, run_id: i64, preview: &str) -> rusqli
     )?;
     Ok(())
 }
+
+/// The id the run being imported will have: taken while the import holds
+/// the write lock, so no other run can take it first.
+pub fn next_run_id(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT coalesce(max(id), 0) + 1 FROM import_runs",
+        [],
+        |r| r.get(0),
+    )
+}
