@@ -171,6 +171,15 @@ impl SshSession {
         Ok(Auth::reject())
     }
 
+    /// Refuse a method that is not a public key (a password,
+    /// keyboard-interactive), saying which.
+    async fn refuse_method(&mut self, user: &str, what: &str) -> anyhow::Result<Auth> {
+        self.conn.touch();
+        self.name(user).await?;
+        let tenant_id = self.shared.tenant_id_of(user).await;
+        self.refuse(user, tenant_id, what.into(), None).await
+    }
+
     /// Start the task that serves a newly opened channel.
     fn spawn_channel(&self, channel: Channel<Msg>, login: &Login) {
         let shared = self.shared.clone();
@@ -351,16 +360,8 @@ impl russh::server::Handler for SshSession {
     }
 
     async fn auth_password(&mut self, user: &str, _password: &str) -> Result<Auth, Self::Error> {
-        self.conn.touch();
-        self.name(user).await?;
-        let tenant_id = self.shared.tenant_id_of(user).await;
-        self.refuse(
-            user,
-            tenant_id,
-            "a password (only SSH keys are accepted)".into(),
-            None,
-        )
-        .await
+        self.refuse_method(user, "a password (only SSH keys are accepted)")
+            .await
     }
 
     async fn auth_keyboard_interactive<'a>(
@@ -369,16 +370,8 @@ impl russh::server::Handler for SshSession {
         _submethods: &str,
         _response: Option<russh::server::Response<'a>>,
     ) -> Result<Auth, Self::Error> {
-        self.conn.touch();
-        self.name(user).await?;
-        let tenant_id = self.shared.tenant_id_of(user).await;
-        self.refuse(
-            user,
-            tenant_id,
-            "keyboard-interactive (only SSH keys are accepted)".into(),
-            None,
-        )
-        .await
+        self.refuse_method(user, "keyboard-interactive (only SSH keys are accepted)")
+            .await
     }
 
     async fn channel_open_session(

@@ -26,12 +26,12 @@ pub fn record_connection_failure(conn: &Connection, f: &ConnectionFailure) -> Re
         "INSERT INTO connection_failures (tenant_id, at, address, username, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![f.tenant_id, f.at, f.address, f.username, f.reason],
     )?;
-    conn.execute(
-        "DELETE FROM connection_failures WHERE tenant_id IS ?1 AND id <= (
-             SELECT id FROM connection_failures WHERE tenant_id IS ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-        params![f.tenant_id, KEPT_CONNECTION_FAILURES],
-    )?;
-    Ok(())
+    keep_newest(
+        conn,
+        "connection_failures",
+        f.tenant_id,
+        KEPT_CONNECTION_FAILURES,
+    )
 }
 
 /// The newest `limit` failures of a district (`None`: of no known district),
@@ -97,12 +97,7 @@ pub fn record_login_throttle(conn: &Connection, t: &LoginThrottle) -> Result<()>
             t.until
         ],
     )?;
-    conn.execute(
-        "DELETE FROM login_throttles WHERE tenant_id IS ?1 AND id <= (
-             SELECT id FROM login_throttles WHERE tenant_id IS ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-        params![t.tenant_id, KEPT_LOGIN_THROTTLES],
-    )?;
-    Ok(())
+    keep_newest(conn, "login_throttles", t.tenant_id, KEPT_LOGIN_THROTTLES)
 }
 
 /// A district's throttles (`None`: addresses' throttles of unnamed logins)
@@ -129,4 +124,22 @@ pub fn login_throttles(
     })?
     .collect::<rusqlite::Result<_>>()
     .map_err(Into::into)
+}
+
+/// Keep only the newest `kept` rows of `table` (one of this file's two) for
+/// `tenant_id` (`None`: of no district).
+fn keep_newest(
+    conn: &Connection,
+    table: &'static str,
+    tenant_id: Option<i64>,
+    kept: i64,
+) -> Result<()> {
+    conn.execute(
+        &format!(
+            "DELETE FROM {table} WHERE tenant_id IS ?1 AND id <= (
+             SELECT id FROM {table} WHERE tenant_id IS ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)"
+        ),
+        params![tenant_id, kept],
+    )?;
+    Ok(())
 }
