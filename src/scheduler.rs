@@ -1,5 +1,5 @@
-//! The nightly scheduler: imports each tenant's pending upload once it has
-//! settled and the tenant's window is open, archives it with passwords
+//! The nightly scheduler: imports each district's pending upload once it has
+//! settled and the district's window is open, archives it with passwords
 //! blanked, expires old archives, and notices a night with no delivery. All of
 //! its state is in the store, so a restarted daemon carries on where it
 //! stopped; imports run on blocking threads, never on the SFTP server's.
@@ -27,7 +27,7 @@ pub const MAX_RUNNING_IMPORTS: usize = 1;
 
 /// How often the scheduler looks, at most; an upload wakes it at once.
 const TICK: Duration = Duration::from_secs(5);
-/// After an import fails (disk, database), leave the tenant alone this long.
+/// After an import fails (disk, database), leave the district alone this long.
 const FAILURE_BACKOFF: chrono::Duration = chrono::Duration::minutes(5);
 /// Times an upload is taken for import before rosterd gives up on it: an
 /// import that fails with an error (not a rejection, which is a result) is
@@ -44,7 +44,7 @@ pub enum Next {
     Imported(Box<Report>),
     /// Nothing pending.
     Nothing,
-    /// Another process or thread is importing this tenant's upload.
+    /// Another process or thread is importing this district's upload.
     Busy,
     /// rosterd gave up on the upload (see [`MAX_ATTEMPTS`]); its
     /// administrator is emailed and `rosterd status` shows why.
@@ -71,12 +71,12 @@ struct Settings {
 }
 
 impl Settings {
-    /// The tenant's window: its own, else the configured default.
+    /// The district's window: its own, else the configured default.
     fn window_of(&self, tenant: &Tenant) -> Window {
         tenant.window_or(self.window)
     }
 
-    /// The tenant's pause, if it covers `at` (its own date).
+    /// The district's pause, if it covers `at` (its own date).
     fn pause_at(&self, tenant: &Tenant, at: DateTime<Utc>) -> Option<crate::domain::safety::Pause> {
         let day = at.with_timezone(&self.ctx.timezone_of(tenant)).date_naive();
         tenant.pause.filter(|p| p.covers(day))
@@ -123,9 +123,9 @@ impl Scheduler {
         TenantSpool::new(&self.spool, &tenant.subdomain)
     }
 
-    /// Look at every tenant once: record stray uploads, expire old archives,
+    /// Look at every district once: record stray uploads, expire old archives,
     /// queue the "nothing received" notes of windows that closed, and return
-    /// the tenants whose upload should be imported now.
+    /// the districts whose upload should be imported now.
     pub fn survey(&self, conn: &Connection) -> anyhow::Result<Vec<Tenant>> {
         let s = self.settings();
         let now = s.ctx.clock.now();
@@ -165,7 +165,7 @@ impl Scheduler {
         Ok(due)
     }
 
-    /// Import the tenant's next upload now, whatever the time: the one a stopped
+    /// Import the district's next upload now, whatever the time: the one a stopped
     /// daemon left half-done first, else the pending `users.csv`. The report
     /// email is queued in the import's transaction; afterwards the file is
     /// archived with its passwords blanked.
@@ -323,7 +323,7 @@ impl Scheduler {
         Ok(Store::open(&self.database)?.conn)
     }
 
-    /// Survey once and import everything due, one tenant after another,
+    /// Survey once and import everything due, one district after another,
     /// waiting for all of it: what tests and `run_until_stopped` build on.
     pub async fn run_once(self: &Arc<Self>) -> anyhow::Result<Vec<Report>> {
         let due = self.survey_blocking().await?;
@@ -417,8 +417,8 @@ impl Scheduler {
         let (tenant, result) = match done {
             Ok(pair) => pair,
             Err(e) => {
-                // A panicked import: its tenant id is lost with it, so let every
-                // tenant be tried again; the failed one is logged here.
+                // A panicked import: its district id is lost with it, so let every
+                // district be tried again; the failed one is logged here.
                 tracing::error!(error = %e, "an import task failed");
                 busy.clear();
                 return;
@@ -466,7 +466,7 @@ fn is_due(
 }
 
 /// Queue one "no users.csv received" note for the last window that closed,
-/// if the tenant has delivered before but sent nothing for that night
+/// if the district has delivered before but sent nothing for that night
 /// (between the window's closing the night before and this closing).
 fn check_missing(
     s: &Settings,

@@ -1,9 +1,9 @@
-//! The upload spool: one folder per tenant. Uploads are written to
+//! The upload spool: one folder per district. Uploads are written to
 //! `incoming/` under a private name and published as the pending `users.csv`
 //! only by an atomic rename once complete, so a broken transfer never replaces
 //! a complete file. Each publication is recorded in the store.
 //!
-//! An upload's life: `pending` (the tenant's `users.csv`) → `importing` (moved
+//! An upload's life: `pending` (the district's `users.csv`) → `importing` (moved
 //! to `archive/upload-N.original.csv`, out of the SFTP root, so a new upload
 //! during the import is simply the next pending file) → `imported` (the
 //! original replaced by `archive/upload-N.csv` with its passwords blanked,
@@ -26,7 +26,7 @@ pub const USERS_CSV: &str = "users.csv";
 /// (WinSCP's `.filepart`, and the usual `.part`/`.partial`/`.tmp`).
 pub const STAGING_SUFFIXES: &[&str] = &["filepart", "part", "partial", "tmp"];
 
-/// Paths of one tenant's spool.
+/// Paths of one district's spool.
 #[derive(Debug, Clone)]
 pub struct TenantSpool {
     pub dir: PathBuf,
@@ -79,7 +79,7 @@ impl TenantSpool {
         b.create(self.archive())
     }
 
-    /// Hold the tenant's spool while its pending file changes hands (publish
+    /// Hold the district's spool while its pending file changes hands (publish
     /// or claim), across threads and processes; released when dropped.
     pub fn lock(&self) -> std::io::Result<std::fs::File> {
         self.create_dirs()?;
@@ -88,7 +88,7 @@ impl TenantSpool {
         Ok(f)
     }
 
-    /// The right to import this tenant's uploads, if nobody else (the daemon, a
+    /// The right to import this district's uploads, if nobody else (the daemon, a
     /// support command) holds it. Released when dropped or when the holder dies.
     pub fn try_lock_import(&self) -> std::io::Result<Option<std::fs::File>> {
         self.create_dirs()?;
@@ -197,7 +197,7 @@ impl Drop for Superseded {
     }
 }
 
-/// Make `complete` (a finished file inside the tenant's spool) the pending
+/// Make `complete` (a finished file inside the district's spool) the pending
 /// `users.csv`: fsync it, hash what `hashed` has not, rename it over the
 /// pending file, fsync the directory, and record the upload (superseding any
 /// earlier pending one). Once the rename is done the upload is safe: a
@@ -308,7 +308,7 @@ pub struct Claimed {
     pub approved: bool,
 }
 
-/// Take the tenant's next upload for import. An upload a previous run had
+/// Take the district's next upload for import. An upload a previous run had
 /// already taken (the daemon stopped mid-import) comes first; otherwise the
 /// pending `users.csv` is moved out of the SFTP root. The caller must hold
 /// [`TenantSpool::try_lock_import`].
@@ -513,7 +513,7 @@ pub fn archive_imported(
 }
 
 /// Finish what a stopped daemon left between an import's commit and its
-/// archiving, for every tenant.
+/// archiving, for every district.
 pub fn archive_leftovers(conn: &Connection, spool_root: &Path) -> anyhow::Result<usize> {
     let mut done = 0;
     for (id, tenant_id, sub) in crate::store::unarchived_imports(conn)? {
@@ -630,7 +630,7 @@ fn finish_hash(mut file: std::fs::File, hashed: Option<Hashed>) -> std::io::Resu
     ))
 }
 
-/// Remove the tenant's staged files (complete uploads under a temporary
+/// Remove the district's staged files (complete uploads under a temporary
 /// name such as `users.csv.part`, waiting for their rename) last written
 /// before `cutoff`: a client that never renamed one has long gone, and the
 /// file holds plaintext passwords. Returns how many were removed.

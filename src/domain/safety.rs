@@ -50,7 +50,7 @@ pub struct Pause {
 }
 
 impl Pause {
-    /// The pause stored in a tenant's row, if any.
+    /// The pause stored in a district's row, if any.
     pub fn from_columns(
         from: Option<String>,
         until: Option<String>,

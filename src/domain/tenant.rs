@@ -1,4 +1,4 @@
-//! Tenants (districts) and the values that name and configure them: the
+//! Districts and the values that name and configure them: the
 //! subdomain that is also the SSH username, and the administrator's address.
 
 use std::fmt;

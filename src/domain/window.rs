@@ -1,4 +1,4 @@
-//! The nightly import window: the part of the day, in a tenant's own time zone,
+//! The nightly import window: the part of the day, in a district's own time zone,
 //! when its uploads may be imported (default 18:00–06:00, crossing midnight),
 //! and the instants it opens and closes, correct across daylight-saving changes.
 

@@ -1,6 +1,6 @@
 //! The archived copy of an imported `users.csv`: the same rows, re-encoded as
 //! UTF-8, with every password cell blanked. A column counts as a password
-//! column when the header matching of the import (aliases and the tenant's
+//! column when the header matching of the import (aliases and the district's
 //! mapping) makes it Password, or when its name merely looks like one
 //! ("pwd", "Student Pass"), because an unrecognised column may still hold
 //! passwords. A file whose header cannot be read is not kept at all.

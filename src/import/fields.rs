@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use chrono::{Datelike, NaiveDate};
 
 /// A username: trimmed, 4–254 characters of letters, digits and `. _ @ - +`.
-/// `key` is the lowercase form that uniqueness (across all tenants) uses.
+/// `key` is the lowercase form that uniqueness (across all districts) uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username {
     pub display: String,

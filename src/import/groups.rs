@@ -7,7 +7,7 @@
 //! - group only: the user joins the group, created without an owner;
 //! - neither: a warning, nothing to do.
 //!
-//! An owner is an existing user of the tenant with Administrator, School
+//! An owner is an existing user of the district with Administrator, School
 //! Administrator or Manager access, named by username or else by a "First
 //! Last" name that only one such user has. Decoding, header matching, the
 //! report, the single transaction and the rejection rules are those of
@@ -125,7 +125,7 @@ enum Joined {
     Nothing(Problem),
 }
 
-/// The tenant's users who may own groups, by username and by full name.
+/// The district's users who may own groups, by username and by full name.
 struct Owners {
     by_username: HashMap<String, Owner>,
     by_name: HashMap<String, Vec<Owner>>,

@@ -1,6 +1,6 @@
 //! Header matching: which column of a CSV file holds which field. Headers are
 //! compared case-insensitively, ignoring spaces, `_` and `-`, against each
-//! field's aliases (OneRoster's among them), after the tenant's own stored
+//! field's aliases (OneRoster's among them), after the district's own stored
 //! mapping. Shared by every import kind through the [`FieldSet`] trait.
 
 use std::collections::HashMap;
@@ -47,7 +47,7 @@ pub fn header_key(text: &str) -> String {
         .collect()
 }
 
-/// What a tenant's stored mapping says of one header.
+/// What a district's stored mapping says of one header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mapped<F> {
     Field(F),
@@ -118,7 +118,7 @@ impl<F: FieldSet> Columns<F> {
     }
 }
 
-/// Match a header row. `mapping` is the tenant's (header key → target).
+/// Match a header row. `mapping` is the district's (header key → target).
 /// Errors are whole-file rejections, worded for the district.
 pub fn match_columns<F: FieldSet>(
     header: &csv::StringRecord,

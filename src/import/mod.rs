@@ -54,7 +54,7 @@ pub struct ImportOptions {
     pub upload_id: Option<i64>,
     /// Name shown in reports (`users.csv`).
     pub file_name: String,
-    /// Queue the report email to the tenant's administrator, in the same
+    /// Queue the report email to the district's administrator, in the same
     /// transaction as the result.
     pub email: bool,
     /// Hold the import for approval past these thresholds (nightly uploads
@@ -68,7 +68,7 @@ pub struct ImportOptions {
 }
 
 /// What every import needs besides the file: the time, the password secret,
-/// the default time zone for tenants without one, and the report composer.
+/// the default time zone for districts without one, and the report composer.
 #[derive(Clone)]
 pub struct ImportContext {
     pub clock: Arc<dyn Clock>,
@@ -78,7 +78,7 @@ pub struct ImportContext {
 }
 
 impl ImportContext {
-    /// The tenant's time zone (its own, else the default).
+    /// The district's time zone (its own, else the default).
     pub fn timezone_of(&self, tenant: &Tenant) -> chrono_tz::Tz {
         tenant.timezone_or(self.default_timezone)
     }
@@ -280,7 +280,7 @@ pub(crate) fn reject(report: &mut Report, why: String) {
         Some(crate::domain::text::echo(&why, crate::domain::text::MESSAGE_CHARS).into_owned());
 }
 
-/// The tenant's stored column mapping, for the fields of `F`.
+/// The district's stored column mapping, for the fields of `F`.
 fn tenant_mapping<F: header::FieldSet>(
     conn: &Connection,
     tenant_id: i64,

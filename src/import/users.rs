@@ -181,7 +181,7 @@ impl Text {
     }
 }
 
-/// The tenant's schools, indexed the three ways a School cell may name them.
+/// The district's schools, indexed the three ways a School cell may name them.
 struct Schools {
     nces: HashMap<String, i64>,
     state: HashMap<String, i64>,
@@ -266,7 +266,7 @@ enum Plan {
     /// A change to an existing user, not applied: the district is paused for
     /// additions only.
     KeptBack,
-    /// The username belongs to another tenant: a row error.
+    /// The username belongs to another district: a row error.
     Taken {
         row: Row,
     },
@@ -280,8 +280,8 @@ pub fn import(
     path: &Path,
     opts: &ImportOptions,
 ) -> anyhow::Result<Report> {
-    // Every school id a row stores comes from this tenant's schools, and
-    // schools, tenants and uploads are never deleted, so the checks could
+    // Every school id a row stores comes from this district's schools, and
+    // schools, districts and uploads are never deleted, so the checks could
     // never fail, while they cost a lookup per row and make SQLite journal
     // every statement.
     super::without_foreign_keys(conn, |conn| import_fk_off(conn, ctx, tenant, path, opts))
@@ -321,8 +321,8 @@ fn import_fk_off(
     // Take the write lock first, so the reader stage's snapshot below is exactly
     // the state this import writes over.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    // A tenant's first import only creates: every row goes straight to INSERT,
-    // and a clash on the username can only be another tenant's user.
+    // A district's first import only creates: every row goes straight to INSERT,
+    // and a clash on the username can only be another district's user.
     let first_import = crate::store::has_no_users(&tx, tenant.id)?;
     // The district's active users before this import: what hold
     // thresholds are measured against.
@@ -413,7 +413,7 @@ fn import_fk_off(
     Ok(report)
 }
 
-/// Deactivate the tenant's active users whose username `seen` does not hold,
+/// Deactivate the district's active users whose username `seen` does not hold,
 /// journaling each; returns how many.
 fn deactivate_absent(
     tx: &Connection,
@@ -814,7 +814,7 @@ fn find_existing(
 /// on all cores. Runs in the reader stage: `lookup` is a read snapshot taken
 /// after the writer locked the database, and rows of one file never share a
 /// username, so no lookup depends on a write of this import. `None` on a
-/// tenant's first import, where every row is a creation.
+/// district's first import, where every row is a creation.
 fn plan_batch(
     lookup: Option<&Connection>,
     ctx: &ImportContext,
@@ -975,8 +975,8 @@ fn access_params(change: AccessChange) -> (bool, Option<&'static str>) {
     }
 }
 
-/// The row's username belongs to another tenant's user: a row error that does
-/// not say which tenant.
+/// The row's username belongs to another district's user: a row error that does
+/// not say which district.
 fn taken(report: &mut Report, rules: &Rules<'_>, row: &Row, text: &Text) {
     report.counts.skipped += 1;
     report.add(Problem {

@@ -48,7 +48,7 @@ impl Composer {
         &self.from.email
     }
 
-    /// The email reporting one import to the tenant's administrator.
+    /// The email reporting one import to the district's administrator.
     pub fn report(
         &self,
         tenant: &Tenant,
@@ -177,7 +177,7 @@ impl Composer {
         )
     }
 
-    /// The one note for a night in which a tenant that has delivered before sent
+    /// The one note for a night in which a district that has delivered before sent
     /// nothing. `close` is when that night's window closed.
     pub fn missing(
         &self,

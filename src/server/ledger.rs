@@ -74,7 +74,7 @@ impl Ledger {
     }
 }
 
-/// One session of a tenant.
+/// One session of a district.
 pub struct SessionSlot {
     ledger: Arc<Ledger>,
     tenant: i64,
@@ -87,7 +87,7 @@ impl Drop for SessionSlot {
     }
 }
 
-/// One open handle of a tenant, and the bytes its upload has reserved.
+/// One open handle of a district, and the bytes its upload has reserved.
 pub struct HandleSlot {
     ledger: Arc<Ledger>,
     tenant: i64,
@@ -95,7 +95,7 @@ pub struct HandleSlot {
 }
 
 impl HandleSlot {
-    /// Grow this handle's reservation to `end` bytes, if the tenant's uploads
+    /// Grow this handle's reservation to `end` bytes, if the district's uploads
     /// in progress stay within `max` bytes in all. A reservation never shrinks
     /// while the handle is open.
     pub fn reserve_to(&mut self, end: u64, max: u64) -> bool {

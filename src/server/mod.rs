@@ -310,7 +310,7 @@ impl Shared {
         }
     }
 
-    /// The tenant id if `subdomain` is an enabled tenant holding the active key
+    /// The district id if `subdomain` is an enabled district holding the active key
     /// `fingerprint`, else why not.
     async fn authorize(
         self: &Arc<Self>,
@@ -458,7 +458,7 @@ pub async fn run(
                     // The door has said so in the log.
                     Err(Refusal::QueueFull) => continue,
                 };
-                // Tenant and key are filled in at login; every event of the
+                // District and key are filled in at login; every event of the
                 // session, SFTP included, carries them.
                 let span = tracing::info_span!(
                     "ssh",

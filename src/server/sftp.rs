@@ -145,7 +145,7 @@ pub struct SftpSession {
 }
 
 impl SftpSession {
-    /// `span` is the SSH session's (tenant, address, key): russh-sftp runs the
+    /// `span` is the SSH session's (district, address, key): russh-sftp runs the
     /// handler on a task of its own, so its events name their parent.
     pub fn new(shared: Arc<Shared>, subdomain: &str, sender: Sender, span: tracing::Span) -> Self {
         let spool = TenantSpool::new(&shared.config().storage.spool, subdomain);

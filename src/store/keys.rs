@@ -31,8 +31,8 @@ pub struct KeyRow {
 }
 
 impl Store {
-    /// Register keys for a tenant, all or none. A key active for another tenant is
-    /// a conflict; one already active for this tenant is reported, not duplicated.
+    /// Register keys for a district, all or none. A key active for another district is
+    /// a conflict; one already active for this district is reported, not duplicated.
     /// Returns, per key, whether it was newly added.
     pub fn add_keys(
         &self,
@@ -112,7 +112,7 @@ impl Store {
         Ok(rows)
     }
 
-    /// Revoke an active key of the tenant; false if it has no such key.
+    /// Revoke an active key of the district; false if it has no such key.
     pub fn revoke_key(
         &self,
         tenant_id: i64,

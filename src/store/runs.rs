@@ -114,7 +114,7 @@ pub fn load_report(
 }
 
 impl Store {
-    /// The newest runs of a tenant, newest first.
+    /// The newest runs of a district, newest first.
     pub fn runs(&self, tenant_id: i64, limit: u32) -> Result<Vec<RunRow>> {
         let mut stmt = self.conn.prepare(
             "SELECT id, kind, source, file_name, size, finished_at, outcome, reason, rows, created, updated,
@@ -157,7 +157,7 @@ pub fn held_changes(conn: &Connection, run_id: i64) -> rusqlite::Result<Option<S
     )
 }
 
-/// The file the tenant's accounts last took all of, for `kind`: none when
+/// The file the district's accounts last took all of, for `kind`: none when
 /// the newest such run was undone, was an undo, or kept changes back (a
 /// pause), since the same file then still has something to apply.
 pub fn last_imported_sha256(

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Result, Store, StoreError};
 
-/// A school of a tenant.
+/// A school of a district.
 #[derive(Debug, Clone)]
 pub struct School {
     pub id: i64,
@@ -56,7 +56,7 @@ pub fn add_school_in(
 }
 
 impl Store {
-    /// Add a school; a name, NCES ID or state ID the tenant already uses is a conflict.
+    /// Add a school; a name, NCES ID or state ID the district already uses is a conflict.
     pub fn add_school(
         &self,
         tenant_id: i64,

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::Result;
 
-/// What `rosterd status` shows of one tenant.
+/// What `rosterd status` shows of one district.
 #[derive(Debug, Clone, Default)]
 pub struct TenantStatus {
     /// (received at, size, state) of the newest upload.

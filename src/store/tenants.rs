@@ -123,7 +123,7 @@ impl Store {
             .optional()?)
     }
 
-    /// The tenant, or a NotFound error that tells support how to list them.
+    /// The district, or a NotFound error that tells support how to list them.
     pub fn require_tenant(&self, subdomain: &str) -> Result<Tenant> {
         self.tenant(subdomain)?.ok_or_else(|| {
             StoreError::NotFound(format!(
@@ -136,7 +136,7 @@ impl Store {
         Self::tenants_of(&self.conn)
     }
 
-    /// Every tenant, on any connection.
+    /// Every district, on any connection.
     pub fn tenants_of(conn: &Connection) -> Result<Vec<Tenant>> {
         let mut stmt = conn.prepare(&format!(
             "SELECT {TENANT_COLUMNS} FROM tenants ORDER BY subdomain"
@@ -218,7 +218,7 @@ impl Store {
         Ok(())
     }
 
-    /// The tenant's stored column mapping: (header as written, field name).
+    /// The district's stored column mapping: (header as written, field name).
     pub fn column_map(&self, tenant_id: i64) -> Result<Vec<(String, String)>> {
         let mut stmt = self.conn.prepare(
             "SELECT header, field FROM tenant_columns WHERE tenant_id = ?1 ORDER BY header_key",

@@ -197,7 +197,7 @@ pub struct Held {
     pub reason: String,
 }
 
-/// The tenant's uploads waiting for support's approval, oldest first.
+/// The district's uploads waiting for support's approval, oldest first.
 pub fn held(conn: &Connection, tenant_id: i64) -> rusqlite::Result<Vec<Held>> {
     let mut stmt = conn.prepare(
         "SELECT u.id, r.id, u.received_at, coalesce(r.reason, '') FROM uploads u
@@ -293,7 +293,7 @@ pub fn fail_upload(conn: &Connection, upload_id: i64, why: &str) -> rusqlite::Re
 }
 
 /// Uploads a stopped daemon left in the middle of their import: (upload id,
-/// tenant id, subdomain, attempts so far).
+/// district id, subdomain, attempts so far).
 pub fn interrupted(conn: &Connection) -> rusqlite::Result<Vec<(i64, i64, String, u32)>> {
     let mut stmt = conn.prepare(
         "SELECT u.id, u.tenant_id, t.subdomain, u.attempts FROM uploads u JOIN tenants t ON t.id = u.tenant_id
@@ -317,7 +317,7 @@ pub fn set_archive(
     Ok(())
 }
 
-/// Imported uploads not archived yet: (upload id, tenant id, subdomain).
+/// Imported uploads not archived yet: (upload id, district id, subdomain).
 pub fn unarchived_imports(conn: &Connection) -> rusqlite::Result<Vec<(i64, i64, String)>> {
     let mut stmt = conn.prepare(
         "SELECT u.id, u.tenant_id, t.subdomain FROM uploads u JOIN tenants t ON t.id = u.tenant_id

@@ -14,7 +14,7 @@ pub struct Membership {
     pub member: Option<String>,
 }
 
-/// Every group of a tenant with its members, by group and member; a group
+/// Every group of a district with its members, by group and member; a group
 /// without members once, with no member.
 pub fn group_memberships(conn: &Connection, tenant_id: i64) -> Result<Vec<Membership>> {
     let mut stmt = conn.prepare(
@@ -50,7 +50,7 @@ pub struct ExportedUser {
 }
 
 impl Store {
-    /// Stream the tenant's users, sorted by username, to `each`.
+    /// Stream the district's users, sorted by username, to `each`.
     pub fn for_each_user(
         &self,
         tenant_id: i64,
