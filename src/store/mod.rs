@@ -140,28 +140,64 @@ impl Store {
     }
 
     fn setup(mut conn: Connection) -> Result<Self> {
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        const BUSY: std::time::Duration = std::time::Duration::from_secs(10);
+        conn.busy_timeout(BUSY)?;
+        // SQLite answers some lock upgrades (switching a new database to WAL,
+        // one process migrating while another reads) with "database is
+        // locked" at once, without waiting: every step below is safe to
+        // repeat, so a busy first open tries again until the same timeout.
+        let started = std::time::Instant::now();
+        loop {
+            match Self::prepare(&mut conn) {
+                Err(StoreError::Sqlite(e))
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && started.elapsed() < BUSY =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(Self { conn }),
+            }
+        }
+    }
+
+    /// Pragmas and migrations of a newly opened connection.
+    fn prepare(conn: &mut Connection) -> Result<()> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         // 32 MiB: a million-row import stays under 100 MiB in all (64 MiB
         // measured no faster at 200,000 rows, bench/results/import-ab.md).
         conn.pragma_update(None, "cache_size", -32768)?;
-        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > MIGRATIONS.len() {
-            return Err(StoreError::Conflict(format!(
-                "the database is at schema version {version}, newer than this rosterd knows ({}); run a newer rosterd",
-                MIGRATIONS.len()
-            )));
-        }
-        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            let tx = conn.transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", index + 1)?;
+        let version = schema_version(conn)?;
+        if version < MIGRATIONS.len() {
+            // Under the write lock, reading the version again inside it: two
+            // processes opening a new database at once (`serve` starting as
+            // support registers a district) migrate it once, one after the
+            // other, instead of both applying the same migration.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let version = schema_version(&tx)?;
+            for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+                tx.execute_batch(sql)?;
+                tx.pragma_update(None, "user_version", index + 1)?;
+            }
             tx.commit()?;
         }
-        Ok(Self { conn })
+        Ok(())
     }
+}
+
+/// The database's schema version; an error if it is newer than this
+/// rosterd knows.
+fn schema_version(conn: &Connection) -> Result<usize> {
+    let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Conflict(format!(
+            "the database is at schema version {version}, newer than this rosterd knows ({}); run a newer rosterd",
+            MIGRATIONS.len()
+        )));
+    }
+    Ok(version)
 }
 
 /// Undo everything the open transaction did and start afresh, still holding

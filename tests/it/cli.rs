@@ -468,3 +468,27 @@ fn serve_prints_where_it_listens_and_stops_on_sigterm() {
     let code = child.wait().unwrap().code();
     assert_eq!(code, Some(0), "serve must exit 0 after SIGTERM");
 }
+
+/// A fresh install's first commands can run at the same moment (`serve`
+/// starting while support registers a district): each opens and migrates
+/// the new database, and every one must succeed.
+#[test]
+fn concurrent_first_opens_of_a_new_database_all_succeed() {
+    for round in 0..6 {
+        let env = Env::new();
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                env.command(&["tenant", "list"])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("run rosterd")
+            })
+            .collect();
+        for child in children {
+            let (code, _, err) = decode(child.wait_with_output().unwrap());
+            assert_eq!(code, 0, "round {round}: {err}");
+        }
+        env.assert_integrity();
+    }
+}
