@@ -46,6 +46,8 @@ pub struct Daemon {
     pub host_keys: Vec<String>,
     /// Whether any district is registered yet.
     pub has_districts: bool,
+    /// Held while the daemon runs: the data directory is this daemon's.
+    _data_lock: std::fs::File,
 }
 
 /// Whether the scheduler and the mailer run on their own.
@@ -76,6 +78,17 @@ impl Daemon {
             &config.storage.database,
             &config.storage.spool,
         ])?;
+        // One daemon per data directory: a second would import the same
+        // uploads and send the same reports.
+        let data_lock = crate::files::lock_dir(database_dir)
+            .with_context(|| format!("cannot lock the data directory {}", database_dir.display()))?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "another rosterd serve is already running on the data directory {} (database {}); stop it first, or give this one its own storage.database and storage.spool",
+                    database_dir.display(),
+                    config.storage.database.display()
+                )
+            })?;
         let store = Store::open(&config.storage.database)?;
         let mut host_keys = Vec::new();
         let mut keys = Vec::new();
@@ -153,6 +166,7 @@ impl Daemon {
             mailer,
             host_keys,
             has_districts,
+            _data_lock: data_lock,
         })
     }
 
@@ -184,6 +198,7 @@ impl Daemon {
             shared,
             scheduler,
             mailer,
+            _data_lock,
             ..
         } = self;
         let reloading = if options.process_wide {

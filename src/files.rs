@@ -1,5 +1,6 @@
 //! Files only the daemon's user may read: private directories, secrets
-//! written atomically, and spool files opened without following a link.
+//! written atomically, spool files opened without following a link, and the
+//! lock that keeps a second daemon off the same data.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -58,4 +59,17 @@ pub fn open_nofollow(path: &Path) -> io::Result<File> {
                 e
             }
         })
+}
+
+/// Hold `dir` exclusively for as long as the returned handle lives (an
+/// advisory `flock` on the directory itself, released by the kernel if the
+/// process dies); `None` if another process holds it.
+pub fn lock_dir(dir: &Path) -> io::Result<Option<File>> {
+    private_dir(dir)?;
+    let handle = File::open(dir)?;
+    match handle.try_lock() {
+        Ok(()) => Ok(Some(handle)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
 }

@@ -430,3 +430,51 @@ fn keys_log_in_only_from_where_their_from_option_and_the_district_allow() {
     assert_eq!(code, 1);
     assert!(err.contains("cert-authority is not supported"), "{err}");
 }
+
+#[test]
+fn a_second_daemon_on_the_same_data_directory_is_refused_and_the_first_runs_on() {
+    let env = Env::new();
+    let (key, _) = tenant_with_key(&env, "lincoln");
+    env.file("users.csv", "Username\njdoe\n");
+    let port = free_port();
+    listen_on(&env, port, "");
+    let first = start(&env, port);
+    // The same data, another port.
+    let other = env.path("other.toml");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&env.config)
+            .unwrap()
+            .replace(&format!(":{port}\""), &format!(":{}\"", free_port())),
+    )
+    .unwrap();
+    // Bounded: a second daemon that did start would run until killed.
+    let out = std::process::Command::new("timeout")
+        .args([
+            "20",
+            crate::helpers::BIN,
+            "--config",
+            other.to_str().unwrap(),
+            "serve",
+        ])
+        .current_dir(env.dir.path())
+        .env_remove("ROSTERD_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let (code, _, err) = decode(out);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("another rosterd serve is already running on the data directory data (database data/rosterd.db); stop it first"),
+        "{err}"
+    );
+    // The first daemon is unaffected and serves on.
+    let (code, _, err) = sftp(&env, &key, port, &[]);
+    assert_eq!(code, 0, "{err}");
+    first.kill();
+    // Once it is gone (even killed), the data directory is free again.
+    let second = start(&env, port);
+    let (code, _, err) = sftp(&env, &key, port, &[]);
+    assert_eq!(code, 0, "{err}");
+    second.kill();
+}
