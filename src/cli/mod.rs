@@ -63,9 +63,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the SFTP server until SIGINT or SIGTERM
     #[command(
-        after_help = "Example:\n  rosterd serve\n  rosterd --config /etc/rosterd/rosterd.toml serve"
+        after_help = "Example:\n  rosterd serve\n  rosterd --config /etc/rosterd/rosterd.toml serve\n  rosterd serve --ready-file rosterd.ready &   # a script waits for the file, not a fixed sleep"
     )]
-    Serve,
+    Serve {
+        /// Write this file (the address listened on) once the daemon takes
+        /// connections, and remove it when the daemon stops
+        #[arg(long, value_name = "PATH")]
+        ready_file: Option<PathBuf>,
+    },
     /// Print the SSH host key's fingerprint, creating the key if it does not exist yet
     #[command(
         after_help = "Give this fingerprint to districts so their SFTP client can verify the server:\n  rosterd host-key\n  SHA256:3i8r…"
@@ -147,7 +152,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let clock = clock::from_env()?;
     let out = &mut std::io::stdout().lock();
     match cli.command {
-        Command::Serve => serve::serve(config, cli.config.clone(), clock),
+        Command::Serve { ready_file } => {
+            serve::serve(config, cli.config.clone(), clock, ready_file)
+        }
         Command::HostKey => serve::host_key(&config, out),
         Command::Template { kind } => export::template(kind, out),
         Command::Tenant(cmd) => tenant::tenant_command(&config, clock.as_ref(), cmd, out),

@@ -1,6 +1,8 @@
 //! `rosterd serve`, the daemon in the foreground, and `rosterd host-key`.
 
 use std::io::Write;
+
+use anyhow::Context as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ pub(super) fn serve(
     config: Config,
     config_path: Option<PathBuf>,
     clock: Arc<dyn Clock>,
+    ready_file: Option<PathBuf>,
 ) -> anyhow::Result<i32> {
     crate::memory::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -35,9 +38,25 @@ pub(super) fn serve(
             eprintln!("no districts yet: register one with `rosterd tenant add SUBDOMAIN --admin-name NAME --admin-email EMAIL`,");
             eprintln!("then its key with `rosterd key add SUBDOMAIN FILE.pub`; it uploads with `sftp -P {} SUBDOMAIN@HOST`", addr.port());
         }
-        daemon
+        // Ready: the listener is bound and the store settled. A script waits
+        // for this file rather than guessing with a sleep.
+        let ready = match ready_file {
+            Some(path) => {
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, format!("{addr}\n"))
+                    .and_then(|()| std::fs::rename(&tmp, &path))
+                    .with_context(|| format!("cannot write the ready file {}", path.display()))?;
+                Some(path)
+            }
+            None => None,
+        };
+        let served = daemon
             .run_until_stopped(shutdown_signal(), crate::daemon::Background::Run)
-            .await?;
+            .await;
+        if let Some(path) = ready {
+            let _ = std::fs::remove_file(path);
+        }
+        served?;
         Ok(0)
     })
 }
