@@ -42,10 +42,8 @@ pub(super) fn serve(
         // for this file rather than guessing with a sleep.
         let ready = match ready_file {
             Some(path) => {
-                let tmp = path.with_extension("tmp");
-                std::fs::write(&tmp, format!("{addr}\n"))
-                    .and_then(|()| std::fs::rename(&tmp, &path))
-                    .with_context(|| format!("cannot write the ready file {}", path.display()))?;
+                crate::files::write_secret_file(&path, format!("{addr}\n").as_bytes())
+                    .context("cannot write the ready file")?;
                 Some(path)
             }
             None => None,

@@ -20,9 +20,17 @@ pub(super) fn describe_failure(f: &store::ConnectionFailure) -> String {
     format!("{} from {}{user}: {}", f.at, f.address, f.reason)
 }
 
-/// One throttle: how many failed logins from where since when, until when,
-/// and what was tried (`at` shows a stored time as the reader's).
-pub(super) fn describe_throttle(t: &store::LoginThrottle, at: impl Fn(&str) -> String) -> String {
+/// A time the store keeps (RFC 3339, UTC) as a reader in `tz` reads it;
+/// anything else as it is.
+pub(super) fn stored_time(text: &str, tz: chrono_tz::Tz) -> String {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|d| crate::mail::compose::local(d.to_utc(), tz))
+        .unwrap_or_else(|_| text.to_owned())
+}
+
+/// One throttle: how many failed logins from where since when, until when
+/// (in `tz`), and what was tried.
+pub(super) fn describe_throttle(t: &store::LoginThrottle, tz: chrono_tz::Tz) -> String {
     let tried = if t.tried.is_empty() {
         String::new()
     } else if t.tenant_id.is_some() {
@@ -34,8 +42,8 @@ pub(super) fn describe_throttle(t: &store::LoginThrottle, at: impl Fn(&str) -> S
         "{} failed logins from {} since {}, throttled until {} (its refused logins are answered one a second; a registered key still logs in at once){tried}",
         t.failures,
         t.address,
-        at(&t.since),
-        at(&t.until)
+        stored_time(&t.since, tz),
+        stored_time(&t.until, tz)
     )
 }
 
@@ -55,11 +63,6 @@ pub(super) fn status(
             "no districts yet: `rosterd tenant add SUBDOMAIN --admin-name NAME --admin-email EMAIL`"
         )?;
     }
-    let at = |text: &str, tz| {
-        chrono::DateTime::parse_from_rfc3339(text)
-            .map(|d| local(d.to_utc(), tz))
-            .unwrap_or_else(|_| text.to_owned())
-    };
     for t in &tenants {
         let tz = tenant_tz(config, t);
         let window = t.window_or(config.schedule.window);
@@ -70,7 +73,7 @@ pub(super) fn status(
             Some((received, size, state)) => writeln!(
                 out,
                 "  last upload   {}, {} ({state})",
-                at(received, tz),
+                stored_time(received, tz),
                 crate::domain::report::human_size(*size as u64)
             )?,
             None => writeln!(out, "  last upload   never")?,
@@ -79,7 +82,7 @@ pub(super) fn status(
             Some((finished, outcome, created, updated, errors)) => writeln!(
                 out,
                 "  last import   {}: {outcome}, {created} created, {updated} updated, {errors} errors",
-                at(finished, tz)
+                stored_time(finished, tz)
             )?,
             None => writeln!(out, "  last import   never")?,
         }
@@ -87,7 +90,7 @@ pub(super) fn status(
             writeln!(
                 out,
                 "  FAILED        upload {id} (received {}) not imported after {attempts} attempt(s): {why}",
-                at(received, tz)
+                stored_time(received, tz)
             )?;
             writeln!(
                 out,
@@ -95,7 +98,11 @@ pub(super) fn status(
             )?;
         }
         match &st.pending_since {
-            Some(since) => writeln!(out, "  pending       users.csv received {}", at(since, tz))?,
+            Some(since) => writeln!(
+                out,
+                "  pending       users.csv received {}",
+                stored_time(since, tz)
+            )?,
             None => writeln!(out, "  pending       none")?,
         }
         for h in crate::spool::held(&store.conn, t.id)? {
@@ -104,7 +111,7 @@ pub(super) fn status(
                 "  HELD          run {} (upload {}, received {}): {}",
                 h.run_id,
                 h.upload_id,
-                at(&h.received_at, tz),
+                stored_time(&h.received_at, tz),
                 crate::domain::text::echo(&h.reason, crate::domain::text::MESSAGE_CHARS)
             )?;
             writeln!(
@@ -143,22 +150,14 @@ pub(super) fn status(
             writeln!(out, "  last refused  {}", describe_failure(f))?;
         }
         for th in store::login_throttles(&store.conn, Some(t.id), now)? {
-            writeln!(
-                out,
-                "  THROTTLED     {}",
-                describe_throttle(&th, |s| at(s, tz))
-            )?;
+            writeln!(out, "  THROTTLED     {}", describe_throttle(&th, tz))?;
         }
     }
     let throttled = store::login_throttles(&store.conn, None, now)?;
     if !throttled.is_empty() {
         writeln!(out, "addresses throttled for logins naming no district:")?;
         for th in &throttled {
-            writeln!(
-                out,
-                "  {}",
-                describe_throttle(th, |s| at(s, config.schedule.timezone))
-            )?;
+            writeln!(out, "  {}", describe_throttle(th, config.schedule.timezone))?;
         }
     }
     let unknown = store::connection_failures(&store.conn, None, 5)?;

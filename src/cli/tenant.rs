@@ -319,11 +319,7 @@ pub(super) fn tenant_command(
                     out,
                     "{} {}",
                     if i == 0 { "THROTTLED  " } else { "           " },
-                    describe_throttle(th, |s| {
-                        chrono::DateTime::parse_from_rfc3339(s)
-                            .map(|d| crate::mail::compose::local(d.to_utc(), tz))
-                            .unwrap_or_else(|_| s.to_owned())
-                    })
+                    describe_throttle(th, tz)
                 )?;
             }
             let failures = store::connection_failures(&store.conn, Some(t.id), 10)?;

@@ -500,11 +500,7 @@ impl FrontDoor {
         if b.throttled(now) {
             let t = b.throttle.as_mut()?;
             t.failures = t.failures.saturating_add(1);
-            for what in tried {
-                if t.tried.len() < TRIED_KEPT && !t.tried.contains(what) {
-                    t.tried.push(what.clone());
-                }
-            }
+            remember(&mut t.tried, tried);
             return Some(Throttled {
                 throttle: t.clone(),
                 began: false,
@@ -522,11 +518,7 @@ impl FrontDoor {
             b.tried.clear();
         }
         b.failures.push_back(now);
-        for what in tried {
-            if b.tried.len() < TRIED_KEPT && !b.tried.contains(what) {
-                b.tried.push(what.clone());
-            }
-        }
+        remember(&mut b.tried, tried);
         while b.failures.len() > limits.failures_before_throttle.max(1) as usize {
             b.failures.pop_front();
         }
@@ -576,6 +568,16 @@ impl FrontDoor {
         state
             .buckets
             .retain(|_, b| !b.forgettable(now, limits.failure_window));
+    }
+}
+
+/// Add what a failing connection tried to `kept`, each once, the first
+/// [`TRIED_KEPT`] only.
+fn remember(kept: &mut Vec<String>, tried: &[String]) {
+    for what in tried {
+        if kept.len() < TRIED_KEPT && !kept.contains(what) {
+            kept.push(what.clone());
+        }
     }
 }
 

@@ -231,25 +231,18 @@ impl Shared {
     /// tried), and keep it for `rosterd status` and `tenant show`.
     fn record_throttle(&self, bucket: Bucket, name: &str, throttled: &door::Throttled) {
         let t = &throttled.throttle;
-        let now = Instant::now().into_std();
-        let wall = |at: std::time::Instant| {
-            let (later, by) = if at >= now {
-                (true, at - now)
-            } else {
-                (false, now - at)
-            };
-            let by = chrono::Duration::from_std(by).unwrap_or_default();
-            crate::store::timestamp(if later {
-                self.clock.now() + by
-            } else {
-                self.clock.now() - by
-            })
-        };
-        let (since, until) = (wall(t.since), wall(t.until));
+        // The throttle's instants as the clock's times: it began at or
+        // before now and lasts past it.
+        let (now, wall_now) = (Instant::now().into_std(), self.clock.now());
+        let span = |d: std::time::Duration| chrono::Duration::from_std(d).unwrap_or_default();
+        let since =
+            crate::store::timestamp(wall_now - span(now.saturating_duration_since(t.since)));
+        let until =
+            crate::store::timestamp(wall_now + span(t.until.saturating_duration_since(now)));
         let window = self.config().server.auth_failure_window_seconds;
         let ip = bucket.ip();
+        let tried = t.tried.join(", ");
         if throttled.began {
-            let tried = t.tried.join(", ");
             match bucket {
                 Bucket::District(..) => tracing::warn!(
                     district = %crate::domain::text::echo(name, 64),
@@ -276,7 +269,7 @@ impl Shared {
                 address: ip.to_string(),
                 failures: i64::from(t.failures),
                 window_seconds: window as i64,
-                tried: t.tried.join(", "),
+                tried,
                 since,
                 until,
             }));

@@ -176,7 +176,11 @@ impl SshSession {
     async fn refuse_method(&mut self, user: &str, what: &str) -> anyhow::Result<Auth> {
         self.conn.touch();
         self.name(user).await?;
-        let tenant_id = self.shared.tenant_id_of(user).await;
+        // The district `name` looked up for the bucket.
+        let tenant_id = self
+            .named
+            .as_ref()
+            .and_then(|n| n.pending.bucket().tenant_id());
         self.refuse(user, tenant_id, what.into(), None).await
     }
 
