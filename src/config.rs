@@ -13,12 +13,83 @@ use serde::{Deserialize, Deserializer};
 use crate::domain::window::Window;
 
 /// Where the configuration is looked for when neither `--config` nor
-/// `ROSTERD_CONFIG` names a file.
+/// `ROSTERD_CONFIG` names a file: in the working directory (a checkout, the
+/// quickstart), then where the deploy files install it.
 pub const DEFAULT_PATH: &str = "config/rosterd.toml";
+pub const SYSTEM_PATH: &str = "/etc/rosterd/rosterd.toml";
+/// The environment variable naming the configuration file.
+pub const ENV_VAR: &str = "ROSTERD_CONFIG";
+
+/// Where the configuration in use came from, so every command can say which
+/// file (and so which database) it works on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Origin {
+    /// `--config PATH`.
+    Flag(PathBuf),
+    /// `ROSTERD_CONFIG=PATH`.
+    Env(PathBuf),
+    /// Found at [`DEFAULT_PATH`] or [`SYSTEM_PATH`].
+    Found(PathBuf),
+    /// No file: every setting at its default.
+    #[default]
+    Embedded,
+}
+
+impl Origin {
+    /// The first of: `--config`, `ROSTERD_CONFIG`, `config/rosterd.toml`
+    /// if it exists, `/etc/rosterd/rosterd.toml` if it exists, else the
+    /// embedded defaults.
+    pub fn locate(flag: Option<&Path>) -> Self {
+        if let Some(path) = flag {
+            return Self::Flag(path.to_owned());
+        }
+        if let Some(path) = std::env::var_os(ENV_VAR).filter(|v| !v.is_empty()) {
+            return Self::Env(path.into());
+        }
+        [DEFAULT_PATH, SYSTEM_PATH]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .map_or(Self::Embedded, Self::Found)
+    }
+
+    /// The file to read, if any.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::Flag(p) | Self::Env(p) | Self::Found(p) => Some(p),
+            Self::Embedded => None,
+        }
+    }
+
+    /// For a person: the file's absolute path and how it was chosen.
+    pub fn describe(&self) -> String {
+        let how = match self {
+            Self::Flag(_) => "from --config",
+            Self::Env(_) => "from ROSTERD_CONFIG",
+            Self::Found(_) => "found",
+            Self::Embedded => {
+                return format!(
+                    "embedded defaults (no --config, no {ENV_VAR}, no {DEFAULT_PATH} here, no {SYSTEM_PATH})"
+                );
+            }
+        };
+        let path = self.path().map(absolute).unwrap_or_default();
+        format!("{} ({how})", path.display())
+    }
+}
+
+/// `path` made absolute against the working directory, for messages that
+/// must name exactly which file is meant.
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Where these settings came from (not a setting itself).
+    #[serde(skip)]
+    pub origin: Origin,
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub schedule: ScheduleConfig,
@@ -274,21 +345,20 @@ impl Config {
         Ok(config)
     }
 
-    /// Load from `explicit` (`--config` or `ROSTERD_CONFIG`) or the default path.
-    /// A missing explicit file is an error; a missing default file means "all
-    /// defaults", so the daemon runs on a fresh machine.
-    pub fn load(explicit: Option<&Path>) -> anyhow::Result<Self> {
-        let path = explicit.unwrap_or(Path::new(DEFAULT_PATH));
-        match std::fs::read_to_string(path) {
-            Ok(text) => Self::from_toml(&text, &path.display().to_string()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
-                Ok(Self::default())
+    /// Load from where `origin` says: its file (a missing or unreadable one
+    /// is an error, naming it), or the embedded defaults.
+    pub fn load(origin: &Origin) -> anyhow::Result<Self> {
+        let mut config = match origin.path() {
+            None => Self::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read config file {}: {e}", absolute(path).display())
+                })?;
+                Self::from_toml(&text, &path.display().to_string())?
             }
-            Err(e) => Err(anyhow::anyhow!(
-                "cannot read config file {}: {e}",
-                path.display()
-            )),
-        }
+        };
+        config.origin = origin.clone();
+        Ok(config)
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -459,7 +529,8 @@ mod tests {
 
     #[test]
     fn missing_explicit_file_is_an_error() {
-        let err = Config::load(Some(Path::new("/nonexistent/rosterd.toml"))).unwrap_err();
+        let origin = Origin::Flag("/nonexistent/rosterd.toml".into());
+        let err = Config::load(&origin).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/rosterd.toml"));
     }
 }

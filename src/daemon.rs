@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -24,8 +24,6 @@ use crate::store::Store;
 /// What [`Daemon::build`] is asked to do beyond the configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// The configuration file SIGHUP re-reads (`None`: the default paths).
-    pub config_path: Option<PathBuf>,
     /// Install the process-wide handlers: the crash marker's and SIGHUP's
     /// reload (`serve` only; the tests run many daemons in one process).
     pub process_wide: bool,
@@ -202,8 +200,8 @@ impl Daemon {
             ..
         } = self;
         let reloading = if options.process_wide {
-            let (path, shared, scheduler, mailer) = (
-                options.config_path.clone(),
+            let (origin, shared, scheduler, mailer) = (
+                config.origin.clone(),
                 shared.clone(),
                 scheduler.clone(),
                 mailer.clone(),
@@ -211,7 +209,7 @@ impl Daemon {
             let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
             Some(tokio::spawn(async move {
                 while hup.recv().await.is_some() {
-                    match reload(path.as_deref(), &shared, &scheduler, &mailer, &clock) {
+                    match reload(&origin, &shared, &scheduler, &mailer, &clock) {
                         Ok(()) => tracing::info!("configuration reloaded (SIGHUP)"),
                         Err(e) => {
                             tracing::error!(error = %format!("{e:#}"), "configuration not reloaded; the running one stays in force")
@@ -269,13 +267,13 @@ pub fn import_context(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<
 /// logging keep their running values until a restart (a warning says so). A
 /// file with an error changes nothing.
 fn reload(
-    path: Option<&Path>,
+    origin: &crate::config::Origin,
     shared: &Shared,
     scheduler: &Scheduler,
     mailer: &Mailer,
     clock: &Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
-    let new = Config::load(path)?;
+    let new = Config::load(origin)?;
     let running = shared.config();
     let mut applied = (*running).clone();
     // Every server limit is read when it is checked, so all apply at once,

@@ -23,7 +23,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::clock;
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::store::Store;
 
 pub use export::{GroupsCommand, TemplateKind, UsersCommand, export_users};
@@ -51,8 +51,10 @@ rosterd import users lincoln-usd users.csv --dry-run\n\n\
 Exit codes: 0 success, 1 failure, 2 usage error, 3 import applied but some rows had errors."
 )]
 pub struct Cli {
-    /// Configuration file [default: config/rosterd.toml, used only if it exists]
-    #[arg(long, global = true, env = "ROSTERD_CONFIG", value_name = "PATH")]
+    /// Configuration file [default: $ROSTERD_CONFIG, else the first of
+    /// config/rosterd.toml and /etc/rosterd/rosterd.toml that exists, else
+    /// embedded defaults]
+    #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -71,6 +73,13 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         ready_file: Option<PathBuf>,
     },
+    /// Create the database (and its directory) for a new installation
+    #[command(
+        after_help = "Only `init` and `serve` create a database; every other command refuses a missing one, so a\n\
+command run in the wrong directory or with the wrong configuration cannot write to a database the daemon\n\
+never reads.\n\nExample:\n  rosterd init\n  rosterd --config /etc/rosterd/rosterd.toml init"
+    )]
+    Init,
     /// Print the SSH host key's fingerprint, creating the key if it does not exist yet
     #[command(
         after_help = "Give this fingerprint to districts so their SFTP client can verify the server:\n  rosterd host-key\n  SHA256:3i8r…"
@@ -135,7 +144,10 @@ pub fn main() -> i32 {
             return 2;
         }
     }
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -145,16 +157,54 @@ pub fn main() -> i32 {
     }
 }
 
+/// Parse the command line, with `--help` naming the configuration file and
+/// the database this invocation would use.
+fn parse() -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Cli::command();
+    let origin = config::Origin::locate(config_flag(std::env::args_os()).as_deref());
+    let in_use = match Config::load(&origin) {
+        Ok(config) => format!(
+            "configuration  {}\n  database       {}",
+            origin.describe(),
+            config::absolute(&config.storage.database).display()
+        ),
+        Err(e) => format!("configuration  {} cannot be used: {e:#}", origin.describe()),
+    };
+    let help = format!(
+        "{}\n\nIn use here:\n  {in_use}",
+        command.get_after_help().map(|h| h.to_string()).unwrap_or_default()
+    );
+    let matches = command.after_help(help).try_get_matches()?;
+    Cli::from_arg_matches(&matches)
+}
+
+/// The value of `--config` among raw arguments, before clap parses them.
+fn config_flag(args: impl Iterator<Item = std::ffi::OsString>) -> Option<PathBuf> {
+    let mut args = args.skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--config" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(value) = arg.to_str().and_then(|a| a.strip_prefix("--config=")) {
+            return Some(value.into());
+        }
+        if arg == "--" {
+            break;
+        }
+    }
+    None
+}
+
 /// Run a parsed command; `Ok` carries the exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
-    let config = Config::load(cli.config.as_deref())?;
+    let config = Config::load(&config::Origin::locate(cli.config.as_deref()))?;
     init_logging(&config);
     let clock = clock::from_env()?;
     let out = &mut std::io::stdout().lock();
     match cli.command {
-        Command::Serve { ready_file } => {
-            serve::serve(config, cli.config.clone(), clock, ready_file)
-        }
+        Command::Serve { ready_file } => serve::serve(config, clock, ready_file),
+        Command::Init => init(&config, out),
         Command::HostKey => serve::host_key(&config, out),
         Command::Template { kind } => export::template(kind, out),
         Command::Tenant(cmd) => tenant::tenant_command(&config, clock.as_ref(), cmd, out),
@@ -186,8 +236,48 @@ fn init_logging(config: &Config) {
     };
 }
 
+/// The configured database, which must exist: only `init` and `serve`
+/// create one, so support's work never lands in a database the daemon does
+/// not read.
 fn open_store(config: &Config) -> anyhow::Result<Store> {
-    Store::open(&config.storage.database)
+    let path = &config.storage.database;
+    if !path.exists() {
+        anyhow::bail!(
+            "no database at {} (storage.database of the configuration: {}).\n\
+             If rosterd runs with another configuration, point at it: --config PATH or ROSTERD_CONFIG=PATH \
+             (the systemd unit's is /etc/rosterd/rosterd.toml).\n\
+             To start a new installation here: rosterd init",
+            config::absolute(path).display(),
+            config.origin.describe()
+        );
+    }
+    Store::open(path)
+}
+
+/// `rosterd init`: create the database, or say that it exists.
+fn init(config: &Config, out: &mut impl Write) -> anyhow::Result<i32> {
+    let path = &config.storage.database;
+    let existed = path.exists();
+    let store = Store::open(path)?;
+    let version = store.schema_version()?;
+    writeln!(out, "configuration  {}", config.origin.describe())?;
+    let what = if existed {
+        "exists already; nothing changed"
+    } else {
+        "created"
+    };
+    writeln!(
+        out,
+        "database       {} ({what}, schema version {version})",
+        config::absolute(path).display()
+    )?;
+    if store.tenants()?.is_empty() {
+        writeln!(
+            out,
+            "next: rosterd tenant add SUBDOMAIN --admin-name NAME --admin-email EMAIL, then rosterd serve"
+        )?;
+    }
+    Ok(0)
 }
 
 fn read_input(file: &Path) -> anyhow::Result<String> {

@@ -13,7 +13,6 @@ use crate::config::Config;
 /// what it says at start on standard error.
 pub(super) fn serve(
     config: Config,
-    config_path: Option<PathBuf>,
     clock: Arc<dyn Clock>,
     ready_file: Option<PathBuf>,
 ) -> anyhow::Result<i32> {
@@ -23,7 +22,6 @@ pub(super) fn serve(
         .build()?;
     runtime.block_on(async move {
         let options = crate::daemon::Options {
-            config_path,
             process_wide: true,
         };
         let daemon = crate::daemon::Daemon::build(config, clock, options).await?;

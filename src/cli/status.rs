@@ -55,6 +55,12 @@ pub(super) fn status(
 ) -> anyhow::Result<i32> {
     use crate::mail::compose::local;
     let store = open_store(config)?;
+    writeln!(out, "configuration  {}", config.origin.describe())?;
+    writeln!(
+        out,
+        "database       {}\n",
+        crate::config::absolute(&config.storage.database).display()
+    )?;
     let now = clock.now();
     let tenants = store.tenants()?;
     if tenants.is_empty() {

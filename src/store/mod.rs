@@ -139,6 +139,11 @@ impl Store {
         Ok(store)
     }
 
+    /// The schema version the database is at.
+    pub fn schema_version(&self) -> Result<usize> {
+        schema_version(&self.conn)
+    }
+
     fn setup(mut conn: Connection) -> Result<Self> {
         const BUSY: std::time::Duration = std::time::Duration::from_secs(10);
         conn.busy_timeout(BUSY)?;

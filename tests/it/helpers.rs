@@ -20,7 +20,16 @@ pub struct Env {
 }
 
 impl Env {
+    /// A new installation: its configuration, and the database `rosterd
+    /// init` creates.
     pub fn new() -> Self {
+        let env = Self::bare();
+        env.ok(&["init"]);
+        env
+    }
+
+    /// Only the configuration file: no database yet.
+    pub fn bare() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("rosterd.toml");
         std::fs::write(

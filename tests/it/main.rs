@@ -14,6 +14,7 @@ mod golden;
 mod groups;
 mod hostile;
 mod importer;
+mod installation;
 mod keys;
 mod layers;
 mod pipeline;
