@@ -37,7 +37,9 @@ rosterd import groups lincoln-usd groups.csv --dry-run\n  rosterd import groups 
     #[command(
         after_help = "Use it when a district needs last night's file applied during the day, or after\n\
 fixing a problem that stopped the nightly import. If the daemon is importing the file\n\
-at this moment, this says so and changes nothing.\n\nExample:\n  rosterd import run lincoln-usd"
+at this moment, this says so and changes nothing.\n\n\
+Exit codes: 0 applied, 1 rejected (nothing applied), 3 applied but some rows were skipped,\n\
+4 held for approval (it changes more than the district's hold thresholds allow: nothing applied).\n\nExample:\n  rosterd import run lincoln-usd"
     )]
     Run {
         subdomain: String,

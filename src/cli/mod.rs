@@ -4,8 +4,9 @@
 //! `host-key`), `tenant`, `key`, `school`, `import`, `runs`, `status`,
 //! `export` (`users`, `groups`, `template`). Only this module maps outcomes
 //! to exit codes: 0 success, 1 failure, 2 usage error (clap's own), 3 import
-//! applied but some rows had errors ([`crate::domain::report::EXIT_ROW_ERRORS`],
-//! from `Report::exit_code`).
+//! applied but some rows had errors ([`crate::domain::report::EXIT_ROW_ERRORS`]),
+//! 4 import held for approval ([`crate::domain::report::EXIT_HELD`]), both
+//! from `Report::exit_code`.
 
 mod export;
 mod import;
@@ -48,7 +49,8 @@ rosterd tenant add lincoln-usd --admin-name 'Ann Lee' --admin-email ann@lincoln.
 rosterd key add lincoln-usd district_key.pub\n  \
 rosterd school add lincoln-usd --name 'Lincoln Elementary' --nces 062271003230\n  \
 rosterd import users lincoln-usd users.csv --dry-run\n\n\
-Exit codes: 0 success, 1 failure, 2 usage error, 3 import applied but some rows had errors."
+Exit codes: 0 success, 1 failure, 2 usage error, 3 import applied but some rows had errors,\n\
+4 import held for approval (nothing applied)."
 )]
 pub struct Cli {
     /// Configuration file [default: $ROSTERD_CONFIG, else the first of

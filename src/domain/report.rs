@@ -10,6 +10,9 @@ use super::text;
 
 /// Exit status of an import that was applied with some rows skipped.
 pub const EXIT_ROW_ERRORS: i32 = 3;
+/// The CLI's exit status for an import held for approval: nothing applied,
+/// waiting for `rosterd import approve` (or discard).
+pub const EXIT_HELD: i32 = 4;
 
 /// How many problems a report keeps in full; counts stay exact beyond it.
 pub const MAX_KEPT_PROBLEMS: usize = 10_000;
@@ -184,13 +187,14 @@ impl Report {
         }
     }
 
-    /// Exit status for the CLI: 0 applied (or unchanged), 1 rejected or
-    /// held, [`EXIT_ROW_ERRORS`] applied with some rows skipped. A dry run
-    /// answers as the real run would.
+    /// Exit status for the CLI: 0 applied (or unchanged), 1 rejected,
+    /// [`EXIT_ROW_ERRORS`] applied with some rows skipped, [`EXIT_HELD`]
+    /// held for approval. A dry run answers as the real run would.
     pub fn exit_code(&self) -> i32 {
         match self.outcome {
             Outcome::Applied | Outcome::Unchanged => 0,
-            Outcome::Rejected | Outcome::Held => 1,
+            Outcome::Rejected => 1,
+            Outcome::Held => EXIT_HELD,
             Outcome::AppliedWithErrors => EXIT_ROW_ERRORS,
         }
     }

@@ -319,6 +319,7 @@ fn every_help_text_is_exactly_as_it_was() {
     let commands: &[&[&str]] = &[
         &[],
         &["serve"],
+        &["init"],
         &["host-key"],
         &["tenant"],
         &["tenant", "add"],

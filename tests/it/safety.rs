@@ -616,3 +616,15 @@ fn a_paused_district_keeps_its_uploads_and_gets_no_missing_file_note() {
     let r = srv.block_on(scheduler.run_once()).unwrap();
     assert_eq!((r[0].outcome.as_str(), r[0].counts.updated), ("held", 10));
 }
+
+#[test]
+fn a_held_import_run_by_support_exits_4() {
+    let (srv, _clock, key, _scheduler) = ten_users();
+    upload(&srv, &key, &roster(0..10, |i| format!("New{i}")));
+    let mut cmd = srv.env.command(&["import", "run", "lincoln"]);
+    cmd.env("ROSTERD_NOW", crate::pipeline::NIGHT);
+    let (code, out, err) = decode(cmd.output().unwrap());
+    assert_eq!(code, 4, "held for approval has its own exit code: {out}{err}");
+    assert!(out.contains("held"), "{out}");
+    assert!(srv.env.ok(&["status"]).contains("HELD          run"));
+}
