@@ -175,7 +175,10 @@ fn parse() -> Result<Cli, clap::Error> {
     };
     let help = format!(
         "{}\n\nIn use here:\n  {in_use}",
-        command.get_after_help().map(|h| h.to_string()).unwrap_or_default()
+        command
+            .get_after_help()
+            .map(|h| h.to_string())
+            .unwrap_or_default()
     );
     let matches = command.after_help(help).try_get_matches()?;
     Cli::from_arg_matches(&matches)

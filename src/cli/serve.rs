@@ -32,6 +32,9 @@ pub(super) fn serve(
         tracing::info!(%addr, host_key = %fingerprint, mail = %mail_target, "rosterd listening for SFTP");
         eprintln!("rosterd is listening on {addr} (SFTP); host keys {fingerprint}");
         eprintln!("reports go to {mail_target}; imports run {} in each district's time zone (default {})", config.schedule.window, config.schedule.timezone);
+        if let Some(advice) = crate::domain::tenant::timezone_advice(config.schedule.timezone) {
+            tracing::warn!("schedule.timezone: {advice}");
+        }
         if !daemon.has_districts {
             eprintln!("no districts yet: register one with `rosterd tenant add SUBDOMAIN --admin-name NAME --admin-email EMAIL`,");
             eprintln!("then its key with `rosterd key add SUBDOMAIN FILE.pub`; it uploads with `sftp -P {} SUBDOMAIN@HOST`", addr.port());

@@ -98,9 +98,11 @@ rosterd tenant pause lincoln-usd --until 2027-08-20 --additions-only\n  rosterd 
         subdomain: String,
         /// First paused day, YYYY-MM-DD [default: today, in the district's time zone]
         #[arg(long, value_name = "DATE")]
+        #[arg(value_parser = crate::domain::safety::parse_day)]
         from: Option<chrono::NaiveDate>,
         /// Last paused day, YYYY-MM-DD
         #[arg(long, value_name = "DATE")]
+        #[arg(value_parser = crate::domain::safety::parse_day)]
         until: chrono::NaiveDate,
         /// Still create new users (new students over the summer); change no existing one
         #[arg(long)]
@@ -156,10 +158,7 @@ pub(super) fn tenant_command(
             anyhow::ensure!(!admin_name.is_empty(), "--admin-name must not be empty");
             let email = crate::domain::email::EmailAddress::parse(&admin_email)
                 .map_err(|e| anyhow::anyhow!("--admin-email: {e}"))?;
-            let timezone = timezone
-                .map(|tz| parse_timezone(&tz).map(|t| t.name().to_owned()))
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
+            let timezone = timezone.as_deref().map(checked_timezone).transpose()?;
             let window = window
                 .map(|w| w.parse::<Window>().map(|w| w.to_string()))
                 .transpose()
@@ -374,12 +373,7 @@ pub(super) fn tenant_command(
             let timezone = match timezone.as_deref() {
                 None => None,
                 Some("default") => Some(None),
-                Some(tz) => Some(Some(
-                    parse_timezone(tz)
-                        .map_err(anyhow::Error::msg)?
-                        .name()
-                        .to_owned(),
-                )),
+                Some(tz) => Some(Some(checked_timezone(tz)?)),
             };
             let window = match window.as_deref() {
                 None => None,
@@ -518,4 +512,14 @@ pub(super) fn effective_window(config: &Config, t: &Tenant) -> String {
     t.window
         .clone()
         .unwrap_or_else(|| config.schedule.window.to_string())
+}
+
+/// A time zone from the command line, by its canonical name; accepted with a
+/// warning on standard error when it is a fixed offset or an old alias.
+fn checked_timezone(text: &str) -> anyhow::Result<String> {
+    let tz = parse_timezone(text).map_err(anyhow::Error::msg)?;
+    if let Some(advice) = crate::domain::tenant::timezone_advice(tz) {
+        eprintln!("warning: --timezone {advice}");
+    }
+    Ok(tz.name().to_owned())
 }

@@ -1,6 +1,6 @@
 //! The shared words of rosterd: what a district is and how it is named
 //! ([`tenant`]), an email address ([`email`]), the data-safety settings that
-//! decide what an import may change ([`safety`]), the import window
+//! decide what an import may change ([`safety`]), a school's IDs ([`school`]), the import window
 //! ([`window`]), an import's report ([`report`]), and how any value a district
 //! sent is shown safely ([`text`]).
 //!
@@ -11,6 +11,7 @@
 pub mod email;
 pub mod report;
 pub mod safety;
+pub mod school;
 pub mod tenant;
 pub mod text;
 pub mod window;

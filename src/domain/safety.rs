@@ -49,6 +49,18 @@ pub struct Pause {
     pub additions_only: bool,
 }
 
+/// A day given on the command line, `YYYY-MM-DD`; a US-style `12/20/2026`
+/// is refused with the form it should take.
+pub fn parse_day(text: &str) -> Result<NaiveDate, String> {
+    let text = text.trim();
+    text.parse::<NaiveDate>().map_err(|_| {
+        let us = NaiveDate::parse_from_str(text, "%m/%d/%Y")
+            .map(|d| format!("; for {text} write {d}"))
+            .unwrap_or_default();
+        format!("{text:?} is not a date in the form YYYY-MM-DD (for example 2027-06-15){us}")
+    })
+}
+
 impl Pause {
     /// The pause stored in a district's row, if any.
     pub fn from_columns(

@@ -54,6 +54,53 @@ pub fn parse_timezone(text: &str) -> Result<chrono_tz::Tz, String> {
     })
 }
 
+/// What is wrong with a zone that parses but is not what a district means:
+/// a fixed offset (`EST` is UTC−5 all year, so the window would slip an hour
+/// every summer) or an old alias kept only for compatibility (`US/Eastern`).
+/// `None` for a region/city name such as `America/New_York`, and for UTC.
+pub fn timezone_advice(tz: chrono_tz::Tz) -> Option<String> {
+    let name = tz.name();
+    let region = |n: &str| -> Option<&'static str> {
+        Some(match n {
+            "EST" | "EST5EDT" | "US/Eastern" => "America/New_York",
+            "CST6CDT" | "US/Central" => "America/Chicago",
+            "MST7MDT" | "US/Mountain" => "America/Denver",
+            "MST" | "US/Arizona" => "America/Phoenix (no daylight saving) or America/Denver",
+            "PST8PDT" | "US/Pacific" => "America/Los_Angeles",
+            "HST" | "US/Hawaii" => "Pacific/Honolulu",
+            "US/Alaska" => "America/Anchorage",
+            "US/Aleutian" => "America/Adak",
+            "US/East-Indiana" => "America/Indiana/Indianapolis",
+            "US/Indiana-Starke" => "America/Indiana/Knox",
+            "US/Michigan" => "America/Detroit",
+            "US/Samoa" => "Pacific/Pago_Pago",
+            _ => return None,
+        })
+    };
+    let suggestion = region(name)
+        .map(|r| format!("use {r}"))
+        .unwrap_or_else(|| "use the region/city name, for example America/New_York".to_owned());
+    if matches!(
+        name,
+        "UTC" | "Etc/UTC" | "Etc/UCT" | "UCT" | "Etc/Universal" | "Universal" | "Zulu" | "Etc/Zulu"
+    ) {
+        return None;
+    }
+    let fixed = matches!(name, "EST" | "MST" | "HST")
+        || name.starts_with("Etc/")
+        || name.starts_with("GMT");
+    if fixed {
+        return Some(format!(
+            "{name} is a fixed offset from UTC with no daylight saving, so the import window would move an hour when the clocks change; {suggestion}"
+        ));
+    }
+    let legacy = !name.contains('/')
+        || ["US/", "Canada/", "Mexico/", "Brazil/", "Chile/"]
+            .iter()
+            .any(|p| name.starts_with(p));
+    legacy.then(|| format!("{name} is an old alias kept only for compatibility; {suggestion}"))
+}
+
 /// A district as stored.
 #[derive(Debug, Clone)]
 pub struct Tenant {

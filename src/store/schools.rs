@@ -35,6 +35,11 @@ pub fn add_school_in(
     if name.is_empty() {
         return Err(StoreError::Conflict("a school needs a name".into()));
     }
+    let nces = nces
+        .map(crate::domain::school::nces_id)
+        .transpose()
+        .map_err(StoreError::Conflict)?;
+    let nces = nces.as_deref();
     let clash: Option<String> = conn
         .query_row(
             "SELECT name FROM schools WHERE tenant_id = ?1

@@ -320,7 +320,7 @@ fn school_import_is_all_or_nothing() {
     ]);
     let bad = env.file(
         "bad.csv",
-        "School Name,NCES ID,State ID\nAlpha,1,\nBeta,1,\n",
+        "School Name,NCES ID,State ID\nAlpha,062271003231,\nBeta,062271003231,\n",
     );
     let (code, _, err) = env.run(&["school", "import", "lincoln", bad.to_str().unwrap()]);
     assert_eq!(code, 1);
@@ -331,7 +331,7 @@ fn school_import_is_all_or_nothing() {
     );
     let good = env.file(
         "good.csv",
-        "Name,NCES,State School ID\nAlpha,1,A-1\n\nBeta Elementary,2,\n",
+        "Name,NCES,State School ID\nAlpha,062271003231,A-1\n\nBeta Elementary,062271003232,\n",
     );
     assert!(
         env.ok(&["school", "import", "lincoln", good.to_str().unwrap()])
@@ -339,7 +339,7 @@ fn school_import_is_all_or_nothing() {
     );
     assert_eq!(
         env.ok(&["school", "list", "lincoln"]),
-        "Name,NCES ID,State ID\nAlpha,1,A-1\nBeta Elementary,2,\n"
+        "Name,NCES ID,State ID\nAlpha,062271003231,A-1\nBeta Elementary,062271003232,\n"
     );
 }
 
@@ -491,4 +491,98 @@ fn concurrent_first_opens_of_a_new_database_all_succeed() {
         }
         env.assert_integrity();
     }
+}
+
+#[test]
+fn a_fixed_offset_or_alias_time_zone_is_accepted_with_a_warning_naming_the_region() {
+    let env = Env::new();
+    env.tenant("lincoln");
+    let (code, _, err) = env.run(&["tenant", "set", "lincoln", "--timezone", "EST"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: --timezone EST is a fixed offset from UTC with no daylight saving")
+            && err.contains("use America/New_York"),
+        "{err}"
+    );
+    let (code, _, err) = env.run(&[
+        "tenant",
+        "add",
+        "roosevelt",
+        "--admin-name",
+        "Ann",
+        "--admin-email",
+        "a@example.org",
+        "--timezone",
+        "US/Pacific",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("US/Pacific is an old alias") && err.contains("use America/Los_Angeles"),
+        "{err}"
+    );
+    let (code, _, err) = env.run(&["tenant", "set", "lincoln", "--timezone", "America/Chicago"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (0, ""),
+        "a region name warns of nothing"
+    );
+    assert!(
+        env.ok(&["tenant", "show", "lincoln"])
+            .contains("America/Chicago")
+    );
+}
+
+#[test]
+fn an_nces_id_must_be_twelve_digits() {
+    let env = Env::new();
+    env.tenant("lincoln");
+    let (code, _, err) = env.run(&[
+        "school",
+        "add",
+        "lincoln",
+        "--name",
+        "Short",
+        "--nces",
+        "62271003231",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("is not 12 digits") && err.contains("try 062271003231"),
+        "{err}"
+    );
+    let file = env.file(
+        "schools.csv",
+        "Name,NCES ID,State ID\nA School,062271003231,\nB School,1234,\n",
+    );
+    let (code, _, err) = env.run(&["school", "import", "lincoln", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("line 3: NCES school ID \"1234\" is not 12 digits"),
+        "{err}"
+    );
+    assert!(
+        !env.ok(&["school", "list", "lincoln"]).contains("A School"),
+        "nothing of the file was added"
+    );
+}
+
+#[test]
+fn a_date_in_another_form_is_refused_with_the_form_to_use() {
+    let env = Env::new();
+    env.tenant("lincoln");
+    let (code, _, err) = env.run(&[
+        "tenant",
+        "pause",
+        "lincoln",
+        "--from",
+        "12/20/2026",
+        "--until",
+        "2027-01-05",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("\"12/20/2026\" is not a date in the form YYYY-MM-DD")
+            && err.contains("for 12/20/2026 write 2026-12-20"),
+        "{err}"
+    );
 }

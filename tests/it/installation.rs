@@ -36,7 +36,15 @@ fn support_commands_refuse_a_missing_database_naming_its_absolute_path() {
     let pubkey = format!("{}.pub", key.display());
     let attempts: [&[&str]; 5] = [
         &["status"],
-        &["tenant", "add", "lincoln", "--admin-name", "Ann", "--admin-email", "a@example.org"],
+        &[
+            "tenant",
+            "add",
+            "lincoln",
+            "--admin-name",
+            "Ann",
+            "--admin-email",
+            "a@example.org",
+        ],
         &["key", "add", "lincoln", &pubkey],
         &["school", "list", "lincoln"],
         &["runs", "lincoln"],
@@ -49,18 +57,27 @@ fn support_commands_refuse_a_missing_database_naming_its_absolute_path() {
             "rosterd {args:?} names the absolute path it looked for: {err}"
         );
         assert!(err.contains("rosterd init"), "and how to create one: {err}");
-        assert!(err.contains("--config PATH"), "and how to point elsewhere: {err}");
+        assert!(
+            err.contains("--config PATH"),
+            "and how to point elsewhere: {err}"
+        );
         assert!(!db.exists(), "rosterd {args:?} created {}", db.display());
         assert!(!db.parent().unwrap().exists(), "nor its directory");
     }
 
     let out = env.ok(&["init"]);
-    assert!(out.contains(&format!("database       {} (created", db.display())), "{out}");
+    assert!(
+        out.contains(&format!("database       {} (created", db.display())),
+        "{out}"
+    );
     assert!(db.exists());
     env.tenant("lincoln");
     let out = env.ok(&["init"]);
     assert!(out.contains("exists already; nothing changed"), "{out}");
-    assert!(env.ok(&["tenant", "list"]).contains("lincoln"), "init kept the district");
+    assert!(
+        env.ok(&["tenant", "list"]).contains("lincoln"),
+        "init kept the district"
+    );
 }
 
 #[test]
@@ -74,11 +91,17 @@ fn the_configuration_is_found_in_the_documented_order_and_named() {
     let (code, out, err) = bare(&root, None, &["init"]);
     assert_eq!(code, 0, "{err}");
     if system.exists() {
-        assert!(out.contains(&format!("{} (found)", system.display())), "{out}");
+        assert!(
+            out.contains(&format!("{} (found)", system.display())),
+            "{out}"
+        );
     } else {
         assert!(out.contains("configuration  embedded defaults"), "{out}");
         assert!(
-            out.contains(&format!("database       {}/data/rosterd.db", root.display())),
+            out.contains(&format!(
+                "database       {}/data/rosterd.db",
+                root.display()
+            )),
             "{out}"
         );
     }
@@ -87,14 +110,20 @@ fn the_configuration_is_found_in_the_documented_order_and_named() {
     config_with_database(&root.join("config/rosterd.toml"), "found.db");
     let (code, out, err) = bare(&root, None, &["status"]);
     assert_eq!(code, 1, "found.db does not exist yet: {out}{err}");
-    assert!(err.contains(&format!("no database at {}/found.db", root.display())), "{err}");
+    assert!(
+        err.contains(&format!("no database at {}/found.db", root.display())),
+        "{err}"
+    );
     assert!(
         err.contains(&format!("{}/config/rosterd.toml (found)", root.display())),
         "the message names the configuration it read: {err}"
     );
     let (code, out, _) = bare(&root, None, &["init"]);
     assert_eq!(code, 0);
-    assert!(out.contains(&format!("{}/found.db (created", root.display())), "{out}");
+    assert!(
+        out.contains(&format!("{}/found.db (created", root.display())),
+        "{out}"
+    );
     let (_, out, _) = bare(&root, None, &["status"]);
     assert!(
         out.starts_with(&format!(
@@ -108,8 +137,17 @@ fn the_configuration_is_found_in_the_documented_order_and_named() {
     let env_file = root.join("env.toml");
     config_with_database(&env_file, "env.db");
     let (_, out, _) = bare(&root, Some(&env_file), &["init"]);
-    assert!(out.contains(&format!("{}/env.toml (from ROSTERD_CONFIG)", root.display())), "{out}");
-    assert!(out.contains(&format!("{}/env.db (created", root.display())), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{}/env.toml (from ROSTERD_CONFIG)",
+            root.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{}/env.db (created", root.display())),
+        "{out}"
+    );
 
     // --config comes before ROSTERD_CONFIG, and --help says what is in use.
     let flag_file = root.join("flag.toml");
@@ -133,7 +171,10 @@ fn the_configuration_is_found_in_the_documented_order_and_named() {
     let (code, _, err) = bare(&root, Some(&root.join("missing.toml")), &["status"]);
     assert_eq!(code, 1);
     assert!(
-        err.contains(&format!("cannot read config file {}/missing.toml", root.display())),
+        err.contains(&format!(
+            "cannot read config file {}/missing.toml",
+            root.display()
+        )),
         "{err}"
     );
 }

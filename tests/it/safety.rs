@@ -624,7 +624,10 @@ fn a_held_import_run_by_support_exits_4() {
     let mut cmd = srv.env.command(&["import", "run", "lincoln"]);
     cmd.env("ROSTERD_NOW", crate::pipeline::NIGHT);
     let (code, out, err) = decode(cmd.output().unwrap());
-    assert_eq!(code, 4, "held for approval has its own exit code: {out}{err}");
+    assert_eq!(
+        code, 4,
+        "held for approval has its own exit code: {out}{err}"
+    );
     assert!(out.contains("held"), "{out}");
     assert!(srv.env.ok(&["status"]).contains("HELD          run"));
 }
