@@ -61,6 +61,17 @@ impl Origin {
         }
     }
 
+    /// How it was chosen, in a word, for scripts: `flag`, `env`, `found`,
+    /// `embedded`.
+    pub fn source(&self) -> &'static str {
+        match self {
+            Self::Flag(_) => "flag",
+            Self::Env(_) => "env",
+            Self::Found(_) => "found",
+            Self::Embedded => "embedded",
+        }
+    }
+
     /// For a person: the file's absolute path and how it was chosen.
     pub fn describe(&self) -> String {
         let how = match self {

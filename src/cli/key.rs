@@ -36,7 +36,16 @@ pbpaste | rosterd key add lincoln-usd -"
         from: Option<String>,
     },
     /// List a district's keys, revoked ones included
-    List { subdomain: String },
+    #[command(
+        after_help = "Times are the district's own; with --format json they are RFC 3339 UTC.\n\n\
+Examples:\n  rosterd key list lincoln-usd\n  rosterd key list lincoln-usd --format json"
+    )]
+    List {
+        subdomain: String,
+        /// Output format: text for people, json (stable field names) for scripts
+        #[arg(long, value_enum, default_value_t = super::Listing::Text)]
+        format: super::Listing,
+    },
     /// Revoke a key; effective from the next login, no restart needed
     #[command(
         after_help = "Example:\n  rosterd key revoke lincoln-usd SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s"
@@ -97,9 +106,24 @@ pub(super) fn key_command(
             }
             Ok(0)
         }
-        KeyCommand::List { subdomain } => {
+        KeyCommand::List { subdomain, format } => {
             let t = store.require_tenant(&subdomain)?;
             let keys = store.keys(t.id)?;
+            if format == super::Listing::Json {
+                #[derive(serde::Serialize)]
+                struct Listed<'a> {
+                    district: &'a str,
+                    keys: &'a [store::KeyRow],
+                }
+                let listed = Listed {
+                    district: &t.subdomain,
+                    keys: &keys,
+                };
+                super::write_json(out, &listed)?;
+                return Ok(0);
+            }
+            let tz = super::tenant::tenant_tz(config, &t);
+            let time = |at: &str| super::status::stored_time(at, tz);
             if keys.is_empty() {
                 writeln!(
                     out,
@@ -109,7 +133,7 @@ pub(super) fn key_command(
             }
             for k in keys {
                 let state = match &k.revoked_at {
-                    Some(at) => format!("revoked {at}"),
+                    Some(at) => format!("revoked {}", time(at)),
                     None => "active".into(),
                 };
                 let whence = k
@@ -119,7 +143,11 @@ pub(super) fn key_command(
                 writeln!(
                     out,
                     "{} {:<7} {:<5} added {} {state} {whence} {}",
-                    k.fingerprint, k.kind, k.bits, k.added_at, k.comment
+                    k.fingerprint,
+                    k.kind,
+                    k.bits,
+                    time(&k.added_at),
+                    k.comment
                 )?;
             }
             Ok(0)

@@ -16,6 +16,7 @@ mod school;
 mod serve;
 mod status;
 mod tenant;
+mod tenant_show;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -119,9 +120,15 @@ never reads.\n\nExample:\n  rosterd init\n  rosterd --config /etc/rosterd/roster
     /// Per district: last upload, last import and its outcome, the pending file,
     /// when the window next opens (district time); and the mail queue
     #[command(
-        after_help = "Example:\n  rosterd status\n\nMessages that could not be delivered are listed with the server's answer."
+        after_help = "Times are shown in each district's time zone; with --format json they are RFC 3339 UTC.\n\
+Messages that could not be delivered are listed with the server's answer.\n\n\
+Examples:\n  rosterd status\n  rosterd status --format json | jq '.districts[] | select(.held != [])'"
     )]
-    Status,
+    Status {
+        /// Output format: text for people, json (stable field names) for scripts
+        #[arg(long, value_enum, default_value_t = Listing::Text)]
+        format: Listing,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -132,6 +139,22 @@ pub enum Format {
     Csv,
     /// The whole report as JSON
     Json,
+}
+
+/// The format of a listing (`status`, `tenant show`, `runs`, `key list`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Listing {
+    /// For people; times in the district's time zone
+    Text,
+    /// For scripts: one JSON document, stable field names, times in RFC 3339 UTC
+    Json,
+}
+
+/// `value` as one pretty-printed JSON document and a line break.
+fn write_json(out: &mut impl Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
 }
 
 /// Parse arguments and run; returns the process exit code.
@@ -222,7 +245,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Users(UsersCommand::Export { subdomain }) => {
             export::users_export(&config, &subdomain, out)
         }
-        Command::Status => status::status(&config, clock.as_ref(), out),
+        Command::Status { format } => status::status(&config, clock.as_ref(), format, out),
         Command::Runs(args) => runs::runs_command(&config, clock, args, out),
     }
 }
@@ -315,10 +338,7 @@ fn print_report(
             report.write_problems_csv(&mut csv, usize::MAX)?;
             out.write_all(&csv)?;
         }
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, report)?;
-            writeln!(out)?;
-        }
+        Format::Json => write_json(out, report)?,
     }
     Ok(())
 }

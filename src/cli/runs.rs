@@ -31,7 +31,9 @@ pub struct RunsArgs {
     /// How many runs to list
     #[arg(long, default_value_t = 20)]
     limit: u32,
-    /// Format of a single run's report or changes (with --id)
+    /// Output format. The list: text (times in the district's time zone) or
+    /// json (RFC 3339 UTC); with --id, the run's report or changes: text,
+    /// csv or json
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }
@@ -171,13 +173,33 @@ pub(super) fn runs_command(
         return Ok(0);
     }
     let runs = store.runs(t.id, args.limit)?;
+    match args.format {
+        Format::Json => {
+            #[derive(serde::Serialize)]
+            struct Listed<'a> {
+                district: &'a str,
+                runs: &'a [store::RunRow],
+            }
+            let listed = Listed {
+                district: &t.subdomain,
+                runs: &runs,
+            };
+            super::write_json(out, &listed)?;
+            return Ok(0);
+        }
+        Format::Csv => anyhow::bail!(
+            "--format csv is one run's problems: add --id RUN (the list itself is text or json)"
+        ),
+        Format::Text => {}
+    }
+    let tz = super::tenant::tenant_tz(config, &t);
     if runs.is_empty() {
         writeln!(out, "{} has no imports yet", t.subdomain)?;
         return Ok(0);
     }
     writeln!(
         out,
-        "{:>5} {:<20} {:<6} {:<6} {:<20} {:>7} {:>7} {:>7} {:>9} {:>7} {:>7}",
+        "{:>5} {:<23} {:<6} {:<6} {:<20} {:>7} {:>7} {:>7} {:>9} {:>7} {:>7}",
         "ID",
         "FINISHED",
         "KIND",
@@ -193,9 +215,9 @@ pub(super) fn runs_command(
     for r in runs {
         writeln!(
             out,
-            "{:>5} {:<20} {:<6} {:<6} {:<20} {:>7} {:>7} {:>7} {:>9} {:>7} {:>7}",
+            "{:>5} {:<23} {:<6} {:<6} {:<20} {:>7} {:>7} {:>7} {:>9} {:>7} {:>7}",
             r.id,
-            r.finished_at,
+            super::status::stored_time(&r.finished_at, tz),
             r.kind,
             r.source,
             r.outcome,

@@ -47,60 +47,221 @@ pub(super) fn describe_throttle(t: &store::LoginThrottle, tz: chrono_tz::Tz) -> 
     )
 }
 
-/// `rosterd status`: one block per tenant, then the mail queue.
+/// What `rosterd status` reports, gathered once and shown as text or JSON.
+/// Times are RFC 3339 UTC in JSON; the text shows them in each district's
+/// time zone.
+#[derive(serde::Serialize)]
+struct Status {
+    configuration: Configuration,
+    database: String,
+    at: chrono::DateTime<chrono::Utc>,
+    districts: Vec<District>,
+    /// Addresses throttled for logins naming no district.
+    throttled_addresses: Vec<store::LoginThrottle>,
+    /// The newest connections that failed before naming a district.
+    failures_without_district: Vec<store::ConnectionFailure>,
+    mail: Mail,
+}
+
+#[derive(serde::Serialize)]
+struct Configuration {
+    /// The file read (absolute), or null for the embedded defaults.
+    path: Option<String>,
+    /// `flag`, `env`, `found` or `embedded`.
+    source: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct District {
+    subdomain: String,
+    #[serde(serialize_with = "tz_name")]
+    timezone: chrono_tz::Tz,
+    window: String,
+    disabled: bool,
+    #[serde(flatten)]
+    status: store::TenantStatus,
+    held: Vec<store::Held>,
+    pause: Option<PauseState>,
+    window_open: bool,
+    /// When the window next closes (while open) or opens.
+    window_changes_at: chrono::DateTime<chrono::Utc>,
+    last_refused_login: Option<store::ConnectionFailure>,
+    throttles: Vec<store::LoginThrottle>,
+    /// The newest uploads refused for their name, newest first.
+    refused_uploads: Vec<store::RefusedUpload>,
+}
+
+#[derive(serde::Serialize)]
+struct PauseState {
+    #[serde(flatten)]
+    pause: crate::domain::safety::Pause,
+    /// `paused` (today is in it), `planned` or `ended`.
+    state: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct Mail {
+    transport: String,
+    queued: usize,
+    failed: usize,
+    sent: usize,
+    /// Every message not yet delivered, oldest first.
+    unsent: Vec<store::OutboxRow>,
+}
+
+fn tz_name<S: serde::Serializer>(tz: &chrono_tz::Tz, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(tz.name())
+}
+
+/// Refused uploads `status` shows per district.
+const REFUSED_UPLOADS_SHOWN: i64 = 3;
+
+fn gather(
+    config: &Config,
+    store: &store::Store,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Status> {
+    let mut districts = Vec::new();
+    for t in store.tenants()? {
+        let tz = tenant_tz(config, &t);
+        let window = t.window_or(config.schedule.window);
+        let today = now.with_timezone(&tz).date_naive();
+        let pause = t.pause.map(|p| PauseState {
+            pause: p,
+            state: if p.covers(today) {
+                "paused"
+            } else if today < p.from {
+                "planned"
+            } else {
+                "ended"
+            },
+        });
+        let window_open = window.is_open(tz, now);
+        districts.push(District {
+            status: store::tenant_status(&store.conn, t.id)?,
+            held: crate::spool::held(&store.conn, t.id)?,
+            pause,
+            window_open,
+            window_changes_at: if window_open {
+                window.next_close(tz, now)
+            } else {
+                window.next_opening(tz, now)
+            },
+            last_refused_login: store::connection_failures(&store.conn, Some(t.id), 1)?
+                .into_iter()
+                .next(),
+            throttles: store::login_throttles(&store.conn, Some(t.id), now)?,
+            refused_uploads: store::refused_uploads(&store.conn, t.id, REFUSED_UPLOADS_SHOWN)?,
+            window: window.to_string(),
+            disabled: t.disabled,
+            subdomain: t.subdomain,
+            timezone: tz,
+        });
+    }
+    let outbox = crate::mail::outbox(&store.conn)?;
+    let count = |state: &str| outbox.iter().filter(|m| m.state == state).count();
+    let mail = Mail {
+        transport: crate::mail::Mailer::describe(&config.mail),
+        queued: count("queued"),
+        failed: count("failed"),
+        sent: count("sent"),
+        unsent: outbox
+            .iter()
+            .filter(|m| m.state != "sent")
+            .cloned()
+            .collect(),
+    };
+    Ok(Status {
+        configuration: Configuration {
+            path: config
+                .origin
+                .path()
+                .map(|p| crate::config::absolute(p).display().to_string()),
+            source: config.origin.source(),
+        },
+        database: crate::config::absolute(&config.storage.database)
+            .display()
+            .to_string(),
+        at: now,
+        districts,
+        throttled_addresses: store::login_throttles(&store.conn, None, now)?,
+        failures_without_district: store::connection_failures(&store.conn, None, 5)?,
+        mail,
+    })
+}
+
+/// `rosterd status`: one block per district, then the mail queue; or all of
+/// it as one JSON document.
 pub(super) fn status(
     config: &Config,
     clock: &dyn Clock,
+    format: super::Listing,
     out: &mut impl Write,
 ) -> anyhow::Result<i32> {
-    use crate::mail::compose::local;
     let store = open_store(config)?;
+    let status = gather(config, &store, clock.now())?;
+    match format {
+        super::Listing::Json => super::write_json(out, &status)?,
+        super::Listing::Text => write_text(config, &status, out)?,
+    }
+    Ok(0)
+}
+
+fn write_text(config: &Config, status: &Status, out: &mut impl Write) -> anyhow::Result<()> {
+    use crate::domain::text::{MESSAGE_CHARS, echo};
+    use crate::mail::compose::local;
     writeln!(out, "configuration  {}", config.origin.describe())?;
-    writeln!(
-        out,
-        "database       {}\n",
-        crate::config::absolute(&config.storage.database).display()
-    )?;
-    let now = clock.now();
-    let tenants = store.tenants()?;
-    if tenants.is_empty() {
+    writeln!(out, "database       {}\n", status.database)?;
+    if status.districts.is_empty() {
         writeln!(
             out,
             "no districts yet: `rosterd tenant add SUBDOMAIN --admin-name NAME --admin-email EMAIL`"
         )?;
     }
-    for t in &tenants {
-        let tz = tenant_tz(config, t);
-        let window = t.window_or(config.schedule.window);
-        let st = crate::store::tenant_status(&store.conn, t.id)?;
-        let disabled = if t.disabled { ", DISABLED" } else { "" };
-        writeln!(out, "{} ({tz}, window {window}{disabled})", t.subdomain)?;
+    for d in &status.districts {
+        let tz = d.timezone;
+        let st = &d.status;
+        let disabled = if d.disabled { ", DISABLED" } else { "" };
+        writeln!(out, "{} ({tz}, window {}{disabled})", d.subdomain, d.window)?;
         match &st.last_upload {
-            Some((received, size, state)) => writeln!(
+            Some(u) => writeln!(
                 out,
-                "  last upload   {}, {} ({state})",
-                stored_time(received, tz),
-                crate::domain::report::human_size(*size as u64)
+                "  last upload   {}, {} ({})",
+                stored_time(&u.received_at, tz),
+                crate::domain::report::human_size(u.size as u64),
+                u.state
             )?,
             None => writeln!(out, "  last upload   never")?,
         }
-        match &st.last_run {
-            Some((finished, outcome, created, updated, errors)) => writeln!(
+        match &st.last_import {
+            Some(r) => writeln!(
                 out,
-                "  last import   {}: {outcome}, {created} created, {updated} updated, {errors} errors",
-                stored_time(finished, tz)
+                "  last import   {}: {}, {} created, {} updated, {} errors{}",
+                stored_time(&r.finished_at, tz),
+                r.outcome,
+                r.created,
+                r.updated,
+                r.errors,
+                r.resolution
+                    .as_deref()
+                    .map(|then| format!("; then {then}"))
+                    .unwrap_or_default()
             )?,
             None => writeln!(out, "  last import   never")?,
         }
-        if let Some((id, received, attempts, why)) = &st.failed {
+        if let Some(f) = &st.failed {
             writeln!(
                 out,
-                "  FAILED        upload {id} (received {}) not imported after {attempts} attempt(s): {why}",
-                stored_time(received, tz)
+                "  FAILED        upload {} (received {}) not imported after {} attempt(s): {}",
+                f.upload,
+                stored_time(&f.received_at, tz),
+                f.attempts,
+                f.reason
             )?;
             writeln!(
                 out,
-                "                the administrator was told; its passwords-blanked copy is upload-{id}.csv in the district's archive"
+                "                the administrator was told; its passwords-blanked copy is upload-{}.csv in the district's archive",
+                f.upload
             )?;
         }
         match &st.pending_since {
@@ -111,83 +272,84 @@ pub(super) fn status(
             )?,
             None => writeln!(out, "  pending       none")?,
         }
-        for h in crate::spool::held(&store.conn, t.id)? {
+        for h in &d.held {
             writeln!(
                 out,
                 "  HELD          run {} (upload {}, received {}): {}",
                 h.run_id,
                 h.upload_id,
                 stored_time(&h.received_at, tz),
-                crate::domain::text::echo(&h.reason, crate::domain::text::MESSAGE_CHARS)
+                echo(&h.reason, MESSAGE_CHARS)
             )?;
             writeln!(
                 out,
                 "                review: rosterd runs {sub} --id {run} --changes; then rosterd import approve {sub} {run} (or discard)",
-                sub = t.subdomain,
+                sub = d.subdomain,
                 run = h.run_id
             )?;
         }
-        if let Some(p) = t.pause {
-            let today = now.with_timezone(&tz).date_naive();
-            let when = if p.covers(today) {
-                "PAUSED"
-            } else if today < p.from {
-                "pause planned"
-            } else {
-                "pause ended"
+        if let Some(p) = &d.pause {
+            let when = match p.state {
+                "paused" => "PAUSED",
+                "planned" => "pause planned",
+                _ => "pause ended",
             };
-            writeln!(out, "  {when:<13} {}", p.describe())?;
+            writeln!(out, "  {when:<13} {}", p.pause.describe())?;
         }
-        if window.is_open(tz, now) {
-            writeln!(
-                out,
-                "  window        open now, closes {}",
-                local(window.next_close(tz, now), tz)
-            )?;
+        let verb = if d.window_open {
+            "open now, closes"
         } else {
-            writeln!(
-                out,
-                "  window        opens {}",
-                local(window.next_opening(tz, now), tz)
-            )?;
-        }
+            "opens"
+        };
+        writeln!(
+            out,
+            "  window        {verb} {}",
+            local(d.window_changes_at, tz)
+        )?;
         writeln!(out, "  mail queued   {}", st.mail_queued)?;
-        if let Some(f) = store::connection_failures(&store.conn, Some(t.id), 1)?.first() {
+        if let Some(f) = &d.last_refused_login {
             writeln!(out, "  last refused  {}", describe_failure(f))?;
         }
-        for th in store::login_throttles(&store.conn, Some(t.id), now)? {
-            writeln!(out, "  THROTTLED     {}", describe_throttle(&th, tz))?;
+        for th in &d.throttles {
+            writeln!(out, "  THROTTLED     {}", describe_throttle(th, tz))?;
+        }
+        for (i, r) in d.refused_uploads.iter().enumerate() {
+            writeln!(
+                out,
+                "  {} {}",
+                if i == 0 {
+                    "wrong name   "
+                } else {
+                    "             "
+                },
+                describe_refused_upload(r, tz)
+            )?;
         }
     }
-    let throttled = store::login_throttles(&store.conn, None, now)?;
-    if !throttled.is_empty() {
+    if !status.throttled_addresses.is_empty() {
         writeln!(out, "addresses throttled for logins naming no district:")?;
-        for th in &throttled {
+        for th in &status.throttled_addresses {
             writeln!(out, "  {}", describe_throttle(th, config.schedule.timezone))?;
         }
     }
-    let unknown = store::connection_failures(&store.conn, None, 5)?;
+    let unknown = &status.failures_without_district;
     if !unknown.is_empty() {
         writeln!(
             out,
             "connections that failed before naming a district (newest {}):",
             unknown.len()
         )?;
-        for f in &unknown {
+        for f in unknown {
             writeln!(out, "  {}", describe_failure(f))?;
         }
     }
-    let outbox = crate::mail::outbox(&store.conn)?;
-    let queued = outbox.iter().filter(|m| m.state == "queued").count();
-    let failed: Vec<_> = outbox.iter().filter(|m| m.state == "failed").collect();
+    let mail = &status.mail;
     writeln!(
         out,
-        "mail: {queued} queued, {} failed, {} sent (via {})",
-        failed.len(),
-        outbox.iter().filter(|m| m.state == "sent").count(),
-        crate::mail::Mailer::describe(&config.mail)
+        "mail: {} queued, {} failed, {} sent (via {})",
+        mail.queued, mail.failed, mail.sent, mail.transport
     )?;
-    for m in outbox.iter().filter(|m| m.state != "sent") {
+    for m in &mail.unsent {
         writeln!(
             out,
             "  #{} {} to {} ({}, {} attempts){}",
@@ -202,5 +364,20 @@ pub(super) fn status(
                 .unwrap_or_default()
         )?;
     }
-    Ok(0)
+    Ok(())
+}
+
+/// One upload refused for its name: what, when (in `tz`), from where.
+pub(super) fn describe_refused_upload(r: &store::RefusedUpload, tz: chrono_tz::Tz) -> String {
+    let how = if r.action == "rename" {
+        "renamed to"
+    } else {
+        "uploaded as"
+    };
+    format!(
+        "{how} {:?} at {} from {}: refused, only users.csv in the root folder is imported",
+        r.name,
+        stored_time(&r.at, tz),
+        r.address
+    )
 }

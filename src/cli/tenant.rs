@@ -13,10 +13,9 @@ use crate::domain::window::Window;
 use crate::import::header::{self, FieldSet};
 use crate::import::users::UserField;
 use crate::keys;
-use crate::store::{self, NewTenant, Tenant};
+use crate::store::{NewTenant, Tenant};
 
 use super::open_store;
-use super::status::{describe_failure, describe_throttle};
 
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
@@ -46,8 +45,16 @@ pub enum TenantCommand {
     /// List all districts
     List,
     /// Show one district: settings, keys, schools, column mapping, last import
-    #[command(after_help = "Example:\n  rosterd tenant show lincoln-usd")]
-    Show { subdomain: String },
+    #[command(
+        after_help = "Times are the district's own; with --format json they are RFC 3339 UTC.\n\n\
+Examples:\n  rosterd tenant show lincoln-usd\n  rosterd tenant show lincoln-usd --format json"
+    )]
+    Show {
+        subdomain: String,
+        /// Output format: text for people, json (stable field names) for scripts
+        #[arg(long, value_enum, default_value_t = super::Listing::Text)]
+        format: super::Listing,
+    },
     /// Change a district's settings
     #[command(
         after_help = "Examples:\n  rosterd tenant set lincoln-usd --admin-email it@lincoln.k12.ca.us\n  rosterd tenant set lincoln-usd --sso true --window 20:00-04:00\n  rosterd tenant set lincoln-usd --timezone default\n  rosterd tenant set lincoln-usd --allow-from 203.0.113.0/24,198.51.100.7"
@@ -207,134 +214,8 @@ pub(super) fn tenant_command(
             }
             Ok(0)
         }
-        TenantCommand::Show { subdomain } => {
-            let t = store.require_tenant(&subdomain)?;
-            writeln!(out, "tenant      {}", t.subdomain)?;
-            writeln!(
-                out,
-                "state       {}",
-                if t.disabled { "disabled" } else { "enabled" }
-            )?;
-            writeln!(out, "admin       {} <{}>", t.admin_name, t.admin_email)?;
-            writeln!(
-                out,
-                "timezone    {}{}",
-                effective_timezone(config, &t),
-                if t.timezone.is_none() {
-                    " (default)"
-                } else {
-                    ""
-                }
-            )?;
-            writeln!(
-                out,
-                "window      {}{}",
-                effective_window(config, &t),
-                if t.window.is_none() { " (default)" } else { "" }
-            )?;
-            writeln!(out, "sso         {}", if t.sso { "yes" } else { "no" })?;
-            writeln!(
-                out,
-                "allow from  {}",
-                store
-                    .allow_from(t.id)?
-                    .unwrap_or_else(|| "anywhere (each key's own from= still applies)".into())
-            )?;
-            writeln!(
-                out,
-                "absent      {}",
-                match t.absent {
-                    crate::domain::safety::Absent::Keep =>
-                        "keep (users missing from a file are left alone)",
-                    crate::domain::safety::Absent::Deactivate =>
-                        "deactivate (full sync: users missing from a complete file are deactivated)",
-                }
-            )?;
-            let limits = config.holds.for_tenant(&t);
-            let own = |o: Option<u8>| if o.is_none() { " (default)" } else { "" };
-            let limit = |p: u8, what: &str, o: Option<u8>| {
-                if p >= 100 {
-                    format!("never for {what}{}", own(o))
-                } else {
-                    format!("more than {p}% {what}{}", own(o))
-                }
-            };
-            writeln!(
-                out,
-                "holds       {}; {}",
-                limit(limits.update_percent, "updated", t.hold_update_percent),
-                limit(
-                    limits.deactivate_percent,
-                    "deactivated",
-                    t.hold_deactivate_percent
-                )
-            )?;
-            match t.pause {
-                Some(p) => writeln!(out, "pause       {}", p.describe())?,
-                None => writeln!(out, "pause       none")?,
-            }
-            writeln!(out, "created     {}", t.created_at)?;
-            let keys = store.keys(t.id)?;
-            let active = keys.iter().filter(|k| k.revoked_at.is_none()).count();
-            writeln!(
-                out,
-                "keys        {active} active, {} revoked",
-                keys.len() - active
-            )?;
-            for k in keys.iter().filter(|k| k.revoked_at.is_none()) {
-                writeln!(
-                    out,
-                    "            {} {} {}",
-                    k.fingerprint, k.kind, k.comment
-                )?;
-            }
-            writeln!(out, "schools     {}", store.schools(t.id)?.len())?;
-            let map = store.column_map(t.id)?;
-            if map.is_empty() {
-                writeln!(out, "columns     no custom mapping")?;
-            }
-            for (i, (header, field)) in map.iter().enumerate() {
-                writeln!(
-                    out,
-                    "{} {header:?} -> {field}",
-                    if i == 0 { "columns    " } else { "           " }
-                )?;
-            }
-            match store.runs(t.id, 1)?.first() {
-                Some(r) => writeln!(
-                    out,
-                    "last import {} {} ({} rows, {} errors)",
-                    r.finished_at, r.outcome, r.rows, r.errors
-                )?,
-                None => writeln!(out, "last import never")?,
-            }
-            let throttles = store::login_throttles(&store.conn, Some(t.id), clock.now())?;
-            if throttles.is_empty() {
-                writeln!(out, "throttled   no")?;
-            }
-            for (i, th) in throttles.iter().enumerate() {
-                let tz = tenant_tz(config, &t);
-                writeln!(
-                    out,
-                    "{} {}",
-                    if i == 0 { "THROTTLED  " } else { "           " },
-                    describe_throttle(th, tz)
-                )?;
-            }
-            let failures = store::connection_failures(&store.conn, Some(t.id), 10)?;
-            if failures.is_empty() {
-                writeln!(out, "refused     no refused connections recorded")?;
-            } else {
-                writeln!(
-                    out,
-                    "refused     the newest {} connections that ended without a login:",
-                    failures.len()
-                )?;
-                for f in failures {
-                    writeln!(out, "  {}", describe_failure(&f))?;
-                }
-            }
-            Ok(0)
+        TenantCommand::Show { subdomain, format } => {
+            super::tenant_show::show(config, &store, clock.now(), &subdomain, format, out)
         }
         TenantCommand::Set {
             subdomain,

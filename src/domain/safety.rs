@@ -41,7 +41,7 @@ impl Absent {
 
 /// Days (inclusive, in the district's time zone) on which uploads are
 /// received and recorded but not imported, or only their new users created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Pause {
     pub from: NaiveDate,
     pub until: NaiveDate,

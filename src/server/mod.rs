@@ -127,6 +127,7 @@ impl LoginRefusal {
 enum DoorRecord {
     Failure(crate::store::ConnectionFailure),
     Throttle(crate::store::LoginThrottle),
+    RefusedUpload(crate::store::RefusedUpload),
 }
 
 /// Connection failures and throttles written to the store by one thread of
@@ -147,6 +148,9 @@ impl FailureLog {
                     let written = match &record {
                         DoorRecord::Failure(f) => crate::store::record_connection_failure(&conn, f),
                         DoorRecord::Throttle(t) => crate::store::record_login_throttle(&conn, t),
+                        DoorRecord::RefusedUpload(r) => {
+                            crate::store::record_refused_upload(&conn, r)
+                        }
                     };
                     if let Err(e) = written {
                         tracing::error!(error = %e, "cannot record a connection failure");
@@ -224,6 +228,22 @@ impl Shared {
                 address: peer.ip().to_string(),
                 username: username.map(|u| crate::domain::text::echo(u, 64).into_owned()),
                 reason,
+            }));
+    }
+
+    /// Record an upload refused for its name, for `rosterd status` and
+    /// `tenant show`.
+    pub fn record_refused_upload(&self, tenant_id: i64, address: &str, name: &str, action: &str) {
+        self.failures
+            .record(DoorRecord::RefusedUpload(crate::store::RefusedUpload {
+                tenant_id,
+                at: crate::store::timestamp(self.clock.now()),
+                // The address without the port, as connection failures keep it.
+                address: address
+                    .parse::<SocketAddr>()
+                    .map_or_else(|_| address.to_owned(), |a| a.ip().to_string()),
+                name: crate::domain::text::echo(name, 255).into_owned(),
+                action: action.to_owned(),
             }));
     }
 

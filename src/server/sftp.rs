@@ -141,6 +141,8 @@ pub struct SftpSession {
     /// What was hashed of the staged files this session closed, by name.
     staged: HashMap<String, spool::Hashed>,
     next_handle: u64,
+    /// Writes refused for their name so far (see [`Self::refuse_name`]).
+    refused_names: u32,
     span: tracing::Span,
 }
 
@@ -157,7 +159,31 @@ impl SftpSession {
             handles: HashMap::new(),
             staged: HashMap::new(),
             next_handle: 0,
+            refused_names: 0,
         }
+    }
+
+    /// Refuse a write to `path`, a name other than `users.csv` in the root
+    /// (`users_20261205.csv`, `upload/users.csv`). The session's first few
+    /// are logged at warn and kept for `rosterd status` and `tenant show`,
+    /// so support can answer "we uploaded it, why nothing?"; a client
+    /// repeating itself is logged only at debug and stores nothing more.
+    fn refuse_name(&mut self, action: &'static str, path: &str) -> StatusReply {
+        const NOTED_PER_SESSION: u32 = 5;
+        self.refused_names += 1;
+        let name = crate::domain::text::echo(path, 255);
+        if self.refused_names <= NOTED_PER_SESSION {
+            tracing::warn!(parent: &self.span, %name, action, "upload refused for its name: only users.csv in the root folder is accepted");
+            self.shared.record_refused_upload(
+                self.sender.tenant_id,
+                &self.sender.remote_addr,
+                path,
+                action,
+            );
+        } else {
+            tracing::debug!(parent: &self.span, %name, action, "upload refused for its name");
+        }
+        denied()
     }
 
     /// A new handle's name and slot, or a failure when the district already
@@ -378,13 +404,15 @@ impl russh_sftp::server::Handler for SftpSession {
         pflags: OpenFlags,
         _attrs: FileAttributes,
     ) -> Result<Handle, Self::Error> {
-        let Some(VPath::Name(name)) = resolve(&filename) else {
-            return Err(denied());
+        let writes = pflags.contains(OpenFlags::WRITE);
+        let name = match resolve(&filename) {
+            Some(VPath::Name(name)) if self.visible_path(&name).is_some() => name,
+            Some(VPath::Name(_)) | None if writes => {
+                return Err(self.refuse_name("upload", &filename));
+            }
+            _ => return Err(denied()),
         };
-        if self.visible_path(&name).is_none()
-            || !pflags.contains(OpenFlags::WRITE)
-            || pflags.contains(OpenFlags::READ)
-        {
+        if !writes || pflags.contains(OpenFlags::READ) {
             return Err(denied());
         }
         let (handle, slot) = self.new_handle("f")?;
@@ -579,13 +607,14 @@ impl russh_sftp::server::Handler for SftpSession {
         oldpath: String,
         newpath: String,
     ) -> Result<Status, Self::Error> {
-        let (Some(VPath::Name(old)), Some(VPath::Name(new))) =
-            (resolve(&oldpath), resolve(&newpath))
-        else {
+        let (Some(VPath::Name(old)), new) = (resolve(&oldpath), resolve(&newpath)) else {
             return Err(denied());
         };
-        if new != USERS_CSV || !spool::is_staging_name(&old) {
+        if !spool::is_staging_name(&old) {
             return Err(denied());
+        }
+        if new != Some(VPath::Name(USERS_CSV.into())) {
+            return Err(self.refuse_name("rename", &newpath));
         }
         let staged = self.spool.staging().join(&old);
         if !staged.exists() {

@@ -1,5 +1,5 @@
-//! Connections that ended without a login, and login throttles, kept for
-//! `rosterd status` and `tenant show`.
+//! Connections that ended without a login, login throttles, and uploads
+//! refused for their name, kept for `rosterd status` and `tenant show`.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
@@ -10,7 +10,7 @@ use super::{Result, timestamp};
 pub const KEPT_CONNECTION_FAILURES: i64 = 20;
 
 /// One connection that ended without a login.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ConnectionFailure {
     pub tenant_id: Option<i64>,
     pub at: String,
@@ -60,7 +60,7 @@ pub fn connection_failures(
 
 /// A district's logins from one address (or an address's logins naming no
 /// district, `tenant_id` `None`) throttled after repeated failures.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LoginThrottle {
     pub tenant_id: Option<i64>,
     pub address: String,
@@ -120,6 +120,59 @@ pub fn login_throttles(
             tried: r.get(4)?,
             since: r.get(5)?,
             until: r.get(6)?,
+        })
+    })?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(Into::into)
+}
+
+/// Refused uploads kept per district.
+pub const KEPT_REFUSED_UPLOADS: i64 = 10;
+
+/// An upload refused for its name: a district's job writing
+/// `users_20261205.csv`, or into a folder, instead of `users.csv`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RefusedUpload {
+    pub tenant_id: i64,
+    pub at: String,
+    pub address: String,
+    /// The path the client gave, made safe to show.
+    pub name: String,
+    /// `upload` (an open for writing) or `rename`.
+    pub action: String,
+}
+
+/// Store `r`, keeping only its district's newest [`KEPT_REFUSED_UPLOADS`].
+pub fn record_refused_upload(conn: &Connection, r: &RefusedUpload) -> Result<()> {
+    conn.execute(
+        "INSERT INTO refused_uploads (tenant_id, at, address, name, action) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![r.tenant_id, r.at, r.address, r.name, r.action],
+    )?;
+    keep_newest(
+        conn,
+        "refused_uploads",
+        Some(r.tenant_id),
+        KEPT_REFUSED_UPLOADS,
+    )
+}
+
+/// A district's newest `limit` refused uploads, newest first.
+pub fn refused_uploads(
+    conn: &Connection,
+    tenant_id: i64,
+    limit: i64,
+) -> Result<Vec<RefusedUpload>> {
+    let mut stmt = conn.prepare(
+        "SELECT tenant_id, at, address, name, action FROM refused_uploads
+         WHERE tenant_id = ?1 ORDER BY id DESC LIMIT ?2",
+    )?;
+    stmt.query_map(params![tenant_id, limit], |r| {
+        Ok(RefusedUpload {
+            tenant_id: r.get(0)?,
+            at: r.get(1)?,
+            address: r.get(2)?,
+            name: r.get(3)?,
+            action: r.get(4)?,
         })
     })?
     .collect::<rusqlite::Result<_>>()

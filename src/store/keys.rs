@@ -18,7 +18,7 @@ pub enum KeyAdded {
 }
 
 /// A registered SSH key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct KeyRow {
     pub fingerprint: String,
     pub kind: String,

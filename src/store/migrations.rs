@@ -247,4 +247,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX login_throttles_tenant ON login_throttles(tenant_id, until);
     "#,
+    // 10: uploads refused for their name (`users_20261205.csv`, a file in a
+    // folder), so support can answer "we uploaded it, why nothing?". The
+    // newest few per district (see `record_refused_upload`).
+    r#"
+    CREATE TABLE refused_uploads (
+        id        INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        at        TEXT NOT NULL,
+        address   TEXT NOT NULL,
+        name      TEXT NOT NULL,
+        action    TEXT NOT NULL
+    );
+    CREATE INDEX refused_uploads_tenant ON refused_uploads(tenant_id, id);
+    "#,
 ];

@@ -41,7 +41,7 @@ pub fn queue_length(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 /// One message as `rosterd status` and the tests see it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct OutboxRow {
     pub id: i64,
     pub kind: String,

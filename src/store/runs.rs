@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{Result, Store};
 
 /// One import as `rosterd runs` lists it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct RunRow {
     pub id: i64,
     pub kind: String,

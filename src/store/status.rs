@@ -5,36 +5,81 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::Result;
 
-/// What `rosterd status` shows of one district.
-#[derive(Debug, Clone, Default)]
+/// What `rosterd status` shows of one district. Times as the store keeps
+/// them (RFC 3339, UTC).
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct TenantStatus {
-    /// (received at, size, state) of the newest upload.
-    pub last_upload: Option<(String, i64, String)>,
-    /// (finished at, outcome, created, updated, errors) of the newest run.
-    pub last_run: Option<(String, String, i64, i64, i64)>,
+    /// The newest upload.
+    pub last_upload: Option<LastUpload>,
+    /// The newest run.
+    pub last_import: Option<LastRun>,
     /// Received time of the upload waiting for (or in) import.
     pub pending_since: Option<String>,
     pub mail_queued: i64,
-    /// (upload id, received at, attempts, why) of the newest upload rosterd
-    /// gave up importing, if no upload imported since.
-    pub failed: Option<(i64, String, i64, String)>,
+    /// The newest upload rosterd gave up importing, if no upload imported since.
+    pub failed: Option<FailedUpload>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LastUpload {
+    pub id: i64,
+    pub received_at: String,
+    pub size: i64,
+    pub state: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LastRun {
+    pub run: i64,
+    pub finished_at: String,
+    pub outcome: String,
+    /// What became of it later (a held run approved or discarded, a run undone).
+    pub resolution: Option<String>,
+    pub created: i64,
+    pub updated: i64,
+    pub errors: i64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FailedUpload {
+    pub upload: i64,
+    pub received_at: String,
+    pub attempts: i64,
+    pub reason: String,
 }
 
 pub fn tenant_status(conn: &Connection, tenant_id: i64) -> Result<TenantStatus> {
     Ok(TenantStatus {
         last_upload: conn
             .query_row(
-                "SELECT received_at, size, state FROM uploads WHERE tenant_id = ?1 ORDER BY id DESC LIMIT 1",
+                "SELECT id, received_at, size, state FROM uploads WHERE tenant_id = ?1 ORDER BY id DESC LIMIT 1",
                 [tenant_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| {
+                    Ok(LastUpload {
+                        id: r.get(0)?,
+                        received_at: r.get(1)?,
+                        size: r.get(2)?,
+                        state: r.get(3)?,
+                    })
+                },
             )
             .optional()?,
-        last_run: conn
+        last_import: conn
             .query_row(
-                "SELECT finished_at, outcome, created, updated, errors FROM import_runs
+                "SELECT id, finished_at, outcome, resolution, created, updated, errors FROM import_runs
                  WHERE tenant_id = ?1 ORDER BY id DESC LIMIT 1",
                 [tenant_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| {
+                    Ok(LastRun {
+                        run: r.get(0)?,
+                        finished_at: r.get(1)?,
+                        outcome: r.get(2)?,
+                        resolution: r.get(3)?,
+                        created: r.get(4)?,
+                        updated: r.get(5)?,
+                        errors: r.get(6)?,
+                    })
+                },
             )
             .optional()?,
         pending_since: conn.query_row(
@@ -54,7 +99,14 @@ pub fn tenant_status(conn: &Connection, tenant_id: i64) -> Result<TenantStatus> 
                    AND id > coalesce((SELECT max(id) FROM uploads WHERE tenant_id = ?1 AND state = 'imported'), 0)
                  ORDER BY id DESC LIMIT 1",
                 [tenant_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| {
+                    Ok(FailedUpload {
+                        upload: r.get(0)?,
+                        received_at: r.get(1)?,
+                        attempts: r.get(2)?,
+                        reason: r.get(3)?,
+                    })
+                },
             )
             .optional()?,
     })

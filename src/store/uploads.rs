@@ -188,7 +188,7 @@ pub fn set_file_id(conn: &Connection, upload_id: i64, file_id: &str) -> rusqlite
 }
 
 /// A held upload and the run that held it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Held {
     pub upload_id: i64,
     pub run_id: i64,

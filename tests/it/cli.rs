@@ -586,3 +586,81 @@ fn a_date_in_another_form_is_refused_with_the_form_to_use() {
         "{err}"
     );
 }
+
+#[test]
+fn listings_for_scripts_as_json_with_utc_times_and_for_people_in_district_time() {
+    let env = Env::new();
+    env.tenant("lincoln");
+    let key = env.path("k");
+    ssh_keygen(&[
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-C",
+        "sis",
+        "-f",
+        key.to_str().unwrap(),
+    ]);
+    let fp = env.ok(&["key", "add", "lincoln", &format!("{}.pub", key.display())]);
+    let fp = fp.lines().next().unwrap();
+    let users = env.file(
+        "users.csv",
+        "Username,First Name,Last Name\nada.l,Ada,Lovelace\n",
+    );
+    env.import("lincoln", &users); // at 2026-11-21T12:00:00Z, 07:00 in New York
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.extend(["--format", "json"]);
+        serde_json::from_str(&env.ok(&args)).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    };
+
+    let status = json(&["status"]);
+    assert_eq!(status["configuration"]["source"], "flag");
+    assert_eq!(
+        status["configuration"]["path"],
+        env.config.display().to_string()
+    );
+    assert_eq!(status["database"], env.db_path().display().to_string());
+    let d = &status["districts"][0];
+    assert_eq!(d["subdomain"], "lincoln");
+    assert_eq!(d["timezone"], "America/New_York");
+    assert_eq!(d["last_import"]["outcome"], "applied");
+    assert_eq!(d["last_import"]["created"], 1);
+    assert_eq!(d["last_import"]["finished_at"], "2026-11-21T12:00:00Z");
+    assert_eq!(d["held"], serde_json::json!([]));
+    assert_eq!(status["mail"]["queued"], 0);
+
+    let show = json(&["tenant", "show", "lincoln"]);
+    assert_eq!(show["admin_email"], "ann@example.org");
+    assert_eq!(show["timezone_is_default"], true);
+    assert_eq!(show["keys"][0]["fingerprint"], fp);
+    assert_eq!(show["schools"], 2);
+    assert_eq!(show["last_import"]["finished_at"], "2026-11-21T12:00:00Z");
+
+    let runs = json(&["runs", "lincoln"]);
+    assert_eq!(runs["district"], "lincoln");
+    assert_eq!(runs["runs"][0]["outcome"], "applied");
+    assert_eq!(runs["runs"][0]["created"], 1);
+
+    let keys = json(&["key", "list", "lincoln"]);
+    assert_eq!(keys["keys"][0]["fingerprint"], fp);
+    assert_eq!(keys["keys"][0]["revoked_at"], serde_json::Value::Null);
+
+    // The text shows the same moment in the district's time zone, everywhere.
+    let text_runs = env.ok(&["runs", "lincoln"]);
+    assert!(text_runs.contains("2026-11-21 07:00:00 EST"), "{text_runs}");
+    let text_show = env.ok(&["tenant", "show", "lincoln"]);
+    assert!(
+        text_show.contains("last import 2026-11-21 07:00:00 EST applied"),
+        "{text_show}"
+    );
+    assert!(
+        env.ok(&["status"])
+            .contains("last import   2026-11-21 07:00:00 EST: applied")
+    );
+    let (code, _, err) = env.run(&["runs", "lincoln", "--format", "csv"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("add --id RUN"), "{err}");
+}

@@ -423,6 +423,12 @@ fn a_held_import_is_discarded_or_superseded_by_a_newer_upload() {
     assert!(!env.export("lincoln").contains("inactive"));
 
     env.ok(&["import", "discard", "lincoln", &first_held.to_string()]);
+    let status = env.ok(&["status"]);
+    assert!(
+        status.contains(": held, 0 created, 0 updated, 0 errors; then discarded by support at"),
+        "status says what became of the held import: {status}"
+    );
+    assert!(!status.contains("HELD "), "{status}");
     assert!(
         !env.path("data/spool/lincoln/archive/upload-2.original.csv")
             .exists()

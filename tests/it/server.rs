@@ -686,3 +686,85 @@ fn a_large_superseded_upload_leaves_nothing_behind() {
     let states: Vec<String> = srv.uploads().into_iter().map(|u| u.4).collect();
     assert_eq!(states, ["superseded", "pending"]);
 }
+
+#[test]
+fn an_upload_under_another_name_is_refused_logged_and_shown_to_support() {
+    let (srv, key, before) = server_with_one_upload();
+    let (code, _, err) = srv.sftp("lincoln", &key, "put users.csv users_20261205.csv\n");
+    assert_ne!(code, 0);
+    assert!(err.contains("Permission denied"), "{err}");
+    // The WinSCP pattern to a wrong final name, and a folder.
+    let (code, _, _) = srv.sftp(
+        "lincoln",
+        &key,
+        "put users.csv users.csv.filepart\nrename users.csv.filepart Users.CSV\n",
+    );
+    assert_ne!(code, 0);
+    srv.sftp("lincoln", &key, "-put users.csv upload/users.csv\n");
+    let shown = |args: &[&str]| srv.env.ok(args);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !shown(&["tenant", "show", "lincoln"]).contains("upload/users.csv") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            shown(&["tenant", "show", "lincoln"])
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let show = shown(&["tenant", "show", "lincoln"]);
+    assert!(
+        show.contains(
+            "wrong name  the newest 3 uploads refused for their name (only users.csv is imported):"
+        ),
+        "{show}"
+    );
+    let order: Vec<_> = [
+        "\"/upload/users.csv\"",
+        "renamed to \"/Users.CSV\"",
+        "uploaded as \"/users_20261205.csv\"",
+    ]
+    .iter()
+    .map(|s| {
+        show.find(s)
+            .unwrap_or_else(|| panic!("{s} missing: {show}"))
+    })
+    .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "newest first: {show}"
+    );
+    assert!(
+        show.contains("from 127.0.0.1: refused, only users.csv in the root folder is imported"),
+        "{show}"
+    );
+    let status = shown(&["status"]);
+    assert!(
+        status.contains("  wrong name    uploaded as \"/upload/users.csv\""),
+        "{status}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&shown(&["status", "--format", "json"])).unwrap();
+    let refused = &json["districts"][0]["refused_uploads"];
+    assert_eq!(refused[2]["name"], "/users_20261205.csv", "{json}");
+    assert_eq!(refused[1]["action"], "rename");
+    assert!(refused[0]["at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        std::fs::read(srv.pending("lincoln")).unwrap(),
+        before,
+        "nothing replaced users.csv"
+    );
+
+    // A client repeating itself is not recorded without end: five a session.
+    let batch: String = (0..8)
+        .map(|i| format!("-put users.csv copy{i}.csv\n"))
+        .collect();
+    srv.sftp("lincoln", &key, &batch);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !shown(&["tenant", "show", "lincoln"]).contains("copy4.csv") {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let show = shown(&["tenant", "show", "lincoln"]);
+    assert!(!show.contains("copy5.csv"), "{show}");
+}
