@@ -65,7 +65,14 @@ pub fn export_users(store: &Store, tenant: &Tenant, out: impl Write) -> anyhow::
             kind,
             if u.active { "active" } else { "inactive" },
         ])
-        .map_err(std::io::Error::other)
+        .map_err(|e| {
+            // Keep the kind, so a closed pipe is still one.
+            let kind = match e.kind() {
+                csv::ErrorKind::Io(io) => io.kind(),
+                _ => std::io::ErrorKind::Other,
+            };
+            std::io::Error::new(kind, e)
+        })
     })?;
     w.flush()?;
     Ok(())

@@ -175,11 +175,30 @@ pub fn main() -> i32 {
     };
     match run(cli) {
         Ok(code) => code,
+        // `rosterd status | head`: the reader has all it wanted.
+        Err(e) if broken_pipe(&e) => 0,
         Err(e) => {
             eprintln!("error: {e:#}");
             1
         }
     }
+}
+
+/// Whether writing the output failed because its reader went away, however
+/// deeply the error is wrapped (the CSV writer's, serde_json's).
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(BrokenPipe))
+            || cause.downcast_ref::<csv::Error>().is_some_and(
+                |c| matches!(c.kind(), csv::ErrorKind::Io(io) if io.kind() == BrokenPipe),
+            )
+    })
 }
 
 /// Parse the command line, with `--help` naming the configuration file and

@@ -664,3 +664,35 @@ fn listings_for_scripts_as_json_with_utc_times_and_for_people_in_district_time()
     assert_eq!(code, 1);
     assert!(err.contains("add --id RUN"), "{err}");
 }
+
+#[test]
+fn output_to_a_reader_that_went_away_ends_quietly() {
+    let env = Env::new();
+    env.tenant("lincoln");
+    let rows: String = (0..3000)
+        .map(|i| format!("user{i},First{i},Last{i}\n"))
+        .collect();
+    let users = env.file(
+        "users.csv",
+        format!("Username,First Name,Last Name\n{rows}"),
+    );
+    env.import("lincoln", &users);
+    // `rosterd … | head -1`, with the reader gone before anything is written.
+    for args in [
+        &["users", "export", "lincoln"][..],
+        &["status"],
+        &["status", "--format", "json"],
+    ] {
+        let mut child = env
+            .command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "rosterd {args:?}: {err}");
+        assert_eq!(err, "", "rosterd {args:?} says nothing of the closed pipe");
+    }
+}
