@@ -114,6 +114,17 @@ pub fn parse_public_keys(text: &str) -> Result<Vec<AcceptedKey>, KeyError> {
                 });
             }
             keys.push(parse_rfc4716(&body, &where_)?);
+        } else if let Some(pem) = ["PUBLIC KEY", "RSA PUBLIC KEY"]
+            .into_iter()
+            .find(|label| line == format!("-----BEGIN {label}-----"))
+        {
+            let end = format!("-----END {pem}-----");
+            let body: Vec<&str> = lines
+                .by_ref()
+                .map(|(_, l)| l.trim())
+                .take_while(|l| *l != end)
+                .collect();
+            keys.push(parse_pem(pem, &body.concat(), &where_)?);
         } else {
             keys.push(parse_openssh_line(line, &where_)?);
         }
@@ -358,6 +369,121 @@ fn parse_rfc4716(body: &[&str], where_: &str) -> Result<AcceptedKey, KeyError> {
     accept(key, comment, where_)
 }
 
+/// A PEM public key, as `ssh-keygen -e -m PKCS8` (`PUBLIC KEY`, an X.509
+/// SubjectPublicKeyInfo) or `-m PEM` (`RSA PUBLIC KEY`, PKCS #1) writes it,
+/// and as OpenSSL and Java key tools export: rewritten in SSH's own wire
+/// form, then decoded as any other key.
+fn parse_pem(label: &str, base64: &str, where_: &str) -> Result<AcceptedKey, KeyError> {
+    let damaged = |detail: &str| KeyError::Malformed {
+        where_: where_.into(),
+        detail: format!(
+            "{detail} in the -----BEGIN {label}----- block; convert it with `ssh-keygen -i -m PKCS8 -f key.pem > key.pub` and register key.pub"
+        ),
+    };
+    let der = Base64::decode_vec(base64).map_err(|_| damaged("the base64 data is not valid"))?;
+    let blob = if label == "RSA PUBLIC KEY" {
+        pkcs1_rsa_to_ssh(&der)
+    } else {
+        spki_to_ssh(&der)
+    }
+    .ok_or_else(|| damaged("not an RSA, ECDSA (P-256, P-384, P-521) or Ed25519 public key"))?;
+    let key = decode_blob(&blob, where_)?;
+    accept(key, String::new(), where_)
+}
+
+/// One DER element of `input`: its tag, its contents, and what follows.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |a, &b| a << 8 | usize::from(b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// SSH's wire form of a key: each part as a length-prefixed string.
+fn ssh_wire(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// PKCS #1 `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent
+/// INTEGER }`. DER integers are already SSH's mpints.
+fn pkcs1_rsa_to_ssh(der: &[u8]) -> Option<Vec<u8>> {
+    const SEQUENCE: u8 = 0x30;
+    const INTEGER: u8 = 0x02;
+    let (SEQUENCE, body, _) = der_element(der)? else {
+        return None;
+    };
+    let (INTEGER, n, rest) = der_element(body)? else {
+        return None;
+    };
+    let (INTEGER, e, _) = der_element(rest)? else {
+        return None;
+    };
+    Some(ssh_wire(&[b"ssh-rsa", e, n]))
+}
+
+/// X.509 `SubjectPublicKeyInfo ::= SEQUENCE { algorithm SEQUENCE { OID,
+/// parameters }, subjectPublicKey BIT STRING }`.
+fn spki_to_ssh(der: &[u8]) -> Option<Vec<u8>> {
+    const SEQUENCE: u8 = 0x30;
+    const OID: u8 = 0x06;
+    const BIT_STRING: u8 = 0x03;
+    const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+    const EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+    const ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+    const CURVES: [(&[u8], &str); 3] = [
+        (
+            &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
+            "nistp256",
+        ),
+        (&[0x2b, 0x81, 0x04, 0x00, 0x22], "nistp384"),
+        (&[0x2b, 0x81, 0x04, 0x00, 0x23], "nistp521"),
+    ];
+    let (SEQUENCE, body, _) = der_element(der)? else {
+        return None;
+    };
+    let (SEQUENCE, algorithm, rest) = der_element(body)? else {
+        return None;
+    };
+    let (BIT_STRING, bits, _) = der_element(rest)? else {
+        return None;
+    };
+    let (0, key) = bits.split_first()? else {
+        return None;
+    };
+    let (OID, oid, params) = der_element(algorithm)? else {
+        return None;
+    };
+    match oid {
+        RSA => pkcs1_rsa_to_ssh(key),
+        ED25519 => Some(ssh_wire(&[b"ssh-ed25519", key])),
+        EC => {
+            let (OID, curve, _) = der_element(params)? else {
+                return None;
+            };
+            let (_, name) = CURVES.iter().find(|(c, _)| *c == curve)?;
+            let kind = format!("ecdsa-sha2-{name}");
+            Some(ssh_wire(&[kind.as_bytes(), name.as_bytes(), key]))
+        }
+        _ => None,
+    }
+}
+
 fn decode_blob(blob: &[u8], where_: &str) -> Result<PublicKey, KeyError> {
     PublicKey::from_bytes(blob).map_err(|e| KeyError::Malformed {
         where_: where_.into(),
@@ -468,6 +594,32 @@ fn split_outside_quotes(line: &str) -> Vec<&str> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_pem_ed25519_key_is_read_as_its_ssh_form() {
+        // RFC 8410, section 10.1.
+        let pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n";
+        let keys = parse_public_keys(pem).unwrap();
+        assert_eq!(keys[0].kind, "ED25519");
+        let ssh = keys[0].key.to_openssh().unwrap();
+        let raw = "19bf44096984cdfe8541bac167dc3b96c85086aa30b6b6cb0c5c38ad703166e1";
+        let blob = ssh_wire(&[
+            b"ssh-ed25519",
+            &(0..32)
+                .map(|i| u8::from_str_radix(&raw[2 * i..2 * i + 2], 16).unwrap())
+                .collect::<Vec<_>>(),
+        ]);
+        assert_eq!(ssh, format!("ssh-ed25519 {}", Base64::encode_string(&blob)));
+        let damaged = parse_public_keys(
+            "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VxAyEA\n-----END PUBLIC KEY-----\n",
+        );
+        assert!(
+            damaged
+                .unwrap_err()
+                .to_string()
+                .contains("ssh-keygen -i -m PKCS8 -f key.pem"),
+        );
+    }
     use super::*;
 
     const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILM+rvN+ot98qgEN796jTiQfZfG1KaT0PtFDJ/XFSqti foo@bar.com";

@@ -17,7 +17,9 @@ pub enum KeyCommand {
     /// Register a district's SSH public key(s) from FILE, or `-` for standard input
     #[command(
         after_help = "Accepts an OpenSSH public key or authorized_keys line (ssh-ed25519, ecdsa-sha2-nistp256/384/521, \
-ssh-rsa of at least 2048 bits) and the '---- BEGIN SSH2 PUBLIC KEY ----' block PuTTYgen and WinSCP write. \
+ssh-rsa of at least 2048 bits), the '---- BEGIN SSH2 PUBLIC KEY ----' block PuTTYgen and WinSCP write, \
+and a PEM public key ('-----BEGIN PUBLIC KEY-----' from `ssh-keygen -e -m PKCS8`, OpenSSL or Java \
+tools, or '-----BEGIN RSA PUBLIC KEY-----'). \
 Prints each key's SHA256 fingerprint. An authorized_keys line's from=\"…\" option is honoured: \
 the key then logs in only from those addresses (--from sets or replaces it); its other options \
 (command=, no-pty, …) mean nothing to an upload-only server and are reported as ignored; \

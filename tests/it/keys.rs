@@ -137,3 +137,29 @@ fn one_tenant_per_key_and_revocation() {
     assert_eq!(code, 1, "revoking twice must fail: {err}");
     env.ok(&["key", "add", "beta", p]);
 }
+
+#[test]
+fn pem_exports_of_ssh_keygen_are_accepted_with_the_same_fingerprint() {
+    let env = Env::new();
+    env.tenant("lincoln");
+    let cases: &[(&str, &[&str], &str)] = &[
+        ("pem_rsa", &["-t", "rsa", "-b", "3072"], "PKCS8"),
+        ("pem_rsa1", &["-t", "rsa", "-b", "2048"], "PEM"),
+        ("pem_ec256", &["-t", "ecdsa", "-b", "256"], "PKCS8"),
+        ("pem_ec521", &["-t", "ecdsa", "-b", "521"], "PKCS8"),
+    ];
+    for (name, args, format) in cases {
+        let public = keygen(&env, name, args);
+        let out = ssh_keygen(&["-e", "-m", format, "-f", public.to_str().unwrap()]);
+        let pem = String::from_utf8(out.stdout).unwrap();
+        assert!(pem.starts_with("-----BEGIN "), "{pem}");
+        let file = env.file(&format!("{name}.pem"), &pem);
+        let (code, stdout, err) = env.run(&["key", "add", "lincoln", file.to_str().unwrap()]);
+        assert_eq!(code, 0, "{name} ({format}): {err}");
+        assert_eq!(
+            stdout.lines().next().unwrap(),
+            keygen_fingerprint(&public),
+            "{name} ({format})"
+        );
+    }
+}
