@@ -117,6 +117,23 @@ never reads.\n\nExample:\n  rosterd init\n  rosterd --config /etc/rosterd/roster
         #[arg(value_enum)]
         kind: TemplateKind,
     },
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell
+    #[command(after_help = "Install (the deploy files do this):\n  \
+rosterd completions bash > /usr/share/bash-completion/completions/rosterd\n  \
+rosterd completions zsh > /usr/local/share/zsh/site-functions/_rosterd\n  \
+rosterd completions fish > /usr/share/fish/vendor_completions.d/rosterd.fish")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (rosterd.1, and rosterd-tenant-add.1 and so on for every command) into DIR
+    #[command(
+        after_help = "Install (the deploy files do this):\n  rosterd man /usr/local/share/man/man1\n  man rosterd-tenant-add"
+    )]
+    Man {
+        /// Directory to write the pages to (created if missing)
+        dir: PathBuf,
+    },
     /// Per district: last upload, last import and its outcome, the pending file,
     /// when the window next opens (district time); and the mail queue
     #[command(
@@ -226,6 +243,19 @@ fn parse() -> Result<Cli, clap::Error> {
     Cli::from_arg_matches(&matches)
 }
 
+/// `rosterd man DIR`: a page for the program and one for every command.
+fn man_pages(dir: &Path) -> anyhow::Result<i32> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    clap_mangen::generate_to(Cli::command(), dir)
+        .with_context(|| format!("cannot write the manual pages into {}", dir.display()))?;
+    eprintln!(
+        "wrote rosterd.1 and a page per command into {}; read them with `man rosterd`",
+        dir.display()
+    );
+    Ok(0)
+}
+
 /// The value of `--config` among raw arguments, before clap parses them.
 fn config_flag(args: impl Iterator<Item = std::ffi::OsString>) -> Option<PathBuf> {
     let mut args = args.skip(1);
@@ -245,6 +275,18 @@ fn config_flag(args: impl Iterator<Item = std::ffi::OsString>) -> Option<PathBuf
 
 /// Run a parsed command; `Ok` carries the exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    // What describes the program itself needs no configuration.
+    match &cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let out = &mut std::io::stdout().lock();
+            clap_complete::generate(*shell, &mut Cli::command(), "rosterd", out);
+            out.flush()?;
+            return Ok(0);
+        }
+        Command::Man { dir } => return man_pages(dir),
+        _ => {}
+    }
     let config = Config::load(&config::Origin::locate(cli.config.as_deref()))?;
     init_logging(&config);
     let clock = clock::from_env()?;
@@ -264,6 +306,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Users(UsersCommand::Export { subdomain }) => {
             export::users_export(&config, &subdomain, out)
         }
+        Command::Completions { .. } | Command::Man { .. } => unreachable!("handled above"),
         Command::Status { format } => status::status(&config, clock.as_ref(), format, out),
         Command::Runs(args) => runs::runs_command(&config, clock, args, out),
     }

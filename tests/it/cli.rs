@@ -696,3 +696,51 @@ fn output_to_a_reader_that_went_away_ends_quietly() {
         assert_eq!(err, "", "rosterd {args:?} says nothing of the closed pipe");
     }
 }
+
+#[test]
+fn shell_completions_and_manual_pages_describe_every_command() {
+    let env = Env::bare();
+    // bash: the script loads, and completes a command and its subcommands.
+    let script = env.ok(&["completions", "bash"]);
+    let file = env.file("rosterd.bash", &script);
+    let complete = |words: &str| {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+                 COMP_LINE=\"${{COMP_WORDS[*]}}\"; COMP_POINT=${{#COMP_LINE}}; _rosterd rosterd; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                file.display()
+            ))
+            .output()
+            .expect("run bash");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = complete("rosterd te");
+    assert!(
+        first.lines().any(|l| l == "tenant") && first.lines().any(|l| l == "template"),
+        "{first}"
+    );
+    let tenant = complete("rosterd tenant ''");
+    for sub in ["add", "show", "set", "pause"] {
+        assert!(tenant.lines().any(|l| l == sub), "{sub} missing: {tenant}");
+    }
+    for shell in ["zsh", "fish"] {
+        assert!(env.ok(&["completions", shell]).contains("tenant"));
+    }
+
+    // man: a page per command, with the command's own help in it.
+    let dir = env.path("man1");
+    let (code, _, err) = env.run(&["man", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let page = std::fs::read_to_string(dir.join("rosterd.1")).unwrap();
+    assert!(page.contains(".TH rosterd 1"), "{page}");
+    let add = std::fs::read_to_string(dir.join("rosterd-tenant-add.1")).unwrap();
+    assert!(add.contains("admin\\-email"), "{add}");
+    assert!(dir.join("rosterd-import-approve.1").exists());
+    assert!(!env.db_path().exists(), "neither needs a database");
+}

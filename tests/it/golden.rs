@@ -353,6 +353,8 @@ fn every_help_text_is_exactly_as_it_was() {
         &["runs", "undo"],
         &["template"],
         &["status"],
+        &["completions"],
+        &["man"],
     ];
     for args in commands {
         let mut with_help = args.to_vec();
