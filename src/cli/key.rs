@@ -112,16 +112,7 @@ pub(super) fn key_command(
             let t = store.require_tenant(&subdomain)?;
             let keys = store.keys(t.id)?;
             if format == super::Listing::Json {
-                #[derive(serde::Serialize)]
-                struct Listed<'a> {
-                    district: &'a str,
-                    keys: &'a [store::KeyRow],
-                }
-                let listed = Listed {
-                    district: &t.subdomain,
-                    keys: &keys,
-                };
-                super::write_json(out, &listed)?;
+                super::write_district_list(out, &t.subdomain, "keys", &keys)?;
                 return Ok(0);
             }
             let tz = super::tenant::tenant_tz(config, &t);

@@ -174,6 +174,19 @@ fn write_json(out: &mut impl Write, value: &impl serde::Serialize) -> anyhow::Re
     Ok(())
 }
 
+/// A district's list as JSON: `{"district": SUB, "<name>": [...]}`.
+fn write_district_list(
+    out: &mut impl Write,
+    district: &str,
+    name: &str,
+    items: &impl serde::Serialize,
+) -> anyhow::Result<()> {
+    let mut listed = serde_json::Map::new();
+    listed.insert("district".into(), district.into());
+    listed.insert(name.into(), serde_json::to_value(items)?);
+    write_json(out, &listed)
+}
+
 /// Parse arguments and run; returns the process exit code.
 pub fn main() -> i32 {
     // Every value given on the command line may end up in a stored setting,

@@ -175,16 +175,7 @@ pub(super) fn runs_command(
     let runs = store.runs(t.id, args.limit)?;
     match args.format {
         Format::Json => {
-            #[derive(serde::Serialize)]
-            struct Listed<'a> {
-                district: &'a str,
-                runs: &'a [store::RunRow],
-            }
-            let listed = Listed {
-                district: &t.subdomain,
-                runs: &runs,
-            };
-            super::write_json(out, &listed)?;
+            super::write_district_list(out, &t.subdomain, "runs", &runs)?;
             return Ok(0);
         }
         Format::Csv => anyhow::bail!(
