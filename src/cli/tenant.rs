@@ -295,9 +295,14 @@ pub(super) fn tenant_command(
         } => {
             let t = store.require_tenant(&subdomain)?;
             let tz = tenant_tz(config, &t);
-            let from = from.unwrap_or_else(|| clock.now().with_timezone(&tz).date_naive());
-            let pause = crate::domain::safety::Pause::new(from, until, additions_only)
-                .map_err(anyhow::Error::msg)?;
+            let today = clock.now().with_timezone(&tz).date_naive();
+            let pause = crate::domain::safety::Pause::new(
+                from.unwrap_or(today),
+                until,
+                additions_only,
+                today,
+            )
+            .map_err(anyhow::Error::msg)?;
             crate::store::set_pause(&store.conn, t.id, Some(pause))?;
             writeln!(out, "{} is paused {}", t.subdomain, pause.describe())?;
             Ok(0)

@@ -75,8 +75,20 @@ impl Pause {
         })
     }
 
-    /// A pause from `from` (today when not given) until `until`, both inclusive.
-    pub fn new(from: NaiveDate, until: NaiveDate, additions_only: bool) -> Result<Self, String> {
+    /// A pause from `from` until `until`, both inclusive, set on `today` (the
+    /// district's date): one wholly in the past would only replace the
+    /// pause that is running, so it is refused.
+    pub fn new(
+        from: NaiveDate,
+        until: NaiveDate,
+        additions_only: bool,
+        today: NaiveDate,
+    ) -> Result<Self, String> {
+        if until < today {
+            return Err(format!(
+                "the pause would end ({until}) before today ({today}, the district's date); nothing changed"
+            ));
+        }
         if until < from {
             return Err(format!(
                 "the pause would end ({until}) before it begins ({from}); --until is the last paused day"
@@ -233,12 +245,16 @@ mod tests {
         assert!(parse_percent("--hold-updates", "101").is_err());
         assert!(parse_percent("--hold-updates", "-1").is_err());
         let d = |s: &str| s.parse::<NaiveDate>().unwrap();
-        let p = Pause::new(d("2027-06-15"), d("2027-08-20"), false).unwrap();
+        let today = d("2027-01-10");
+        let p = Pause::new(d("2027-06-15"), d("2027-08-20"), false, today).unwrap();
         assert!(!p.covers(d("2027-06-14")));
         assert!(p.covers(d("2027-06-15")));
         assert!(p.covers(d("2027-08-20")));
         assert!(!p.covers(d("2027-08-21")));
-        assert!(Pause::new(d("2027-06-15"), d("2027-06-14"), false).is_err());
+        assert!(Pause::new(d("2027-06-15"), d("2027-06-14"), false, today).is_err());
+        // Wholly past: refused; begun in the past and running: kept.
+        assert!(Pause::new(d("2026-06-15"), d("2026-08-20"), false, today).is_err());
+        assert!(Pause::new(d("2026-12-15"), d("2027-01-10"), false, today).is_ok());
         assert_eq!(Absent::parse("deactivate"), Ok(Absent::Deactivate));
         assert!(Absent::parse("delete").is_err());
     }

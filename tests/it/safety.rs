@@ -547,7 +547,12 @@ fn an_approval_killed_before_its_commit_is_applied_once_afterwards() {
 fn a_paused_district_keeps_its_uploads_and_gets_no_missing_file_note() {
     let (srv, clock, key, scheduler) = ten_users();
     let env = &srv.env;
-    let out = env.ok(&[
+    let on_the_20th = |args: &[&str]| {
+        let mut cmd = env.command(args);
+        cmd.env("ROSTERD_NOW", "2026-11-20T15:00:00Z");
+        decode(cmd.output().unwrap())
+    };
+    let (code, out, err) = on_the_20th(&[
         "tenant",
         "pause",
         "lincoln",
@@ -556,9 +561,29 @@ fn a_paused_district_keeps_its_uploads_and_gets_no_missing_file_note() {
         "--until",
         "2026-11-21",
     ]);
+    assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("lincoln is paused from 2026-11-19 until 2026-11-21"),
         "{out}"
+    );
+    // A pause wholly in the past is refused and leaves the running one.
+    let (code, _, err) = on_the_20th(&[
+        "tenant",
+        "pause",
+        "lincoln",
+        "--from",
+        "2025-06-15",
+        "--until",
+        "2025-08-20",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("the pause would end (2025-08-20) before today (2026-11-20"),
+        "{err}"
+    );
+    assert!(
+        env.ok(&["tenant", "show", "lincoln"])
+            .contains("pause       from 2026-11-19 until 2026-11-21")
     );
     let notes = || query_i64(env, "SELECT count(*) FROM outbox WHERE kind = 'missing'");
 
@@ -587,7 +612,7 @@ fn a_paused_district_keeps_its_uploads_and_gets_no_missing_file_note() {
     assert_eq!((r.len(), r[0].counts.updated), (1, 10));
 
     // Additions only: new users are created, existing ones kept back.
-    env.ok(&[
+    let mut pause = env.command(&[
         "tenant",
         "pause",
         "lincoln",
@@ -597,6 +622,9 @@ fn a_paused_district_keeps_its_uploads_and_gets_no_missing_file_note() {
         "2026-11-30",
         "--additions-only",
     ]);
+    pause.env("ROSTERD_NOW", "2026-11-23T00:00:00Z");
+    let (code, _, err) = decode(pause.output().unwrap());
+    assert_eq!(code, 0, "{err}");
     upload(&srv, &key, &roster(0..12, |i| format!("Summer{i}")));
     let r = srv.block_on(scheduler.run_once()).unwrap();
     let c = r[0].counts;
