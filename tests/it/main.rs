@@ -16,6 +16,7 @@ mod hostile;
 mod importer;
 mod keys;
 mod layers;
+mod mail;
 mod pipeline;
 mod quickstart;
 mod safety;
