@@ -158,7 +158,7 @@ pub struct Outgoing {
     /// Identifies what the message is about (`run:42`, `missing:3:2026-11-21`):
     /// queueing a second message with the same key does nothing.
     pub dedupe_key: String,
-    /// `report`, `held`, `missing` or `failed`.
+    /// `report`, `held`, `missing`, `failed` or `test`.
     pub kind: &'static str,
     /// Every address in its `To:` header. The outbox keeps a copy per
     /// address, each delivered (and retried, or refused) on its own, so a

@@ -1,7 +1,7 @@
 //! The emails administrators read: the report after each import (summary,
-//! first problems, every problem in `errors.csv`) and the notes that an
-//! import was held or failed or that no file arrived last night. Each goes to
-//! every address the district has. Composed from the
+//! first problems, every problem in `errors.csv`), the notes that an import
+//! was held or failed or that no file arrived last night, and support's test
+//! message. Each goes to every address the district has. Composed from the
 //! import [`Report`], which never holds a password, so no email can carry one.
 
 use chrono::{DateTime, Utc};
@@ -251,6 +251,28 @@ Support has been told and will look into it; you do not need to do anything. The
         body.push_str(&footer(tenant));
         let key = format!("failed:{upload_id}");
         self.build(tenant, "failed", key, subject, body, None, now)
+    }
+
+    /// A short message support sends (`rosterd mail test`) to see that the
+    /// district's mail arrives: it names every address it went to and what
+    /// else will come the same way.
+    pub fn test(&self, tenant: &Tenant, tz: Tz, now: DateTime<Utc>) -> anyhow::Result<Outgoing> {
+        let subject = format!("{}: rosterd test message", tenant.subdomain);
+        let mut body = format!(
+            "Hello {},\n\nThis is a test message from rosterd, sent {} by your rostering support contact to check that email for {} reaches you. Nothing was imported and nothing in your accounts changed.\n\n\
+Import reports, held-import notices and \"no users.csv received\" notes for {} go to:\n",
+            tenant.admin_name,
+            local(now, tz),
+            tenant.subdomain,
+            tenant.subdomain
+        );
+        for address in tenant.recipients() {
+            body.push_str(&format!("\n  {address}"));
+        }
+        body.push_str("\n\nYou do not need to do anything. If an address above is wrong or missing, tell your rostering support contact.\n");
+        body.push_str(&footer(tenant));
+        let key = format!("test:{}:{:016x}", tenant.id, rand::random::<u64>());
+        self.build(tenant, "test", key, subject, body, None, now)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -1,10 +1,11 @@
 //! A district's several addresses, through the real binary: stored and shown,
 //! refused naming the wrong one, every report reaching each of them at a real
 //! SMTP server on loopback (one refused address losing the message for none
-//! of the others).
+//! of the others), and `rosterd mail test` against that server, a dead port
+//! and the `.eml` directory.
 
 use crate::helpers::*;
-use crate::smtp::SmtpServer;
+use crate::smtp::{SmtpServer, free_port};
 
 const ADDRESSES: &str = "ann@lincoln.example.org, it@lincoln.example.org,ops@example.net";
 
@@ -179,4 +180,132 @@ fn a_report_reaches_every_address_and_one_refused_loses_it_for_none_of_the_other
         status.contains("#2 report to it@lincoln.example.org (failed, 1 attempts): SMTP server refused the message: permanent error (550): 5.1.1 <it@lincoln.example.org>: no such mailbox"),
         "{status}"
     );
+}
+
+#[test]
+fn mail_test_prints_the_smtp_servers_answer_per_copy_and_queues_nothing() {
+    let smtp_dir = tempfile::tempdir().unwrap();
+    let smtp = SmtpServer::start(
+        smtp_dir.path().to_path_buf(),
+        &["--reject-rcpt", "ops@example.net"],
+    );
+    let env = Env::new();
+    smtp_url(&env, &smtp.url());
+    district(&env);
+    let (code, out, err) = env.run(&["mail", "test", "lincoln"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(
+        out,
+        format!(
+            "sending a test message for lincoln to 3 addresses via {}\n\
+             ann@lincoln.example.org: accepted: 250 2.0.0 OK\n\
+             it@lincoln.example.org: accepted: 250 2.0.0 OK\n\
+             ops@example.net: REFUSED: 550 5.1.1 <ops@example.net>: no such mailbox (test server)\n",
+            smtp.url()
+        )
+    );
+    assert!(
+        err.contains("error: refused ops@example.net: 550 5.1.1 <ops@example.net>: no such mailbox (test server)"),
+        "{err}"
+    );
+    assert!(err.contains("2 of 3 test messages delivered"), "{err}");
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0]["subject"], "lincoln: rosterd test message");
+    assert_eq!(rcpt_tos(&messages[1]), ["it@lincoln.example.org"]);
+    assert!(
+        messages[0]["text"]
+            .as_str()
+            .unwrap()
+            .replace("\r\n", "\n")
+            .contains("  ann@lincoln.example.org\n  it@lincoln.example.org\n  ops@example.net\n"),
+        "{}",
+        messages[0]["text"]
+    );
+    // Sent directly: the outbox has nothing.
+    assert!(rosterd::mail::outbox(&env.store().conn).unwrap().is_empty());
+
+    // All taken: exit 0.
+    env.ok(&[
+        "tenant",
+        "set",
+        "lincoln",
+        "--admin-email",
+        "ann@lincoln.example.org",
+    ]);
+    let out = env.ok(&["mail", "test", "lincoln"]);
+    assert!(
+        out.ends_with("\nann@lincoln.example.org: accepted: 250 2.0.0 OK\n"),
+        "{out}"
+    );
+    assert_eq!(smtp.messages().len(), 3);
+}
+
+#[test]
+fn mail_test_against_a_dead_port_exits_1_naming_the_server_and_no_password() {
+    let env = Env::new();
+    let port = free_port();
+    smtp_url(&env, &format!("smtp://rosterd:s3cret-pw@127.0.0.1:{port}"));
+    district(&env);
+    let (code, out, err) = env.run(&["mail", "test", "lincoln"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.starts_with(&format!(
+            "sending a test message for lincoln to 3 addresses via smtp://…@127.0.0.1:{port}\n\
+             ann@lincoln.example.org: not sent: no SMTP session with 127.0.0.1:{port}: "
+        )),
+        "{out}"
+    );
+    assert!(out.contains("it@lincoln.example.org: not tried\n"), "{out}");
+    assert!(
+        err.contains(&format!(
+            "error: cannot send through the SMTP server 127.0.0.1:{port} (mail.smtp_url): Connection error: Connection refused"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("0 of 3 test messages delivered"), "{err}");
+    assert!(
+        !out.contains("s3cret") && !err.contains("s3cret"),
+        "{out}{err}"
+    );
+}
+
+#[test]
+fn mail_test_without_smtp_writes_an_eml_per_address() {
+    let env = Env::new();
+    district(&env);
+    env.ok(&[
+        "tenant",
+        "set",
+        "lincoln",
+        "--admin-email",
+        "ann@lincoln.example.org",
+    ]);
+    let out = env.ok(&["mail", "test", "lincoln"]);
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "sending a test message for lincoln to 1 address as .eml files in data/outbox (mail.smtp_url is not set)"
+        )
+    );
+    let written = lines
+        .next()
+        .and_then(|l| l.strip_prefix("ann@lincoln.example.org: written to "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(written.starts_with("data/outbox/test-lincoln-"), "{out}");
+    let eml = crate::pipeline::read_eml(&env.path(written));
+    assert!(
+        eml.contains("To: \"Ann Lee\" <ann@lincoln.example.org>\n"),
+        "{eml}"
+    );
+    assert!(
+        eml.contains("Subject: lincoln: rosterd test message\n"),
+        "{eml}"
+    );
+    assert!(
+        eml.contains("sent by rosterd to the administrator registered for lincoln"),
+        "{eml}"
+    );
+    assert!(rosterd::mail::outbox(&env.store().conn).unwrap().is_empty());
 }
