@@ -11,7 +11,8 @@ connection in the middle of the first N messages' DATA (a server or network
 that dies while the message is being sent). NNNN.acked marks a message whose
 250 the client is known to have read (it sent another command). --auth USER:PASSWORD requires
 that login (AUTH PLAIN or LOGIN, allowed without TLS on loopback) and records
-the user name of each message's session as "login".
+the user name of each message's session as "login". --reject-rcpt ADDRESS
+(repeatable) answers 550 to RCPT TO that address, taking the others.
 """
 import argparse
 import asyncio
@@ -29,6 +30,12 @@ class Handler:
         self.args = args
         self.seen = 0
         self.stored = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.lower() in self.args.reject_rcpt:
+            return "550 5.1.1 <%s>: no such mailbox (test server)" % address
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         self.seen += 1
@@ -123,7 +130,9 @@ def main():
     p.add_argument("--reject", action="store_true")
     p.add_argument("--drop-mid-data", type=int, default=0)
     p.add_argument("--auth", metavar="USER:PASSWORD")
+    p.add_argument("--reject-rcpt", metavar="ADDRESS", action="append", default=[])
     args = p.parse_args()
+    args.reject_rcpt = [a.lower() for a in args.reject_rcpt]
     os.makedirs(args.dir, exist_ok=True)
     handler = Handler(args)
     DroppingSMTP.drops = args.drop_mid_data

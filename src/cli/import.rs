@@ -175,6 +175,12 @@ pub(super) fn deliver_now(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Res
             "emailed {sent} message(s) via {target}; {queued} still queued (`rosterd serve` retries them; `rosterd status` shows why)"
         ),
     }
+    if pass.failed > 0 {
+        eprintln!(
+            "{} message(s) refused for good by the mail server, not retried (`rosterd status` shows its answer)",
+            pass.failed
+        );
+    }
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //! commands share (the store they open, reading a file or standard input,
 //! printing a report). Each command group is a file: `serve` (and
 //! `host-key`), `tenant`, `key`, `school`, `import`, `runs`, `status`,
-//! `export` (`users`, `groups`, `template`). Only this module maps outcomes
+//! `mail`, `export` (`users`, `groups`, `template`). Only this module maps outcomes
 //! to exit codes: 0 success, 1 failure, 2 usage error (clap's own), 3 import
 //! applied but some rows had errors ([`crate::domain::report::EXIT_ROW_ERRORS`]),
 //! 4 import held for approval ([`crate::domain::report::EXIT_HELD`]), both
@@ -11,6 +11,7 @@
 mod export;
 mod import;
 mod key;
+mod mail;
 mod runs;
 mod school;
 mod serve;
@@ -31,6 +32,7 @@ use crate::store::Store;
 pub use export::{GroupsCommand, TemplateKind, UsersCommand, export_users};
 pub use import::{ImportArgs, ImportCommand};
 pub use key::KeyCommand;
+pub use mail::MailCommand;
 pub use runs::{RunsAction, RunsArgs};
 pub use school::SchoolCommand;
 pub use tenant::TenantCommand;
@@ -106,6 +108,9 @@ never reads.\n\nExample:\n  rosterd init\n  rosterd --config /etc/rosterd/roster
     /// Export a district's groups and their members
     #[command(subcommand)]
     Groups(GroupsCommand),
+    /// Check a district's email: send it a test message now
+    #[command(subcommand)]
+    Mail(MailCommand),
     /// Show a district's import history, or one import's full report
     #[command(
         after_help = "Examples:\n  rosterd runs lincoln-usd\n  rosterd runs lincoln-usd --id 42\n  rosterd runs lincoln-usd --id 42 --format csv > problems.csv"
@@ -321,6 +326,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Completions { .. } | Command::Man { .. } => unreachable!("handled above"),
         Command::Status { format } => status::status(&config, clock.as_ref(), format, out),
+        Command::Mail(cmd) => mail::mail_command(&config, clock.as_ref(), cmd, out),
         Command::Runs(args) => runs::runs_command(&config, clock, args, out),
     }
 }

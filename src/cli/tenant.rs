@@ -8,6 +8,7 @@ use clap::Subcommand;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::domain::email::Recipients;
 use crate::domain::tenant::{Subdomain, parse_timezone};
 use crate::domain::window::Window;
 use crate::import::header::{self, FieldSet};
@@ -26,12 +27,15 @@ pub enum TenantCommand {
     Add {
         /// Subdomain: lowercase letters, digits and inner hyphens, 1-63 characters
         subdomain: String,
-        /// Name of the administrator who receives the import reports
+        /// Name of the district's administrator, as the emails greet them
         #[arg(long, value_name = "NAME")]
         admin_name: String,
-        /// Email address the import reports go to
-        #[arg(long, value_name = "EMAIL")]
-        admin_email: String,
+        /// Where the district's emails go (import reports, held-import and
+        /// failure notices, "no users.csv received" notes): one address, or
+        /// several separated by commas (a@x.org,b@y.org) or in repeated
+        /// flags; at most 10 addresses, 1,000 characters in all
+        #[arg(long, value_name = "EMAIL[,EMAIL…]", required = true)]
+        admin_email: Vec<String>,
         /// IANA time zone [default: schedule.timezone of the config]
         #[arg(long, value_name = "TZ")]
         timezone: Option<String>,
@@ -57,14 +61,18 @@ Examples:\n  rosterd tenant show lincoln-usd\n  rosterd tenant show lincoln-usd 
     },
     /// Change a district's settings
     #[command(
-        after_help = "Examples:\n  rosterd tenant set lincoln-usd --admin-email it@lincoln.k12.ca.us\n  rosterd tenant set lincoln-usd --sso true --window 20:00-04:00\n  rosterd tenant set lincoln-usd --timezone default\n  rosterd tenant set lincoln-usd --allow-from 203.0.113.0/24,198.51.100.7"
+        after_help = "Examples:\n  rosterd tenant set lincoln-usd --admin-email it@lincoln.k12.ca.us\n  rosterd tenant set lincoln-usd --admin-email 'ann@lincoln.k12.ca.us, it@lincoln.k12.ca.us'\n  rosterd tenant set lincoln-usd --sso true --window 20:00-04:00\n  rosterd tenant set lincoln-usd --timezone default\n  rosterd tenant set lincoln-usd --allow-from 203.0.113.0/24,198.51.100.7"
     )]
     Set {
         subdomain: String,
+        /// Name of the district's administrator, as the emails greet them
         #[arg(long, value_name = "NAME")]
         admin_name: Option<String>,
-        #[arg(long, value_name = "EMAIL")]
-        admin_email: Option<String>,
+        /// Where the district's emails go, replacing the addresses stored:
+        /// one address, or several separated by commas (a@x.org,b@y.org) or
+        /// in repeated flags; at most 10 addresses, 1,000 characters in all
+        #[arg(long, value_name = "EMAIL[,EMAIL…]")]
+        admin_email: Vec<String>,
         /// IANA time zone, or `default` for the config's
         #[arg(long, value_name = "TZ")]
         timezone: Option<String>,
@@ -163,8 +171,7 @@ pub(super) fn tenant_command(
             let sub = Subdomain::parse(&subdomain)?;
             let admin_name = admin_name.trim();
             anyhow::ensure!(!admin_name.is_empty(), "--admin-name must not be empty");
-            let email = crate::domain::email::EmailAddress::parse(&admin_email)
-                .map_err(|e| anyhow::anyhow!("--admin-email: {e}"))?;
+            let recipients = parse_recipients(&admin_email)?;
             let timezone = timezone.as_deref().map(checked_timezone).transpose()?;
             let window = window
                 .map(|w| w.parse::<Window>().map(|w| w.to_string()))
@@ -174,7 +181,7 @@ pub(super) fn tenant_command(
                 &NewTenant {
                     subdomain: sub.as_str(),
                     admin_name,
-                    admin_email: email.as_str(),
+                    admin_email: &recipients.joined(),
                     timezone: timezone.as_deref(),
                     sso,
                     window: window.as_deref(),
@@ -245,12 +252,11 @@ pub(super) fn tenant_command(
                 keys::check_address_patterns(list)
                     .map_err(|e| anyhow::anyhow!("--allow-from: {e}"))?;
             }
-            let admin_email = admin_email
-                .map(|e| {
-                    crate::domain::email::EmailAddress::parse(&e).map(|e| e.as_str().to_owned())
-                })
-                .transpose()
-                .map_err(|e| anyhow::anyhow!("--admin-email: {e}"))?;
+            let admin_email = if admin_email.is_empty() {
+                None
+            } else {
+                Some(parse_recipients(&admin_email)?.joined())
+            };
             let timezone = match timezone.as_deref() {
                 None => None,
                 Some("default") => Some(None),
@@ -361,6 +367,12 @@ pub(super) fn tenant_command(
             Ok(0)
         }
     }
+}
+
+/// The addresses of `--admin-email`, given once or more, each a list.
+fn parse_recipients(flags: &[String]) -> anyhow::Result<Recipients> {
+    Recipients::parse(flags.iter().map(String::as_str))
+        .map_err(|e| anyhow::anyhow!("--admin-email: {e}"))
 }
 
 /// The canonical name of a mapping target: a field of any import kind, or `ignore`.

@@ -22,7 +22,8 @@ struct View {
     subdomain: String,
     disabled: bool,
     admin_name: String,
-    admin_email: String,
+    /// Every address the district's mail goes to.
+    admin_emails: Vec<String>,
     timezone: String,
     timezone_is_default: bool,
     window: String,
@@ -101,7 +102,9 @@ pub(super) fn show(
         subdomain: t.subdomain.clone(),
         disabled: t.disabled,
         admin_name: t.admin_name.clone(),
-        admin_email: t.admin_email.clone(),
+        admin_emails: crate::domain::email::split_recipients(&t.admin_email)
+            .map(str::to_owned)
+            .collect(),
         sso: t.sso,
     };
     match format {
@@ -116,7 +119,12 @@ fn write_text(v: &View, tz: chrono_tz::Tz, out: &mut impl Write) -> anyhow::Resu
     writeln!(out, "tenant      {}", v.subdomain)?;
     let state = if v.disabled { "disabled" } else { "enabled" };
     writeln!(out, "state       {state}")?;
-    writeln!(out, "admin       {} <{}>", v.admin_name, v.admin_email)?;
+    writeln!(
+        out,
+        "admin       {} <{}>",
+        v.admin_name,
+        v.admin_emails.join(", ")
+    )?;
     writeln!(
         out,
         "timezone    {}{}",

@@ -107,6 +107,9 @@ pub struct Tenant {
     pub id: i64,
     pub subdomain: String,
     pub admin_name: String,
+    /// Where the district's mail goes: one address, or several as
+    /// [`super::email::Recipients::joined`] writes them (`a@x.org, b@y.org`);
+    /// [`Tenant::recipients`] reads it.
     pub admin_email: String,
     pub timezone: Option<String>,
     pub sso: bool,
@@ -122,6 +125,11 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    /// Every address the district's mail goes to, in the order support gave.
+    pub fn recipients(&self) -> Vec<&str> {
+        super::email::split_recipients(&self.admin_email).collect()
+    }
+
     /// The district's time zone: its own, else `default` (the config's).
     pub fn timezone_or(&self, default: chrono_tz::Tz) -> chrono_tz::Tz {
         self.timezone

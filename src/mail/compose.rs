@@ -1,7 +1,8 @@
 //! The emails administrators read: the report after each import (summary,
-//! first problems, every problem in `errors.csv`) and the note that no file
-//! arrived last night. Composed from the import [`Report`], which never holds
-//! a password, so no email can carry one.
+//! first problems, every problem in `errors.csv`), the notes that an import
+//! was held or failed or that no file arrived last night, and support's test
+//! message. Each goes to every address the district has. Composed from the
+//! import [`Report`], which never holds a password, so no email can carry one.
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -252,6 +253,28 @@ Support has been told and will look into it; you do not need to do anything. The
         self.build(tenant, "failed", key, subject, body, None, now)
     }
 
+    /// A short message support sends (`rosterd mail test`) to see that the
+    /// district's mail arrives: it names every address it went to and what
+    /// else will come the same way.
+    pub fn test(&self, tenant: &Tenant, tz: Tz, now: DateTime<Utc>) -> anyhow::Result<Outgoing> {
+        let subject = format!("{}: rosterd test message", tenant.subdomain);
+        let mut body = format!(
+            "Hello {},\n\nThis is a test message from rosterd, sent {} by your rostering support contact to check that email for {} reaches you. Nothing was imported and nothing in your accounts changed.\n\n\
+Import reports, held-import notices and \"no users.csv received\" notes for {} go to:\n",
+            tenant.admin_name,
+            local(now, tz),
+            tenant.subdomain,
+            tenant.subdomain
+        );
+        for address in tenant.recipients() {
+            body.push_str(&format!("\n  {address}"));
+        }
+        body.push_str("\n\nYou do not need to do anything. If an address above is wrong or missing, tell your rostering support contact.\n");
+        body.push_str(&footer(tenant));
+        let key = format!("test:{}:{:016x}", tenant.id, rand::random::<u64>());
+        self.build(tenant, "test", key, subject, body, None, now)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn build(
         &self,
@@ -263,25 +286,18 @@ Support has been told and will look into it; you do not need to do anything. The
         attachment: Option<(&str, Vec<u8>)>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Outgoing> {
-        let to: Mailbox = format!("{} <{}>", tenant.admin_name, tenant.admin_email)
-            .parse()
-            .or_else(|_| tenant.admin_email.parse())
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "tenant {} has an administrator address lettre cannot use ({:?}): {e}; fix it with `rosterd tenant set`",
-                    tenant.subdomain,
-                    tenant.admin_email
-                )
-            })?;
+        let to = recipients(tenant)?;
         let message_id = format!(
             "<{}.{}@{}>",
             dedupe_key.replace(':', "."),
             now.timestamp(),
             self.from.email.domain()
         );
-        let builder = lettre::Message::builder()
-            .from(self.from.clone())
-            .to(to)
+        let mut builder = lettre::Message::builder().from(self.from.clone());
+        for mailbox in &to {
+            builder = builder.to(mailbox.clone());
+        }
+        let builder = builder
             .subject(subject.clone())
             .date(now.into())
             .message_id(Some(message_id));
@@ -299,7 +315,7 @@ Support has been told and will look into it; you do not need to do anything. The
             tenant_id: tenant.id,
             dedupe_key,
             kind,
-            recipient: tenant.admin_email.clone(),
+            recipients: to.iter().map(|m| m.email.to_string()).collect(),
             subject,
             message: message.formatted(),
         })
@@ -350,9 +366,44 @@ pub fn local(at: DateTime<Utc>, tz: Tz) -> String {
         .to_string()
 }
 
+/// The district's addresses for `To:`: its administrator by name when there is
+/// one address; when there are several, the addresses alone (the name is not
+/// known to belong to any one of them).
+fn recipients(tenant: &Tenant) -> anyhow::Result<Vec<Mailbox>> {
+    let addresses = tenant.recipients();
+    let unusable = |address: &str, e: lettre::address::AddressError| {
+        anyhow::anyhow!(
+            "tenant {} has an administrator address lettre cannot use ({address:?}): {e}; fix it with `rosterd tenant set`",
+            tenant.subdomain
+        )
+    };
+    if let [address] = addresses[..] {
+        let named: Result<Mailbox, _> = format!("{} <{address}>", tenant.admin_name).parse();
+        return named
+            .or_else(|_| address.parse())
+            .map(|m| vec![m])
+            .map_err(|e| unusable(address, e));
+    }
+    anyhow::ensure!(
+        !addresses.is_empty(),
+        "tenant {} has no administrator address; set one with `rosterd tenant set {} --admin-email`",
+        tenant.subdomain,
+        tenant.subdomain
+    );
+    addresses
+        .into_iter()
+        .map(|address| address.parse().map_err(|e| unusable(address, e)))
+        .collect()
+}
+
 fn footer(tenant: &Tenant) -> String {
+    let to = if tenant.recipients().len() > 1 {
+        "the addresses"
+    } else {
+        "the administrator"
+    };
     format!(
-        "\n-- \nThis message was sent by rosterd to the administrator registered for {}. Reply to your rostering support contact with any questions.\n",
+        "\n-- \nThis message was sent by rosterd to {to} registered for {}. Reply to your rostering support contact with any questions.\n",
         tenant.subdomain
     )
 }

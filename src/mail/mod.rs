@@ -2,9 +2,12 @@
 //! composed ([`compose`]) and queued in the same transaction as the result it
 //! reports, so a report is never lost and never queued twice; the [`sender`]
 //! delivers queued messages by SMTP (or as `.eml` files) and retries until
-//! the server takes them.
+//! the server takes them. The outbox holds a copy per recipient, so each
+//! address a district gave is delivered, retried or refused on its own.
+//! Support's test message skips the outbox ([`direct`]).
 
 pub mod compose;
+pub mod direct;
 pub mod sender;
 pub mod smtp;
 

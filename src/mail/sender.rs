@@ -48,6 +48,24 @@ pub enum Delivery {
     Eml(PathBuf),
 }
 
+impl Delivery {
+    /// The configured way: the SMTP server of `mail.smtp_url`, else `.eml`
+    /// files in `mail.outbox_dir`. The error does not repeat a password.
+    pub fn from_config(config: &MailConfig) -> anyhow::Result<Self> {
+        Ok(match &config.smtp_url {
+            Some(url) => Self::Smtp(SmtpServer::from_url(url).map_err(|e| {
+                anyhow::anyhow!("mail.smtp_url {} is not usable: {e}", redact(url))
+            })?),
+            None => Self::Eml(config.outbox_dir.clone()),
+        })
+    }
+}
+
+/// The SMTP envelope's sender: the address of `mail.from`.
+pub fn envelope_from(config: &MailConfig) -> anyhow::Result<lettre::Address> {
+    Ok(super::Composer::new(&config.from)?.from_address().clone())
+}
+
 /// What one pass over the outbox did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pass {
@@ -109,16 +127,9 @@ impl Mailer {
     }
 
     fn route(config: &MailConfig) -> anyhow::Result<Route> {
-        let composer = super::Composer::new(&config.from)?;
-        let delivery = match &config.smtp_url {
-            Some(url) => Delivery::Smtp(SmtpServer::from_url(url).map_err(|e| {
-                anyhow::anyhow!("mail.smtp_url {} is not usable: {e}", redact(url))
-            })?),
-            None => Delivery::Eml(config.outbox_dir.clone()),
-        };
         Ok(Route {
-            delivery,
-            envelope_from: composer.from_address().clone(),
+            delivery: Delivery::from_config(config)?,
+            envelope_from: envelope_from(config)?,
         })
     }
 
@@ -232,7 +243,7 @@ impl Mailer {
                 let envelope = Envelope::new(Some(route.envelope_from.clone()), vec![to])
                     .map_err(|e| Failure::Permanent(e.to_string()))?;
                 match server
-                    .send(&envelope, &msg.message, || {
+                    .send(&envelope, &msg.message, |_| {
                         self.accepted(msg.id, "smtp".into())
                     })
                     .await
@@ -376,7 +387,7 @@ fn due(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<Due>> {
 /// make it survive a crash. An `.eml` message has a fixed name, so a crash
 /// before its outbox row is marked sent rewrites the same file instead of
 /// adding a second one.
-fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<String> {
+pub(super) fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<String> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)

@@ -16,6 +16,7 @@ use lettre::transport::smtp::Error;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::response::Response;
 
 /// How long one network step (connect, a command and its answer) may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -97,18 +98,28 @@ impl SmtpServer {
         })
     }
 
-    /// Deliver `message`, call `accepted` as soon as the server has taken it
-    /// (its `250` to the end of the data), then say goodbye. A failure after
-    /// acceptance is only logged: the message is delivered.
+    /// `host:port`, for messages (never the user name or password).
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// Deliver `message`, call `accepted` with the server's answer as soon as
+    /// it has taken the message (its `250` to the end of the data), then say
+    /// goodbye. A failure after acceptance is only logged: the message is
+    /// delivered.
     pub async fn send<T>(
         &self,
         envelope: &Envelope,
         message: &[u8],
-        accepted: impl FnOnce() -> T,
+        accepted: impl FnOnce(&Response) -> T,
     ) -> Result<T, SendError> {
         let mut conn = self.connect().await.map_err(SendError::Session)?;
         let result = conn.send(envelope, message).await;
-        let outcome = result.map(|_| accepted()).map_err(SendError::Message);
+        let outcome = result.map(|r| accepted(&r)).map_err(SendError::Message);
         if outcome.is_ok() {
             if let Err(e) = conn.quit().await {
                 tracing::debug!(error = %e, "SMTP server did not answer QUIT after accepting the message");
@@ -185,6 +196,11 @@ mod tests {
             ClientId::Domain("rosterd.example.org".into())
         );
         assert_eq!(parsed("smtp://[::1]:2525").host, "::1");
+        assert_eq!(parsed("smtp://[::1]:2525").address(), "[::1]:2525");
+        assert_eq!(
+            parsed("smtps://user:p%40ss@mail.example.org").address(),
+            "mail.example.org:465"
+        );
     }
 
     #[test]

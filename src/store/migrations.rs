@@ -261,4 +261,37 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX refused_uploads_tenant ON refused_uploads(tenant_id, id);
     "#,
+    // 11: a district's mail may go to several addresses (`tenants.admin_email`
+    // holds them as `a@x.org, b@y.org`; one address reads as a list of one).
+    // The outbox keeps one copy of a message per address, delivered and
+    // retried on its own, so what makes a queued message unique is its key
+    // and its address, not its key alone. The table is rebuilt (SQLite cannot
+    // drop a column's UNIQUE), keeping every row and its id.
+    r#"
+    CREATE TABLE outbox_by_recipient (
+        id              INTEGER PRIMARY KEY,
+        tenant_id       INTEGER REFERENCES tenants(id),
+        dedupe_key      TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        recipient       TEXT NOT NULL,
+        subject         TEXT NOT NULL,
+        message         BLOB NOT NULL,
+        created_at      TEXT NOT NULL,
+        state           TEXT NOT NULL DEFAULT 'queued',
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        last_error      TEXT,
+        sent_at         TEXT,
+        delivered_to    TEXT
+    );
+    INSERT INTO outbox_by_recipient (id, tenant_id, dedupe_key, kind, recipient, subject, message,
+        created_at, state, attempts, next_attempt_at, last_error, sent_at, delivered_to)
+    SELECT id, tenant_id, dedupe_key, kind, recipient, subject, message,
+        created_at, state, attempts, next_attempt_at, last_error, sent_at, delivered_to
+    FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_by_recipient RENAME TO outbox;
+    CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
+    CREATE UNIQUE INDEX outbox_dedupe ON outbox(dedupe_key, recipient COLLATE NOCASE);
+    "#,
 ];

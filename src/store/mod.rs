@@ -291,16 +291,17 @@ mod tests {
         };
         let id = store.add_tenant(&t, Utc::now()).unwrap();
         store
-            .add_school(id, "Lincoln  Elementary", Some("123"), None)
+            .add_school(id, "Lincoln  Elementary", Some("062271003230"), None)
             .unwrap();
         assert!(
             store
                 .add_school(id, "lincoln elementary", None, None)
                 .is_err()
         );
-        assert!(store.add_school(id, "Other", Some("123"), None).is_err());
+        let clash = store.add_school(id, "Other", Some("062271003230"), None);
+        assert!(clash.unwrap_err().to_string().contains("clashes"));
         store
-            .add_school(id, "Other", Some("456"), Some("S-1"))
+            .add_school(id, "Other", Some("062271003231"), Some("S-1"))
             .unwrap();
         assert_eq!(store.schools(id).unwrap()[0].name, "Lincoln Elementary");
     }

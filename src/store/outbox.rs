@@ -1,5 +1,6 @@
 //! The outbox: messages queued in the same transaction as what they report,
-//! claimed by a sender with a lease, and marked sent, retried or failed.
+//! a copy per recipient, each claimed by a sender with a lease, and marked
+//! sent, retried or failed.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
@@ -7,28 +8,31 @@ use rusqlite::{Connection, params};
 use super::timestamp;
 use crate::domain::email::Outgoing;
 
-/// Queue `mail` unless a message with its key was queued before. Returns
-/// whether it was queued now.
+/// Queue `mail`, one copy per recipient, unless a message with its key was
+/// queued for that recipient before. Returns whether any copy was queued now.
 pub fn queue_mail(
     conn: &Connection,
     mail: &Outgoing,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<bool> {
-    let n = conn.execute(
+    let mut stmt = conn.prepare_cached(
         "INSERT INTO outbox (tenant_id, dedupe_key, kind, recipient, subject, message, created_at, next_attempt_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
-         ON CONFLICT (dedupe_key) DO NOTHING",
-        params![
+         ON CONFLICT DO NOTHING",
+    )?;
+    let mut queued = false;
+    for recipient in &mail.recipients {
+        queued |= stmt.execute(params![
             mail.tenant_id,
             mail.dedupe_key,
             mail.kind,
-            mail.recipient,
+            recipient,
             mail.subject,
             mail.message,
             timestamp(now)
-        ],
-    )?;
-    Ok(n == 1)
+        ])? == 1;
+    }
+    Ok(queued)
 }
 
 /// Messages waiting for delivery (queued, not yet sent or given up on).
@@ -40,7 +44,7 @@ pub fn queue_length(conn: &Connection) -> rusqlite::Result<i64> {
     )
 }
 
-/// One message as `rosterd status` and the tests see it.
+/// One copy of a message (one recipient's) as `rosterd status` and the tests see it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct OutboxRow {
     pub id: i64,
@@ -155,4 +159,83 @@ pub fn mark_sent(
         params![id, sent_at, delivered_to],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewTenant, Store};
+
+    fn mail(tenant_id: i64, key: &str, recipients: &[&str]) -> Outgoing {
+        Outgoing {
+            tenant_id,
+            dedupe_key: key.into(),
+            kind: "missing",
+            recipients: recipients.iter().map(|r| r.to_string()).collect(),
+            subject: "s".into(),
+            message: b"m".to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_message_queued_before_several_addresses_stays_and_is_not_queued_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        // A database as the rosterd before migration 10 left it: one copy,
+        // sent, of a message whose key is queued again every scheduler pass.
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &super::super::migrations::MIGRATIONS[..9] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 9).unwrap();
+            conn.execute(
+                "INSERT INTO tenants (subdomain, admin_name, admin_email, created_at) VALUES ('d1', 'A', 'a@x.org', 't')",
+                [],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO outbox (id, tenant_id, dedupe_key, kind, recipient, subject, message, created_at, state, next_attempt_at)
+                 VALUES (7, 1, 'missing:1:2026-11-20', 'missing', 'a@x.org', 's', x'6d', 't', 'sent', 't')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let now = Utc::now();
+        let conn = &store.conn;
+        let key = "missing:1:2026-11-20";
+        // The old copy is kept, id and all; its address is not mailed again
+        // (whatever the case), the address added since is.
+        assert!(queue_mail(conn, &mail(1, key, &["A@X.org", "b@y.org"]), now).unwrap());
+        assert!(!queue_mail(conn, &mail(1, key, &["a@x.org", "b@y.org"]), now).unwrap());
+        let rows: Vec<(i64, String, String)> = outbox(conn)
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.id, m.recipient, m.state))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (7, "a@x.org".into(), "sent".into()),
+                (8, "b@y.org".into(), "queued".into())
+            ]
+        );
+        // A new district's messages: a copy per address.
+        let id = store
+            .add_tenant(
+                &NewTenant {
+                    subdomain: "d2",
+                    admin_name: "A",
+                    admin_email: "c@x.org, d@y.org",
+                    timezone: None,
+                    sso: false,
+                    window: None,
+                },
+                now,
+            )
+            .unwrap();
+        assert!(queue_mail(conn, &mail(id, "run:1", &["c@x.org", "d@y.org"]), now).unwrap());
+        assert_eq!(queue_length(conn).unwrap(), 3);
+    }
 }

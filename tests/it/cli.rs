@@ -621,7 +621,7 @@ fn listings_for_scripts_as_json_with_utc_times_and_for_people_in_district_time()
     assert_eq!(status["mail"]["queued"], 0);
 
     let show = json(&["tenant", "show", "lincoln"]);
-    assert_eq!(show["admin_email"], "a@example.org");
+    assert_eq!(show["admin_emails"], serde_json::json!(["a@example.org"]));
     assert_eq!(show["timezone_is_default"], true);
     assert_eq!(show["keys"][0]["fingerprint"], fp);
     assert_eq!(show["schools"], 1);

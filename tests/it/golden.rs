@@ -351,6 +351,8 @@ fn every_help_text_is_exactly_as_it_was() {
         &["groups", "export"],
         &["runs"],
         &["runs", "undo"],
+        &["mail"],
+        &["mail", "test"],
         &["template"],
         &["status"],
         &["completions"],

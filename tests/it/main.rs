@@ -17,6 +17,7 @@ mod importer;
 mod installation;
 mod keys;
 mod layers;
+mod mail;
 mod pipeline;
 mod quickstart;
 mod safety;
