@@ -21,6 +21,7 @@ pub(super) fn serve(
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        let shutdown = shutdown_signal().context("cannot catch SIGINT and SIGTERM")?;
         let options = crate::daemon::Options {
             process_wide: true,
         };
@@ -50,7 +51,7 @@ pub(super) fn serve(
             None => None,
         };
         let served = daemon
-            .run_until_stopped(shutdown_signal(), crate::daemon::Background::Run)
+            .run_until_stopped(shutdown, crate::daemon::Background::Run)
             .await;
         if let Some(path) = ready {
             let _ = std::fs::remove_file(path);
@@ -61,13 +62,19 @@ pub(super) fn serve(
 }
 
 /// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// SIGINT and SIGTERM, caught from the moment this is called: before the
+/// daemon says it is listening, so a script that stops it as soon as it is
+/// ready (`kill %1`) gets a clean stop, not the default action's death.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-    }
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+        }
+    })
 }
 
 /// `rosterd host-key`: each host key's fingerprint, creating missing keys.

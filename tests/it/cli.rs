@@ -732,3 +732,41 @@ fn shell_completions_and_manual_pages_describe_every_command() {
     assert!(dir.join("rosterd-import-approve.1").exists());
     assert!(!env.db_path().exists(), "neither needs a database");
 }
+
+#[test]
+fn serve_stopped_the_moment_it_says_it_listens_stops_cleanly() {
+    use std::io::{BufRead, BufReader};
+    let env = Env::new();
+    std::fs::write(&env.config, "[server]\nlisten = \"127.0.0.1:0\"\nhost_key = \"keys/host\"\n[storage]\ndatabase = \"data/rosterd.db\"\n").unwrap();
+    // The quickstart's `kill %1` right after readiness: the signal must
+    // already be caught when the banner is printed.
+    for round in 0..5 {
+        let mut child = env
+            .command(&["serve"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        while !lines
+            .next()
+            .expect("serve exited before listening")
+            .unwrap()
+            .contains("listening on")
+        {}
+        let pid = child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        let status = child.wait().unwrap();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "round {round}: {status:?}; {rest:?}"
+        );
+    }
+}
