@@ -266,3 +266,15 @@ pub fn column_mapping(
     })?;
     rows.collect()
 }
+
+/// The subdomain district `tenant_id` has now; `None` once it is deleted.
+/// What a session or an import checks after taking a district's spool
+/// lock, since a rename or delete may have finished just before.
+pub fn tenant_subdomain(conn: &Connection, tenant_id: i64) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT subdomain FROM tenants WHERE id = ?1",
+        [tenant_id],
+        |r| r.get(0),
+    )
+    .optional()
+}
