@@ -483,6 +483,12 @@ pub(super) fn tenant_command(
     }
 }
 
+/// "1 user", "312 users".
+pub(super) fn count(n: impl Into<u64>, what: &str) -> String {
+    let n = n.into();
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
 /// The canonical name of a mapping target: a field of any import kind, or `ignore`.
 pub(super) fn mapping_target_label(text: &str) -> anyhow::Result<&'static str> {
     match header::parse_target::<UserField>(text) {

@@ -338,6 +338,8 @@ fn every_help_text_is_exactly_as_it_was() {
         &["school", "add"],
         &["school", "import"],
         &["school", "list"],
+        &["school", "rename"],
+        &["school", "remove"],
         &["import"],
         &["import", "users"],
         &["import", "groups"],
