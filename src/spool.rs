@@ -12,7 +12,8 @@
 //!
 //! Each folder has three locks: the pending file changing hands (publish,
 //! claim), the right to import, and the sessions' shared hold that keeps
-//! support from renaming or deleting the district under a logged-in session.
+//! support from renaming or deleting the district (`crate::district`) under
+//! a logged-in session.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -330,6 +330,8 @@ fn every_help_text_is_exactly_as_it_was() {
         &["tenant", "disable"],
         &["tenant", "enable"],
         &["tenant", "map"],
+        &["tenant", "rename"],
+        &["tenant", "delete"],
         &["key"],
         &["key", "add"],
         &["key", "list"],
