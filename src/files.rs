@@ -1,6 +1,7 @@
 //! Files only the daemon's user may read: private directories, secrets
-//! written atomically, spool files opened without following a link, and the
-//! lock that keeps a second daemon off the same data.
+//! written atomically, spool files opened without following a link, the
+//! lock that keeps a second daemon off the same data, and swapping two
+//! folders in one step.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -72,4 +73,37 @@ pub fn lock_dir(dir: &Path) -> io::Result<Option<File>> {
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
+}
+
+/// Swap two paths in one step (Linux `renameat2` with `RENAME_EXCHANGE`):
+/// at no moment does either name point at nothing, so a process that opens
+/// a file under one of them finds the one folder or the other, never a gap
+/// it could fill with a new, empty folder of its own.
+#[cfg(target_os = "linux")]
+pub fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let a = CString::new(a.as_os_str().as_bytes())?;
+    let b = CString::new(b.as_os_str().as_bytes())?;
+    // SAFETY: both are NUL-terminated paths that outlive the call.
+    let done = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Swap two paths in one step; only Linux can.
+#[cfg(not(target_os = "linux"))]
+pub fn exchange(_a: &Path, _b: &Path) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
 }

@@ -11,7 +11,8 @@
 //! ```text
 //! cli                      the command line: parse, call the library, print
 //! daemon                   the daemon assembled: `serve` and the tests build it
-//! scheduler, server        the nightly imports and mail; the SSH/SFTP server
+//! scheduler, server,       the nightly imports and mail; the SSH/SFTP server;
+//!   district               renaming or deleting a district, store and spool
 //! spool                    uploads: publication, claims, archive, retention
 //! import                   decoding, field rules, the users and groups imports
 //! mail                     composing reports, the outbox, SMTP and .eml delivery
@@ -29,6 +30,7 @@ pub mod clock;
 pub mod config;
 pub mod crash;
 pub mod daemon;
+pub mod district;
 pub mod domain;
 pub mod files;
 pub mod import;

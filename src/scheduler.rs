@@ -170,10 +170,24 @@ impl Scheduler {
     /// email is queued in the import's transaction; afterwards the file is
     /// archived with its passwords blanked.
     pub fn import_next(&self, conn: &mut Connection, tenant: &Tenant) -> anyhow::Result<Next> {
+        // `tenant` was read a while ago (a survey, then other districts'
+        // imports): renamed or deleted since, its folder is another or gone.
+        let renamed = |conn: &Connection| -> rusqlite::Result<bool> {
+            Ok(crate::store::tenant_subdomain(conn, tenant.id)?.as_deref()
+                != Some(tenant.subdomain.as_str()))
+        };
+        if renamed(conn)? {
+            return Ok(Next::Nothing);
+        }
         let spool = self.spool_of(tenant);
         let Some(_importing) = spool.try_lock_import()? else {
             return Ok(Next::Busy);
         };
+        // Once more under the lock, which a rename or delete holds until
+        // its change is committed.
+        if renamed(conn)? {
+            return Ok(Next::Nothing);
+        }
         let Some(claimed) = spool::claim(conn, &spool, tenant.id)? else {
             return Ok(Next::Nothing);
         };

@@ -9,6 +9,11 @@
 //! original replaced by `archive/upload-N.csv` with its passwords blanked,
 //! deleted after the retention period). Every step is a rename followed by a
 //! store update, and each can be redone after a crash between the two.
+//!
+//! Each folder has three locks: the pending file changing hands (publish,
+//! claim), the right to import, and the sessions' shared hold that keeps
+//! support from renaming or deleting the district (`crate::district`) under
+//! a logged-in session.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -83,7 +88,7 @@ impl TenantSpool {
     /// or claim), across threads and processes; released when dropped.
     pub fn lock(&self) -> std::io::Result<std::fs::File> {
         self.create_dirs()?;
-        let f = lock_file(&self.dir.join(".spool.lock"))?;
+        let f = lock_file(&self.dir.join(SPOOL_LOCK))?;
         f.lock()?;
         Ok(f)
     }
@@ -92,7 +97,37 @@ impl TenantSpool {
     /// support command) holds it. Released when dropped or when the holder dies.
     pub fn try_lock_import(&self) -> std::io::Result<Option<std::fs::File>> {
         self.create_dirs()?;
-        let f = lock_file(&self.dir.join(".import.lock"))?;
+        let f = lock_file(&self.dir.join(IMPORT_LOCK))?;
+        match f.try_lock() {
+            Ok(()) => Ok(Some(f)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    /// A logged-in session's hold on the district's spool, shared with its
+    /// other sessions and kept until the session ends: support cannot rename
+    /// or delete the district (moving or removing this folder under an
+    /// upload in progress) while one is held. `None` while support is doing
+    /// so. Whoever takes it must check afterwards that the district still
+    /// has this subdomain: a rename or delete finished just before leaves
+    /// the folder to a new, empty one.
+    pub fn hold_for_session(&self) -> std::io::Result<Option<std::fs::File>> {
+        self.create_dirs()?;
+        let f = lock_file(&self.dir.join(SESSIONS_LOCK))?;
+        match f.try_lock_shared() {
+            Ok(()) => Ok(Some(f)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    /// Support's exclusive hold on the district's spool, to rename or delete
+    /// the district: `None` while a session of the district is logged in
+    /// (see [`Self::hold_for_session`]).
+    pub fn try_lock_sessions(&self) -> std::io::Result<Option<std::fs::File>> {
+        self.create_dirs()?;
+        let f = lock_file(&self.dir.join(SESSIONS_LOCK))?;
         match f.try_lock() {
             Ok(()) => Ok(Some(f)),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
@@ -100,6 +135,13 @@ impl TenantSpool {
         }
     }
 }
+
+/// The lock files of a district's spool folder: they hold nothing of the
+/// district's.
+pub const LOCK_FILES: [&str; 3] = [SPOOL_LOCK, IMPORT_LOCK, SESSIONS_LOCK];
+const SPOOL_LOCK: &str = ".spool.lock";
+const IMPORT_LOCK: &str = ".import.lock";
+const SESSIONS_LOCK: &str = ".sessions.lock";
 
 fn lock_file(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;

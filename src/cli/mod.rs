@@ -96,7 +96,7 @@ never reads.\n\nExample:\n  rosterd init\n  rosterd --config /etc/rosterd/roster
     /// Register, list and revoke districts' SSH public keys
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Register and list a district's schools
+    /// Register, list, rename and remove a district's schools
     #[command(subcommand)]
     School(SchoolCommand),
     /// Import a file by hand, as support's test of a district's export

@@ -1,5 +1,5 @@
 //! `rosterd tenant`: register districts and change their settings, pauses
-//! and column mappings.
+//! and column mappings; rename or delete one.
 
 use std::io::Write;
 
@@ -8,13 +8,14 @@ use clap::Subcommand;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::district;
 use crate::domain::email::Recipients;
 use crate::domain::tenant::{Subdomain, parse_timezone};
 use crate::domain::window::Window;
 use crate::import::header::{self, FieldSet};
 use crate::import::users::UserField;
 use crate::keys;
-use crate::store::{NewTenant, Tenant};
+use crate::store::{self, NewTenant, Tenant};
 
 use super::open_store;
 
@@ -149,6 +150,41 @@ Owner Name, Group Name."
         /// Remove the mapping of HEADER instead
         #[arg(long)]
         remove: bool,
+    },
+    /// Change a district's subdomain, and so its SFTP username
+    #[command(
+        after_help = "Its SSH keys, users, schools, settings, import history and waiting upload stay with it, \
+and its spool folder (with the archives) is renamed. From now on the district's SFTP job must log in as \
+the new subdomain; the old one is refused like any unknown name.\n\n\
+Refused while the district has an SFTP session open or its upload is being imported: try again once \
+that has finished.\n\n\
+Example:\n  rosterd tenant rename lincoln-usd lincoln"
+    )]
+    Rename {
+        subdomain: String,
+        /// The new subdomain: lowercase letters, digits and inner hyphens, 1-63 characters
+        new_subdomain: String,
+    },
+    /// Delete a district and everything it has, for good
+    #[command(
+        after_help = "A district with users is deleted only with --purge, which deletes them too. Everything \
+of the district goes: users, groups, schools, SSH keys, import history and change journals, uploads, \
+its spool folder (waiting upload and archives), queued emails, column mapping and refused-login records. \
+Nothing of another district is touched, and nothing can be undone.\n\n\
+You are asked to type the subdomain again (standard input must be a terminal) unless you add --yes.\n\
+Refused while the district has an SFTP session open or its upload is being imported.\n\n\
+Examples:\n  rosterd tenant delete test-district                # no users: asks, then deletes\n  \
+rosterd tenant delete lincoln-usd --purge          # with its users\n  \
+rosterd tenant delete lincoln-usd --purge --yes    # in a script: no question"
+    )]
+    Delete {
+        subdomain: String,
+        /// Delete the district's users too (needed when it has any)
+        #[arg(long)]
+        purge: bool,
+        /// Do not ask for the subdomain to be typed again
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -366,6 +402,52 @@ pub(super) fn tenant_command(
             )?;
             Ok(0)
         }
+        TenantCommand::Rename {
+            subdomain,
+            new_subdomain,
+        } => {
+            let t = store.require_tenant(&subdomain)?;
+            let new = Subdomain::parse(&new_subdomain)?;
+            district::rename(&store, &config.storage.spool, &t, &new)?;
+            writeln!(
+                out,
+                "renamed district {} to {new}; its SFTP username is now {new}",
+                t.subdomain
+            )?;
+            writeln!(
+                out,
+                "next: tell the district to change the username of its SFTP job to {new}"
+            )?;
+            Ok(0)
+        }
+        TenantCommand::Delete {
+            subdomain,
+            purge,
+            yes,
+        } => {
+            let t = store.require_tenant(&subdomain)?;
+            let users = store::user_count(&store.conn, t.id)?;
+            if users > 0 && !purge {
+                bail!("{}", district::has_users(&t.subdomain, users));
+            }
+            if !yes {
+                confirm_delete(&t.subdomain, users)?;
+            }
+            let d = district::delete(&store, &config.storage.spool, &t, purge)?;
+            writeln!(
+                out,
+                "deleted district {}: {}, {}, {}, {}, {}, {}, {} and its spool folder",
+                t.subdomain,
+                count(d.users as u64, "user"),
+                count(d.groups as u64, "group"),
+                count(d.schools as u64, "school"),
+                count(d.keys as u64, "key"),
+                count(d.runs as u64, "import run"),
+                count(d.uploads as u64, "upload"),
+                count(d.emails as u64, "email"),
+            )?;
+            Ok(0)
+        }
     }
 }
 
@@ -373,6 +455,41 @@ pub(super) fn tenant_command(
 fn parse_recipients(flags: &[String]) -> anyhow::Result<Recipients> {
     Recipients::parse(flags.iter().map(String::as_str))
         .map_err(|e| anyhow::anyhow!("--admin-email: {e}"))
+}
+
+/// Ask support to type the subdomain of the district about to be deleted;
+/// an error unless they do.
+fn confirm_delete(sub: &str, users: u64) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!(
+            "not deleted: deleting {sub} must be confirmed by typing its subdomain, and standard input is not a terminal; add --yes to delete it without asking"
+        );
+    }
+    eprint!(
+        "This deletes district {sub}{} and everything of it, for good.\nType its subdomain to confirm: ",
+        if users > 0 {
+            format!(" with its {}", count(users, "user"))
+        } else {
+            String::new()
+        }
+    );
+    let mut typed = String::new();
+    stdin
+        .read_line(&mut typed)
+        .context("cannot read standard input")?;
+    match typed.trim() {
+        "" => bail!("not deleted: nothing was typed"),
+        t if t == sub => Ok(()),
+        t => bail!("not deleted: {t:?} is not {sub}"),
+    }
+}
+
+/// "1 user", "312 users".
+pub(super) fn count(n: impl Into<u64>, what: &str) -> String {
+    let n = n.into();
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 /// The canonical name of a mapping target: a field of any import kind, or `ignore`.

@@ -381,6 +381,49 @@ impl Shared {
             }
         }
     }
+
+    /// A logged-in session's hold on the spool folder of district
+    /// `tenant_id`, named `subdomain` (see
+    /// [`crate::spool::TenantSpool::hold_for_session`]): while it is held,
+    /// support cannot rename or delete the district under the session's
+    /// uploads. `None` if support is doing so right now, or has just done
+    /// so (the district no longer has this name); why is logged.
+    async fn hold_spool(
+        self: &Arc<Self>,
+        tenant_id: i64,
+        subdomain: &str,
+    ) -> Option<Arc<std::fs::File>> {
+        let shared = self.clone();
+        let sub = subdomain.to_owned();
+        let held = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<std::fs::File>> {
+            let spool = crate::spool::TenantSpool::new(&shared.config().storage.spool, &sub);
+            let Some(hold) = spool.hold_for_session()? else {
+                return Ok(None);
+            };
+            let conn = shared.store.lock().unwrap_or_else(|e| e.into_inner());
+            let named = crate::store::tenant_subdomain(&conn, tenant_id)?;
+            Ok((named.as_deref() == Some(sub.as_str())).then_some(hold))
+        })
+        .await;
+        match held {
+            Ok(Ok(Some(hold))) => Some(Arc::new(hold)),
+            Ok(Ok(None)) => {
+                tracing::warn!(
+                    tenant = subdomain,
+                    "login refused: support is renaming or deleting this district right now"
+                );
+                None
+            }
+            Ok(Err(e)) => {
+                tracing::error!(tenant = subdomain, error = %format!("{e:#}"), "login refused: cannot hold the district's spool folder");
+                None
+            }
+            Err(e) => {
+                tracing::error!(tenant = subdomain, error = %e, "login refused: cannot hold the district's spool folder");
+                None
+            }
+        }
+    }
 }
 
 /// SSH messages queued per channel on their way to its task.

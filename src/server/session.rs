@@ -26,6 +26,9 @@ struct Login {
     subdomain: String,
     fingerprint: String,
     _slot: SessionSlot,
+    /// The session's hold on the district's spool folder, shared with its
+    /// SFTP channels (see [`super::Shared::hold_spool`]).
+    hold: Arc<std::fs::File>,
 }
 
 /// What a connection named at its first authentication request, and its
@@ -195,8 +198,8 @@ impl SshSession {
         let subdomain = login.subdomain.clone();
         let span = self.span.clone();
         let sftp = {
-            let (shared, span) = (shared.clone(), span.clone());
-            move || sftp::SftpSession::new(shared, &subdomain, sender, span)
+            let (shared, span, hold) = (shared.clone(), span.clone(), login.hold.clone());
+            move || sftp::SftpSession::new(shared, &subdomain, sender, span, hold)
         };
         let conn = self.conn.clone();
         let id = channel.id();
@@ -331,6 +334,10 @@ impl russh::server::Handler for SshSession {
             tracing::warn!(parent: &self.span, tenant = user, peer = %self.peer, max, "login refused: the tenant's session limit is reached (server.max_sessions_per_tenant)");
             return Ok(Auth::reject());
         };
+        // Not a failure either: support is renaming or deleting the district.
+        let Some(hold) = self.shared.hold_spool(tenant_id, user).await else {
+            return Ok(Auth::reject());
+        };
         self.span.record("tenant", user);
         self.span.record("key", fp.as_str());
         tracing::info!(parent: &self.span, "login");
@@ -339,6 +346,7 @@ impl russh::server::Handler for SshSession {
             subdomain: user.to_owned(),
             fingerprint: fp,
             _slot: slot,
+            hold,
         });
         self.authenticated.store(true, Ordering::Release);
         self.login_slot.release();

@@ -144,18 +144,29 @@ pub struct SftpSession {
     /// Writes refused for their name so far (see [`Self::refuse_name`]).
     refused_names: u32,
     span: tracing::Span,
+    /// The login's hold on the district's spool folder, kept while an
+    /// upload may still be published, even past the SSH session's end.
+    _hold: Arc<std::fs::File>,
 }
 
 impl SftpSession {
     /// `span` is the SSH session's (district, address, key): russh-sftp runs the
-    /// handler on a task of its own, so its events name their parent.
-    pub fn new(shared: Arc<Shared>, subdomain: &str, sender: Sender, span: tracing::Span) -> Self {
+    /// handler on a task of its own, so its events name their parent. `hold`
+    /// is the login's hold on the district's spool folder.
+    pub fn new(
+        shared: Arc<Shared>,
+        subdomain: &str,
+        sender: Sender,
+        span: tracing::Span,
+        hold: Arc<std::fs::File>,
+    ) -> Self {
         let spool = TenantSpool::new(&shared.config().storage.spool, subdomain);
         Self {
             shared,
             spool,
             sender,
             span,
+            _hold: hold,
             handles: HashMap::new(),
             staged: HashMap::new(),
             next_handle: 0,

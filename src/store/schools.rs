@@ -1,5 +1,6 @@
-//! Districts' schools: adding (one, or a file's worth in one transaction)
-//! and listing; names compare without case or spacing.
+//! Districts' schools: adding (one, or a file's worth in one transaction),
+//! listing, finding one as a users file's School cell does, renaming and
+//! removing; names compare without case or spacing.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -87,5 +88,78 @@ impl Store {
             })?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
+    }
+
+    /// The district's school that `text` names, matched as a users file's
+    /// School cell is: by NCES ID, then state ID, then name.
+    pub fn find_school(&self, tenant_id: i64, text: &str) -> Result<Option<School>> {
+        let text = text.trim();
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, name, nces_id, state_id FROM schools WHERE tenant_id = ?1
+                 AND (trim(nces_id) = ?2 OR lower(trim(state_id)) = lower(?2) OR name_key = ?3)
+                 ORDER BY trim(nces_id) = ?2 DESC, lower(trim(state_id)) = lower(?2) DESC
+                 LIMIT 1",
+                params![tenant_id, text, school_name_key(text)],
+                |r| {
+                    Ok(School {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        nces_id: r.get(2)?,
+                        state_id: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Rename school `school_id` of `tenant_id` to `name` (spaces tidied, as
+    /// `add_school` does); returns the stored name. A name another school of
+    /// the district has is a conflict; the same name in another case is not.
+    pub fn rename_school(&self, tenant_id: i64, school_id: i64, name: &str) -> Result<String> {
+        let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
+        if name.is_empty() {
+            return Err(StoreError::Conflict("a school needs a name".into()));
+        }
+        let clash: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT name FROM schools WHERE tenant_id = ?1 AND name_key = ?2 AND id <> ?3",
+                params![tenant_id, school_name_key(&name), school_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(existing) = clash {
+            return Err(StoreError::Conflict(format!(
+                "the district already has a school named {existing:?}; school names must be unique within a district"
+            )));
+        }
+        self.conn.execute(
+            "UPDATE schools SET name = ?3, name_key = ?4 WHERE id = ?2 AND tenant_id = ?1",
+            params![tenant_id, school_id, name, school_name_key(&name)],
+        )?;
+        Ok(name)
+    }
+
+    /// The users that school `school_id` has: (all of them, the inactive
+    /// among them).
+    pub fn school_users(&self, school_id: i64) -> Result<(u64, u64)> {
+        Ok(self.conn.query_row(
+            "SELECT count(*), count(*) FILTER (WHERE active = 0) FROM users WHERE school_id = ?1",
+            [school_id],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )?)
+    }
+
+    /// Remove school `school_id` of `tenant_id`, if no user has it (users
+    /// are never left naming a school that is gone); false if one does.
+    pub fn remove_school(&self, tenant_id: i64, school_id: i64) -> Result<bool> {
+        let removed = self.conn.execute(
+            "DELETE FROM schools WHERE id = ?2 AND tenant_id = ?1
+             AND NOT EXISTS (SELECT 1 FROM users WHERE school_id = ?2)",
+            params![tenant_id, school_id],
+        )?;
+        Ok(removed > 0)
     }
 }

@@ -1,6 +1,6 @@
 //! Districts: registering one, reading them, their settings (time zone,
-//! window, SSO, allowed addresses, full sync, holds, pause, disabled) and
-//! their column mappings.
+//! window, SSO, allowed addresses, full sync, holds, pause, disabled),
+//! their column mappings, and renaming or deleting one with all its rows.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -265,4 +265,92 @@ pub fn column_mapping(
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
     })?;
     rows.collect()
+}
+
+/// The subdomain district `tenant_id` has now; `None` once it is deleted.
+/// What a session or an import checks after taking a district's spool
+/// lock, since a rename or delete may have finished just before.
+pub fn tenant_subdomain(conn: &Connection, tenant_id: i64) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT subdomain FROM tenants WHERE id = ?1",
+        [tenant_id],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// Give district `tenant_id` the subdomain `new`; a subdomain another
+/// district has is a conflict. Everything else of the district names it by
+/// id and follows (its uploads' file paths: [`super::move_upload_files`]).
+pub fn rename_tenant(conn: &Connection, tenant_id: i64, new: &str) -> Result<()> {
+    let taken: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM tenants WHERE subdomain = ?1 AND id <> ?2)",
+        params![new, tenant_id],
+        |r| r.get(0),
+    )?;
+    if taken {
+        return Err(StoreError::Conflict(format!(
+            "tenant {new} already exists; choose another subdomain"
+        )));
+    }
+    conn.execute(
+        "UPDATE tenants SET subdomain = ?2 WHERE id = ?1",
+        params![tenant_id, new],
+    )?;
+    Ok(())
+}
+
+/// What [`delete_tenant`] deleted of a district, for support's answer.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    pub users: usize,
+    pub groups: usize,
+    pub schools: usize,
+    pub keys: usize,
+    pub runs: usize,
+    pub uploads: usize,
+    pub emails: usize,
+}
+
+/// Delete district `tenant_id` and every row of it, in the order its
+/// references need: groups and memberships, runs with their problems and
+/// change journals, uploads, users, schools, keys, column mappings, emails
+/// (sent or not), refused connections and login throttles. Nothing of
+/// another district is touched. Run it in a transaction: all or nothing.
+pub fn delete_tenant(conn: &Connection, tenant_id: i64) -> rusqlite::Result<Deleted> {
+    let delete = |sql: &str| conn.execute(sql, [tenant_id]);
+    delete(
+        "DELETE FROM group_members
+         WHERE group_id IN (SELECT id FROM groups WHERE tenant_id = ?1)
+            OR user_id IN (SELECT id FROM users WHERE tenant_id = ?1)",
+    )?;
+    let groups = delete("DELETE FROM groups WHERE tenant_id = ?1")?;
+    delete(
+        "DELETE FROM import_problems WHERE run_id IN (SELECT id FROM import_runs WHERE tenant_id = ?1)",
+    )?;
+    delete(
+        "DELETE FROM user_changes WHERE run_id IN (SELECT id FROM import_runs WHERE tenant_id = ?1)",
+    )?;
+    // Uploads and runs name each other: unlink before deleting either.
+    delete("UPDATE uploads SET run_id = NULL WHERE tenant_id = ?1")?;
+    let runs = delete("DELETE FROM import_runs WHERE tenant_id = ?1")?;
+    let uploads = delete("DELETE FROM uploads WHERE tenant_id = ?1")?;
+    let users = delete("DELETE FROM users WHERE tenant_id = ?1")?;
+    let schools = delete("DELETE FROM schools WHERE tenant_id = ?1")?;
+    let keys = delete("DELETE FROM ssh_keys WHERE tenant_id = ?1")?;
+    delete("DELETE FROM tenant_columns WHERE tenant_id = ?1")?;
+    let emails = delete("DELETE FROM outbox WHERE tenant_id = ?1")?;
+    delete("DELETE FROM connection_failures WHERE tenant_id = ?1")?;
+    delete("DELETE FROM login_throttles WHERE tenant_id = ?1")?;
+    delete("DELETE FROM refused_uploads WHERE tenant_id = ?1")?;
+    delete("DELETE FROM tenants WHERE id = ?1")?;
+    Ok(Deleted {
+        users,
+        groups,
+        schools,
+        keys,
+        runs,
+        uploads,
+        emails,
+    })
 }

@@ -1,7 +1,8 @@
 //! Uploads: recording one as its district's pending file, taking it for
-//! import, holds and support's decisions on them, failures, archives, and
-//! what the scheduler reads (an import to finish or a file pending, a
-//! night's delivery history). The spool keeps the files; this, their rows.
+//! import, holds and support's decisions on them, failures, archives, their
+//! paths when the district's folder moves, and what the scheduler reads (an
+//! import to finish or a file pending, a night's delivery history). The
+//! spool keeps the files; this, their rows.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -176,6 +177,44 @@ pub fn latest_pending_file(
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
     .optional()
+}
+
+/// District `tenant_id` was renamed from `old` to `new`, and its spool
+/// folder with it: the recorded paths of its uploads' files follow.
+pub fn move_upload_files(
+    conn: &Connection,
+    tenant_id: i64,
+    old: &str,
+    new: &str,
+) -> rusqlite::Result<()> {
+    let rows: Vec<(i64, Option<String>, Option<String>)> = conn
+        .prepare("SELECT id, path, archive FROM uploads WHERE tenant_id = ?1")?
+        .query_map([tenant_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let moved = |path: Option<String>| path.map(|p| moved_path(&p, old, new).unwrap_or(p));
+    let mut update = conn.prepare("UPDATE uploads SET path = ?2, archive = ?3 WHERE id = ?1")?;
+    for (id, path, archive) in rows {
+        update.execute(params![id, moved(path), moved(archive)])?;
+    }
+    Ok(())
+}
+
+/// `path` (`SPOOL/OLD/users.csv`, `SPOOL/OLD/archive/…`) in the folder of
+/// `new` instead: the last component that is `old` is the district's
+/// folder, whatever the spool's path looked like to the process that wrote
+/// it (absolute, or relative to its working directory).
+fn moved_path(path: &str, old: &str, new: &str) -> Option<String> {
+    let inner = format!("/{old}/");
+    if let Some(at) = path.rfind(&inner) {
+        return Some(format!(
+            "{}/{new}/{}",
+            &path[..at],
+            &path[at + inner.len()..]
+        ));
+    }
+    path.strip_prefix(old)?
+        .strip_prefix('/')
+        .map(|rest| format!("{new}/{rest}"))
 }
 
 /// Record which file (device and inode) upload `id` is.
@@ -364,4 +403,32 @@ pub fn upload_received(
         |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
     )
     .optional()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn moved_paths_change_only_the_district_folder() {
+        let cases = [
+            (
+                "/var/spool/lincoln/users.csv",
+                Some("/var/spool/ann/users.csv"),
+            ),
+            (
+                "data/spool/lincoln/archive/upload-3.csv",
+                Some("data/spool/ann/archive/upload-3.csv"),
+            ),
+            ("/lincoln/lincoln/users.csv", Some("/lincoln/ann/users.csv")),
+            ("lincoln/users.csv", Some("ann/users.csv")),
+            ("/var/spool/lincoln-usd/users.csv", None),
+            ("/var/spool/other/users.csv", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(
+                super::moved_path(path, "lincoln", "ann").as_deref(),
+                want,
+                "{path}"
+            );
+        }
+    }
 }

@@ -117,6 +117,15 @@ pub fn has_no_users(conn: &Connection, tenant_id: i64) -> rusqlite::Result<bool>
     )
 }
 
+/// How many users `tenant_id` has, active or not.
+pub fn user_count(conn: &Connection, tenant_id: i64) -> rusqlite::Result<u64> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM users WHERE tenant_id = ?1",
+        [tenant_id],
+        |r| r.get::<_, i64>(0),
+    )? as u64)
+}
+
 /// How many active users `tenant_id` has.
 pub fn active_users(conn: &Connection, tenant_id: i64) -> rusqlite::Result<u64> {
     Ok(conn.query_row(

@@ -45,7 +45,7 @@ fn a_hostile_sftp_client_gets_nothing_and_breaks_nothing() {
     // users.csv (the last complete upload), no stray or sparse file.
     assert_eq!(
         tree(&srv.env.path("data/spool/lincoln")),
-        [".spool.lock", "users.csv"]
+        [".sessions.lock", ".spool.lock", "users.csv"]
     );
     assert_eq!(
         tree(&srv.env.path("data/spool/other-district")),

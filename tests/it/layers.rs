@@ -21,7 +21,7 @@ const FLOORS: &[&[&str]] = &[
     &["mail"],
     &["import"],
     &["spool"],
-    &["scheduler", "server"],
+    &["scheduler", "server", "district"],
     &["daemon"],
     &["cli"],
 ];

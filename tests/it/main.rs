@@ -8,6 +8,7 @@ mod cli;
 mod connect;
 mod crash;
 mod faults;
+mod fix_mistakes;
 mod front_door;
 mod fuzz_corpus;
 mod golden;
