@@ -184,6 +184,17 @@ pub(super) fn deliver_now(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Res
     Ok(())
 }
 
+/// Nothing is imported for a disabled district, by the daemon or by hand.
+fn refuse_disabled(tenant: &Tenant) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !tenant.disabled,
+        "tenant {} is disabled, so nothing is imported for it and nothing changed; `rosterd tenant enable {}` first",
+        tenant.subdomain,
+        tenant.subdomain
+    );
+    Ok(())
+}
+
 /// `import run`: import the pending upload now.
 pub(super) fn import_run(
     config: &Config,
@@ -194,12 +205,7 @@ pub(super) fn import_run(
 ) -> anyhow::Result<i32> {
     let mut store = open_store(config)?;
     let tenant = store.require_tenant(subdomain)?;
-    anyhow::ensure!(
-        !tenant.disabled,
-        "tenant {} is disabled, so nothing is imported for it; `rosterd tenant enable {}` first",
-        tenant.subdomain,
-        tenant.subdomain
-    );
+    refuse_disabled(&tenant)?;
     let scheduler = crate::scheduler::Scheduler::new(
         config,
         crate::daemon::import_context(config, clock.clone())?,
@@ -276,6 +282,9 @@ pub(super) fn import_command(
         } => {
             let store = open_store(config)?;
             let t = store.require_tenant(&subdomain)?;
+            // Before anything is recorded: an approval that cannot be
+            // applied now must leave the run held, to approve or discard later.
+            refuse_disabled(&t)?;
             let upload = crate::spool::approve(&store.conn, t.id, run, clock.now())?;
             eprintln!(
                 "approved run {run} (upload {upload}) of {}; importing it now",

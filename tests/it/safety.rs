@@ -665,3 +665,31 @@ fn a_held_import_run_by_support_exits_4() {
     assert!(out.contains("held"), "{out}");
     assert!(srv.env.ok(&["status"]).contains("HELD          run"));
 }
+
+#[test]
+fn an_approval_refused_for_a_disabled_district_changes_nothing() {
+    let (srv, _clock, key, scheduler) = ten_users();
+    let env = &srv.env;
+    upload(&srv, &key, &roster(0..10, |i| format!("New{i}")));
+    let held = srv.block_on(scheduler.run_once()).unwrap()[0]
+        .run_id
+        .unwrap()
+        .to_string();
+    env.ok(&["tenant", "disable", "lincoln"]);
+    let (code, _, err) = env.run(&["import", "approve", "lincoln", &held]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("is disabled") && err.contains("nothing changed"),
+        "{err}"
+    );
+    // Still held: listed, and neither applied on enabling nor undiscardable.
+    assert!(
+        env.ok(&["status"])
+            .contains(&format!("HELD          run {held}"))
+    );
+    let before = env.export("lincoln");
+    env.ok(&["tenant", "enable", "lincoln"]);
+    assert!(srv.block_on(scheduler.run_once()).unwrap().is_empty());
+    assert_eq!(env.export("lincoln"), before, "enabling applied nothing");
+    env.ok(&["import", "discard", "lincoln", &held]);
+}
