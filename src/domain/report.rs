@@ -106,8 +106,10 @@ pub struct Counts {
     pub deactivated: u64,
     pub reactivated: u64,
     /// Changes to existing users not applied because the district is paused
-    /// for additions only.
+    /// for additions only, the deactivations below included.
     pub kept_back: u64,
+    /// Of those, users the file omits that full sync would have deactivated.
+    pub deactivations_kept_back: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -297,8 +299,16 @@ impl Report {
         if c.kept_back > 0 {
             let _ = writeln!(
                 s,
-                "  kept back  {} (changes to existing users, not applied during the pause)",
-                thousands(c.kept_back)
+                "  kept back  {} (changes to existing users, not applied during the pause{})",
+                thousands(c.kept_back),
+                match c.deactivations_kept_back {
+                    0 => String::new(),
+                    1 => "; 1 of them a deactivation of a user the file omits".to_owned(),
+                    n => format!(
+                        "; {} of them deactivations of users the file omits",
+                        thousands(n)
+                    ),
+                }
             );
         }
         let _ = writeln!(

@@ -400,6 +400,7 @@ pub(crate) fn conclude(
         report.counts.deactivated = 0;
         report.counts.reactivated = 0;
         report.counts.kept_back = 0;
+        report.counts.deactivations_kept_back = 0;
     } else {
         report.outcome = if c.skipped > 0 {
             Outcome::AppliedWithErrors

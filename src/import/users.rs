@@ -385,9 +385,15 @@ fn import_fk_off(
     if tenant.absent == crate::domain::safety::Absent::Deactivate
         && !first_import
         && report.counts.rows > 0
-        && !opts.additions_only
     {
-        report.counts.deactivated = deactivate_absent(&tx, tenant, &mut journal, now, &seen)?;
+        if opts.additions_only {
+            // Withheld like every other change to an existing user, and said.
+            let absent = absent_users(&tx, tenant, &seen)?.len() as u64;
+            report.counts.deactivations_kept_back = absent;
+            report.counts.kept_back += absent;
+        } else {
+            report.counts.deactivated = deactivate_absent(&tx, tenant, &mut journal, now, &seen)?;
+        }
     }
     drop(seen);
     let hold = opts.holds.and_then(|limits| {
@@ -413,6 +419,17 @@ fn import_fk_off(
     Ok(report)
 }
 
+/// The district's active users whose username `seen` does not hold.
+fn absent_users(tx: &Connection, tenant: &Tenant, seen: &Seen) -> anyhow::Result<Vec<i64>> {
+    let mut absent: Vec<i64> = Vec::new();
+    crate::store::for_each_active_user(tx, tenant.id, |id, key| {
+        if !seen.contains_key(&NameId::of(key)) {
+            absent.push(id);
+        }
+    })?;
+    Ok(absent)
+}
+
 /// Deactivate the district's active users whose username `seen` does not hold,
 /// journaling each; returns how many.
 fn deactivate_absent(
@@ -422,12 +439,7 @@ fn deactivate_absent(
     now: i64,
     seen: &Seen,
 ) -> anyhow::Result<u64> {
-    let mut absent: Vec<i64> = Vec::new();
-    crate::store::for_each_active_user(tx, tenant.id, |id, key| {
-        if !seen.contains_key(&NameId::of(key)) {
-            absent.push(id);
-        }
-    })?;
+    let absent = absent_users(tx, tenant, seen)?;
     let mut deactivate = crate::store::Deactivator::new(tx)?;
     for &id in &absent {
         // Only active users are deactivated: that is all they had before.

@@ -294,4 +294,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
     CREATE UNIQUE INDEX outbox_dedupe ON outbox(dedupe_key, recipient COLLATE NOCASE);
     "#,
+    // 12: of the changes an additions-only pause kept back, how many were
+    // deactivations full sync would have made.
+    r#"
+    ALTER TABLE import_runs ADD COLUMN deactivations_kept_back INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];

@@ -38,7 +38,8 @@ pub fn load_report(
         .query_row(
             "SELECT r.kind, r.file_name, r.size, r.sha256, r.encoding, r.started_at, r.finished_at, r.outcome,
                     r.reason, r.rows, r.created, r.updated, r.unchanged, r.skipped, r.errors, r.warnings,
-                    r.problems_truncated, t.subdomain, r.deactivated, r.reactivated, r.kept_back
+                    r.problems_truncated, t.subdomain, r.deactivated, r.reactivated, r.kept_back,
+                    r.deactivations_kept_back
              FROM import_runs r JOIN tenants t ON t.id = r.tenant_id WHERE r.tenant_id = ?1 AND r.id = ?2",
             params![tenant_id, run_id],
             |r| {
@@ -78,6 +79,7 @@ pub fn load_report(
                         deactivated: n(18)?,
                         reactivated: n(19)?,
                         kept_back: n(20)?,
+                        deactivations_kept_back: n(21)?,
                     },
                     problems: Vec::new(),
                     problems_truncated: n(16)?,
@@ -191,9 +193,9 @@ pub fn insert_run(
     conn.execute(
         "INSERT INTO import_runs (tenant_id, kind, source, file_name, size, sha256, upload_id, started_at,
             finished_at, outcome, reason, rows, created, updated, unchanged, skipped, errors, warnings, problems_truncated,
-            encoding, id, deactivated, reactivated, kept_back)
+            encoding, id, deactivated, reactivated, kept_back, deactivations_kept_back)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-            ?22, ?23, ?24)",
+            ?22, ?23, ?24, ?25)",
         params![
             tenant_id,
             report.kind,
@@ -219,6 +221,7 @@ pub fn insert_run(
             c.deactivated as i64,
             c.reactivated as i64,
             c.kept_back as i64,
+            c.deactivations_kept_back as i64,
         ],
     )?;
     let run_id = conn.last_insert_rowid();

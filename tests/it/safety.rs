@@ -638,6 +638,32 @@ fn a_paused_district_keeps_its_uploads_and_gets_no_missing_file_note() {
     assert!(!env.export("lincoln").contains("Summer0"));
     assert!(env.export("lincoln").contains("user11,"));
 
+    // Full sync during the pause: a user the file omits is kept, and counted
+    // and said as a deactivation kept back.
+    env.ok(&["tenant", "set", "lincoln", "--absent", "deactivate"]);
+    upload(&srv, &key, &roster(1..12, |i| format!("Summer{i}")));
+    let r = srv.block_on(scheduler.run_once()).unwrap();
+    let c = r[0].counts;
+    assert_eq!(
+        (c.deactivated, c.kept_back, c.deactivations_kept_back),
+        (0, 10, 1)
+    );
+    let text = r[0].render_text(50, "");
+    assert!(
+        text.contains("kept back  10 (changes to existing users, not applied during the pause; 1 of them a deactivation of a user the file omits)"),
+        "{text}"
+    );
+    let run = r[0].run_id.unwrap().to_string();
+    assert!(
+        env.ok(&["runs", "lincoln", "--id", &run])
+            .contains("1 of them a deactivation")
+    );
+    assert!(
+        !env.export("lincoln").contains("inactive"),
+        "nobody deactivated"
+    );
+    env.ok(&["tenant", "set", "lincoln", "--absent", "keep"]);
+
     env.ok(&["tenant", "resume", "lincoln"]);
     assert!(
         env.ok(&["tenant", "show", "lincoln"])
