@@ -66,6 +66,43 @@ pub(super) fn show_or_blank(v: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// One change, its cells as the CSV has them, under the CSV's column names.
+fn change_json(cells: [&str; 5]) -> serde_json::Value {
+    let [username, change, field, before, after] = cells;
+    serde_json::json!({
+        "username": username,
+        "change": change,
+        "field": field,
+        "before": before,
+        "after": after,
+    })
+}
+
+/// A run's changes as one JSON document, `{"district", "run", "changes":
+/// [{"username", "change", "field", "before", "after"}, …]}`, written as
+/// `changes` yields them: a run of a million changes is never held in memory.
+fn write_changes_json<W: Write>(
+    out: &mut W,
+    district: &str,
+    run: i64,
+    changes: impl FnOnce(&mut dyn FnMut(serde_json::Value) -> anyhow::Result<()>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    write!(
+        out,
+        "{{\n  \"district\": {},\n  \"run\": {run},\n  \"changes\": [",
+        serde_json::to_string(district)?
+    )?;
+    let mut first = true;
+    changes(&mut |change| {
+        out.write_all(if first { b"\n    " } else { b",\n    " })?;
+        first = false;
+        serde_json::to_writer(&mut *out, &change)?;
+        Ok(())
+    })?;
+    writeln!(out, "{}]\n}}", if first { "" } else { "\n  " })?;
+    Ok(())
+}
+
 /// `runs undo`: undo a run, or show what undoing it would do.
 fn undo_command(
     config: &Config,
@@ -128,7 +165,28 @@ pub(super) fn runs_command(
             eprintln!(
                 "run {id} was held: nothing was applied; these are the changes it would make (the administrator's changes.csv)"
             );
-            out.write_all(preview.as_bytes())?;
+            if args.format == Format::Json {
+                write_changes_json(out, &t.subdomain, id, |each| {
+                    let mut rows = csv::Reader::from_reader(preview.as_bytes());
+                    for row in rows.records() {
+                        let row = row?;
+                        each(change_json(std::array::from_fn(|i| {
+                            row.get(i).unwrap_or_default()
+                        })))?;
+                    }
+                    Ok(())
+                })?;
+            } else {
+                out.write_all(preview.as_bytes())?;
+            }
+            return Ok(0);
+        }
+        if args.format == Format::Json {
+            write_changes_json(out, &t.subdomain, id, |each| {
+                import::journal::for_each_change(&store.conn, t.id, id, |c| {
+                    each(change_json(c.cells().each_ref().map(|v| v.as_ref())))
+                })
+            })?;
             return Ok(0);
         }
         if args.format == Format::Csv {
@@ -190,7 +248,7 @@ pub(super) fn runs_command(
     }
     writeln!(
         out,
-        "{:>5} {:<23} {:<6} {:<6} {:<20} {:>7} {:>7} {:>7} {:>9} {:>7} {:>7}",
+        "{:>5} {:<23} {:<6} {:<6} {:<20} {:>7} {:>7} {:>7} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7}",
         "ID",
         "FINISHED",
         "KIND",
@@ -200,13 +258,16 @@ pub(super) fn runs_command(
         "CREATED",
         "UPDATED",
         "UNCHANGED",
+        "DEACT",
+        "REACT",
+        "KEPT",
         "SKIPPED",
         "WARN"
     )?;
     for r in runs {
         writeln!(
             out,
-            "{:>5} {:<23} {:<6} {:<6} {:<20} {:>7} {:>7} {:>7} {:>9} {:>7} {:>7}",
+            "{:>5} {:<23} {:<6} {:<6} {:<20} {:>7} {:>7} {:>7} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7}",
             r.id,
             super::status::stored_time(&r.finished_at, tz),
             r.kind,
@@ -216,6 +277,9 @@ pub(super) fn runs_command(
             r.created,
             r.updated,
             r.unchanged,
+            r.deactivated,
+            r.reactivated,
+            r.kept_back,
             r.skipped,
             r.warnings
         )?;

@@ -271,14 +271,18 @@ impl Report {
             let _ = writeln!(s, "\nWhy: {reason}");
         }
         let _ = writeln!(s);
-        let _ = writeln!(
-            s,
-            "  file       {} ({}, {})",
-            self.file_name,
-            human_size(self.size),
-            self.encoding.as_deref().unwrap_or("not decoded")
-        );
-        let _ = writeln!(s, "  sha256     {}", self.sha256);
+        // An undo reads no file: nothing to say of one.
+        let undo = self.kind == "undo";
+        if !undo {
+            let _ = writeln!(
+                s,
+                "  file       {} ({}, {})",
+                self.file_name,
+                human_size(self.size),
+                self.encoding.as_deref().unwrap_or("not decoded")
+            );
+            let _ = writeln!(s, "  sha256     {}", self.sha256);
+        }
         if self.outcome == Outcome::Unchanged {
             return s;
         }
@@ -292,8 +296,13 @@ impl Report {
         if c.deactivated > 0 {
             let _ = writeln!(
                 s,
-                "  deactivated {} (not in the file; full sync)",
-                thousands(c.deactivated)
+                "  deactivated {} ({})",
+                thousands(c.deactivated),
+                if undo {
+                    "created by the undone run"
+                } else {
+                    "not in the file; full sync"
+                }
             );
         }
         if c.kept_back > 0 {

@@ -346,6 +346,14 @@ pub fn report_subject(report: &Report) -> String {
                 thousands(c.created),
                 thousands(c.updated)
             );
+            // Never hidden: a night that deactivates every account must not
+            // read like a quiet one.
+            if c.deactivated > 0 {
+                s.push_str(&format!(", {} deactivated", thousands(c.deactivated)));
+            }
+            if c.reactivated > 0 {
+                s.push_str(&format!(", {} reactivated", thousands(c.reactivated)));
+            }
             if c.errors > 0 {
                 s.push_str(&format!(
                     ", {} error{}",

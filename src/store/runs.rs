@@ -25,6 +25,10 @@ pub struct RunRow {
     /// What became of it: a held run approved, discarded or superseded, a
     /// run undone (or redone).
     pub resolution: Option<String>,
+    pub deactivated: i64,
+    pub reactivated: i64,
+    /// Changes not applied during an additions-only pause.
+    pub kept_back: i64,
 }
 
 /// Rebuild the full report of a stored run, for `rosterd runs SUB --id N`.
@@ -120,7 +124,7 @@ impl Store {
     pub fn runs(&self, tenant_id: i64, limit: u32) -> Result<Vec<RunRow>> {
         let mut stmt = self.conn.prepare(
             "SELECT id, kind, source, file_name, size, finished_at, outcome, reason, rows, created, updated,
-                    unchanged, skipped, errors, warnings, resolution
+                    unchanged, skipped, errors, warnings, resolution, deactivated, reactivated, kept_back
              FROM import_runs WHERE tenant_id = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
         let rows = stmt
@@ -142,6 +146,9 @@ impl Store {
                     errors: r.get(13)?,
                     warnings: r.get(14)?,
                     resolution: r.get(15)?,
+                    deactivated: r.get(16)?,
+                    reactivated: r.get(17)?,
+                    kept_back: r.get(18)?,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;

@@ -125,6 +125,29 @@ fn changes_are_journaled_listed_and_undone_to_byte_identical_exports() {
         "{csv}"
     );
     assert!(csv.contains("dan.wu,created,,,\n"), "{csv}");
+    let json: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "runs",
+        "lincoln",
+        "--id",
+        "2",
+        "--changes",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(
+        (&json["district"], &json["run"]),
+        (&"lincoln".into(), &2.into())
+    );
+    let changes = json["changes"].as_array().unwrap();
+    assert_eq!(
+        changes.len(),
+        csv.lines().count() - 1,
+        "one entry per CSV line: {json}"
+    );
+    assert!(changes.contains(&serde_json::json!({
+        "username": "dan.wu", "change": "created", "field": "", "before": "", "after": ""
+    })));
 
     // A dry run by default: nothing changes.
     let dry = env.ok(&["runs", "undo", "lincoln", "2"]);
@@ -145,8 +168,22 @@ fn changes_are_journaled_listed_and_undone_to_byte_identical_exports() {
     assert!(undone.contains(dan), "{undone}");
     assert_eq!(undone.replace(dan, ""), before);
     assert_eq!(hash_of("ann.lee"), ann_hash);
+    let mail = newest_eml(&env, "report");
+    assert!(mail.contains("Support undid an import for lincoln (undo of run 2)"));
     assert!(
-        newest_eml(&env, "report").contains("Support undid an import for lincoln (undo of run 2)")
+        mail.contains("deactivated 1 (created by the undone run)"),
+        "{mail}"
+    );
+    assert!(
+        !mail.contains("not decoded") && !mail.contains("full sync"),
+        "{mail}"
+    );
+    let runs: serde_json::Value =
+        serde_json::from_str(&env.ok(&["runs", "lincoln", "--format", "json"])).unwrap();
+    assert_eq!(runs["runs"][0]["deactivated"], 1, "{runs}");
+    assert!(
+        env.ok(&["runs", "lincoln"])
+            .contains("DEACT   REACT    KEPT")
     );
 
     // Undone once; a run and the undo that took it back are in nobody's way.
@@ -242,10 +279,27 @@ fn full_sync_deactivates_absent_users_and_reactivates_them_when_they_return() {
         "lincoln",
         fewer.to_str().unwrap(),
         "--force",
+        "--email",
     ]);
     assert!(
         out.contains("deactivated 2 (not in the file; full sync)"),
         "{out}"
+    );
+    // The subject says so: such a night must not read like a quiet one.
+    let subjects: Vec<String> = env
+        .store()
+        .conn
+        .prepare("SELECT subject FROM outbox WHERE kind = 'report'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        subjects.contains(
+            &"lincoln: fewer.csv imported — 0 created, 0 updated, 2 deactivated".to_owned()
+        ),
+        "{subjects:?}"
     );
     let export = env.export("lincoln");
     assert!(
@@ -372,6 +426,26 @@ fn an_import_past_a_threshold_is_held_emailed_and_applied_once_on_approval() {
         &held_run.to_string(),
         "--changes",
     ]);
+    let json: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "runs",
+        "lincoln",
+        "--id",
+        &held_run.to_string(),
+        "--changes",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert!(
+        json["changes"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!({
+                "username": "user0", "change": "updated", "field": "Last Name",
+                "before": "Half0", "after": "New0"
+            })),
+        "{json}"
+    );
     assert!(
         preview.contains("user0,updated,Last Name,Half0,New0"),
         "{preview}"
