@@ -157,7 +157,7 @@ Examples:\n  rosterd status\n  rosterd status --format json | jq '.districts[] |
 pub enum Format {
     /// A readable summary with the first problems
     Text,
-    /// Every problem as CSV: line,column,value,severity,message
+    /// Every problem as CSV: line,username,first_name,last_name,column,value,severity,message
     Csv,
     /// The whole report as JSON
     Json,

@@ -48,6 +48,48 @@ pub struct Problem {
     pub value: String,
     pub severity: Severity,
     pub message: String,
+    /// Whose row it is, as the file names them: the administrator reading
+    /// the report never sees the file, and a line number alone does not say
+    /// which student to fix. `None` for whole-file problems.
+    pub who: Option<Who>,
+}
+
+/// A row's person: its Username and First and Last Name cells as written
+/// (never its password).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Who {
+    pub username: String,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+impl Who {
+    /// `None` when the row names nobody.
+    pub fn of(username: &str, first_name: &str, last_name: &str) -> Option<Self> {
+        let cell = |v: &str| text::echo(v.trim(), text::ECHO_CHARS).into_owned();
+        let who = Self {
+            username: cell(username),
+            first_name: cell(first_name),
+            last_name: cell(last_name),
+        };
+        (who != Self::default()).then_some(who)
+    }
+
+    /// `ada.l, Ada Lovelace`, `ada.l`, `Ada Lovelace`.
+    pub fn describe(&self) -> String {
+        let name = [self.first_name.as_str(), self.last_name.as_str()]
+            .iter()
+            .filter(|n| !n.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ");
+        [self.username.as_str(), name.as_str()]
+            .iter()
+            .filter(|n| !n.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 impl Problem {
@@ -69,12 +111,14 @@ impl Problem {
         }
     }
 
-    /// One line for people: `line 14, School "Lincon": error no school matches …`.
+    /// One line for people: `line 14 (ada.l, Ada Lovelace), School "Lincon":
+    /// error no school matches …`.
     pub fn describe(&self) -> String {
-        let line = self
-            .line
-            .map(|l| format!("line {l}"))
-            .unwrap_or_else(|| "file".into());
+        let line = match (self.line, &self.who) {
+            (Some(l), Some(who)) => format!("line {l} ({})", who.describe()),
+            (Some(l), None) => format!("line {l}"),
+            (None, _) => "file".into(),
+        };
         // The value is escaped already (see `Report::add`).
         let value = if self.value.is_empty() {
             String::new()
@@ -182,7 +226,10 @@ impl Report {
         }
         if self.problems.len() < MAX_KEPT_PROBLEMS && self.problem_bytes < MAX_KEPT_PROBLEM_BYTES {
             let p = problem().made_safe();
-            self.problem_bytes += p.column.len() + p.value.len() + p.message.len();
+            let who = p.who.as_ref().map_or(0, |w| {
+                w.username.len() + w.first_name.len() + w.last_name.len()
+            });
+            self.problem_bytes += p.column.len() + p.value.len() + p.message.len() + who;
             self.problems.push(p);
         } else {
             self.problems_truncated += 1;
@@ -345,13 +392,23 @@ impl Report {
         s
     }
 
-    /// The kept problems as CSV (line,column,value,severity,message), each
+    /// The kept problems as CSV (line, the row's username and names, column,
+    /// value, severity, message), each
     /// cell neutralised for spreadsheets ([`text::csv_cell`]), stopping
     /// before `max_bytes` with a note row saying how many are left out.
     /// Returns how many kept problems were left out.
     pub fn write_problems_csv(&self, out: &mut Vec<u8>, max_bytes: usize) -> csv::Result<usize> {
         let mut w = text::CsvOut::new(out);
-        w.row(["line", "column", "value", "severity", "message"])?;
+        w.row([
+            "line",
+            "username",
+            "first_name",
+            "last_name",
+            "column",
+            "value",
+            "severity",
+            "message",
+        ])?;
         let mut left_out = 0;
         for (i, p) in self.problems.iter().enumerate() {
             let line = p.line.map(|l| l.to_string()).unwrap_or_default();
@@ -362,8 +419,12 @@ impl Report {
                 left_out = self.problems.len() - i;
                 break;
             }
+            let who = p.who.clone().unwrap_or_default();
             w.row([
                 line.as_str(),
+                &who.username,
+                &who.first_name,
+                &who.last_name,
                 &p.column,
                 &p.value,
                 p.severity.as_str(),
@@ -376,7 +437,7 @@ impl Report {
                 "{} more problems were counted but not listed here; fix those above and upload again to see the rest",
                 thousands(unlisted)
             );
-            w.row(["", "", "", "note", note.as_str()])?;
+            w.row(["", "", "", "", "", "", "note", note.as_str()])?;
         }
         w.flush()?;
         Ok(left_out)

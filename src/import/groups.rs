@@ -202,6 +202,7 @@ impl Rules<'_> {
             value: value.to_owned(),
             severity: Severity::Error,
             message,
+            who: None,
         };
         let cell = |f| self.columns.get(record, f).trim();
 
@@ -274,6 +275,7 @@ impl Rules<'_> {
                     value: String::new(),
                     severity: Severity::Warning,
                     message: "neither an owner nor a group is given, so the user joins no group; add an Owner Name, a Group Name or both".into(),
+                    who: None,
                 })));
             }
             (Some(owner), true) => self.default_group(&owner)?,

@@ -131,6 +131,7 @@ pub(crate) fn new_report(
             value: String::new(),
             severity: Severity::Warning,
             message: note.clone(),
+            who: None,
         });
     }
     report
@@ -222,6 +223,7 @@ pub(crate) fn open_csv<F: header::FieldSet>(
                 },
                 known.join(", ")
             ),
+            who: None,
         });
     }
     Ok(Some((rows, columns)))
@@ -239,6 +241,7 @@ pub(crate) fn extra_fields(record: &csv::StringRecord, width: usize, line: u64) 
                 "the row has {} fields but the header has {width}; a value probably holds a comma without quotes around it",
                 record.len()
             ),
+            who: None,
         }
     })
 }
@@ -376,6 +379,7 @@ pub(crate) fn conclude(
             value: String::new(),
             severity: Severity::Warning,
             message: "the file has a header but no data rows; nothing to import".into(),
+            who: None,
         });
     }
     report.finished_at = timestamp(ctx.clock.now());

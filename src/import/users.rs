@@ -186,7 +186,24 @@ struct Schools {
     nces: HashMap<String, i64>,
     state: HashMap<String, i64>,
     name: HashMap<String, i64>,
+    /// (name key, how a person knows it: `Lincoln Elementary (NCES
+    /// 062271003230)`), for suggestions.
+    listed: Vec<(String, String)>,
 }
+
+/// What the rows' School cells were found to be, remembered per distinct
+/// cell: a district's file names its few schools over and over.
+#[derive(Default)]
+struct SchoolMemo {
+    found: HashMap<String, Option<i64>>,
+    /// The error for a cell that matches nothing, with its suggestions.
+    unknown: HashMap<String, String>,
+}
+
+/// Distinct cells remembered; beyond this (only a file of made-up school
+/// names gets there) cells are matched one by one, and unknown ones get no
+/// suggestion.
+const MEMO_MAX: usize = 4096;
 
 impl Schools {
     fn load(conn: &Connection, tenant_id: i64) -> rusqlite::Result<Self> {
@@ -194,8 +211,14 @@ impl Schools {
             nces: HashMap::new(),
             state: HashMap::new(),
             name: HashMap::new(),
+            listed: Vec::new(),
         };
         crate::store::for_each_school(conn, tenant_id, |id, name, nces, state| {
+            let shown = match &nces {
+                Some(n) => format!("{name} (NCES {})", n.trim()),
+                None => name.clone(),
+            };
+            s.listed.push((school_name_key(&name), shown));
             s.name.insert(school_name_key(&name), id);
             if let Some(n) = nces {
                 s.nces.insert(n.trim().to_owned(), id);
@@ -207,20 +230,53 @@ impl Schools {
         Ok(s)
     }
 
-    /// [`Self::find`], remembering the answer per distinct cell: a district's
-    /// file names its few schools over and over.
-    fn find_memo(&self, cell: &str, memo: &mut HashMap<String, Option<i64>>) -> Option<i64> {
-        /// Distinct cells remembered; beyond this (only a file of made-up
-        /// school names gets there) cells are matched one by one.
-        const MEMO_MAX: usize = 4096;
-        if let Some(&found) = memo.get(cell) {
+    /// [`Self::find`], remembering the answer per distinct cell.
+    fn find_memo(&self, cell: &str, memo: &mut SchoolMemo) -> Option<i64> {
+        if let Some(&found) = memo.found.get(cell) {
             return found;
         }
         let found = self.find(cell);
-        if memo.len() < MEMO_MAX {
-            memo.insert(cell.to_owned(), found);
+        if memo.found.len() < MEMO_MAX {
+            memo.found.insert(cell.to_owned(), found);
         }
         found
+    }
+
+    /// Why `cell` matches no school, naming the closest registered ones.
+    fn unknown(&self, cell: &str, memo: &mut SchoolMemo) -> String {
+        if let Some(why) = memo.unknown.get(cell) {
+            return why.clone();
+        }
+        let mut why = "no school of this district matches by NCES ID, state ID or name".to_owned();
+        if memo.unknown.len() < MEMO_MAX {
+            let closest = self.closest(cell);
+            if !closest.is_empty() {
+                why.push_str(&format!("; did you mean {}?", closest.join(" or ")));
+            }
+        }
+        why.push_str("; use a school's name, NCES ID or state ID exactly as registered (support lists them with `rosterd school list`), or ask support to add the school");
+        if memo.unknown.len() < MEMO_MAX {
+            memo.unknown.insert(cell.to_owned(), why.clone());
+        }
+        why
+    }
+
+    /// The (at most two) registered schools whose names are nearest `cell`,
+    /// if any is near: a typo, a missing word.
+    fn closest(&self, cell: &str) -> Vec<&str> {
+        let key = school_name_key(cell);
+        let mut near: Vec<(usize, &str)> = self
+            .listed
+            .iter()
+            .filter_map(|(name, shown)| {
+                let distance = edit_distance(&key, name);
+                let allowed = 2.max(name.chars().count() / 3);
+                (distance <= allowed || (key.len() >= 4 && name.contains(&key)))
+                    .then_some((distance, shown.as_str()))
+            })
+            .collect();
+        near.sort();
+        near.into_iter().take(2).map(|(_, shown)| shown).collect()
     }
 
     /// NCES ID first, then state ID, then name.
@@ -232,6 +288,26 @@ impl Schools {
             .or_else(|| self.name.get(&school_name_key(v)))
             .copied()
     }
+}
+
+/// Levenshtein distance in characters, for school suggestions (names are
+/// short; capped at 64 characters each, so a hostile cell costs little).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().take(64).collect();
+    let b: Vec<char> = b.chars().take(64).collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// What the store holds for a row's username, as far as the plan needs it.
@@ -522,7 +598,7 @@ fn read_rows(
     let mut batch = fresh();
     let mut total: u64 = 0;
     let mut record = csv::StringRecord::new();
-    let mut school_memo = HashMap::new();
+    let mut school_memo = SchoolMemo::default();
     while let Some(line) = rows.next(&mut record)? {
         batch.rows += 1;
         total += 1;
@@ -542,6 +618,7 @@ fn read_rows(
                             "this username already appears on line {} of this file; each user may appear only once",
                             first.get()
                         ),
+                        who: rules.who(&record),
                     });
                 }
                 std::collections::hash_map::Entry::Vacant(slot) => {
@@ -551,7 +628,11 @@ fn read_rows(
             },
             Err(problems) => {
                 batch.skipped += 1;
-                batch.problems.extend(problems);
+                let who = rules.who(&record);
+                batch.problems.extend(problems.into_iter().map(|p| Problem {
+                    who: who.clone(),
+                    ..p
+                }));
                 // Remember the name so a later row with it is still a duplicate.
                 if let Ok(u) =
                     fields::check_username(rules.columns.get(&record, UserField::Username))
@@ -632,13 +713,23 @@ struct Rules<'a> {
 }
 
 impl Rules<'_> {
+    /// Whose row `record` is, for its problems.
+    fn who(&self, record: &csv::StringRecord) -> Option<crate::domain::report::Who> {
+        let cell = |f| self.columns.get(record, f);
+        crate::domain::report::Who::of(
+            cell(UserField::Username),
+            cell(UserField::FirstName),
+            cell(UserField::LastName),
+        )
+    }
+
     /// Apply every field rule to one record; all problems of the row at once, so
     /// the district can fix them in one go.
     fn check<'r>(
         &self,
         record: &'r csv::StringRecord,
         line: u64,
-        school_memo: &mut HashMap<String, Option<i64>>,
+        school_memo: &mut SchoolMemo,
     ) -> Result<Valid<'r>, Vec<Problem>> {
         let mut problems = Vec::new();
         problems.extend(super::extra_fields(
@@ -657,6 +748,7 @@ impl Rules<'_> {
                 },
                 severity: Severity::Error,
                 message,
+                who: None,
             })
         };
         let cell = |f| self.columns.get(record, f);
@@ -687,11 +779,7 @@ impl Rules<'_> {
             v => {
                 let found = self.schools.find_memo(v, school_memo);
                 if found.is_none() {
-                    fail(
-                        UserField::School,
-                        v,
-                        "no school of this district matches by NCES ID, state ID or name; use one of those exactly as registered, or ask support to add the school".into(),
-                    );
+                    fail(UserField::School, v, self.schools.unknown(v, school_memo));
                 }
                 found
             }
@@ -939,6 +1027,7 @@ fn write_batch(
                         value: String::new(),
                         severity: Severity::Warning,
                         message: "new user without a password: the account cannot sign in until a password is set (fine if your district signs in with SSO; ask support to mark it)".into(),
+                        who: row_who(&row, text),
                     });
                 }
             }
@@ -987,6 +1076,15 @@ fn access_params(change: AccessChange) -> (bool, Option<&'static str>) {
     }
 }
 
+/// Whose valid row `row` is, for its problems.
+fn row_who(row: &Row, text: &Text) -> Option<crate::domain::report::Who> {
+    crate::domain::report::Who::of(
+        text.get(row.username),
+        text.opt(row.first_name).unwrap_or_default(),
+        text.opt(row.last_name).unwrap_or_default(),
+    )
+}
+
 /// The row's username belongs to another district's user: a row error that does
 /// not say which district.
 fn taken(report: &mut Report, rules: &Rules<'_>, row: &Row, text: &Text) {
@@ -997,5 +1095,6 @@ fn taken(report: &mut Report, rules: &Rules<'_>, row: &Row, text: &Text) {
         value: text.get(row.username).to_owned(),
         severity: Severity::Error,
         message: "this username is already in use by another account in the system; usernames must be unique across all districts, so choose another (for example, add your district's prefix)".into(),
+        who: row_who(row, text),
     });
 }

@@ -299,4 +299,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE import_runs ADD COLUMN deactivations_kept_back INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 13: whose row each problem is about (the row's Username, First and
+    // Last Name as written), so the administrator can tell which student to
+    // fix without the file. Empty for whole-file problems and older runs.
+    r#"
+    ALTER TABLE import_problems ADD COLUMN username TEXT NOT NULL DEFAULT '';
+    ALTER TABLE import_problems ADD COLUMN first_name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE import_problems ADD COLUMN last_name TEXT NOT NULL DEFAULT '';
+    "#,
 ];

@@ -95,7 +95,8 @@ pub fn load_report(
         .optional()?
         .ok_or_else(|| anyhow::anyhow!("no run {run_id} for this tenant; `rosterd runs SUB` lists them"))?;
     let mut stmt = conn.prepare(
-        "SELECT line, column, value, severity, message FROM import_problems WHERE run_id = ?1 ORDER BY seq",
+        "SELECT line, column, value, severity, message, username, first_name, last_name
+         FROM import_problems WHERE run_id = ?1 ORDER BY seq",
     )?;
     let problems = stmt.query_map([run_id], |r| {
         Ok(Problem {
@@ -108,6 +109,11 @@ pub fn load_report(
                 Severity::Error
             },
             message: r.get(4)?,
+            who: crate::domain::report::Who::of(
+                &r.get::<_, String>(5)?,
+                &r.get::<_, String>(6)?,
+                &r.get::<_, String>(7)?,
+            ),
         }
         // Runs stored by versions that kept values whole are shown safely too.
         .made_safe())
@@ -233,10 +239,12 @@ pub fn insert_run(
     )?;
     let run_id = conn.last_insert_rowid();
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO import_problems (run_id, seq, line, column, value, severity, message)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO import_problems (run_id, seq, line, column, value, severity, message,
+            username, first_name, last_name)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     for (seq, p) in report.problems.iter().enumerate() {
+        let who = p.who.clone().unwrap_or_default();
         stmt.execute(params![
             run_id,
             seq as i64,
@@ -244,7 +252,10 @@ pub fn insert_run(
             p.column,
             p.value,
             p.severity.as_str(),
-            p.message
+            p.message,
+            who.username,
+            who.first_name,
+            who.last_name,
         ])?;
     }
     Ok(run_id)

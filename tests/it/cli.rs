@@ -32,7 +32,9 @@ fn exit_codes_0_1_2_3() {
     let (code, out, _) = env.run(&["import", "users", "lincoln", some_bad.to_str().unwrap()]);
     assert_eq!(code, 3, "{out}");
     assert!(
-        out.contains("line 4, Username \"xy\": error Username must be at least 4 characters long"),
+        out.contains(
+            "line 4 (xy), Username \"xy\": error Username must be at least 4 characters long"
+        ),
         "{out}"
     );
     let (code, out, err) = env.run(&["import", "users", "lincoln", rejected.to_str().unwrap()]);
@@ -74,17 +76,23 @@ fn problems_as_csv_and_run_history() {
     ]);
     assert_eq!(code, 3);
     let mut lines = out.lines();
-    assert_eq!(lines.next(), Some("line,column,value,severity,message"));
+    assert_eq!(
+        lines.next(),
+        Some("line,username,first_name,last_name,column,value,severity,message")
+    );
     assert!(
         out.contains(
-            "3,Graduation Year,1850,error,Graduation Year 1850 is outside the accepted range"
+            "3,bad1,,,Graduation Year,1850,error,Graduation Year 1850 is outside the accepted range"
         ),
         "{out}"
     );
     let runs = env.ok(&["runs", "lincoln"]);
     assert!(runs.contains("applied_with_errors"), "{runs}");
     let one = env.ok(&["runs", "lincoln", "--id", "1"]);
-    assert!(one.contains("line 3, Graduation Year \"1850\""), "{one}");
+    assert!(
+        one.contains("line 3 (bad1), Graduation Year \"1850\""),
+        "{one}"
+    );
     assert_eq!(env.run(&["runs", "lincoln", "--id", "99"]).0, 1);
 }
 

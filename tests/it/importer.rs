@@ -634,3 +634,43 @@ fn every_row_keeps_its_own_values_across_many_batches() {
         }
     }
 }
+
+#[test]
+fn a_school_that_matches_nothing_names_the_closest_registered_ones_and_the_row() {
+    let env = Env::new();
+    env.tenant("lincoln"); // Lincoln Elementary (NCES 062271003230), Lincoln High
+    let file = env.file(
+        "users.csv",
+        "Username,First Name,Last Name,School\n\
+         ada.l,Ada,Lovelace,Lincon Elementary\n\
+         bob.t,Bob,Tables,Lincoln\n\
+         cy.p,Cy,Press,Washington Middle\n",
+    );
+    let report = env.import("lincoln", &file);
+    let message = |user: &str| {
+        let p = report
+            .problems
+            .iter()
+            .find(|p| p.who.as_ref().is_some_and(|w| w.username == user))
+            .unwrap_or_else(|| panic!("no problem for {user}: {:?}", report.problems));
+        (p.message.clone(), p.describe())
+    };
+    let (ada, line) = message("ada.l");
+    assert!(
+        ada.contains("did you mean Lincoln Elementary (NCES 062271003230)?"),
+        "{ada}"
+    );
+    assert!(
+        line.starts_with("line 2 (ada.l, Ada Lovelace), School \"Lincon Elementary\""),
+        "{line}"
+    );
+    let (bob, _) = message("bob.t");
+    assert!(
+        bob.contains("did you mean Lincoln Elementary (NCES 062271003230) or Lincoln High?")
+            || bob.contains("did you mean Lincoln High or Lincoln Elementary (NCES 062271003230)?"),
+        "{bob}"
+    );
+    let (cy, _) = message("cy.p");
+    assert!(!cy.contains("did you mean"), "nothing near: {cy}");
+    assert!(cy.contains("rosterd school list"), "{cy}");
+}
