@@ -72,6 +72,10 @@ class Install:
         self.config = os.path.join(self.dir, "rosterd.toml")
         with open(self.config, "w") as f:
             f.write('[log]\nlevel = "warn"\n')
+        # Builds since 2a47c46 create the database only in `init` (or `serve`);
+        # an older build being compared creates it at its first command.
+        if subprocess.run([binary, "init", "--help"], capture_output=True).returncode == 0:
+            self.run(["init"], check=True)
         self.run(["tenant", "add", "bench", "--admin-name", "B", "--admin-email", "b@example.org"], check=True)
 
     def run(self, argv, check=False, timeout=600, max_gib=16):

@@ -48,12 +48,22 @@ def measured(cmd, cwd=None):
     return seconds, usage.ru_maxrss / 1024
 
 
+def init_database(binary, d):
+    """`rosterd init` in `d`: builds since 2a47c46 create the database only
+    there (or in `serve`); an older build being compared creates it at its
+    first command."""
+    if subprocess.run([binary, "init", "--help"], capture_output=True).returncode == 0:
+        subprocess.run([binary, "--config", "rosterd.toml", "init"], cwd=d, check=True,
+                       stdout=subprocess.DEVNULL)
+
+
 def rosterd_round(binary, work, base, changed, measure=timed):
     """(first import, every-row-changed re-import) in a fresh directory, as `measure` gives them."""
     d = tempfile.mkdtemp(dir=work)
     with open(os.path.join(d, "rosterd.toml"), "w") as f:
         f.write('[log]\nlevel = "warn"\n')
     cli = [binary, "--config", "rosterd.toml"]
+    init_database(binary, d)
     subprocess.run([*cli, "tenant", "add", "bench", "--admin-name", "B", "--admin-email", "b@example.org"],
                    cwd=d, check=True, stdout=subprocess.DEVNULL)
     with open(os.path.join(d, "schools.csv"), "w") as f:
@@ -79,6 +89,7 @@ def rosterd_schema(binary, work):
     d = tempfile.mkdtemp(dir=work)
     with open(os.path.join(d, "rosterd.toml"), "w") as f:
         f.write('[log]\nlevel = "warn"\n')
+    init_database(binary, d)
     subprocess.run([binary, "--config", "rosterd.toml", "tenant", "add", "bench", "--admin-name", "B",
                     "--admin-email", "b@example.org"], cwd=d, check=True, stdout=subprocess.DEVNULL)
     schema = subprocess.run(["sqlite3", os.path.join(d, "data", "rosterd.db"), ".schema"], check=True,

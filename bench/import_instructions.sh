@@ -26,6 +26,8 @@ declare -A first changed
 for b in "$1" ${2:+"$2"}; do
     d=$(mktemp -d -p "$work")
     printf '[log]\nlevel = "warn"\n[storage]\ndatabase = "%s/rosterd.db"\nspool = "%s/spool"\nfingerprint_key = "%s/fp.key"\n' "$d" "$d" "$d" > "$d/rosterd.toml"
+    # Builds since 2a47c46 create the database only in `init` (or `serve`).
+    if "$b" init --help >/dev/null 2>&1; then "$b" --config "$d/rosterd.toml" init >/dev/null; fi
     "$b" --config "$d/rosterd.toml" tenant add bench --admin-name B --admin-email b@example.org >/dev/null
     { echo Name; for i in 0 1 2 3 4 5 6 7; do echo "School $i"; done; } > "$d/schools.csv"
     "$b" --config "$d/rosterd.toml" school import bench "$d/schools.csv" >/dev/null

@@ -79,6 +79,10 @@ class Rosterd:
             f.write(f'[server]\nlisten = "127.0.0.1:{self.port}"\nmax_upload_bytes = {(size_mib + 1) << 20}\n'
                     f'max_sessions_per_tenant = 4\n[schedule]\ntimezone = "UTC"\nwindow = "{start}-{end}"\n'
                     '[log]\nlevel = "warn"\n')
+        # Builds since 2a47c46 create the database only in `init` (or `serve`);
+        # an older build being compared creates it at its first command.
+        if subprocess.run([binary, "init", "--help"], capture_output=True).returncode == 0:
+            self.cli("init")
         self.cli("tenant", "add", "bench", "--admin-name", "B", "--admin-email", "b@example.org")
         self.cli("key", "add", "bench", key_pub)
         log = open(os.path.join(self.dir, "serve.log"), "a")

@@ -28,6 +28,7 @@ cd "$WORK"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 printf '[server]\nlisten = "127.0.0.1:%s"\n' "$PORT" > rosterd.toml
 export ROSTERD_CONFIG=$WORK/rosterd.toml
+"$BIN" init >/dev/null
 "$BIN" tenant add demo --admin-name Demo --admin-email demo@example.org >/dev/null
 ssh-keygen -q -t ed25519 -N '' -f key
 "$BIN" key add demo key.pub >/dev/null 2>&1

@@ -134,6 +134,7 @@ class Soak:
                 "[holds]\n"
                 "update_percent = 100\ndeactivate_percent = 100\n"
             )
+        self.rosterd("init")
         for sub in self.tenants:
             self.rosterd("tenant", "add", sub, "--admin-name", "Ann Lee", "--admin-email",
                          f"ann@{sub}.example.org")
