@@ -435,12 +435,15 @@ const GOODBYE: Duration = Duration::from_secs(2);
 const AFTER_KILL: Duration = Duration::from_secs(5);
 
 /// File descriptors the configured limits may need at once: a socket per
-/// waiting connection and per session, a file per open handle of every
-/// session's district, and some for the store, the listener and logs.
+/// waiting connection, a socket and a lock file per session, a file per open
+/// handle of every session's district, and some for the store, the listener
+/// and logs.
 pub fn descriptors_needed(config: &Config) -> u64 {
     let s = &config.server;
+    // Per session: its socket, its hold on the district's spool folder
+    // (`.sessions.lock`), and its district's open handles at most.
     u64::from(s.max_queued_logins)
-        + u64::from(s.max_sessions) * (1 + u64::from(s.max_open_handles_per_tenant))
+        + u64::from(s.max_sessions) * (2 + u64::from(s.max_open_handles_per_tenant))
         + 64
 }
 
