@@ -540,6 +540,14 @@ fn undo_fk_off(
                     }
                 }
                 Some(values) => {
+                    // A school removed since cannot be put back.
+                    if let Some(school) = values.get("school_id").and_then(|v| v.as_i64())
+                        && !stored::school_exists(&tx, tenant.id, school)?
+                    {
+                        anyhow::bail!(
+                            "run {run_id} cannot be undone: it would put users back in a school that was removed since; nothing was changed"
+                        );
+                    }
                     journal.record(&tx, e.user, "restored", mask_of(&values))?;
                     restorer.restore(
                         e.user,

@@ -316,3 +316,13 @@ pub fn record_undo(conn: &Connection, undo_id: i64, run_id: i64) -> rusqlite::Re
     )?;
     Ok(())
 }
+
+/// Whether school `school_id` is still one of district `tenant_id`'s: an
+/// undo must not put users back in a school removed since.
+pub fn school_exists(conn: &Connection, tenant_id: i64, school_id: i64) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM schools WHERE id = ?1 AND tenant_id = ?2)",
+        params![school_id, tenant_id],
+        |r| r.get(0),
+    )
+}

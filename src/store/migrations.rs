@@ -307,4 +307,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE import_problems ADD COLUMN first_name TEXT NOT NULL DEFAULT '';
     ALTER TABLE import_problems ADD COLUMN last_name TEXT NOT NULL DEFAULT '';
     "#,
+    // 14: the highest id a removed row had, per table, so a new row never
+    // takes a removed one's id (what AUTOINCREMENT does, without rebuilding
+    // the table): a journaled change naming a removed school must not name
+    // a new one.
+    r#"
+    CREATE TABLE id_floors (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    "#,
 ];

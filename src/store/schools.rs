@@ -55,7 +55,10 @@ pub fn add_school_in(
         )));
     }
     conn.execute(
-        "INSERT INTO schools (tenant_id, name, name_key, nces_id, state_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO schools (id, tenant_id, name, name_key, nces_id, state_id)
+         VALUES (max(coalesce((SELECT max(id) FROM schools), 0),
+                     coalesce((SELECT value FROM id_floors WHERE name = 'schools'), 0)) + 1,
+                 ?1, ?2, ?3, ?4, ?5)",
         params![tenant_id, name, school_name_key(&name), nces, state],
     )?;
     Ok(conn.last_insert_rowid())
@@ -155,11 +158,19 @@ impl Store {
     /// Remove school `school_id` of `tenant_id`, if no user has it (users
     /// are never left naming a school that is gone); false if one does.
     pub fn remove_school(&self, tenant_id: i64, school_id: i64) -> Result<bool> {
-        let removed = self.conn.execute(
+        let tx = self.conn.unchecked_transaction()?;
+        let removed = tx.execute(
             "DELETE FROM schools WHERE id = ?2 AND tenant_id = ?1
              AND NOT EXISTS (SELECT 1 FROM users WHERE school_id = ?2)",
             params![tenant_id, school_id],
         )?;
+        // Its id is never given to another school (see `add_school_in`).
+        tx.execute(
+            "INSERT INTO id_floors (name, value) VALUES ('schools', ?1)
+             ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
+            [school_id],
+        )?;
+        tx.commit()?;
         Ok(removed > 0)
     }
 }

@@ -745,3 +745,48 @@ fn deleting_a_district_is_confirmed_and_users_need_purge() {
     );
     assert_eq!(dangling(&env), 0);
 }
+
+#[test]
+fn a_removed_school_is_never_put_back_by_an_undo_nor_its_id_reused() {
+    let env = Env::new();
+    env.tenant("lincoln"); // Lincoln Elementary, Lincoln High
+    env.ok(&["school", "add", "lincoln", "--name", "Beta Old"]);
+    let first = env.file("a.csv", "Username,First Name,School\ntim01,Tim,Beta Old\n");
+    env.ok(&["import", "users", "lincoln", first.to_str().unwrap()]);
+    let moved = env.file(
+        "b.csv",
+        "Username,First Name,School\ntim01,Tim,Lincoln High\n",
+    );
+    env.ok(&["import", "users", "lincoln", moved.to_str().unwrap()]);
+    let old_id: i64 = env
+        .store()
+        .conn
+        .query_row("SELECT id FROM schools WHERE name = 'Beta Old'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    env.ok(&["school", "remove", "lincoln", "Beta Old"]);
+
+    // The undo of the move would put tim01 back in the removed school.
+    let (code, _, err) = env.run(&["runs", "undo", "lincoln", "2", "--apply"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("a school that was removed since; nothing was changed"),
+        "{err}"
+    );
+    assert!(env.export("lincoln").contains("tim01,,Tim,,Lincoln High,"));
+
+    // A school added afterwards gets a new id, never the removed one's.
+    env.ok(&["school", "add", "lincoln", "--name", "Brand New Academy"]);
+    let new_id: i64 = env
+        .store()
+        .conn
+        .query_row(
+            "SELECT id FROM schools WHERE name = 'Brand New Academy'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(new_id > old_id, "{new_id} <= {old_id}");
+    env.assert_integrity();
+}
