@@ -201,9 +201,14 @@ struct SchoolMemo {
 }
 
 /// Distinct cells remembered; beyond this (only a file of made-up school
-/// names gets there) cells are matched one by one, and unknown ones get no
-/// suggestion.
+/// names gets there) cells are matched one by one. Cells longer than
+/// [`MEMO_CELL_MAX`] are never remembered, so the memo stays small whatever
+/// the file.
 const MEMO_MAX: usize = 4096;
+const MEMO_CELL_MAX: usize = 256;
+/// Distinct unknown cells that get suggestions (the report shows the first
+/// 50 problems): each costs an edit distance against every school.
+const SUGGESTED_MAX: usize = 64;
 
 impl Schools {
     fn load(conn: &Connection, tenant_id: i64) -> rusqlite::Result<Self> {
@@ -236,7 +241,7 @@ impl Schools {
             return found;
         }
         let found = self.find(cell);
-        if memo.found.len() < MEMO_MAX {
+        if memo.found.len() < MEMO_MAX && cell.len() <= MEMO_CELL_MAX {
             memo.found.insert(cell.to_owned(), found);
         }
         found
@@ -248,14 +253,15 @@ impl Schools {
             return why.clone();
         }
         let mut why = "no school of this district matches by NCES ID, state ID or name".to_owned();
-        if memo.unknown.len() < MEMO_MAX {
+        let remembered = memo.unknown.len() < SUGGESTED_MAX && cell.len() <= MEMO_CELL_MAX;
+        if remembered {
             let closest = self.closest(cell);
             if !closest.is_empty() {
                 why.push_str(&format!("; did you mean {}?", closest.join(" or ")));
             }
         }
         why.push_str("; use a school's name, NCES ID or state ID exactly as registered (support lists them with `rosterd school list`), or ask support to add the school");
-        if memo.unknown.len() < MEMO_MAX {
+        if remembered {
             memo.unknown.insert(cell.to_owned(), why.clone());
         }
         why
@@ -269,10 +275,15 @@ impl Schools {
             .listed
             .iter()
             .filter_map(|(name, shown)| {
-                let distance = edit_distance(&key, name);
                 let allowed = 2.max(name.chars().count() / 3);
-                (distance <= allowed || (key.len() >= 4 && name.contains(&key)))
-                    .then_some((distance, shown.as_str()))
+                let contains = key.len() >= 4 && name.contains(&key);
+                // Lengths further apart than the allowed edits: not near,
+                // and no distance to compute.
+                if !contains && name.len().abs_diff(key.len()) > allowed {
+                    return None;
+                }
+                let distance = edit_distance(&key, name);
+                (distance <= allowed || contains).then_some((distance, shown.as_str()))
             })
             .collect();
         near.sort();
