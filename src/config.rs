@@ -442,9 +442,14 @@ impl Config {
             );
         }
         if let Some(url) = &self.mail.smtp_url {
+            // Never the user name and password, even of a mistyped URL.
+            let shown = match url.rfind('@') {
+                Some(at) => format!("…@{}", &url[at + 1..]),
+                None => url.clone(),
+            };
             anyhow::ensure!(
                 url.starts_with("smtp://") || url.starts_with("smtps://"),
-                "mail.smtp_url {url:?} must start with smtp:// or smtps://"
+                "mail.smtp_url {shown:?} must start with smtp:// or smtps://"
             );
         }
         anyhow::ensure!(
@@ -526,6 +531,10 @@ mod tests {
             ("[server]\nlisten = \"nowhere\"", "listen"),
             ("[server]\nmax_sessions = 0", "server.max_sessions"),
             ("[mail]\nsmtp_url = \"http://x\"", "mail.smtp_url"),
+            (
+                "[mail]\nsmtp_url = \"smtps//u:TopSecretPW@host\"",
+                "\"…@host\" must start",
+            ),
             ("[mail]\nfrom = \"not an address\"", "mail.from"),
             ("[log]\nformat = \"xml\"", "format"),
         ];
@@ -535,6 +544,7 @@ mod tests {
                 err.contains(key),
                 "error for {text:?} does not name {key}: {err}"
             );
+            assert!(!err.contains("TopSecretPW"), "{err}");
         }
     }
 

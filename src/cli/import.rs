@@ -146,7 +146,9 @@ fn import_file(
             .report(&tenant, ctx.timezone_of(&tenant), &report, None, now)?;
         crate::mail::queue(&store.conn, &mail, now)?;
     }
-    print_report(&report, args.format, out)?;
+    // A reader gone away (`| head`) changes neither the exit status nor
+    // what follows (the email).
+    super::ignore_closed_pipe(print_report(&report, args.format, out))?;
     if let Some(reason) = &report.reason {
         eprintln!("error: {reason}");
     }
@@ -219,7 +221,7 @@ pub(super) fn import_run(
     )?;
     let code = match scheduler.import_next(&mut store.conn, &tenant)? {
         crate::scheduler::Next::Imported(report) => {
-            print_report(&report, format, out)?;
+            super::ignore_closed_pipe(print_report(&report, format, out))?;
             if let Some(reason) = &report.reason {
                 eprintln!("error: {reason}");
             }

@@ -236,11 +236,29 @@ fn broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// `result`, a closed pipe taken as success: for output that is not the
+/// command's whole point (an import's report), so the reader leaving early
+/// does not hide the import's exit status or stop what comes after.
+fn ignore_closed_pipe(result: anyhow::Result<()>) -> anyhow::Result<()> {
+    match result {
+        Err(e) if broken_pipe(&e) => Ok(()),
+        other => other,
+    }
+}
+
 /// Parse the command line, with `--help` naming the configuration file and
 /// the database this invocation would use.
 fn parse() -> Result<Cli, clap::Error> {
     use clap::{CommandFactory, FromArgMatches};
     let command = Cli::command();
+    // Read the configuration only for help: a file that can be read once
+    // (`--config <(…)`) must be left for the command itself.
+    let asks_help = std::env::args_os()
+        .skip(1)
+        .any(|a| a == "-h" || a == "--help");
+    if !asks_help {
+        return Cli::from_arg_matches(&command.try_get_matches()?);
+    }
     let origin = config::Origin::locate(config_flag(std::env::args_os()).as_deref());
     let in_use = match Config::load(&origin) {
         Ok(config) => format!(
@@ -274,21 +292,21 @@ fn man_pages(dir: &Path) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The value of `--config` among raw arguments, before clap parses them.
+/// The value of `--config` among raw arguments, before clap parses them:
+/// the last one given, as clap takes it.
 fn config_flag(args: impl Iterator<Item = std::ffi::OsString>) -> Option<PathBuf> {
     let mut args = args.skip(1);
+    let mut found = None;
     while let Some(arg) = args.next() {
         if arg == "--config" {
-            return args.next().map(PathBuf::from);
-        }
-        if let Some(value) = arg.to_str().and_then(|a| a.strip_prefix("--config=")) {
-            return Some(value.into());
-        }
-        if arg == "--" {
+            found = args.next().map(PathBuf::from);
+        } else if let Some(value) = arg.to_str().and_then(|a| a.strip_prefix("--config=")) {
+            found = Some(value.into());
+        } else if arg == "--" {
             break;
         }
     }
-    None
+    found
 }
 
 /// Run a parsed command; `Ok` carries the exit code.
@@ -297,8 +315,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Completions { shell } => {
             use clap::CommandFactory;
+            // Generated in memory: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "rosterd", &mut script);
             let out = &mut std::io::stdout().lock();
-            clap_complete::generate(*shell, &mut Cli::command(), "rosterd", out);
+            out.write_all(&script)?;
             out.flush()?;
             return Ok(0);
         }
@@ -368,6 +389,8 @@ fn init(config: &Config, out: &mut impl Write) -> anyhow::Result<i32> {
     let path = &config.storage.database;
     let existed = path.exists();
     let store = Store::open(path)?;
+    // What `serve` would refuse, refused now rather than at the first start.
+    crate::store::check_private(&[path.as_path()])?;
     let version = store.schema_version()?;
     writeln!(out, "configuration  {}", config.origin.describe())?;
     let what = if existed {

@@ -170,8 +170,10 @@ pub(super) fn runs_command(
                     let mut rows = csv::Reader::from_reader(preview.as_bytes());
                     for row in rows.records() {
                         let row = row?;
+                        // The preview's cells are guarded for spreadsheets;
+                        // JSON gives them as they are.
                         each(change_json(std::array::from_fn(|i| {
-                            row.get(i).unwrap_or_default()
+                            crate::domain::text::csv_original(row.get(i).unwrap_or_default())
                         })))?;
                     }
                     Ok(())

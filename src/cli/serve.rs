@@ -79,6 +79,10 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 
 /// `rosterd host-key`: each host key's fingerprint, creating missing keys.
 pub(super) fn host_key(config: &Config, out: &mut impl Write) -> anyhow::Result<i32> {
+    // Only an installation's keys: run where none is (the wrong directory
+    // or configuration), this would make new keys whose fingerprints
+    // support would hand out, and the daemon would never use.
+    drop(super::open_store(config)?);
     for (kind, path, key, created) in
         crate::server::host_keys::load_or_create_host_keys(&config.server)?
     {

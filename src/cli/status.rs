@@ -11,13 +11,18 @@ use super::open_store;
 use super::tenant::tenant_tz;
 
 /// One refused connection: when, from where, as whom, why.
-pub(super) fn describe_failure(f: &store::ConnectionFailure) -> String {
+pub(super) fn describe_failure(f: &store::ConnectionFailure, tz: chrono_tz::Tz) -> String {
     let user = f
         .username
         .as_deref()
         .map(|u| format!(" as {u:?}"))
         .unwrap_or_default();
-    format!("{} from {}{user}: {}", f.at, f.address, f.reason)
+    format!(
+        "{} from {}{user}: {}",
+        stored_time(&f.at, tz),
+        f.address,
+        f.reason
+    )
 }
 
 /// A time the store keeps (RFC 3339, UTC) as a reader in `tz` reads it;
@@ -308,7 +313,7 @@ fn write_text(config: &Config, status: &Status, out: &mut impl Write) -> anyhow:
         )?;
         writeln!(out, "  mail queued   {}", st.mail_queued)?;
         if let Some(f) = &d.last_refused_login {
-            writeln!(out, "  last refused  {}", describe_failure(f))?;
+            writeln!(out, "  last refused  {}", describe_failure(f, tz))?;
         }
         for th in &d.throttles {
             writeln!(out, "  THROTTLED     {}", describe_throttle(th, tz))?;
@@ -340,7 +345,7 @@ fn write_text(config: &Config, status: &Status, out: &mut impl Write) -> anyhow:
             unknown.len()
         )?;
         for f in unknown {
-            writeln!(out, "  {}", describe_failure(f))?;
+            writeln!(out, "  {}", describe_failure(f, config.schedule.timezone))?;
         }
     }
     let mail = &status.mail;
@@ -374,8 +379,9 @@ pub(super) fn describe_refused_upload(r: &store::RefusedUpload, tz: chrono_tz::T
     } else {
         "uploaded as"
     };
+    // The name is stored escaped (see `Shared::record_refused_upload`).
     format!(
-        "{how} {:?} at {} from {}: refused, only users.csv in the root folder is imported",
+        "{how} \"{}\" at {} from {}: refused, only users.csv in the root folder is imported",
         r.name,
         stored_time(&r.at, tz),
         r.address

@@ -34,7 +34,7 @@ pub enum TenantCommand {
         /// Where the district's emails go (import reports, held-import and
         /// failure notices, "no users.csv received" notes): one address, or
         /// several separated by commas (a@x.org,b@y.org) or in repeated
-        /// flags; at most 10 addresses, 1,000 characters in all
+        /// flags; at most 10 addresses, 990 characters in all
         #[arg(long, value_name = "EMAIL[,EMAIL…]", required = true)]
         admin_email: Vec<String>,
         /// IANA time zone [default: schedule.timezone of the config]
@@ -71,7 +71,7 @@ Examples:\n  rosterd tenant show lincoln-usd\n  rosterd tenant show lincoln-usd 
         admin_name: Option<String>,
         /// Where the district's emails go, replacing the addresses stored:
         /// one address, or several separated by commas (a@x.org,b@y.org) or
-        /// in repeated flags; at most 10 addresses, 1,000 characters in all
+        /// in repeated flags; at most 10 addresses, 990 characters in all
         #[arg(long, value_name = "EMAIL[,EMAIL…]")]
         admin_email: Vec<String>,
         /// IANA time zone, or `default` for the config's

@@ -220,7 +220,7 @@ fn write_text(v: &View, tz: chrono_tz::Tz, out: &mut impl Write) -> anyhow::Resu
             v.refused_logins.len()
         )?;
         for f in &v.refused_logins {
-            writeln!(out, "  {}", describe_failure(f))?;
+            writeln!(out, "  {}", describe_failure(f, tz))?;
         }
     }
     if v.refused_uploads.is_empty() {

@@ -199,22 +199,23 @@ pub fn move_upload_files(
     Ok(())
 }
 
-/// `path` (`SPOOL/OLD/users.csv`, `SPOOL/OLD/archive/…`) in the folder of
-/// `new` instead: the last component that is `old` is the district's
-/// folder, whatever the spool's path looked like to the process that wrote
-/// it (absolute, or relative to its working directory).
+/// `path` (`SPOOL/OLD/users.csv`, `SPOOL/OLD/archive/upload-N….csv`) in
+/// the folder of `new` instead: the district's folder is the file's parent,
+/// or its grandparent for a file in `archive/`, whatever the spool's path
+/// looked like to the process that wrote it (absolute, or relative to its
+/// working directory), and whatever the district is called (even `archive`).
 fn moved_path(path: &str, old: &str, new: &str) -> Option<String> {
-    let inner = format!("/{old}/");
-    if let Some(at) = path.rfind(&inner) {
-        return Some(format!(
-            "{}/{new}/{}",
-            &path[..at],
-            &path[at + inner.len()..]
-        ));
-    }
-    path.strip_prefix(old)?
-        .strip_prefix('/')
-        .map(|rest| format!("{new}/{rest}"))
+    let (dir, file) = path.rsplit_once('/')?;
+    let (district_dir, inner) = match dir.rsplit_once('/') {
+        Some((above, "archive")) if file.starts_with("upload-") => (above, "/archive"),
+        _ => (dir, ""),
+    };
+    let root = match district_dir.rsplit_once('/') {
+        Some((root, name)) if name == old => format!("{root}/"),
+        None if district_dir == old => String::new(),
+        _ => return None,
+    };
+    Some(format!("{root}{new}{inner}/{file}"))
 }
 
 /// Record which file (device and inode) upload `id` is.
@@ -420,12 +421,29 @@ mod tests {
             ),
             ("/lincoln/lincoln/users.csv", Some("/lincoln/ann/users.csv")),
             ("lincoln/users.csv", Some("ann/users.csv")),
+            (
+                "lincoln/archive/upload-1.csv",
+                Some("ann/archive/upload-1.csv"),
+            ),
+            (
+                "data/spool/archive/archive/upload-1.original.csv",
+                Some("data/spool/ann/archive/upload-1.original.csv"),
+            ),
             ("/var/spool/lincoln-usd/users.csv", None),
             ("/var/spool/other/users.csv", None),
         ];
         for (path, want) in cases {
             assert_eq!(
-                super::moved_path(path, "lincoln", "ann").as_deref(),
+                super::moved_path(
+                    path,
+                    if path.contains("spool/archive/") {
+                        "archive"
+                    } else {
+                        "lincoln"
+                    },
+                    "ann"
+                )
+                .as_deref(),
                 want,
                 "{path}"
             );

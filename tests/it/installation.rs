@@ -178,3 +178,38 @@ fn the_configuration_is_found_in_the_documented_order_and_named() {
         "{err}"
     );
 }
+
+#[test]
+fn host_key_outside_an_installation_makes_no_keys() {
+    let env = Env::bare();
+    let (code, out, err) = env.run(&["host-key"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains("no database at") && err.contains("rosterd init"),
+        "{err}"
+    );
+    assert!(
+        !env.path("keys").exists(),
+        "no keys made where no installation is"
+    );
+}
+
+#[test]
+fn a_configuration_read_from_a_pipe_is_read_once_and_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!("{BIN} --config <(printf '[storage]\\ndatabase = \"piped.db\"\\n') init");
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(dir.path())
+        .env_remove("ROSTERD_CONFIG")
+        .output()
+        .unwrap();
+    let (code, stdout, stderr) = decode(out);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("piped.db (created"), "{stdout}");
+    assert!(dir.path().join("piped.db").exists());
+    assert!(
+        !dir.path().join("data").exists(),
+        "not the defaults' database"
+    );
+}
