@@ -8,7 +8,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -65,17 +64,9 @@ impl Daemon {
         clock: Arc<dyn Clock>,
         options: Options,
     ) -> anyhow::Result<Self> {
-        let database_dir = config
-            .storage
-            .database
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        crate::store::check_private(&[
-            database_dir,
-            &config.storage.database,
-            &config.storage.spool,
-        ])?;
+        let paths = crate::store::data_paths(&config.storage);
+        crate::store::check_private(&paths)?;
+        let database_dir = paths[0];
         // One daemon per data directory: a second would import the same
         // uploads and send the same reports.
         let data_lock = crate::files::lock_dir(database_dir)

@@ -381,6 +381,8 @@ fn open_store(config: &Config) -> anyhow::Result<Store> {
             config.origin.describe()
         );
     }
+    // Where `serve` would refuse to run, support refuses to write too.
+    crate::store::check_private(&crate::store::data_paths(&config.storage))?;
     Store::open(path)
 }
 
@@ -388,9 +390,9 @@ fn open_store(config: &Config) -> anyhow::Result<Store> {
 fn init(config: &Config, out: &mut impl Write) -> anyhow::Result<i32> {
     let path = &config.storage.database;
     let existed = path.exists();
-    let store = Store::open(path)?;
     // What `serve` would refuse, refused now rather than at the first start.
-    crate::store::check_private(&[path.as_path()])?;
+    crate::store::check_private(&crate::store::data_paths(&config.storage))?;
+    let store = Store::open(path)?;
     let version = store.schema_version()?;
     writeln!(out, "configuration  {}", config.origin.describe())?;
     let what = if existed {

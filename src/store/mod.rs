@@ -39,8 +39,20 @@ pub use tenants::*;
 pub use uploads::*;
 pub use users::*;
 
-/// Refuse to serve from a data directory (or database file) that another
-/// user owns or that every user may write: whoever can write there can
+/// The data directory (the database's folder), the database and the spool
+/// of a configuration, as [`check_private`] checks them: `serve` and every
+/// support command refuse the same places.
+pub fn data_paths(storage: &crate::config::StorageConfig) -> [&Path; 3] {
+    let dir = storage
+        .database
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    [dir, &storage.database, &storage.spool]
+}
+
+/// Refuse a data directory (or database file) that another user owns or
+/// that its group or every user may write: whoever can write there can
 /// replace uploads, reports and accounts. Paths that do not exist yet are
 /// created private later.
 pub fn check_private(paths: &[&Path]) -> anyhow::Result<()> {
@@ -69,6 +81,14 @@ fn unsafe_ownership(uid: u32, mode: u32, me: u32) -> Option<String> {
     if mode & 0o002 != 0 {
         return Some(format!(
             "may be written by every user on this machine (mode {:o}); `chmod o-w` it (rosterd keeps its data at 0700)",
+            mode & 0o7777
+        ));
+    }
+    // As OpenSSH's StrictModes: a group that may write there may replace
+    // uploads, reports and accounts too.
+    if mode & 0o020 != 0 {
+        return Some(format!(
+            "may be written by its group (mode {:o}, owner user {uid}); `chmod g-w` it (rosterd keeps its data at 0700)",
             mode & 0o7777
         ));
     }
@@ -228,6 +248,11 @@ mod tests {
         );
         let open = unsafe_ownership(1000, 0o40777, 1000).unwrap();
         assert!(open.contains("(mode 777)"), "{open}");
+        let group = unsafe_ownership(1000, 0o40770, 1000).unwrap();
+        assert!(
+            group.starts_with("may be written by its group (mode 770"),
+            "{group}"
+        );
     }
 
     #[test]

@@ -546,6 +546,20 @@ fn serve_refuses_unsafe_data_directories_and_a_read_only_database() {
         err.contains("data may be written by every user on this machine (mode 777)"),
         "{err}"
     );
+    // Every support command refuses it too, and so does a group that may write.
+    for mode in [0o777, 0o770] {
+        std::fs::set_permissions(env.path("data"), std::fs::Permissions::from_mode(mode)).unwrap();
+        for args in [&["status"][..], &["tenant", "list"], &["init"]] {
+            let (code, _, err) = env.run(args);
+            assert_eq!(code, 1, "rosterd {args:?} with mode {mode:o}: {err}");
+            assert!(
+                err.contains("data may be written by") && err.contains(&format!("(mode {mode:o}")),
+                "{err}"
+            );
+        }
+    }
+    std::fs::set_permissions(env.path("data"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    env.ok(&["status"]);
 
     // Owned by someone else: as root, a directory given to nobody; as
     // anyone else, the root directory.
@@ -566,6 +580,9 @@ fn serve_refuses_unsafe_data_directories_and_a_read_only_database() {
     );
     std::fs::write(&env.config, config).unwrap();
     let (code, _, err) = env.run(&["serve"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("but rosterd runs as user"), "{err}");
+    let (code, _, err) = env.run(&["status"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("but rosterd runs as user"), "{err}");
 
