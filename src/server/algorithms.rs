@@ -59,18 +59,44 @@ const CIPHERS: &[russh::cipher::Name] = &[
     russh::cipher::AES_128_GCM,
     russh::cipher::AES_256_GCM,
 ];
+/// MACs: OpenSSH 9.x's sshd offers hmac-sha1 and its -etm form by default
+/// too (HMAC-SHA1 is not broken as a MAC), so they are offered, last.
 const MACS: &[russh::mac::Name] = &[
     russh::mac::HMAC_SHA256_ETM,
     russh::mac::HMAC_SHA512_ETM,
     russh::mac::HMAC_SHA256,
     russh::mac::HMAC_SHA512,
+    russh::mac::HMAC_SHA1_ETM,
+    russh::mac::HMAC_SHA1,
+];
+/// User-key signatures announced in `server-sig-algs`: every one accepted,
+/// `ssh-rsa` (SHA-1) included, which the host key never signs with unless
+/// `server.legacy_algorithms` is on. Clients that honour the list (paramiko
+/// 2.x, OpenSSH limited to ssh-rsa) otherwise refuse to sign with an RSA key.
+const USER_SIGNATURES: &[russh::keys::Algorithm] = &[
+    russh::keys::Algorithm::Ed25519,
+    russh::keys::Algorithm::Ecdsa {
+        curve: russh::keys::EcdsaCurve::NistP256,
+    },
+    russh::keys::Algorithm::Ecdsa {
+        curve: russh::keys::EcdsaCurve::NistP384,
+    },
+    russh::keys::Algorithm::Ecdsa {
+        curve: russh::keys::EcdsaCurve::NistP521,
+    },
+    russh::keys::Algorithm::Rsa {
+        hash: Some(HashAlg::Sha512),
+    },
+    russh::keys::Algorithm::Rsa {
+        hash: Some(HashAlg::Sha256),
+    },
+    russh::keys::Algorithm::Rsa { hash: None },
 ];
 
 /// What `server.legacy_algorithms` adds: the weak algorithms OpenSSH has
 /// turned off, last in each list.
 const LEGACY_KEX: &[russh::kex::Name] = &[russh::kex::DH_G14_SHA1];
 const LEGACY_KEYS: &[russh::keys::Algorithm] = &[russh::keys::Algorithm::Rsa { hash: None }];
-const LEGACY_MACS: &[russh::mac::Name] = &[russh::mac::HMAC_SHA1_ETM, russh::mac::HMAC_SHA1];
 
 /// The algorithms offered, with or without the legacy ones.
 pub fn preferred(legacy: bool) -> russh::Preferred {
@@ -87,7 +113,7 @@ pub fn preferred(legacy: bool) -> russh::Preferred {
         key: with(KEYS, LEGACY_KEYS, legacy),
         host_key_certificates: Cow::Borrowed(&[]),
         cipher: Cow::Borrowed(CIPHERS),
-        mac: with(MACS, LEGACY_MACS, legacy),
+        mac: Cow::Borrowed(MACS),
         compression: Cow::Borrowed(&[russh::compression::NONE]),
     }
 }
@@ -101,6 +127,7 @@ pub fn ssh_config(config: &Config, host_keys: Vec<PrivateKey>) -> Arc<russh::ser
         methods,
         keys: host_keys,
         preferred: preferred(config.server.legacy_algorithms),
+        server_sig_algs: Some(std::borrow::Cow::Borrowed(USER_SIGNATURES)),
         auth_rejection_time: Duration::from_secs(1),
         auth_rejection_time_initial: Some(Duration::from_secs(0)),
         // Only a backstop: the watchdog in `serve_connection` applies the idle
@@ -276,12 +303,7 @@ mod tests {
             v
         };
         let modern = names(&preferred(false));
-        for weak in [
-            "diffie-hellman-group14-sha1",
-            "hmac-sha1",
-            "hmac-sha1-etm@openssh.com",
-            "ssh-rsa",
-        ] {
+        for weak in ["diffie-hellman-group14-sha1", "ssh-rsa"] {
             assert!(
                 !modern.iter().any(|n| n == weak),
                 "{weak} offered by default"
@@ -293,9 +315,20 @@ mod tests {
             "diffie-hellman-group-exchange-sha256",
             "rsa-sha2-512",
             "kex-strict-s-v00@openssh.com",
+            // As OpenSSH 9.x's sshd: offered by default, last.
+            "hmac-sha1",
+            "hmac-sha1-etm@openssh.com",
         ] {
             assert!(modern.iter().any(|n| n == wanted), "{wanted} missing");
         }
+        let offered = preferred(false);
+        let macs: Vec<&str> = offered.mac.iter().map(|m| m.as_ref()).collect();
+        assert_eq!(
+            &macs[macs.len() - 2..],
+            ["hmac-sha1-etm@openssh.com", "hmac-sha1"]
+        );
+        // ssh-rsa user signatures are announced, though never host-key ones.
+        assert!(USER_SIGNATURES.contains(&russh::keys::Algorithm::Rsa { hash: None }));
         let legacy = names(&preferred(true));
         for weak in ["diffie-hellman-group14-sha1", "hmac-sha1", "ssh-rsa"] {
             assert!(

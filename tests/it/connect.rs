@@ -478,3 +478,56 @@ fn a_second_daemon_on_the_same_data_directory_is_refused_and_the_first_runs_on()
     assert_eq!(code, 0, "{err}");
     second.kill();
 }
+
+#[test]
+fn clients_limited_to_hmac_sha1_or_ssh_rsa_signatures_connect_without_the_legacy_switch() {
+    let env = Env::new();
+    let (ed25519, _) = tenant_with_key(&env, "lincoln");
+    let rsa = env.path("rsa_key");
+    ssh_keygen(&[
+        "-q",
+        "-t",
+        "rsa",
+        "-b",
+        "2048",
+        "-N",
+        "",
+        "-f",
+        rsa.to_str().unwrap(),
+    ]);
+    env.ok(&["key", "add", "lincoln", &format!("{}.pub", rsa.display())]);
+    env.file("users.csv", "Username\njdoe\n");
+    let port = free_port();
+    listen_on(&env, port, "");
+    let daemon = start(&env, port);
+
+    // OpenSSH 9.x's sshd offers hmac-sha1 by default; so does rosterd now.
+    let (code, _, err) = sftp(
+        &env,
+        &ed25519,
+        port,
+        &["-c", "aes128-ctr", "-o", "MACs=hmac-sha1"],
+    );
+    assert_eq!(code, 0, "hmac-sha1: {err}");
+    let (code, _, err) = sftp(
+        &env,
+        &ed25519,
+        port,
+        &["-c", "aes128-ctr", "-o", "MACs=hmac-sha1-etm@openssh.com"],
+    );
+    assert_eq!(code, 0, "hmac-sha1-etm: {err}");
+
+    // A client that signs with ssh-rsa (SHA-1) only, and trusts the server's
+    // server-sig-algs to say whether that is accepted: rosterd accepted the
+    // signature but did not list it, so the client gave up.
+    let (code, _, err) = sftp(
+        &env,
+        &rsa,
+        port,
+        &["-o", "PubkeyAcceptedAlgorithms=ssh-rsa"],
+    );
+    assert_eq!(code, 0, "OpenSSH limited to ssh-rsa: {err}");
+    daemon.kill();
+    // (paramiko 5 no longer signs with ssh-rsa at all; the paramiko 2.x
+    // that SIS exports embed does, and honours server-sig-algs the same way.)
+}

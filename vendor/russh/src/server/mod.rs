@@ -89,6 +89,12 @@ pub struct Config {
     pub event_buffer_size: usize,
     /// Lists of preferred algorithms.
     pub preferred: Preferred,
+    /// The user-key signature algorithms announced in the RFC 8308
+    /// `server-sig-algs` extension; `None`: `preferred.key`, as before. A
+    /// server may accept user signatures it would not sign its host key
+    /// with (`ssh-rsa`, SHA-1), and clients that honour `server-sig-algs`
+    /// refuse to sign with what it does not list.
+    pub server_sig_algs: Option<Cow<'static, [crate::keys::Algorithm]>>,
     /// Maximal number of allowed authentication attempts.
     pub max_auth_attempts: usize,
     /// Time after which the connection is garbage-collected.
@@ -121,6 +127,7 @@ impl Default for Config {
             event_buffer_size: 10,
             limits: Limits::default(),
             preferred: Default::default(),
+            server_sig_algs: None,
             max_auth_attempts: 10,
             inactivity_timeout: Some(std::time::Duration::from_secs(600)),
             keepalive_interval: None,

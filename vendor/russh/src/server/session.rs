@@ -1539,11 +1539,12 @@ impl Session {
                 1u32.encode(&mut enc.write)?;
                 "server-sig-algs".encode(&mut enc.write)?;
 
+                let config = &self.common.config;
                 NameList(
-                    self.common
-                        .config
-                        .preferred
-                        .key
+                    config
+                        .server_sig_algs
+                        .as_deref()
+                        .unwrap_or(&config.preferred.key)
                         .iter()
                         .map(|x| x.to_string())
                         .collect(),
