@@ -69,34 +69,22 @@ const MACS: &[russh::mac::Name] = &[
     russh::mac::HMAC_SHA1_ETM,
     russh::mac::HMAC_SHA1,
 ];
-/// User-key signatures announced in `server-sig-algs`: every one accepted,
-/// `ssh-rsa` (SHA-1) included, which the host key never signs with unless
-/// `server.legacy_algorithms` is on. Clients that honour the list (paramiko
-/// 2.x, OpenSSH limited to ssh-rsa) otherwise refuse to sign with an RSA key.
-const USER_SIGNATURES: &[russh::keys::Algorithm] = &[
-    russh::keys::Algorithm::Ed25519,
-    russh::keys::Algorithm::Ecdsa {
-        curve: russh::keys::EcdsaCurve::NistP256,
-    },
-    russh::keys::Algorithm::Ecdsa {
-        curve: russh::keys::EcdsaCurve::NistP384,
-    },
-    russh::keys::Algorithm::Ecdsa {
-        curve: russh::keys::EcdsaCurve::NistP521,
-    },
-    russh::keys::Algorithm::Rsa {
-        hash: Some(HashAlg::Sha512),
-    },
-    russh::keys::Algorithm::Rsa {
-        hash: Some(HashAlg::Sha256),
-    },
-    russh::keys::Algorithm::Rsa { hash: None },
-];
 
 /// What `server.legacy_algorithms` adds: the weak algorithms OpenSSH has
 /// turned off, last in each list.
 const LEGACY_KEX: &[russh::kex::Name] = &[russh::kex::DH_G14_SHA1];
 const LEGACY_KEYS: &[russh::keys::Algorithm] = &[russh::keys::Algorithm::Rsa { hash: None }];
+
+/// User-key signatures announced in `server-sig-algs`: every one accepted,
+/// `ssh-rsa` (SHA-1) included, which the host key never signs with unless
+/// `server.legacy_algorithms` is on. Clients that honour the list (paramiko
+/// 2.x, OpenSSH limited to ssh-rsa) otherwise refuse to sign with an RSA key.
+fn user_signatures() -> Vec<russh::keys::Algorithm> {
+    KEYS.iter()
+        .cloned()
+        .chain(LEGACY_KEYS.iter().cloned())
+        .collect()
+}
 
 /// The algorithms offered, with or without the legacy ones.
 pub fn preferred(legacy: bool) -> russh::Preferred {
@@ -127,7 +115,7 @@ pub fn ssh_config(config: &Config, host_keys: Vec<PrivateKey>) -> Arc<russh::ser
         methods,
         keys: host_keys,
         preferred: preferred(config.server.legacy_algorithms),
-        server_sig_algs: Some(std::borrow::Cow::Borrowed(USER_SIGNATURES)),
+        server_sig_algs: Some(std::borrow::Cow::Owned(user_signatures())),
         auth_rejection_time: Duration::from_secs(1),
         auth_rejection_time_initial: Some(Duration::from_secs(0)),
         // Only a backstop: the watchdog in `serve_connection` applies the idle
@@ -328,7 +316,7 @@ mod tests {
             ["hmac-sha1-etm@openssh.com", "hmac-sha1"]
         );
         // ssh-rsa user signatures are announced, though never host-key ones.
-        assert!(USER_SIGNATURES.contains(&russh::keys::Algorithm::Rsa { hash: None }));
+        assert!(user_signatures().contains(&russh::keys::Algorithm::Rsa { hash: None }));
         let legacy = names(&preferred(true));
         for weak in ["diffie-hellman-group14-sha1", "hmac-sha1", "ssh-rsa"] {
             assert!(
