@@ -10,6 +10,8 @@ use thiserror::Error;
 
 /// RSA keys shorter than this are refused.
 pub const MIN_RSA_BITS: u32 = 2048;
+/// OpenSSH's own upper bound: larger keys only cost every login more.
+pub const MAX_RSA_BITS: u32 = 16384;
 
 /// A public key that passed every rule and may be registered.
 #[derive(Debug, Clone)]
@@ -58,6 +60,10 @@ pub enum KeyError {
         "{where_}: this RSA key has only {bits} bits; at least {MIN_RSA_BITS} are required. Generate a new key with `ssh-keygen -t ed25519` (or `-t rsa -b 4096`)"
     )]
     ShortRsa { where_: String, bits: u32 },
+    #[error(
+        "{where_}: this RSA key has {bits} bits; OpenSSH accepts at most {MAX_RSA_BITS}, and so does rosterd. Generate a new key with `ssh-keygen -t ed25519` (or `-t rsa -b 4096`)"
+    )]
+    LongRsa { where_: String, bits: u32 },
     #[error("{0}: certificates are not accepted; register the plain public key")]
     Certificate(String),
     #[error(
@@ -535,6 +541,12 @@ fn accept(key: PublicKey, comment: String, where_: &str) -> Result<AcceptedKey, 
                 bits,
             });
         }
+        (Some(("RSA", bits)), _) if bits > MAX_RSA_BITS => {
+            return Err(KeyError::LongRsa {
+                where_: where_.into(),
+                bits,
+            });
+        }
         (Some(known), _) => known,
         (None, KeyData::Dsa(_)) => return Err(KeyError::Dsa(where_.into())),
         (None, other) => {
@@ -594,6 +606,22 @@ fn split_outside_quotes(line: &str) -> Vec<&str> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_rsa_key_over_openssh_s_limit_is_refused() {
+        // n of 20,000 bits (an mpint: a leading zero byte before the high bit).
+        let mut n = vec![0u8, 0xc5];
+        n.extend(std::iter::repeat_n(0x5a, 2499));
+        n.push(0x01);
+        let blob = ssh_wire(&[b"ssh-rsa", &[0x01, 0x00, 0x01], &n]);
+        let line = format!("ssh-rsa {} big@example", Base64::encode_string(&blob));
+        let err = parse_public_keys(&line).unwrap_err();
+        assert!(
+            matches!(err, KeyError::LongRsa { bits, .. } if bits > MAX_RSA_BITS),
+            "{err}"
+        );
+        assert!(err.to_string().contains("at most 16384"), "{err}");
+    }
 
     #[test]
     fn a_pem_ed25519_key_is_read_as_its_ssh_form() {
