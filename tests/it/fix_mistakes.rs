@@ -3,13 +3,12 @@
 //! real binary, beside a running daemon where it matters. Each command's
 //! refusals leave everything as it was.
 
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
-use crate::server::{TestServer, ssh_opts, tenant_with_key};
+use crate::server::{TestServer, tenant_with_key};
 
 /// Users of Lincoln High (by name) and Lincoln Elementary (by NCES ID).
 const USERS: &str = "Username,First Name,School,Graduation Year\n\
@@ -196,35 +195,6 @@ fn a_school_is_removed_only_once_no_user_is_in_it() {
     );
 }
 
-/// An `sftp` session of `user` held open (it waits on its standard input)
-/// once it has logged in; ends when its standard input is closed.
-fn open_session(srv: &TestServer, user: &str, key: &Path) -> (Child, std::process::ChildStdin) {
-    let mut holder = Command::new("sftp")
-        .args(ssh_opts(key))
-        .args(["-P", &srv.port.to_string(), "-b", "-"])
-        .arg(format!("{user}@127.0.0.1"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = holder.stdin.take().unwrap();
-    stdin.write_all(b"pwd\n").unwrap();
-    let mut out = holder.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !String::from_utf8_lossy(&seen).contains("Remote working directory") {
-        let mut buf = [0u8; 256];
-        let n = out.read(&mut buf).unwrap();
-        assert!(
-            n > 0 && Instant::now() < deadline,
-            "the session never logged in"
-        );
-        seen.extend_from_slice(&buf[..n]);
-    }
-    (holder, stdin)
-}
-
 /// Retry `args` until it succeeds (a session's end reaches the server a
 /// moment after its client exits); its standard output.
 fn ok_soon(env: &Env, args: &[&str]) -> String {
@@ -378,7 +348,7 @@ fn a_district_is_not_renamed_or_deleted_under_a_session_or_an_import() {
     let srv = TestServer::start(env, |_| {});
     let before = snapshot(&srv.env);
 
-    let (mut holder, stdin) = open_session(&srv, "lincoln", &key);
+    let (mut holder, stdin) = srv.open_session("lincoln", &key);
     let busy = "lincoln has an SFTP session open (an upload may be in progress); try again once it has ended (`rosterd tenant disable lincoln` keeps new ones out meanwhile)";
     let err = refused(&srv.env, &["tenant", "rename", "lincoln", "lincoln-usd"]);
     assert!(err.contains(busy), "{err}");

@@ -105,6 +105,40 @@ impl TestServer {
     }
 
     /// Run `sftp -b -` with `batch` as user@127.0.0.1; returns (code, stdout, stderr).
+    /// An `sftp` session of `user` held open (it waits on its standard
+    /// input) once it has logged in, that is once its first command has
+    /// answered; it ends when its standard input is closed.
+    pub fn open_session(
+        &self,
+        user: &str,
+        key: &Path,
+    ) -> (std::process::Child, std::process::ChildStdin) {
+        let mut holder = Command::new("sftp")
+            .args(ssh_opts(key))
+            .args(["-P", &self.port.to_string(), "-b", "-"])
+            .arg(format!("{user}@127.0.0.1"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = holder.stdin.take().unwrap();
+        stdin.write_all(b"pwd\n").unwrap();
+        let mut out = holder.stdout.take().unwrap();
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !String::from_utf8_lossy(&seen).contains("Remote working directory") {
+            let mut buf = [0u8; 256];
+            let n = std::io::Read::read(&mut out, &mut buf).unwrap();
+            assert!(
+                n > 0 && Instant::now() < deadline,
+                "the session never logged in"
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+        (holder, stdin)
+    }
+
     pub fn sftp(&self, user: &str, key: &Path, batch: &str) -> (i32, String, String) {
         self.sftp_from("127.0.0.1", user, key, batch)
     }
@@ -574,30 +608,8 @@ fn per_tenant_session_limit() {
     let (key, _) = tenant_with_key(&env, "lincoln");
     let (other, _) = tenant_with_key(&env, "other");
     let srv = TestServer::start(env, |c| c.server.max_sessions_per_tenant = 1);
-    // One session held open (sftp waits on its standard input)...
-    let mut holder = Command::new("sftp")
-        .args(ssh_opts(&key))
-        .args(["-P", &srv.port.to_string(), "-b", "-", "lincoln@127.0.0.1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = holder.stdin.take().unwrap();
-    stdin.write_all(b"pwd\n").unwrap();
-    // ... is logged in once its first command has answered.
-    let mut out = holder.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !String::from_utf8_lossy(&seen).contains("Remote working directory") {
-        let mut buf = [0u8; 256];
-        let n = std::io::Read::read(&mut out, &mut buf).unwrap();
-        assert!(
-            n > 0 && Instant::now() < deadline,
-            "the first session never logged in"
-        );
-        seen.extend_from_slice(&buf[..n]);
-    }
+    // One session held open, logged in.
+    let (mut holder, stdin) = srv.open_session("lincoln", &key);
     // A second session of the same tenant is refused; another tenant is not affected.
     let (code, _, err) = srv.sftp("lincoln", &key, "ls\n");
     assert_ne!(code, 0, "second session of the tenant was allowed");
