@@ -397,6 +397,12 @@ fn parse_pem(label: &str, base64: &str, where_: &str) -> Result<AcceptedKey, Key
     accept(key, String::new(), where_)
 }
 
+/// The DER tags of the public-key structures read here.
+const DER_SEQUENCE: u8 = 0x30;
+const DER_INTEGER: u8 = 0x02;
+const DER_BIT_STRING: u8 = 0x03;
+const DER_OID: u8 = 0x06;
+
 /// One DER element of `input`: its tag, its contents, and what follows.
 fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = input.split_first()?;
@@ -429,15 +435,13 @@ fn ssh_wire(parts: &[&[u8]]) -> Vec<u8> {
 /// PKCS #1 `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent
 /// INTEGER }`. DER integers are already SSH's mpints.
 fn pkcs1_rsa_to_ssh(der: &[u8]) -> Option<Vec<u8>> {
-    const SEQUENCE: u8 = 0x30;
-    const INTEGER: u8 = 0x02;
-    let (SEQUENCE, body, _) = der_element(der)? else {
+    let (DER_SEQUENCE, body, _) = der_element(der)? else {
         return None;
     };
-    let (INTEGER, n, rest) = der_element(body)? else {
+    let (DER_INTEGER, n, rest) = der_element(body)? else {
         return None;
     };
-    let (INTEGER, e, _) = der_element(rest)? else {
+    let (DER_INTEGER, e, _) = der_element(rest)? else {
         return None;
     };
     Some(ssh_wire(&[b"ssh-rsa", e, n]))
@@ -446,9 +450,6 @@ fn pkcs1_rsa_to_ssh(der: &[u8]) -> Option<Vec<u8>> {
 /// X.509 `SubjectPublicKeyInfo ::= SEQUENCE { algorithm SEQUENCE { OID,
 /// parameters }, subjectPublicKey BIT STRING }`.
 fn spki_to_ssh(der: &[u8]) -> Option<Vec<u8>> {
-    const SEQUENCE: u8 = 0x30;
-    const OID: u8 = 0x06;
-    const BIT_STRING: u8 = 0x03;
     const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
     const EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
     const ED25519: &[u8] = &[0x2b, 0x65, 0x70];
@@ -460,26 +461,26 @@ fn spki_to_ssh(der: &[u8]) -> Option<Vec<u8>> {
         (&[0x2b, 0x81, 0x04, 0x00, 0x22], "nistp384"),
         (&[0x2b, 0x81, 0x04, 0x00, 0x23], "nistp521"),
     ];
-    let (SEQUENCE, body, _) = der_element(der)? else {
+    let (DER_SEQUENCE, body, _) = der_element(der)? else {
         return None;
     };
-    let (SEQUENCE, algorithm, rest) = der_element(body)? else {
+    let (DER_SEQUENCE, algorithm, rest) = der_element(body)? else {
         return None;
     };
-    let (BIT_STRING, bits, _) = der_element(rest)? else {
+    let (DER_BIT_STRING, bits, _) = der_element(rest)? else {
         return None;
     };
     let (0, key) = bits.split_first()? else {
         return None;
     };
-    let (OID, oid, params) = der_element(algorithm)? else {
+    let (DER_OID, oid, params) = der_element(algorithm)? else {
         return None;
     };
     match oid {
         RSA => pkcs1_rsa_to_ssh(key),
         ED25519 => Some(ssh_wire(&[b"ssh-ed25519", key])),
         EC => {
-            let (OID, curve, _) = der_element(params)? else {
+            let (DER_OID, curve, _) = der_element(params)? else {
                 return None;
             };
             let (_, name) = CURVES.iter().find(|(c, _)| *c == curve)?;

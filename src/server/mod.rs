@@ -231,8 +231,8 @@ impl Shared {
             }));
     }
 
-    /// Record an upload refused for its name, for `rosterd status` and
-    /// `tenant show`.
+    /// Record an upload refused for its name (`name` already made safe to
+    /// show), for `rosterd status` and `tenant show`.
     pub fn record_refused_upload(&self, tenant_id: i64, address: &str, name: &str, action: &str) {
         self.failures
             .record(DoorRecord::RefusedUpload(crate::store::RefusedUpload {
@@ -242,7 +242,7 @@ impl Shared {
                 address: address
                     .parse::<SocketAddr>()
                     .map_or_else(|_| address.to_owned(), |a| a.ip().to_string()),
-                name: crate::domain::text::echo(name, 255).into_owned(),
+                name: name.to_owned(),
                 action: action.to_owned(),
             }));
     }
@@ -405,21 +405,17 @@ impl Shared {
             Ok((named.as_deref() == Some(sub.as_str())).then_some(hold))
         })
         .await;
-        match held {
-            Ok(Ok(Some(hold))) => Some(Arc::new(hold)),
-            Ok(Ok(None)) => {
+        match held.map_err(anyhow::Error::from).and_then(|held| held) {
+            Ok(Some(hold)) => Some(Arc::new(hold)),
+            Ok(None) => {
                 tracing::warn!(
                     tenant = subdomain,
                     "login refused: support is renaming or deleting this district right now"
                 );
                 None
             }
-            Ok(Err(e)) => {
-                tracing::error!(tenant = subdomain, error = %format!("{e:#}"), "login refused: cannot hold the district's spool folder");
-                None
-            }
             Err(e) => {
-                tracing::error!(tenant = subdomain, error = %e, "login refused: cannot hold the district's spool folder");
+                tracing::error!(tenant = subdomain, error = %format!("{e:#}"), "login refused: cannot hold the district's spool folder");
                 None
             }
         }

@@ -188,7 +188,7 @@ impl SftpSession {
             self.shared.record_refused_upload(
                 self.sender.tenant_id,
                 &self.sender.remote_addr,
-                path,
+                &name,
                 action,
             );
         } else {

@@ -179,7 +179,7 @@ pub fn refused_uploads(
     .map_err(Into::into)
 }
 
-/// Keep only the newest `kept` rows of `table` (one of this file's two) for
+/// Keep only the newest `kept` rows of `table` (one of this file's tables) for
 /// `tenant_id` (`None`: of no district).
 fn keep_newest(
     conn: &Connection,
