@@ -90,6 +90,8 @@ fn options(dry_run: bool) -> ImportOptions {
         holds: None,
         additions_only: false,
         notes: Vec::new(),
+        generate_passwords: false,
+        passwords_out: None,
     }
 }
 

@@ -1,6 +1,7 @@
-//! Passwords: Argon2id hashes (OWASP parameters), and keyed fingerprints that let
+//! Passwords: Argon2id hashes (OWASP parameters), keyed fingerprints that let
 //! an import tell "this password is the one already stored" without running
-//! Argon2, so an unchanged nightly file costs no hashing at all.
+//! Argon2, so an unchanged nightly file costs no hashing at all, and the
+//! passwords rosterd generates for districts that do not sign in with SSO.
 
 use std::path::Path;
 
@@ -24,6 +25,40 @@ pub fn hash(password: &str) -> String {
         .hash_password(password.as_bytes(), &salt)
         .expect("hashing with valid parameters does not fail")
         .to_string()
+}
+
+/// The characters a generated password is made of: letters and digits
+/// without the look-alikes `0 O 1 l I` (a password is read off paper and
+/// typed by a child), and without `= + - @`, which spreadsheet-safe CSV
+/// would prefix with a quote. Valid under the import's rules (at least six
+/// characters, letters and digits).
+pub const GENERATED_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+
+/// Length of a generated password: 12 characters of 56 are about 69 bits.
+pub const GENERATED_LENGTH: usize = 12;
+
+/// A new password from the operating system's random number generator
+/// (`getrandom`), [`GENERATED_LENGTH`] characters of [`GENERATED_ALPHABET`],
+/// drawn without bias.
+pub fn generate() -> String {
+    use rand::TryRng;
+    let n = GENERATED_ALPHABET.len();
+    // The largest multiple of n under 256: bytes above it are drawn again.
+    let limit = (256 / n * n) as u8;
+    let mut out = String::with_capacity(GENERATED_LENGTH);
+    let mut bytes = [0u8; 32];
+    while out.len() < GENERATED_LENGTH {
+        rand::rngs::SysRng
+            .try_fill_bytes(&mut bytes)
+            .expect("the operating system's random number generator failed");
+        for &b in bytes.iter().filter(|&&b| b < limit) {
+            if out.len() == GENERATED_LENGTH {
+                break;
+            }
+            out.push(GENERATED_ALPHABET[b as usize % n] as char);
+        }
+    }
+    out
 }
 
 /// Check a password against a stored PHC hash.
@@ -91,6 +126,24 @@ mod tests {
         assert!(verify("s3cret!", &h));
         assert!(!verify("s3cret?", &h));
         assert_ne!(h, hash("s3cret!"), "salts must differ");
+    }
+
+    #[test]
+    fn generated_passwords_use_the_alphabet_and_pass_the_import_rules() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..2000 {
+            let p = generate();
+            assert_eq!(p.len(), GENERATED_LENGTH);
+            assert!(p.bytes().all(|b| GENERATED_ALPHABET.contains(&b)), "{p}");
+            assert!(seen.insert(p), "a repeated password");
+        }
+        // No look-alikes, nothing a spreadsheet treats as a formula.
+        for c in "0O1lI=+-@".bytes() {
+            assert!(!GENERATED_ALPHABET.contains(&c), "{}", c as char);
+        }
+        // Every character is used: 2,000 × 12 draws from 56 leave none out.
+        let used: std::collections::HashSet<u8> = seen.iter().flat_map(|p| p.bytes()).collect();
+        assert_eq!(used.len(), GENERATED_ALPHABET.len());
     }
 
     #[test]

@@ -223,6 +223,9 @@ impl Scheduler {
             holds: (!claimed.approved).then(|| s.holds.for_tenant(tenant)),
             additions_only: pause.is_some_and(|p| p.additions_only),
             notes,
+            // The district's own setting decides; they go with the report.
+            generate_passwords: false,
+            passwords_out: None,
         };
         if claimed.attempts > MAX_ATTEMPTS {
             let why = format!("taken for import {MAX_ATTEMPTS} times without a result");

@@ -22,6 +22,17 @@ pub enum UsersCommand {
     /// Print a district's users as CSV, sorted by username (never passwords)
     #[command(after_help = "Example:\n  rosterd users export lincoln-usd > lincoln-users.csv")]
     Export { subdomain: String },
+    /// Set new generated passwords for some users, printed as CSV
+    /// (Username, First Name, Last Name, School, Password) to hand out
+    #[command(
+        after_help = "Their old passwords stop working at once. The change is a run of its own:\n\
+`rosterd runs undo SUB RUN --apply` puts the old passwords back. Generated passwords are 12 letters\n\
+and digits without look-alikes (no 0/O, 1/l/I).\n\nExamples:\n  \
+rosterd users reset-passwords lincoln-usd --run 42 --out new-passwords.csv\n  \
+rosterd users reset-passwords lincoln-usd --without-password --out new-passwords.csv\n  \
+rosterd users reset-passwords lincoln-usd ada.l grace.h"
+    )]
+    ResetPasswords(super::passwords::ResetArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -88,6 +88,16 @@ pub struct ImportArgs {
     /// Also email the report to the district's administrator
     #[arg(long)]
     email: bool,
+    /// Generate a password for every user the file creates without one
+    /// (as a district with `tenant set --generate-passwords on` has
+    /// nightly); needs --passwords-out
+    #[arg(long, requires = "passwords_out")]
+    generate_passwords: bool,
+    /// Write the generated passwords to FILE as CSV (Username, First Name,
+    /// Last Name, School, Password), created with mode 0600; refused if FILE
+    /// exists. Hand them out, then delete the file
+    #[arg(long, value_name = "FILE")]
+    passwords_out: Option<PathBuf>,
 }
 
 /// An importer: `import::users::import` or `import::groups::import`.
@@ -120,6 +130,7 @@ fn import_file(
         "{} is not a readable file",
         args.file.display()
     );
+    check_passwords_out(&tenant, &args)?;
     let ctx = crate::daemon::import_context(config, clock.clone())?;
     let opts = ImportOptions {
         dry_run: args.dry_run,
@@ -136,14 +147,21 @@ fn import_file(
         holds: None,
         additions_only: false,
         notes: Vec::new(),
+        generate_passwords: args.generate_passwords,
+        passwords_out: args.passwords_out.clone(),
     };
     let report = importer(&mut store.conn, &ctx, &tenant, &args.file, &opts)?;
     if args.email && args.dry_run {
         // A dry run stores nothing, so its email is queued on its own.
         let now = ctx.clock.now();
-        let mail = ctx
-            .composer
-            .report(&tenant, ctx.timezone_of(&tenant), &report, None, now)?;
+        let mail = ctx.composer.report(
+            &tenant,
+            ctx.timezone_of(&tenant),
+            &report,
+            None,
+            crate::domain::credentials::Delivery::None,
+            now,
+        )?;
         crate::mail::queue(&store.conn, &mail, now)?;
     }
     // A reader gone away (`| head`) changes neither the exit status nor
@@ -308,4 +326,23 @@ pub(super) fn import_command(
             Ok(0)
         }
     }
+}
+
+/// Where the passwords a manual import generates go, checked before the
+/// import starts: a district that has them generated needs `--passwords-out`
+/// or `--email` (else they would reach nobody), and the file must not exist.
+fn check_passwords_out(tenant: &Tenant, args: &ImportArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.passwords_out {
+        anyhow::ensure!(
+            !path.exists() && !path.is_symlink(),
+            "{} exists; the passwords go only to a new file (move it away, or choose another name)",
+            path.display()
+        );
+    } else if tenant.generate_passwords && !args.email && !args.dry_run {
+        bail!(
+            "{} has passwords generated for new users (`tenant show` says so), so this import must deliver them: add --passwords-out FILE to write them to a file, or --email to send them with the report",
+            tenant.subdomain
+        );
+    }
+    Ok(())
 }

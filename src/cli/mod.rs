@@ -12,6 +12,7 @@ mod export;
 mod import;
 mod key;
 mod mail;
+mod passwords;
 mod runs;
 mod school;
 mod serve;
@@ -102,7 +103,7 @@ never reads.\n\nExample:\n  rosterd init\n  rosterd --config /etc/rosterd/roster
     /// Import a file by hand, as support's test of a district's export
     #[command(subcommand)]
     Import(ImportCommand),
-    /// Export a district's users
+    /// A district's users: export them, or set new passwords
     #[command(subcommand)]
     Users(UsersCommand),
     /// Export a district's groups and their members
@@ -344,6 +345,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Users(UsersCommand::Export { subdomain }) => {
             export::users_export(&config, &subdomain, out)
+        }
+        Command::Users(UsersCommand::ResetPasswords(args)) => {
+            passwords::reset_passwords(&config, clock, args, out)
         }
         Command::Completions { .. } | Command::Man { .. } => unreachable!("handled above"),
         Command::Status { format } => status::status(&config, clock.as_ref(), format, out),

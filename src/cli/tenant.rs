@@ -62,7 +62,7 @@ Examples:\n  rosterd tenant show lincoln-usd\n  rosterd tenant show lincoln-usd 
     },
     /// Change a district's settings
     #[command(
-        after_help = "Examples:\n  rosterd tenant set lincoln-usd --admin-email it@lincoln.k12.ca.us\n  rosterd tenant set lincoln-usd --admin-email 'ann@lincoln.k12.ca.us, it@lincoln.k12.ca.us'\n  rosterd tenant set lincoln-usd --sso true --window 20:00-04:00\n  rosterd tenant set lincoln-usd --timezone default\n  rosterd tenant set lincoln-usd --allow-from 203.0.113.0/24,198.51.100.7"
+        after_help = "Examples:\n  rosterd tenant set lincoln-usd --admin-email it@lincoln.k12.ca.us\n  rosterd tenant set lincoln-usd --admin-email 'ann@lincoln.k12.ca.us, it@lincoln.k12.ca.us'\n  rosterd tenant set lincoln-usd --sso true --window 20:00-04:00\n  rosterd tenant set lincoln-usd --generate-passwords on\n  rosterd tenant set lincoln-usd --timezone default\n  rosterd tenant set lincoln-usd --allow-from 203.0.113.0/24,198.51.100.7"
     )]
     Set {
         subdomain: String,
@@ -101,6 +101,12 @@ Examples:\n  rosterd tenant show lincoln-usd\n  rosterd tenant show lincoln-usd 
         /// district's active users (full sync); `off`, `default` as above
         #[arg(long, value_name = "PCT|off|default")]
         hold_deactivations: Option<String>,
+        /// `on`: every user an import creates without a password gets a
+        /// generated one, sent to the administrator as new-passwords.csv with
+        /// the report, to hand out (for districts that do not sign in with
+        /// SSO); `off` (the default) leaves such users without one
+        #[arg(long, value_enum, value_name = "on|off")]
+        generate_passwords: Option<OnOff>,
     },
     /// Pause a district's imports over a break: uploads are received and kept
     /// but not imported (or, with --additions-only, only new users are
@@ -271,6 +277,7 @@ pub(super) fn tenant_command(
             absent,
             hold_updates,
             hold_deactivations,
+            generate_passwords,
         } => {
             let t = store.require_tenant(&subdomain)?;
             let absent = absent
@@ -318,6 +325,9 @@ pub(super) fn tenant_command(
                 crate::store::set_absent(&store.conn, t.id, a)?;
             }
             crate::store::set_hold_limits(&store.conn, t.id, hold_updates, hold_deactivations)?;
+            if let Some(on) = generate_passwords {
+                crate::store::set_generate_passwords(&store.conn, t.id, on == OnOff::On)?;
+            }
             store.update_tenant(
                 t.id,
                 admin_name.as_deref().map(str::trim),
@@ -327,6 +337,12 @@ pub(super) fn tenant_command(
                 window.as_ref().map(|o| o.as_deref()),
             )?;
             writeln!(out, "updated tenant {}", t.subdomain)?;
+            if generate_passwords == Some(OnOff::On) && sso.unwrap_or(t.sso) {
+                eprintln!(
+                    "note: {} signs in with SSO, where passwords are not used; generated passwords are for districts without SSO",
+                    t.subdomain
+                );
+            }
             Ok(0)
         }
         TenantCommand::Pause {
@@ -537,4 +553,11 @@ fn checked_timezone(text: &str) -> anyhow::Result<String> {
         eprintln!("warning: --timezone {advice}");
     }
     Ok(tz.name().to_owned())
+}
+
+/// A setting turned `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
 }

@@ -29,6 +29,7 @@ struct View {
     window: String,
     window_is_default: bool,
     sso: bool,
+    generate_passwords: bool,
     /// Addresses its logins may come from (OpenSSH patterns); null: anywhere.
     allow_from: Option<String>,
     /// `keep` or `deactivate` (full sync).
@@ -106,6 +107,7 @@ pub(super) fn show(
             .map(str::to_owned)
             .collect(),
         sso: t.sso,
+        generate_passwords: t.generate_passwords,
     };
     match format {
         Listing::Json => super::write_json(out, &view)?,
@@ -138,6 +140,15 @@ fn write_text(v: &View, tz: chrono_tz::Tz, out: &mut impl Write) -> anyhow::Resu
         default(v.window_is_default)
     )?;
     writeln!(out, "sso         {}", if v.sso { "yes" } else { "no" })?;
+    writeln!(
+        out,
+        "passwords   {}",
+        if v.generate_passwords {
+            "generated for new users without one (sent to the administrator as new-passwords.csv)"
+        } else {
+            "not generated (new users without one have none)"
+        }
+    )?;
     writeln!(
         out,
         "allow from  {}",

@@ -165,8 +165,13 @@ pub struct Outgoing {
     /// server refusing one address loses the message for none of the others.
     pub recipients: Vec<String>,
     pub subject: String,
+    /// The plain-text body, as composed.
+    pub body: String,
     /// The whole RFC 5322 message.
     pub message: Vec<u8>,
+    /// The message as it is to be kept once delivered, when that differs
+    /// (a report carrying generated passwords keeps none of them).
+    pub after_delivery: Option<Vec<u8>>,
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
 //! The shared words of rosterd: what a district is and how it is named
 //! ([`tenant`]), an email address ([`email`]), the data-safety settings that
 //! decide what an import may change ([`safety`]), a school's IDs ([`school`]), the import window
-//! ([`window`]), an import's report ([`report`]), and how any value a district
+//! ([`window`]), an import's report ([`report`]), the passwords it generated
+//! ([`credentials`]), and how any value a district
 //! sent is shown safely ([`text`]).
 //!
 //! The ground floor of the crate: no I/O beyond formatting, no SQL, no
 //! configuration, and nothing of the crate outside this folder, so every other
 //! module can use these words and none of them can form a circle through here.
 
+pub mod credentials;
 pub mod email;
 pub mod report;
 pub mod safety;

@@ -154,6 +154,9 @@ pub struct Counts {
     pub kept_back: u64,
     /// Of those, users the file omits that full sync would have deactivated.
     pub deactivations_kept_back: u64,
+    /// Passwords generated for users created without one (the district's
+    /// `--generate-passwords on`), or by a password reset.
+    pub passwords_generated: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -270,6 +273,12 @@ impl Report {
                 thousands(c.reactivated),
                 thousands(c.deactivated)
             ),
+            _ if self.kind == "passwords" => format!(
+                "{} — new passwords for {} {}",
+                self.file_name,
+                thousands(c.passwords_generated),
+                plural(c.passwords_generated, "user")
+            ),
             _ => {
                 let mut s = format!(
                     "{} {verb} — {} created, {} updated, {} unchanged",
@@ -318,9 +327,9 @@ impl Report {
             let _ = writeln!(s, "\nWhy: {reason}");
         }
         let _ = writeln!(s);
-        // An undo reads no file: nothing to say of one.
+        // An undo or a password reset reads no file: nothing to say of one.
         let undo = self.kind == "undo";
-        if !undo {
+        if !undo && self.kind != "passwords" {
             let _ = writeln!(
                 s,
                 "  file       {} ({}, {})",
@@ -365,6 +374,13 @@ impl Report {
                         thousands(n)
                     ),
                 }
+            );
+        }
+        if c.passwords_generated > 0 {
+            let _ = writeln!(
+                s,
+                "  passwords  {} generated for new users without one",
+                thousands(c.passwords_generated)
             );
         }
         let _ = writeln!(

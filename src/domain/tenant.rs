@@ -113,6 +113,9 @@ pub struct Tenant {
     pub admin_email: String,
     pub timezone: Option<String>,
     pub sso: bool,
+    /// Every user an import creates without a password gets a generated
+    /// one, delivered with the report (opt-in: SSO districts need none).
+    pub generate_passwords: bool,
     pub window: Option<String>,
     pub disabled: bool,
     pub created_at: String,

@@ -330,6 +330,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn generated_passwords_pass_the_password_rule() {
+        for _ in 0..200 {
+            let p = crate::password::generate();
+            assert_eq!(parse_password(&p), Ok(Some(p.as_str())));
+        }
+    }
+
+    #[test]
     fn usernames() {
         let ok = [
             ("jdoe", "jdoe"),

@@ -105,7 +105,7 @@ pub fn import(
             }
         }
     }
-    let report = super::conclude(tx, ctx, tenant, opts, report)?;
+    let report = super::conclude(tx, ctx, tenant, opts, report, &Default::default())?;
     tracing::info!(
         tenant = %tenant.subdomain,
         outcome = report.outcome.as_str(),

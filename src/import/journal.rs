@@ -454,8 +454,8 @@ pub fn undo(
         )
     })?;
     anyhow::ensure!(
-        kind == "users" || kind == "undo",
-        "run {run_id} is a {kind} import; only users imports (and undos) are journaled and can be undone"
+        matches!(kind.as_str(), "users" | "undo" | "passwords"),
+        "run {run_id} is a {kind} import; only users imports, password resets (and undos) are journaled and can be undone"
     );
     anyhow::ensure!(
         outcome == "applied" || outcome == "applied_with_errors",
@@ -518,6 +518,8 @@ fn undo_fk_off(
         holds: None,
         additions_only: false,
         notes: Vec::new(),
+        generate_passwords: false,
+        passwords_out: None,
     };
     let mut report = super::new_report(ctx, tenant, "undo", &opts);
     let now = ctx.clock.now().timestamp();
@@ -567,7 +569,15 @@ fn undo_fk_off(
     report.finished_at = crate::store::timestamp(ctx.clock.now());
     if apply {
         report.run_id = Some(undo_id);
-        super::record_run(&tx, ctx, tenant, &opts, &mut report, None)?;
+        super::record_run(
+            &tx,
+            ctx,
+            tenant,
+            &opts,
+            &mut report,
+            None,
+            super::Delivery::None,
+        )?;
         stored::record_undo(&tx, undo_id, run_id)?;
         tx.commit()?;
     } else {

@@ -9,6 +9,7 @@ pub mod fields;
 pub mod groups;
 pub mod header;
 pub mod journal;
+pub mod passwords;
 pub mod schools;
 pub mod users;
 
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 
 use crate::clock::Clock;
+use crate::domain::credentials::{Delivery, Issued};
 pub use crate::domain::report::{Counts, Outcome, Problem, Report, Severity};
 use crate::mail::Composer;
 use crate::mail::compose::Received;
@@ -65,6 +67,12 @@ pub struct ImportOptions {
     pub additions_only: bool,
     /// Whole-file notes for the report (a held upload this one replaces).
     pub notes: Vec<String>,
+    /// Generate a password for every user created without one, whatever
+    /// the district's setting (support's `--generate-passwords`).
+    pub generate_passwords: bool,
+    /// Write generated passwords to this file (created, mode 0600) instead
+    /// of attaching them to the report email.
+    pub passwords_out: Option<std::path::PathBuf>,
 }
 
 /// What every import needs besides the file: the time, the password secret,
@@ -312,6 +320,7 @@ pub(crate) fn record_run(
     opts: &ImportOptions,
     report: &mut Report,
     changes: Option<Vec<u8>>,
+    passwords: Delivery<'_>,
 ) -> anyhow::Result<i64> {
     let run_id = crate::store::insert_run(
         conn,
@@ -340,7 +349,7 @@ pub(crate) fn record_run(
                 .held(tenant, tz, report, csv, received.as_ref(), now)?,
             None => ctx
                 .composer
-                .report(tenant, tz, report, received.as_ref(), now)?,
+                .report(tenant, tz, report, received.as_ref(), passwords, now)?,
         };
         crate::mail::queue(conn, &mail, now)?;
     }
@@ -363,12 +372,15 @@ pub fn upload_received(conn: &Connection, upload_id: i64) -> rusqlite::Result<Op
 /// problems in file order, the "no data rows" warning, the rejection of a
 /// file with more than half of its rows in error (undoing them), the outcome,
 /// and — unless a dry run — the stored run, all committed together.
+/// `issued` holds the passwords the import generated, delivered only if it
+/// is applied.
 pub(crate) fn conclude(
     tx: rusqlite::Transaction<'_>,
     ctx: &ImportContext,
     tenant: &Tenant,
     opts: &ImportOptions,
     mut report: Report,
+    issued: &Issued,
 ) -> anyhow::Result<Report> {
     report.problems.sort_by_key(|p| p.line);
     let c = report.counts;
@@ -405,6 +417,7 @@ pub(crate) fn conclude(
         report.counts.reactivated = 0;
         report.counts.kept_back = 0;
         report.counts.deactivations_kept_back = 0;
+        report.counts.passwords_generated = 0;
     } else {
         report.outcome = if c.skipped > 0 {
             Outcome::AppliedWithErrors
@@ -415,11 +428,49 @@ pub(crate) fn conclude(
     if opts.dry_run {
         drop(tx); // rolls back
         report.run_id = None;
-    } else {
-        record_run(&tx, ctx, tenant, opts, &mut report, None)?;
+    } else if report.outcome == Outcome::Rejected {
+        record_run(&tx, ctx, tenant, opts, &mut report, None, Delivery::None)?;
         tx.commit()?;
+    } else {
+        let delivery = match &opts.passwords_out {
+            _ if issued.is_empty() => Delivery::None,
+            Some(path) => {
+                write_passwords(path, issued)?;
+                Delivery::File
+            }
+            None => Delivery::Attach(issued),
+        };
+        let recorded = record_run(&tx, ctx, tenant, opts, &mut report, None, delivery)
+            .and_then(|_| Ok(tx.commit()?));
+        if let (Err(_), Some(path)) = (&recorded, &opts.passwords_out)
+            && !issued.is_empty()
+        {
+            // Passwords of users that were never created.
+            let _ = std::fs::remove_file(path);
+        }
+        recorded?;
     }
     Ok(report)
+}
+
+/// Write `new-passwords.csv` to `path`, which must not exist yet: created
+/// with mode 0600 and synced before the import commits, so the passwords of
+/// committed users are never lost.
+pub fn write_passwords(path: &Path, issued: &Issued) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    let written = f.write_all(&issued.to_csv()).and_then(|()| f.sync_all());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(path);
+        anyhow::bail!("cannot write {}: {e}", path.display());
+    }
+    Ok(())
 }
 
 /// Hold an import whose rows are applied inside `tx` but passed a hold
@@ -450,6 +501,8 @@ pub(crate) fn hold(
     report.problems.sort_by_key(|p| p.line);
     report.finished_at = timestamp(ctx.clock.now());
     report.outcome = Outcome::Held;
+    // A held import generates nothing until it is approved and imported.
+    report.counts.passwords_generated = 0;
     report.reason = Some(format!(
         "this file was held for review and nothing was applied yet: {why}. A broken export can look like this. If the changes are expected, support applies them with `rosterd import approve {sub} {run_id}`; otherwise fix the export and upload again (a newer upload replaces this one), or support discards it with `rosterd import discard {sub} {run_id}`",
         sub = tenant.subdomain
@@ -457,7 +510,15 @@ pub(crate) fn hold(
     // Its journal is gone with the rollback: the preview is what support
     // reviews (`rosterd runs SUB --id RUN --changes`).
     let preview = String::from_utf8_lossy(&changes).into_owned();
-    record_run(&tx, ctx, tenant, opts, &mut report, Some(changes))?;
+    record_run(
+        &tx,
+        ctx,
+        tenant,
+        opts,
+        &mut report,
+        Some(changes),
+        Delivery::None,
+    )?;
     crate::store::set_held_changes(&tx, run_id, &preview)?;
     tx.commit()?;
     Ok(report)
@@ -475,7 +536,7 @@ pub(crate) fn finish_early(
     report.finished_at = timestamp(ctx.clock.now());
     if !opts.dry_run {
         let tx = conn.unchecked_transaction()?;
-        record_run(&tx, ctx, tenant, opts, &mut report, None)?;
+        record_run(&tx, ctx, tenant, opts, &mut report, None, Delivery::None)?;
         tx.commit()?;
     }
     Ok(report)

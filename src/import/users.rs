@@ -14,8 +14,10 @@ use sha2::{Digest, Sha256};
 use super::fields::{self, AccessChange};
 use super::header::{Columns, FieldSet};
 use super::{ImportContext, ImportOptions, Problem, Report, Severity, journal};
+use crate::domain::credentials::{Issued, IssuedPassword};
 use crate::password;
 use crate::store::{Tenant, school_name_key};
+use zeroize::Zeroizing;
 
 /// Rows validated, looked up and hashed together. Large enough to keep both
 /// cores busy hashing, small enough that memory stays flat.
@@ -337,9 +339,12 @@ struct Existing {
 
 /// What one valid row will do to the store.
 enum Plan {
+    /// Insert the row, with a `generated` password when it gives none and
+    /// the district has them generated.
     Create {
         row: Row,
         fp: Option<Vec<u8>>,
+        generated: Option<Zeroizing<String>>,
     },
     /// Set the row's non-blank values (and the password, if `fp` is given);
     /// `reactivate` a deactivated user.
@@ -381,6 +386,12 @@ fn import_fk_off(
     path: &Path,
     opts: &ImportOptions,
 ) -> anyhow::Result<Report> {
+    let generate_passwords = tenant.generate_passwords || opts.generate_passwords;
+    anyhow::ensure!(
+        !generate_passwords || opts.dry_run || opts.email || opts.passwords_out.is_some(),
+        "{} has passwords generated for new users, so this import must deliver them: email the report, or write them to a file",
+        tenant.subdomain
+    );
     let mut report = super::new_report(ctx, tenant, "users", opts);
     let Some((rows, columns)) =
         super::open_csv::<UserField>(conn, tenant, path, opts, &mut report)?
@@ -401,6 +412,7 @@ fn import_fk_off(
             .map(super::header::header_key)
             .as_deref()
             == Some("role"),
+        generate_passwords,
     };
     let now = ctx.clock.now().timestamp();
     let started = std::time::Instant::now();
@@ -425,6 +437,7 @@ fn import_fk_off(
     // reader thread parses and checks the rows that follow.
     let (to_apply, batches) = std::sync::mpsc::sync_channel::<Checked>(4);
     let mut journal = journal::Journal::new(run_id);
+    let mut issuing = Issuing::new(&tx, tenant, generate_passwords)?;
     let applied = std::thread::scope(|scope| -> anyhow::Result<Seen> {
         let reader = scope.spawn(|| {
             read_rows(
@@ -452,6 +465,7 @@ fn import_fk_off(
                 checked.plans,
                 &checked.text,
                 &mut report,
+                &mut issuing,
             )?;
             journal.extend(&checked.journal);
             journal.flush(&tx)?;
@@ -492,7 +506,7 @@ fn import_fk_off(
         Some(why) if !opts.dry_run && report.counts.skipped * 2 <= report.counts.rows => {
             super::hold(tx, ctx, tenant, opts, report, why)?
         }
-        _ => super::conclude(tx, ctx, tenant, opts, report)?,
+        _ => super::conclude(tx, ctx, tenant, opts, report, &issuing.issued)?,
     };
     let c = report.counts;
     tracing::info!(
@@ -660,7 +674,7 @@ fn read_rows(
                 lookup.as_ref(),
                 ctx,
                 tenant,
-                additions_only,
+                (additions_only, rules.generate_passwords),
                 std::mem::take(&mut valid),
                 &batch.text,
             )?;
@@ -676,7 +690,7 @@ fn read_rows(
         lookup.as_ref(),
         ctx,
         tenant,
-        additions_only,
+        (additions_only, rules.generate_passwords),
         valid,
         &batch.text,
     )?;
@@ -721,6 +735,8 @@ struct Rules<'a> {
     schools: Schools,
     year_end: i32,
     oneroster_role: bool,
+    /// A user created without a password gets a generated one.
+    generate_passwords: bool,
 }
 
 impl Rules<'_> {
@@ -925,12 +941,13 @@ fn find_existing(
 /// on all cores. Runs in the reader stage: `lookup` is a read snapshot taken
 /// after the writer locked the database, and rows of one file never share a
 /// username, so no lookup depends on a write of this import. `None` on a
-/// district's first import, where every row is a creation.
+/// district's first import, where every row is a creation. With
+/// `generate_passwords`, a user created without a password gets a new one.
 fn plan_batch(
     lookup: Option<&Connection>,
     ctx: &ImportContext,
     tenant: &Tenant,
-    additions_only: bool,
+    (additions_only, generate_passwords): (bool, bool),
     batch: Vec<Row>,
     text: &Text,
 ) -> anyhow::Result<(Planned, Vec<u8>)> {
@@ -948,7 +965,19 @@ fn plan_batch(
             None => None,
         };
         let plan = match existing {
-            None => Plan::Create { row, fp },
+            None if generate_passwords && row.password.is_none() => {
+                let generated = Zeroizing::new(crate::password::generate());
+                Plan::Create {
+                    fp: Some(ctx.fingerprinter.fingerprint(text.get(row.key), &generated)),
+                    row,
+                    generated: Some(generated),
+                }
+            }
+            None => Plan::Create {
+                row,
+                fp,
+                generated: None,
+            },
             Some(old) if old.tenant_id != tenant.id => Plan::Taken { row },
             Some(old) if old.changed == 0 => Plan::Unchanged,
             Some(_) if additions_only => Plan::KeptBack,
@@ -966,27 +995,28 @@ fn plan_batch(
         plans.push(plan);
     }
     // Argon2 for exactly the passwords that are new or changed, on all cores.
-    let password_to_hash = |plan: &Plan| match plan {
-        Plan::Create { row, .. }
-        | Plan::Update {
-            row, fp: Some(_), ..
-        } => row.password.is_some(),
-        _ => false,
-    };
+    let password_to_hash = |plan: &Plan| new_password(plan, text).is_some();
     let hash = |plan: Plan| {
-        let hash = match &plan {
-            Plan::Create { row, .. }
-            | Plan::Update {
-                row, fp: Some(_), ..
-            } => text.opt(row.password).map(password::hash),
-            _ => None,
-        };
+        let hash = new_password(&plan, text).map(password::hash);
         (plan, hash)
     };
     if plans.iter().any(password_to_hash) {
         Ok((plans.into_par_iter().map(hash).collect(), entries))
     } else {
         Ok((plans.into_iter().map(hash).collect(), entries))
+    }
+}
+
+/// The password `plan` sets: the row's, or a generated one for a new user.
+fn new_password<'a>(plan: &'a Plan, text: &'a Text) -> Option<&'a str> {
+    match plan {
+        Plan::Create { row, generated, .. } => text
+            .opt(row.password)
+            .or(generated.as_ref().map(|g| g.as_str())),
+        Plan::Update {
+            row, fp: Some(_), ..
+        } => text.opt(row.password),
+        _ => None,
     }
 }
 
@@ -1004,11 +1034,12 @@ fn write_batch(
     plans: Vec<(Plan, Option<String>)>,
     text: &Text,
     report: &mut Report,
+    issued: &mut Issuing,
 ) -> anyhow::Result<()> {
     let mut writer = crate::store::UserWriter::new(tx)?;
     for (plan, hash) in plans {
         match plan {
-            Plan::Create { row, fp } => {
+            Plan::Create { row, fp, generated } => {
                 let (_, access) = access_params(row.access);
                 let inserted = writer.insert(&crate::store::NewUser {
                     tenant_id: tenant.id,
@@ -1031,13 +1062,16 @@ fn write_batch(
                     continue;
                 }
                 report.counts.created += 1;
-                if row.password.is_none() && !tenant.sso {
+                if let Some(password) = generated {
+                    report.counts.passwords_generated += 1;
+                    issued.push(&row, text, password);
+                } else if row.password.is_none() && !tenant.sso {
                     report.add_with(Severity::Warning, || Problem {
                         line: Some(row.line),
                         column: rules.columns.name_of(UserField::Password),
                         value: String::new(),
                         severity: Severity::Warning,
-                        message: "new user without a password: the account cannot sign in until a password is set (fine if your district signs in with SSO; ask support to mark it)".into(),
+                        message: "new user without a password: the account cannot sign in until it has one. If your district does not sign in with SSO, ask support to have passwords generated for new users (they come with this report, to hand out); if it does, ask support to mark it as SSO".into(),
                         who: row_who(&row, text),
                     });
                 }
@@ -1084,6 +1118,40 @@ fn access_params(change: AccessChange) -> (bool, Option<&'static str>) {
         AccessChange::Keep => (true, None),
         AccessChange::Remove => (false, None),
         AccessChange::Set(a) => (false, Some(a.as_str())),
+    }
+}
+
+/// The passwords an import generates, as its rows are written: the
+/// school of each is named from `schools` (loaded only when generating).
+struct Issuing {
+    issued: Issued,
+    schools: HashMap<i64, String>,
+}
+
+impl Issuing {
+    fn new(conn: &Connection, tenant: &Tenant, generate: bool) -> rusqlite::Result<Self> {
+        Ok(Self {
+            issued: Issued::default(),
+            schools: if generate {
+                crate::store::journal::school_names(conn, tenant.id)?
+            } else {
+                HashMap::new()
+            },
+        })
+    }
+
+    fn push(&mut self, row: &Row, text: &Text, password: Zeroizing<String>) {
+        let school = row
+            .school_id
+            .and_then(|id| self.schools.get(&id).cloned())
+            .unwrap_or_default();
+        self.issued.push(IssuedPassword {
+            username: text.get(row.username).to_owned(),
+            first_name: text.opt(row.first_name).unwrap_or_default().to_owned(),
+            last_name: text.opt(row.last_name).unwrap_or_default().to_owned(),
+            school,
+            password: password.to_string(),
+        });
     }
 }
 

@@ -10,6 +10,7 @@ use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 
 use super::Outgoing;
+use crate::domain::credentials::Delivery;
 use crate::domain::report::thousands;
 use crate::domain::report::{Outcome, Report};
 use crate::store::Tenant;
@@ -21,6 +22,11 @@ pub const PROBLEMS_IN_BODY: usize = 50;
 /// report would be lost). Beyond it the attachment lists the first problems
 /// and says how many more there are.
 pub const MAX_ATTACHMENT_BYTES: usize = 512 * 1024;
+/// The most bytes `new-passwords.csv` may take (about 6,000 users); what
+/// it takes is left out of `errors.csv`'s share, so the two together stay
+/// within [`MAX_ATTACHMENT_BYTES`]. More passwords than this are not
+/// attached: the email says how support issues them as a file.
+pub const MAX_PASSWORDS_BYTES: usize = 384 * 1024;
 
 /// Builds messages from the configured sender address.
 #[derive(Debug, Clone)]
@@ -56,6 +62,7 @@ impl Composer {
         tz: Tz,
         report: &Report,
         received: Option<&Received>,
+        passwords: Delivery<'_>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Outgoing> {
         let subject = report_subject(report);
@@ -104,26 +111,57 @@ impl Composer {
                 "\nRows with errors were skipped; every other row was applied. Fix the rows listed (errors.csv has all of them) in your SIS and they will be imported with the next upload.\n",
             );
         }
-        let attachment = if report.problems.is_empty() && report.problems_truncated == 0 {
-            None
-        } else {
+        let new_passwords = match passwords {
+            Delivery::Attach(issued) if !issued.is_empty() => {
+                let csv = issued.to_csv();
+                body.push_str(&passwords_note(tenant, report, issued.len(), csv.len()));
+                (csv.len() <= MAX_PASSWORDS_BYTES).then_some(csv)
+            }
+            Delivery::File if report.counts.passwords_generated > 0 => {
+                body.push_str(&format!(
+                    "\n{} new users had no password in the file, so rosterd generated one for each. Support wrote them to a file for you, as you asked; they are not in this email.\n",
+                    thousands(report.counts.passwords_generated)
+                ));
+                None
+            }
+            _ => None,
+        };
+        let mut attachments = Vec::new();
+        if !report.problems.is_empty() || report.problems_truncated > 0 {
             let mut csv = Vec::new();
-            let left_out = report.write_problems_csv(&mut csv, MAX_ATTACHMENT_BYTES)?;
+            let room = MAX_ATTACHMENT_BYTES - new_passwords.as_ref().map_or(0, |p| p.len());
+            let left_out = report.write_problems_csv(&mut csv, room)?;
             if left_out > 0 || report.problems_truncated > 0 {
                 body.push_str(&format!(
                     "\nerrors.csv lists the first {} problems; the file has more than an email can carry. Fix those and upload again to see the rest.\n",
                     thousands((report.problems.len() - left_out) as u64)
                 ));
             }
-            Some(("errors.csv", csv))
-        };
+            attachments.push(("errors.csv", csv));
+        }
         body.push_str(&footer(tenant));
         let key = match report.run_id {
             Some(id) => format!("run:{id}"),
             // A dry run has no stored run; every one is a message of its own.
             None => format!("dry-run:{}:{:016x}", tenant.id, rand::random::<u64>()),
         };
-        self.build(tenant, "report", key, subject, body, attachment, now)
+        let Some(passwords) = new_passwords else {
+            return self.build(tenant, "report", key, subject, body, attachments, now);
+        };
+        // Delivered with the passwords; kept, once delivered, without them.
+        let kept = self.build(
+            tenant,
+            "report",
+            key,
+            subject,
+            body,
+            attachments.clone(),
+            now,
+        )?;
+        attachments.push(("new-passwords.csv", passwords.to_vec()));
+        let mut mail = self.build_as(&kept, tenant, attachments, now)?;
+        mail.after_delivery = Some(kept.message);
+        Ok(mail)
     }
 
     /// The email saying an import was held for review: what it would have
@@ -173,7 +211,7 @@ impl Composer {
             key,
             subject,
             body,
-            Some(("changes.csv", changes)),
+            vec![("changes.csv", changes)],
             now,
         )
     }
@@ -215,7 +253,7 @@ impl Composer {
             tenant.id,
             close_local.date_naive().format("%Y-%m-%d")
         );
-        self.build(tenant, "missing", key, subject, body, None, now)
+        self.build(tenant, "missing", key, subject, body, Vec::new(), now)
     }
 
     /// The one note that an upload could not be imported at all (its import
@@ -250,7 +288,7 @@ Support has been told and will look into it; you do not need to do anything. The
         ));
         body.push_str(&footer(tenant));
         let key = format!("failed:{upload_id}");
-        self.build(tenant, "failed", key, subject, body, None, now)
+        self.build(tenant, "failed", key, subject, body, Vec::new(), now)
     }
 
     /// A short message support sends (`rosterd mail test`) to see that the
@@ -272,7 +310,7 @@ Import reports, held-import notices and \"no users.csv received\" notes for {} g
         body.push_str("\n\nYou do not need to do anything. If an address above is wrong or missing, tell your rostering support contact.\n");
         body.push_str(&footer(tenant));
         let key = format!("test:{}:{:016x}", tenant.id, rand::random::<u64>());
-        self.build(tenant, "test", key, subject, body, None, now)
+        self.build(tenant, "test", key, subject, body, Vec::new(), now)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -283,43 +321,98 @@ Import reports, held-import notices and \"no users.csv received\" notes for {} g
         dedupe_key: String,
         subject: String,
         body: String,
-        attachment: Option<(&str, Vec<u8>)>,
+        attachments: Vec<(&str, Vec<u8>)>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Outgoing> {
         let to = recipients(tenant)?;
-        let message_id = format!(
-            "<{}.{}@{}>",
-            dedupe_key.replace(':', "."),
-            now.timestamp(),
-            self.from.email.domain()
-        );
-        let mut builder = lettre::Message::builder().from(self.from.clone());
-        for mailbox in &to {
-            builder = builder.to(mailbox.clone());
-        }
-        let builder = builder
-            .subject(subject.clone())
-            .date(now.into())
-            .message_id(Some(message_id));
-        let text = SinglePart::plain(body);
-        let message = match attachment {
-            None => builder.singlepart(text)?,
-            Some((name, bytes)) => builder.multipart(
-                MultiPart::mixed().singlepart(text).singlepart(
-                    Attachment::new(name.to_owned())
-                        .body(bytes, ContentType::parse("text/csv; charset=utf-8")?),
-                ),
-            )?,
-        };
-        Ok(Outgoing {
+        let mut mail = Outgoing {
             tenant_id: tenant.id,
             dedupe_key,
             kind,
             recipients: to.iter().map(|m| m.email.to_string()).collect(),
             subject,
-            message: message.formatted(),
+            body,
+            message: Vec::new(),
+            after_delivery: None,
+        };
+        mail.message = self.message(&mail, &to, attachments, now)?;
+        Ok(mail)
+    }
+
+    /// `mail` again, with `attachments` instead of its own: the same
+    /// headers (Message-ID, Date) and body.
+    fn build_as(
+        &self,
+        mail: &Outgoing,
+        tenant: &Tenant,
+        attachments: Vec<(&str, Vec<u8>)>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Outgoing> {
+        let to = recipients(tenant)?;
+        Ok(Outgoing {
+            message: self.message(mail, &to, attachments, now)?,
+            ..mail.clone()
         })
     }
+
+    /// The RFC 5322 message of `mail`: its body as plain text, then each
+    /// attachment (CSV).
+    fn message(
+        &self,
+        mail: &Outgoing,
+        to: &[Mailbox],
+        attachments: Vec<(&str, Vec<u8>)>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<u8>> {
+        let message_id = format!(
+            "<{}.{}@{}>",
+            mail.dedupe_key.replace(':', "."),
+            now.timestamp(),
+            self.from.email.domain()
+        );
+        let mut builder = lettre::Message::builder().from(self.from.clone());
+        for mailbox in to {
+            builder = builder.to(mailbox.clone());
+        }
+        let builder = builder
+            .subject(mail.subject.clone())
+            .date(now.into())
+            .message_id(Some(message_id));
+        let text = SinglePart::plain(mail.body.clone());
+        let message = if attachments.is_empty() {
+            builder.singlepart(text)?
+        } else {
+            let mut parts = MultiPart::mixed().singlepart(text);
+            for (name, bytes) in attachments {
+                parts = parts.singlepart(
+                    Attachment::new(name.to_owned())
+                        .body(bytes, ContentType::parse("text/csv; charset=utf-8")?),
+                );
+            }
+            builder.multipart(parts)?
+        };
+        Ok(message.formatted())
+    }
+}
+
+/// What the report says of the `n` passwords an import generated, attached
+/// as `new-passwords.csv` of `bytes` (or not, past [`MAX_PASSWORDS_BYTES`]).
+fn passwords_note(tenant: &Tenant, report: &Report, n: usize, bytes: usize) -> String {
+    let n = thousands(n as u64);
+    let reissue = format!(
+        "rosterd users reset-passwords {} --run {}",
+        tenant.subdomain,
+        report.run_id.unwrap_or_default()
+    );
+    if bytes > MAX_PASSWORDS_BYTES {
+        return format!(
+            "\n{n} new users had no password in the file, so rosterd generated one for each: more than one email can carry, so they are not attached. Ask your rostering support contact to issue them to you as a file (support runs `{reissue} --out new-passwords.csv`, which sets new ones; nobody has seen these).\n"
+        );
+    }
+    format!(
+        "\n{n} new users had no password in the file, so rosterd generated one for each. The attached new-passwords.csv lists them (Username, First Name, Last Name, School, Password).\n\
+Hand each user their password, then delete the file and this email. rosterd keeps no copy: once this message is delivered, the attachment is removed from rosterd's records, so a lost file cannot be sent again. If it is lost, your rostering support contact can set new passwords for these users (`{reissue}`).\n"
+    )
 }
 
 /// "lincoln-usd: users.csv imported — 1,204 created, 37 updated, 3 errors".
@@ -414,4 +507,134 @@ fn footer(tenant: &Tenant) -> String {
         "\n-- \nThis message was sent by rosterd to {to} registered for {}. Reply to your rostering support contact with any questions.\n",
         tenant.subdomain
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::credentials::{Issued, IssuedPassword};
+    use crate::domain::report::{Counts, Problem, Severity};
+
+    fn tenant() -> Tenant {
+        Tenant {
+            id: 1,
+            subdomain: "lincoln".into(),
+            admin_name: "Ann".into(),
+            admin_email: "ann@example.org".into(),
+            timezone: None,
+            sso: false,
+            generate_passwords: true,
+            window: None,
+            disabled: false,
+            created_at: String::new(),
+            absent: crate::domain::safety::Absent::Keep,
+            hold_update_percent: None,
+            hold_deactivate_percent: None,
+            pause: None,
+        }
+    }
+
+    fn report(problems: usize, generated: usize) -> Report {
+        let mut r = Report {
+            tenant: "lincoln".into(),
+            kind: "users",
+            file_name: "users.csv".into(),
+            size: 1,
+            sha256: String::new(),
+            encoding: None,
+            started_at: "2026-11-20T04:00:00Z".into(),
+            finished_at: "2026-11-20T04:00:00Z".into(),
+            dry_run: false,
+            outcome: Outcome::AppliedWithErrors,
+            reason: None,
+            counts: Counts {
+                passwords_generated: generated as u64,
+                ..Counts::default()
+            },
+            problems: Vec::new(),
+            problems_truncated: 0,
+            problem_bytes: 0,
+            run_id: Some(7),
+        };
+        for i in 0..problems {
+            r.add(Problem {
+                line: Some(i as u64 + 2),
+                column: "Graduation Year".into(),
+                value: "x".repeat(200),
+                severity: Severity::Error,
+                message: "Graduation Year must be a 4-digit year".into(),
+                who: None,
+            });
+        }
+        r
+    }
+
+    fn issued(n: usize) -> Issued {
+        let mut issued = Issued::default();
+        for i in 0..n {
+            issued.push(IssuedPassword {
+                username: format!("student.number{i}@lincoln.k12.example.org"),
+                first_name: "Firstname".into(),
+                last_name: "Lastname".into(),
+                school: "Lincoln Elementary School".into(),
+                password: crate::password::generate(),
+            });
+        }
+        issued
+    }
+
+    fn compose(problems: usize, n: usize) -> Outgoing {
+        let issued = issued(n);
+        Composer::new("Rostering <r@example.org>")
+            .unwrap()
+            .report(
+                &tenant(),
+                chrono_tz::UTC,
+                &report(problems, n),
+                None,
+                Delivery::Attach(&issued),
+                Utc::now(),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn passwords_and_every_problem_fit_one_message_under_1_mib() {
+        let mail = compose(10_000, 3_000);
+        let text = String::from_utf8_lossy(&mail.message);
+        assert!(text.contains("filename=\"new-passwords.csv\""));
+        assert!(text.contains("filename=\"errors.csv\""));
+        assert!(mail.message.len() < 1024 * 1024, "{}", mail.message.len());
+        // Kept once delivered: the same message without the passwords.
+        let kept = String::from_utf8_lossy(mail.after_delivery.as_ref().unwrap());
+        assert!(!kept.contains("new-passwords.csv\""));
+        assert!(kept.contains("filename=\"errors.csv\""));
+        let header = |m: &str, h: &str| {
+            m.lines()
+                .find(|l| l.starts_with(h))
+                .map(str::to_owned)
+                .unwrap()
+        };
+        assert_eq!(header(&text, "Message-ID"), header(&kept, "Message-ID"));
+    }
+
+    #[test]
+    fn more_passwords_than_an_email_carries_are_not_attached_and_the_email_says_how_to_get_them() {
+        let mail = compose(0, 8_000);
+        // Quoted-printable's soft line breaks joined again.
+        let text = String::from_utf8_lossy(&mail.message).replace("=\r\n", "");
+        assert!(!text.contains("new-passwords.csv\""));
+        assert!(mail.after_delivery.is_none());
+        assert!(
+            text.contains("rosterd users reset-passwords lincoln --run 7 --out new-passwords.csv"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_report_without_generated_passwords_has_nothing_to_scrub() {
+        let mail = compose(3, 0);
+        assert!(mail.after_delivery.is_none());
+        assert!(!String::from_utf8_lossy(&mail.message).contains("new-passwords"));
+    }
 }

@@ -18,6 +18,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,6 +83,9 @@ pub struct Mailer {
     /// Delivery receipts not yet recorded in the outbox; `None` for an
     /// in-memory database.
     receipts: Option<PathBuf>,
+    /// A delivered message's passwords were overwritten in the database but
+    /// may still be in its write-ahead log ([`crate::store::scrub_log`]).
+    scrub_pending: std::sync::atomic::AtomicBool,
 }
 
 struct Route {
@@ -116,6 +120,7 @@ impl Mailer {
             db: Arc::new(Mutex::new(db)),
             clock,
             receipts,
+            scrub_pending: Default::default(),
         })
     }
 
@@ -145,8 +150,10 @@ impl Mailer {
     /// Try every message that is due now, once.
     pub async fn run_once(&self) -> anyhow::Result<Pass> {
         let now = self.clock.now();
-        if let Some(dir) = self.receipts.clone() {
-            self.db(move |c| apply_receipts(c, &dir, now)).await?;
+        if let Some(dir) = self.receipts.clone()
+            && self.db(move |c| apply_receipts(c, &dir, now)).await?
+        {
+            self.scrub_pending.store(true, Ordering::SeqCst);
         }
         let due = self.db(move |c| due(c, now)).await?;
         let mut pass = Pass::default();
@@ -164,19 +171,23 @@ impl Mailer {
                 Ok(receipt) => {
                     tracing::info!(outbox_id = id, recipient = %msg.recipient, delivered_to = %receipt.delivered_to, "email delivered");
                     let dir = self.receipts.clone();
-                    self.db(move |c| {
-                        if let Some(dir) = &dir
-                            && let Err(e) = receipt.sync(dir)
-                        {
-                            tracing::warn!(outbox_id = id, error = %e, "cannot flush the delivery receipt to disk; recording the delivery now");
-                        }
-                        receipt.record(c)?;
-                        if let Some(dir) = &dir {
-                            receipt.remove(dir);
-                        }
-                        Ok(())
-                    })
-                    .await?;
+                    let scrubbed = self
+                        .db(move |c| {
+                            if let Some(dir) = &dir
+                                && let Err(e) = receipt.sync(dir)
+                            {
+                                tracing::warn!(outbox_id = id, error = %e, "cannot flush the delivery receipt to disk; recording the delivery now");
+                            }
+                            let scrubbed = receipt.record(c)?;
+                            if let Some(dir) = &dir {
+                                receipt.remove(dir);
+                            }
+                            Ok(scrubbed)
+                        })
+                        .await?;
+                    if scrubbed {
+                        self.scrub_pending.store(true, Ordering::SeqCst);
+                    }
                     pass.sent += 1;
                 }
                 Err(Failure::Transient(why)) => {
@@ -189,10 +200,26 @@ impl Mailer {
                 }
                 Err(Failure::Permanent(why)) => {
                     tracing::error!(outbox_id = id, recipient = %msg.recipient, error = %why, "email refused for good; not retrying (see `rosterd status`)");
-                    self.db(move |c| crate::store::fail_message(c, id, &why))
+                    let discarded = self
+                        .db(move |c| crate::store::fail_message(c, id, &why))
                         .await?;
+                    if let Some(key) = discarded {
+                        tracing::error!(outbox_id = id, report = %key, "the generated passwords this report carried were discarded with it; support can issue new ones with `rosterd users reset-passwords SUB --run N` (N from the report key)");
+                        self.scrub_pending.store(true, Ordering::SeqCst);
+                    }
                     pass.failed += 1;
                 }
+            }
+        }
+        if self.scrub_pending.load(Ordering::SeqCst) {
+            // Readers may keep the log from emptying: tried again each pass.
+            if self.db(crate::store::scrub_log).await? {
+                self.scrub_pending.store(false, Ordering::SeqCst);
+                tracing::info!("delivered generated passwords removed from the store's files");
+            } else {
+                tracing::warn!(
+                    "generated passwords delivered but not yet cleared from the store's write-ahead log (readers busy); will retry"
+                );
             }
         }
         Ok(pass)
@@ -324,7 +351,8 @@ impl Receipt {
         std::fs::File::open(dir)?.sync_all()
     }
 
-    fn record(&self, conn: &Connection) -> rusqlite::Result<()> {
+    /// Mark the message sent; true when it carried generated passwords.
+    fn record(&self, conn: &Connection) -> rusqlite::Result<bool> {
         crate::store::mark_sent(conn, self.id, &self.sent_at, &self.delivered_to)
     }
 
@@ -335,9 +363,11 @@ impl Receipt {
 
 /// Record every receipt a stopped sender left (it was killed after the
 /// server accepted a message, before the outbox said so).
-fn apply_receipts(conn: &Connection, dir: &Path, now: DateTime<Utc>) -> rusqlite::Result<()> {
+/// True when one of them carried generated passwords.
+fn apply_receipts(conn: &Connection, dir: &Path, now: DateTime<Utc>) -> rusqlite::Result<bool> {
+    let mut scrubbed = false;
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(()); // none written yet
+        return Ok(false); // none written yet
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
@@ -360,14 +390,14 @@ fn apply_receipts(conn: &Connection, dir: &Path, now: DateTime<Utc>) -> rusqlite
                 delivered_to: "smtp".into(),
             },
         };
-        receipt.record(conn)?;
+        scrubbed |= receipt.record(conn)?;
         tracing::info!(
             outbox_id = id,
             "recorded a delivery the previous run made just before it stopped"
         );
         receipt.remove(dir);
     }
-    Ok(())
+    Ok(scrubbed)
 }
 
 fn due(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<Due>> {

@@ -317,4 +317,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
         value INTEGER NOT NULL
     );
     "#,
+    // 15: generated passwords. A district may opt in to a generated password
+    // for every user an import creates without one; a run counts them; and
+    // an outbox copy that carries them (`new-passwords.csv`) keeps, in
+    // `after_delivery`, the message as it is to be kept once delivered (the
+    // same message without the passwords), which replaces `message` the
+    // moment the server accepts it.
+    r#"
+    ALTER TABLE tenants ADD COLUMN generate_passwords INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE import_runs ADD COLUMN passwords_generated INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN after_delivery BLOB;
+    "#,
 ];

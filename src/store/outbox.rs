@@ -3,7 +3,7 @@
 //! sent, retried or failed.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::timestamp;
 use crate::domain::email::Outgoing;
@@ -16,8 +16,9 @@ pub fn queue_mail(
     now: DateTime<Utc>,
 ) -> rusqlite::Result<bool> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO outbox (tenant_id, dedupe_key, kind, recipient, subject, message, created_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+        "INSERT INTO outbox (tenant_id, dedupe_key, kind, recipient, subject, message, created_at, next_attempt_at,
+            after_delivery)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)
          ON CONFLICT DO NOTHING",
     )?;
     let mut queued = false;
@@ -29,7 +30,8 @@ pub fn queue_mail(
             recipient,
             mail.subject,
             mail.message,
-            timestamp(now)
+            timestamp(now),
+            mail.after_delivery,
         ])? == 1;
     }
     Ok(queued)
@@ -139,26 +141,69 @@ pub fn retry_message(
 }
 
 /// Message `id` was refused for good.
-pub fn fail_message(conn: &Connection, id: i64, why: &str) -> rusqlite::Result<usize> {
+///
+/// A copy that carried generated passwords keeps none of them either (as in
+/// [`mark_sent`]): they are discarded, and its key (`run:N`) is returned so
+/// the caller can say how support issues new ones.
+pub fn fail_message(conn: &Connection, id: i64, why: &str) -> rusqlite::Result<Option<String>> {
+    let carried: Option<String> = conn
+        .query_row(
+            "SELECT dedupe_key FROM outbox WHERE id = ?1 AND after_delivery IS NOT NULL",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if carried.is_some() {
+        conn.pragma_update(None, "secure_delete", true)?;
+    }
     conn.execute(
-        "UPDATE outbox SET state = 'failed', last_error = ?2 WHERE id = ?1",
+        "UPDATE outbox SET state = 'failed', last_error = ?2,
+            message = coalesce(after_delivery, message), after_delivery = NULL
+         WHERE id = ?1",
         params![id, why],
-    )
+    )?;
+    Ok(carried)
 }
 
 /// Message `id` was delivered at `sent_at` to `delivered_to`.
+///
+/// A copy that carried generated passwords becomes the message kept without
+/// them, its old bytes overwritten with zeros in the database file
+/// (`secure_delete`); returns true when one did, and the caller then clears
+/// them from the write-ahead log too ([`scrub_log`]).
 pub fn mark_sent(
     conn: &Connection,
     id: i64,
     sent_at: &str,
     delivered_to: &str,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<bool> {
+    let carried: bool = conn
+        .query_row(
+            "SELECT after_delivery IS NOT NULL FROM outbox WHERE id = ?1 AND state != 'sent'",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(false);
+    if carried {
+        conn.pragma_update(None, "secure_delete", true)?;
+    }
     conn.execute(
-        "UPDATE outbox SET state = 'sent', sent_at = ?2, delivered_to = ?3, last_error = NULL
+        "UPDATE outbox SET state = 'sent', sent_at = ?2, delivered_to = ?3, last_error = NULL,
+            message = coalesce(after_delivery, message), after_delivery = NULL
          WHERE id = ?1 AND state != 'sent'",
         params![id, sent_at, delivered_to],
     )?;
-    Ok(())
+    Ok(carried)
+}
+
+/// Copy the write-ahead log into the database and empty it, so that bytes
+/// overwritten in the database (a delivered message's passwords) are gone
+/// from the log as well. False when readers kept it from finishing (try
+/// again later).
+pub fn scrub_log(conn: &Connection) -> rusqlite::Result<bool> {
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+    Ok(busy == 0)
 }
 
 #[cfg(test)]
@@ -173,7 +218,9 @@ mod tests {
             kind: "missing",
             recipients: recipients.iter().map(|r| r.to_string()).collect(),
             subject: "s".into(),
+            body: "m".into(),
             message: b"m".to_vec(),
+            after_delivery: None,
         }
     }
 

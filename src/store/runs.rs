@@ -43,7 +43,7 @@ pub fn load_report(
             "SELECT r.kind, r.file_name, r.size, r.sha256, r.encoding, r.started_at, r.finished_at, r.outcome,
                     r.reason, r.rows, r.created, r.updated, r.unchanged, r.skipped, r.errors, r.warnings,
                     r.problems_truncated, t.subdomain, r.deactivated, r.reactivated, r.kept_back,
-                    r.deactivations_kept_back
+                    r.deactivations_kept_back, r.passwords_generated
              FROM import_runs r JOIN tenants t ON t.id = r.tenant_id WHERE r.tenant_id = ?1 AND r.id = ?2",
             params![tenant_id, run_id],
             |r| {
@@ -57,6 +57,7 @@ pub fn load_report(
                 let kind = match r.get_ref(0)?.as_str()? {
                     "groups" => "groups",
                     "undo" => "undo",
+                    "passwords" => "passwords",
                     _ => "users",
                 };
                 let n = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
@@ -84,6 +85,7 @@ pub fn load_report(
                         reactivated: n(19)?,
                         kept_back: n(20)?,
                         deactivations_kept_back: n(21)?,
+                        passwords_generated: n(22)?,
                     },
                     problems: Vec::new(),
                     problems_truncated: n(16)?,
@@ -206,9 +208,9 @@ pub fn insert_run(
     conn.execute(
         "INSERT INTO import_runs (tenant_id, kind, source, file_name, size, sha256, upload_id, started_at,
             finished_at, outcome, reason, rows, created, updated, unchanged, skipped, errors, warnings, problems_truncated,
-            encoding, id, deactivated, reactivated, kept_back, deactivations_kept_back)
+            encoding, id, deactivated, reactivated, kept_back, deactivations_kept_back, passwords_generated)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-            ?22, ?23, ?24, ?25)",
+            ?22, ?23, ?24, ?25, ?26)",
         params![
             tenant_id,
             report.kind,
@@ -235,6 +237,7 @@ pub fn insert_run(
             c.reactivated as i64,
             c.kept_back as i64,
             c.deactivations_kept_back as i64,
+            c.passwords_generated as i64,
         ],
     )?;
     let run_id = conn.last_insert_rowid();

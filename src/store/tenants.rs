@@ -18,7 +18,8 @@ pub struct NewTenant<'a> {
 }
 
 const TENANT_COLUMNS: &str = "id, subdomain, admin_name, admin_email, timezone, sso, window, disabled, created_at,
-    absent, hold_update_percent, hold_deactivate_percent, pause_from, pause_until, pause_additions_only";
+    absent, hold_update_percent, hold_deactivate_percent, pause_from, pause_until, pause_additions_only,
+    generate_passwords";
 
 fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
     Ok(Tenant {
@@ -39,7 +40,18 @@ fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
         hold_update_percent: r.get(10)?,
         hold_deactivate_percent: r.get(11)?,
         pause: crate::domain::safety::Pause::from_columns(r.get(12)?, r.get(13)?, r.get(14)?),
+        generate_passwords: r.get(15)?,
     })
+}
+
+/// Store whether the district's imports generate passwords for new users
+/// without one.
+pub fn set_generate_passwords(conn: &Connection, tenant_id: i64, on: bool) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE tenants SET generate_passwords = ?2 WHERE id = ?1",
+        params![tenant_id, on],
+    )?;
+    Ok(())
 }
 
 /// Store the district's full-sync choice.

@@ -2,7 +2,7 @@
 //! the users import's statements (the reader stage's lookup on a read
 //! snapshot, the writer's insert and update, deactivation).
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Result, Store};
 
@@ -302,4 +302,97 @@ pub fn read_snapshot(conn: &Connection) -> anyhow::Result<Connection> {
     snapshot.execute_batch("BEGIN")?;
     snapshot.query_row("SELECT count(*) FROM tenants", [], |_| Ok(()))?; // the snapshot starts at the first read
     Ok(snapshot)
+}
+
+/// Which users a password reset is for.
+pub enum ResetSelection<'a> {
+    /// The active users run N created.
+    CreatedBy(i64),
+    /// The active users with no password.
+    WithoutPassword,
+    /// These usernames: (as given, username key).
+    Usernames(&'a [(String, String)]),
+}
+
+/// A user whose password is to be reset, as `new-passwords.csv` names them.
+pub struct ResetTarget {
+    pub id: i64,
+    pub username: String,
+    pub username_key: String,
+    pub first_name: String,
+    pub last_name: String,
+    /// The school's name, or empty.
+    pub school: String,
+    pub active: bool,
+}
+
+/// The users of `tenant_id` that `selection` names, in id order; for
+/// [`ResetSelection::Usernames`] also the names that match none of them.
+pub fn reset_targets(
+    conn: &Connection,
+    tenant_id: i64,
+    selection: &ResetSelection<'_>,
+) -> rusqlite::Result<(Vec<ResetTarget>, Vec<String>)> {
+    const COLUMNS: &str = "SELECT u.id, u.username, u.username_key, coalesce(u.first_name, ''),
+        coalesce(u.last_name, ''), coalesce(s.name, ''), u.active
+        FROM users u LEFT JOIN schools s ON s.id = u.school_id";
+    let row = |r: &rusqlite::Row<'_>| {
+        Ok(ResetTarget {
+            id: r.get(0)?,
+            username: r.get(1)?,
+            username_key: r.get(2)?,
+            first_name: r.get(3)?,
+            last_name: r.get(4)?,
+            school: r.get(5)?,
+            active: r.get(6)?,
+        })
+    };
+    match selection {
+        ResetSelection::CreatedBy(run) => {
+            let mut stmt = conn.prepare(&format!(
+                "{COLUMNS} WHERE u.tenant_id = ?1 AND u.created_run = ?2 AND u.active = 1 ORDER BY u.id"
+            ))?;
+            let found: rusqlite::Result<Vec<_>> =
+                stmt.query_map(params![tenant_id, run], row)?.collect();
+            Ok((found?, Vec::new()))
+        }
+        ResetSelection::WithoutPassword => {
+            let mut stmt = conn.prepare(&format!(
+                "{COLUMNS} WHERE u.tenant_id = ?1 AND u.password_hash IS NULL AND u.active = 1 ORDER BY u.id"
+            ))?;
+            let found: rusqlite::Result<Vec<_>> =
+                stmt.query_map(params![tenant_id], row)?.collect();
+            Ok((found?, Vec::new()))
+        }
+        ResetSelection::Usernames(names) => {
+            let mut stmt = conn.prepare(&format!(
+                "{COLUMNS} WHERE u.tenant_id = ?1 AND u.username_key = ?2"
+            ))?;
+            let (mut found, mut unknown) = (Vec::new(), Vec::new());
+            for (name, key) in names.iter() {
+                match stmt.query_row(params![tenant_id, key], row).optional()? {
+                    Some(t) if !found.iter().any(|f: &ResetTarget| f.id == t.id) => found.push(t),
+                    Some(_) => {}
+                    None => unknown.push(name.clone()),
+                }
+            }
+            found.sort_by_key(|t| t.id);
+            Ok((found, unknown))
+        }
+    }
+}
+
+/// Set user `id`'s password (its hash and fingerprint).
+pub fn set_password(
+    conn: &Connection,
+    id: i64,
+    hash: &str,
+    fp: &[u8],
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE users SET password_hash = ?2, password_fp = ?3, updated_at = ?4 WHERE id = ?1",
+    )?
+    .execute(params![id, hash, fp, now])?;
+    Ok(())
 }

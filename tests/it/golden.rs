@@ -351,6 +351,7 @@ fn every_help_text_is_exactly_as_it_was() {
         &["import", "discard"],
         &["users"],
         &["users", "export"],
+        &["users", "reset-passwords"],
         &["groups"],
         &["groups", "export"],
         &["runs"],

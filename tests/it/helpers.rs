@@ -178,6 +178,8 @@ pub fn options(file: &Path, dry_run: bool) -> ImportOptions {
         holds: None,
         additions_only: false,
         notes: Vec::new(),
+        generate_passwords: false,
+        passwords_out: None,
     }
 }
 

@@ -19,6 +19,7 @@ mod installation;
 mod keys;
 mod layers;
 mod mail;
+mod passwords;
 mod pipeline;
 mod quickstart;
 mod safety;
