@@ -481,6 +481,24 @@ fn import_fk_off(
         return super::reject_unreadable(conn, ctx, tenant, opts, report, why);
     }
     let seen = applied?;
+    if issuing.created_without_email > 0 && !tenant.sso {
+        // The seed: "If you are not using SSO and do not import an email
+        // address, the user cannot verify their account ownership and reset
+        // a lost password." Once per file, not once per row.
+        let n = issuing.created_without_email;
+        report.add(Problem {
+            line: None,
+            column: rules.columns.name_of(UserField::Email),
+            value: String::new(),
+            severity: Severity::Warning,
+            message: format!(
+                "{} new {} no Email Address: without SSO, a user without one cannot verify the account or reset a lost password; add the addresses to the file (support can set new passwords meanwhile)",
+                crate::domain::report::thousands(n),
+                if n == 1 { "user has" } else { "users have" }
+            ),
+            who: None,
+        });
+    }
     // Full sync: a complete file's omissions are deactivated. Never from a
     // file without data rows, nor while paused for additions only.
     if tenant.absent == crate::domain::safety::Absent::Deactivate
@@ -1062,6 +1080,9 @@ fn write_batch(
                     continue;
                 }
                 report.counts.created += 1;
+                if row.email.is_none() {
+                    issued.created_without_email += 1;
+                }
                 if let Some(password) = generated {
                     report.counts.passwords_generated += 1;
                     issued.push(&row, text, password);
@@ -1125,6 +1146,8 @@ fn access_params(change: AccessChange) -> (bool, Option<&'static str>) {
 /// school of each is named from `schools` (loaded only when generating).
 struct Issuing {
     issued: Issued,
+    /// Users created without an email address.
+    created_without_email: u64,
     schools: HashMap<i64, String>,
 }
 
@@ -1132,6 +1155,7 @@ impl Issuing {
     fn new(conn: &Connection, tenant: &Tenant, generate: bool) -> rusqlite::Result<Self> {
         Ok(Self {
             issued: Issued::default(),
+            created_without_email: 0,
             schools: if generate {
                 crate::store::journal::school_names(conn, tenant.id)?
             } else {

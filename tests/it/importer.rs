@@ -504,12 +504,39 @@ fn new_user_without_password_warns_unless_sso() {
         "s@example.org",
         "--sso",
     ]);
-    let f = env.file("u.csv", "Username\nnopass1\n");
+    let f = env.file("u.csv", "Username,Email Address\nnopass1,n1@example.org\n");
     let r = env.import("lincoln", &f);
     assert_eq!(r.counts.warnings, 1);
     assert!(r.problems[0].message.contains("without a password"));
     let f = env.file("v.csv", "Username\nnopass2\n");
     assert_eq!(env.import("sso-district", &f).counts.warnings, 0);
+}
+
+#[test]
+fn new_users_without_an_email_address_are_counted_in_one_warning_unless_sso() {
+    let env = Env::new();
+    env.tenant("lincoln");
+    let f = env.file(
+        "u.csv",
+        "Username,Password,Email Address\nann.lee,Secr3t-Ann,\nbob.ray,Secr3t-Bob,\ncat.diaz,Secr3t-Cat,cat@example.org\n",
+    );
+    let r = env.import("lincoln", &f);
+    assert_eq!(r.counts.warnings, 1, "{:?}", r.problems);
+    assert_eq!(r.problems[0].line, None);
+    assert_eq!(r.problems[0].column, "Email Address");
+    assert!(
+        r.problems[0]
+            .message
+            .starts_with("2 new users have no Email Address: without SSO, a user without one cannot verify the account or reset a lost password"),
+        "{}",
+        r.problems[0].message
+    );
+    // Updates are not new users; an SSO district needs no address for it.
+    let f = env.file("v.csv", "Username,First Name\nann.lee,Ann\n");
+    assert_eq!(env.import("lincoln", &f).counts.warnings, 0);
+    env.ok(&["tenant", "set", "lincoln", "--sso", "true"]);
+    let f = env.file("w.csv", "Username\ndan.oak\n");
+    assert_eq!(env.import("lincoln", &f).counts.warnings, 0);
 }
 
 #[test]
