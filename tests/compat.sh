@@ -4,8 +4,9 @@
 # (plain put with confirm, and the WinSCP-style .filepart + rename), JSch 0.1.55
 # (Java; RSA key in PEM form; also forced to group exchange), PuTTY's psftp (the
 # SSH core of WinSCP and FileZilla; .ppk key, .filepart + rename, host key pinned),
-# and OpenSSH's sftp limited to each host-key type, checked against the server's
-# key files. One PASS/FAIL line per client and a final count; fails if any client
+# OpenSSH's sftp limited to each host-key type, checked against the server's key
+# files, and libssh 0.10 (a C client compiled here) with RSA, ed25519 and ECDSA
+# keys. One PASS/FAIL line per client and a final count; fails if any client
 # fails or a published file differs from what it sent. .ci/run installs the clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,7 @@ python3 -c 'import paramiko' || { echo "compat: python paramiko is not installed
 JSCH=/usr/share/java/jsch.jar
 [ -f "$JSCH" ] || { echo "compat: JSch is not installed ($JSCH; Debian package libjsch-java)" >&2; exit 1; }
 JSCH_MAIN=$(realpath tests/compat/JschUpload.java)
+LIBSSH_SRC=$(realpath tests/compat/libssh_upload.c)
 
 cargo build --quiet --locked
 BIN=$(realpath "${CARGO_TARGET_DIR:-target}")/debug/rosterd
@@ -161,6 +163,49 @@ if [ "$uploads" -eq 12 ]; then
 else
     echo "FAIL expected 12 recorded uploads, got $uploads (a .filepart publishes only on rename)" >&2; failures=$((failures + 1))
 fi
+
+# libssh 0.10 (Debian's libssh-dev), through a small C client
+# (tests/compat/libssh_upload.c), with each user-key type, each trusting only
+# the server's host key of that type. RSA is the case that failed ("The key
+# algorithm 'ssh-rsa' is not allowed to be used by PUBLICKEY_ACCEPTED_TYPES"):
+# libssh picks the RSA signature from server-sig-algs as soon as it has the
+# server's NEWKEYS, and russh sent that list only after the client's NEWKEYS
+# (vendored russh patch 0004). A name rosterd refuses must come back as
+# libssh's error. Its uploads are counted here, apart from the clients above.
+libssh_clients() {
+    command -v cc >/dev/null || { echo "compat: cc is not installed" >&2; exit 1; }
+    [ -f /usr/include/libssh/libssh.h ] || { echo "compat: libssh is not installed (Debian package libssh-dev)" >&2; exit 1; }
+    cc -Wall -Wextra -Werror -o libssh_upload "$LIBSSH_SRC" -lssh
+    local before pair type hostkey
+    before=$(sqlite3 data/rosterd.db "select count(*) from uploads")
+    for pair in rsa:ssh_host_rsa_key ed25519:ssh_host_ed25519_key ecdsa:ssh_host_ecdsa_key; do
+        type=${pair%%:*} hostkey=keys/${pair#*:}
+        ssh-keygen -q -t "$type" -N '' -f "libssh_$type"
+        "$BIN" key add demo "libssh_$type.pub" >/dev/null 2>&1
+        echo "[127.0.0.1]:$PORT $(ssh-keygen -y -f "$hostkey")" > libssh_known_hosts
+        payload "libssh-$type" 20000
+        ./libssh_upload "$PORT" demo "libssh_$type" libssh_known_hosts "libssh-$type.csv" users.csv >libssh.out 2>&1 \
+            && check "$(cat libssh.out)" "libssh-$type.csv" || { cat libssh.out >&2; fail "libssh, $type user key"; }
+    done
+    clients=$((clients + 1))
+    if ./libssh_upload "$PORT" demo libssh_ed25519 libssh_known_hosts libssh-ed25519.csv upload.csv >libssh.out 2>&1; then
+        echo "FAIL libssh reported success for a name rosterd refuses" >&2; failures=$((failures + 1))
+    elif grep -q "permission denied" libssh.out; then
+        echo "PASS libssh reports a refused name: $(cat libssh.out)"
+    else
+        echo "FAIL libssh failed on a refused name without saying why: $(cat libssh.out)" >&2; failures=$((failures + 1))
+    fi
+    clients=$((clients + 1))
+    local uploads
+    uploads=$(( $(sqlite3 data/rosterd.db "select count(*) from uploads") - before ))
+    if [ "$uploads" -eq 3 ]; then
+        echo "PASS libssh uploads recorded: $uploads"
+    else
+        echo "FAIL expected 3 recorded libssh uploads, got $uploads" >&2; failures=$((failures + 1))
+    fi
+}
+
+libssh_clients
 clients=$((clients + 1))
 if kill -TERM "$PID" && wait "$PID"; then
     echo "PASS serve exits 0 on SIGTERM"

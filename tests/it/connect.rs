@@ -1,7 +1,9 @@
 //! A failed connection is explained: algorithm negotiation failures and
 //! refused logins are logged at warn with what the client offered and why,
 //! and recorded so that `rosterd status` and `tenant show` answer "why did
-//! the district's job fail to connect last night?".
+//! the district's job fail to connect last night?". And clients that once
+//! failed connect: limited to hmac-sha1 or ssh-rsa signatures, or reading
+//! `server-sig-algs` as early as libssh does.
 
 use std::path::Path;
 use std::time::Duration;
@@ -530,4 +532,105 @@ fn clients_limited_to_hmac_sha1_or_ssh_rsa_signatures_connect_without_the_legacy
     daemon.kill();
     // (paramiko 5 no longer signs with ssh-rsa at all; the paramiko 2.x
     // that SIS exports embed does, and honours server-sig-algs the same way.)
+}
+
+/// libssh 0.10 chooses how to sign with an RSA key from `server-sig-algs`
+/// as soon as it has processed the server's NEWKEYS, before it sends
+/// anything more. rosterd sent its EXT_INFO only once the client's NEWKEYS
+/// had arrived: too late, so libssh fell back to `ssh-rsa`, which its own
+/// defaults then refused ("The key algorithm 'ssh-rsa' is not allowed to be
+/// used by PUBLICKEY_ACCEPTED_TYPES"). This client stops where libssh
+/// decides: it sends its KEXINIT (with `ext-info-c`) and its key-exchange
+/// packet but never its NEWKEYS, and reads what the server sends. The
+/// cipher is AES-GCM, whose packet length travels in clear, so the packet
+/// after NEWKEYS can be told to be EXT_INFO by its size. `tests/compat.sh`
+/// runs libssh itself.
+#[test]
+fn server_sig_algs_arrives_before_the_client_sends_its_newkeys() {
+    use std::io::{BufRead, BufReader, Read, Write};
+
+    let srv = crate::server::TestServer::start(Env::new(), |_| {});
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(b"SSH-2.0-rosterd_test\r\n").unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut banner = String::new();
+    reader.read_line(&mut banner).unwrap();
+    assert!(banner.starts_with("SSH-2.0-"), "{banner}");
+    assert_eq!(
+        read_clear_packet(&mut reader)[0],
+        20,
+        "the server's KEXINIT"
+    );
+
+    let mut kexinit = vec![20];
+    kexinit.extend([0; 16]);
+    for list in [
+        "curve25519-sha256,ext-info-c",
+        "ssh-ed25519",
+        "aes128-gcm@openssh.com",
+        "aes128-gcm@openssh.com",
+        "hmac-sha2-256",
+        "hmac-sha2-256",
+        "none",
+        "none",
+        "",
+        "",
+    ] {
+        put_string(&mut kexinit, list.as_bytes());
+    }
+    kexinit.extend([0; 5]); // first_kex_packet_follows, reserved
+    let mut ecdh_init = vec![30];
+    let mut base_point = [0; 32]; // a valid X25519 public key
+    base_point[0] = 9;
+    put_string(&mut ecdh_init, &base_point);
+    for payload in [kexinit, ecdh_init] {
+        stream.write_all(&clear_packet(&payload)).unwrap();
+    }
+    assert_eq!(read_clear_packet(&mut reader)[0], 31, "KEX_ECDH_REPLY");
+    assert_eq!(read_clear_packet(&mut reader), [21], "the server's NEWKEYS");
+
+    let mut length = [0; 4];
+    reader.read_exact(&mut length).unwrap_or_else(|e| {
+        panic!("nothing followed the server's NEWKEYS before the client's: {e}")
+    });
+    let length = u32::from_be_bytes(length) as usize;
+    // EXT_INFO: type, count 1, "server-sig-algs", the list, padded to 16.
+    let sig_algs = "ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,\
+                    rsa-sha2-512,rsa-sha2-256,ssh-rsa";
+    let payload = 1 + 4 + (4 + "server-sig-algs".len()) + (4 + sig_algs.len());
+    let padding = length.saturating_sub(1 + payload);
+    assert!(
+        length.is_multiple_of(16) && (4..20).contains(&padding),
+        "a packet of {length} bytes followed NEWKEYS, not an EXT_INFO of {payload} bytes"
+    );
+}
+
+/// An unencrypted SSH packet (RFC 4253 s6) of `payload`, padded to 8 bytes.
+fn clear_packet(payload: &[u8]) -> Vec<u8> {
+    let padding = 4 + (8 - (5 + payload.len() + 4) % 8) % 8;
+    let mut packet = ((1 + payload.len() + padding) as u32)
+        .to_be_bytes()
+        .to_vec();
+    packet.push(padding as u8);
+    packet.extend(payload);
+    packet.extend(std::iter::repeat_n(0, padding));
+    packet
+}
+
+/// The payload of the next unencrypted SSH packet.
+fn read_clear_packet(reader: &mut impl std::io::Read) -> Vec<u8> {
+    let mut length = [0; 4];
+    reader.read_exact(&mut length).unwrap();
+    let mut packet = vec![0; u32::from_be_bytes(length) as usize];
+    reader.read_exact(&mut packet).unwrap();
+    let padding = packet[0] as usize;
+    packet[1..packet.len() - padding].to_vec()
+}
+
+fn put_string(buf: &mut Vec<u8>, bytes: &[u8]) {
+    buf.extend((bytes.len() as u32).to_be_bytes());
+    buf.extend(bytes);
 }

@@ -149,26 +149,24 @@ impl<C> CommonSession<C> {
             .is_some_and(|channel| channel.confirmed)
     }
 
-    pub fn newkeys(&mut self, newkeys: NewKeys) {
+    pub fn newkeys(&mut self, mut newkeys: NewKeys) {
         if let Some(ref mut enc) = self.encrypted {
+            newkeys.start_sending(&mut self.packet_writer, false);
             enc.exchange = Some(newkeys.exchange);
             enc.kex = newkeys.kex;
             enc.key = newkeys.key;
             enc.client_mac = newkeys.names.client_mac;
             enc.server_mac = newkeys.names.server_mac;
             self.remote_to_local = newkeys.cipher.remote_to_local;
-            self.packet_writer
-                .set_cipher(newkeys.cipher.local_to_remote);
             self.strict_kex = self.strict_kex || newkeys.names.strict_kex();
 
             // Reset compression state
-            enc.client_compression
-                .init_compress(self.packet_writer.compress());
             enc.server_compression.init_decompress(&mut enc.decompress);
         }
     }
 
-    pub fn encrypted(&mut self, state: EncryptedState, newkeys: NewKeys) {
+    pub fn encrypted(&mut self, state: EncryptedState, mut newkeys: NewKeys) {
+        newkeys.start_sending(&mut self.packet_writer, true);
         let strict_kex = newkeys.names.strict_kex();
         self.encrypted = Some(Encrypted {
             exchange: Some(newkeys.exchange),
@@ -191,18 +189,13 @@ impl<C> CommonSession<C> {
             extension_info_awaiters: HashMap::new(),
         });
         self.remote_to_local = newkeys.cipher.remote_to_local;
-        self.packet_writer
-            .set_cipher(newkeys.cipher.local_to_remote);
         self.strict_kex = strict_kex;
 
         // For non-deferred compression (RFC 4253 "zlib"), activate immediately
         // after initial key exchange. Deferred compression ("zlib@openssh.com")
-        // will be activated later, after authentication succeeds.
+        // will be activated later, after authentication succeeds. (The sending
+        // side: `NewKeys::start_sending`.)
         if let Some(ref mut enc) = self.encrypted {
-            if !enc.client_compression.is_deferred() {
-                enc.client_compression
-                    .init_compress(self.packet_writer.compress());
-            }
             if !enc.server_compression.is_deferred() {
                 enc.server_compression.init_decompress(&mut enc.decompress);
             }
@@ -830,6 +823,24 @@ pub(crate) struct NewKeys {
     pub key: usize,
     pub cipher: cipher::CipherPair,
     pub session_id: CryptoVec,
+}
+
+impl NewKeys {
+    /// Switches `writer` to these keys, and to the compression that starts
+    /// with them, unless that was done already. Everything sent after our
+    /// NEWKEYS uses the new keys (RFC 4253 s7.3): a server switches as it
+    /// sends NEWKEYS, so that EXT_INFO can follow at once (RFC 8308 s2.4).
+    /// After the first key exchange (`initial`), deferred compression
+    /// ("zlib@openssh.com") waits for the authentication to succeed.
+    pub(crate) fn start_sending(&mut self, writer: &mut PacketWriter, initial: bool) {
+        if let Some(key) = self.cipher.local_to_remote.take() {
+            writer.set_cipher(key);
+            let compression = &self.names.client_compression;
+            if !initial || !compression.is_deferred() {
+                compression.init_compress(writer.compress());
+            }
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -1096,6 +1096,62 @@ pub(crate) mod raw_no_crypto {
         ));
     }
 
+    /// EXT_INFO (RFC 8308) is sent right behind the server's NEWKEYS, not once
+    /// the client's NEWKEYS has arrived: libssh 0.10 chooses the signature for
+    /// an RSA key from `server-sig-algs` as soon as it has processed the
+    /// server's NEWKEYS, and falls back to `ssh-rsa` without it. A real key
+    /// exchange (curve25519) with the `none` cipher keeps EXT_INFO readable.
+    #[tokio::test]
+    async fn ext_info_follows_the_servers_newkeys_without_waiting_for_the_clients() {
+        let mut config = server::Config::default();
+        config.inactivity_timeout = None;
+        config.preferred = Preferred {
+            kex: Cow::Owned(vec![kex::CURVE25519]),
+            ..no_crypto_preferred()
+        };
+        config
+            .keys
+            .push(PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap());
+        let mut session = RawSession::connect_without_kex_with_config(Arc::new(config)).await;
+
+        let mut kexinit = vec![MSG_KEXINIT];
+        kexinit.extend_from_slice(&[0; 16]);
+        encode_name_list(&mut kexinit, &["curve25519-sha256", "ext-info-c"]);
+        encode_name_list(&mut kexinit, &["ssh-ed25519"]);
+        for _ in 0..6 {
+            encode_name_list(&mut kexinit, &["none"]);
+        }
+        encode_name_list(&mut kexinit, &[]);
+        encode_name_list(&mut kexinit, &[]);
+        kexinit.push(0);
+        push_u32(&mut kexinit, 0);
+        session.send_packet(&kexinit).await.unwrap();
+        let mut ecdh_init = vec![msg::KEX_ECDH_INIT];
+        let mut base_point = [0; 32];
+        base_point[0] = 9;
+        encode_string(&mut ecdh_init, &base_point);
+        session.send_packet(&ecdh_init).await.unwrap();
+
+        let mut next = async || {
+            tokio::time::timeout(Duration::from_secs(5), read_packet(&mut session.stream))
+                .await
+                .expect("the server sent nothing more before the client's NEWKEYS")
+                .unwrap()
+        };
+        assert_eq!(next().await.first(), Some(&msg::KEX_ECDH_REPLY));
+        assert_eq!(next().await.first(), Some(&MSG_NEWKEYS));
+        let ext_info = next().await;
+        let mut expected = vec![msg::EXT_INFO];
+        push_u32(&mut expected, 1);
+        encode_string(&mut expected, b"server-sig-algs");
+        encode_string(&mut expected, b"ssh-ed25519");
+        assert_eq!(ext_info, expected);
+
+        // The session goes on as usual once the client's NEWKEYS arrives.
+        session.send_packet(&[MSG_NEWKEYS]).await.unwrap();
+        session.service_request().await.unwrap();
+    }
+
     /// Server that did its initial exchange with the `none` kex but can also
     /// negotiate curve25519, so a rekey offering only curve25519 parks it
     /// waiting for a KEX_ECDH_INIT the raw client never sends.

@@ -179,7 +179,9 @@ impl TryFrom<&str> for Name {
 }
 
 pub(crate) struct CipherPair {
-    pub local_to_remote: Box<dyn SealingKey + Send>,
+    /// `None` once installed for sending: a server starts sending with the
+    /// new keys as it sends its NEWKEYS, before the peer's arrives.
+    pub local_to_remote: Option<Box<dyn SealingKey + Send>>,
     pub remote_to_local: Box<dyn OpeningKey + Send>,
 }
 

@@ -471,7 +471,7 @@ pub(crate) fn compute_keys<D: Digest>(
                         cipher.make_opening_key(&key, &nonce, &mac, *remote_to_local_mac);
 
                     Ok(super::cipher::CipherPair {
-                        local_to_remote,
+                        local_to_remote: Some(local_to_remote),
                         remote_to_local,
                     })
                 })

@@ -8,9 +8,11 @@ use ssh_encoding::Encode;
 use ssh_key::Algorithm;
 
 use super::*;
-use crate::helpers::sign_with_hash_alg;
+use crate::helpers::{NameList, sign_with_hash_alg};
 use crate::kex::dh::biguint_to_mpint;
-use crate::kex::{KEXES, KexAlgorithm, KexAlgorithmImplementor, KexCause};
+use crate::kex::{
+    EXTENSION_SUPPORT_AS_CLIENT, KEXES, KexAlgorithm, KexAlgorithmImplementor, KexCause,
+};
 use crate::keys::key::PrivateKeyWithHashAlg;
 use crate::negotiation::{Names, Select, is_key_compatible_with_algo};
 use crate::parsing::ensure_end;
@@ -158,7 +160,7 @@ impl ServerKex {
                 let kex = KEXES.get(&names.kex).ok_or(Error::UnknownAlgo)?.make();
 
                 if kex.skip_exchange() {
-                    let newkeys = compute_keys(
+                    let mut newkeys = compute_keys(
                         Vec::new(),
                         kex,
                         names.clone(),
@@ -166,10 +168,14 @@ impl ServerKex {
                         self.cause.session_id(),
                     )?;
 
-                    output.write_packet(|w| {
-                        msg::NEWKEYS.encode(w)?;
-                        Ok(())
-                    })?;
+                    send_newkeys(
+                        &self.config,
+                        &self.exchange,
+                        &self.cause,
+                        output,
+                        &mut newkeys,
+                        false,
+                    )?;
 
                     return Ok(KexProgress::Done {
                         server_host_certificate: None,
@@ -372,12 +378,7 @@ impl ServerKex {
                     Ok(())
                 })?;
 
-                output.write_packet(|w| {
-                    msg::NEWKEYS.encode(w)?;
-                    Ok(())
-                })?;
-
-                let newkeys = compute_keys(
+                let mut newkeys = compute_keys(
                     hash,
                     kex,
                     names.clone(),
@@ -386,12 +387,21 @@ impl ServerKex {
                 )?;
 
                 let reset_seqn = newkeys.names.strict_kex() || self.cause.is_strict_rekey();
+                send_newkeys(
+                    &self.config,
+                    &self.exchange,
+                    &self.cause,
+                    output,
+                    &mut newkeys,
+                    reset_seqn,
+                )?;
 
                 self.state = ServerKexState::WaitingForNewKeys { newkeys };
 
                 Ok(KexProgress::NeedsReply {
                     kex: self,
-                    reset_seqn,
+                    // Done by `send_newkeys`, before the packets sent after NEWKEYS.
+                    reset_seqn: false,
                 })
             }
             ServerKexState::WaitingForNewKeys { newkeys } => {
@@ -420,6 +430,74 @@ impl ServerKex {
             }
         }
     }
+}
+
+/// Sends NEWKEYS and switches `output` to `newkeys` at once: everything
+/// sent after it uses the new keys (RFC 4253 s7.3), with sequence numbers
+/// from zero under strict kex (`reset_seqn`). After the first key
+/// exchange, EXT_INFO follows in the same flush if the client asked for
+/// it, as the next packet after the server's first NEWKEYS (RFC 8308
+/// s2.4). It must not wait for the client's NEWKEYS: a client may choose
+/// how to sign with an RSA key as soon as it has processed ours (libssh
+/// 0.10 does, before it even sends its service request), and without
+/// `server-sig-algs` it falls back to `ssh-rsa`.
+fn send_newkeys(
+    config: &Config,
+    exchange: &Exchange,
+    cause: &KexCause,
+    output: &mut PacketWriter,
+    newkeys: &mut NewKeys,
+    reset_seqn: bool,
+) -> Result<(), Error> {
+    output.write_packet(|w| {
+        msg::NEWKEYS.encode(w)?;
+        Ok(())
+    })?;
+    if reset_seqn {
+        output.reset_seqn();
+    }
+    newkeys.start_sending(output, !cause.is_rekey());
+    if !cause.is_rekey() {
+        send_ext_info(config, exchange, output)?;
+    }
+    Ok(())
+}
+
+/// EXT_INFO with `server-sig-algs`, if the client's KEXINIT lists
+/// `ext-info-c` (RFC 8308 s2.1).
+fn send_ext_info(
+    config: &Config,
+    exchange: &Exchange,
+    output: &mut PacketWriter,
+) -> Result<(), Error> {
+    let client_wants_it = exchange
+        .client_kex_init
+        .get(17..)
+        .and_then(|mut r| NameList::decode(&mut r).ok())
+        .is_some_and(|kex_list| {
+            negotiation::Server::select(
+                &[EXTENSION_SUPPORT_AS_CLIENT],
+                &kex_list,
+                AlgorithmKind::Kex,
+            )
+            .is_ok()
+        });
+    if !client_wants_it {
+        debug!("RFC 8308 Extension Negotiation not supported by client");
+        return Ok(());
+    }
+
+    let server_sig_algs = config
+        .server_sig_algs
+        .as_deref()
+        .unwrap_or(&config.preferred.key);
+    output.write_packet(|w| {
+        msg::EXT_INFO.encode(w)?;
+        1u32.encode(w)?;
+        "server-sig-algs".encode(w)?;
+        NameList(server_sig_algs.iter().map(|x| x.to_string()).collect()).encode(w)?;
+        Ok(())
+    })
 }
 
 fn compute_keys(

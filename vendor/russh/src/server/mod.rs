@@ -1295,8 +1295,6 @@ async fn reply<H: Handler + Send>(
                             },
                             newkeys,
                         );
-
-                        session.maybe_send_ext_info()?;
                     }
 
                     session.kex = SessionKexState::Idle;

@@ -12,8 +12,7 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::channels::{Channel, ChannelMsg, ChannelReadHalf, ChannelRef, ChannelWriteHalf};
-use crate::helpers::NameList;
-use crate::kex::{EXTENSION_SUPPORT_AS_CLIENT, KexCause, SessionKexState};
+use crate::kex::{KexCause, SessionKexState};
 use crate::{ChannelOpenFailure, map_err, msg};
 
 /// A connected server session. This type is unique to a client.
@@ -1508,51 +1507,6 @@ impl Session {
     /// So it usually is fine to convert it to a [`String`] using [`String::from_utf8_lossy`]
     pub fn remote_sshid(&self) -> &[u8] {
         &self.common.remote_sshid
-    }
-
-    pub(crate) fn maybe_send_ext_info(&mut self) -> Result<(), Error> {
-        if let Some(ref mut enc) = self.common.encrypted {
-            // If client sent a ext-info-c message in the kex list, it supports RFC 8308 extension negotiation.
-            let mut key_extension_client = false;
-            if let Some(e) = &enc.exchange {
-                let Some(mut r) = e.client_kex_init.get(17..) else {
-                    return Ok(());
-                };
-                if let Ok(kex_list) = NameList::decode(&mut r) {
-                    use super::negotiation::Select;
-                    key_extension_client = super::negotiation::Server::select(
-                        &[EXTENSION_SUPPORT_AS_CLIENT],
-                        &kex_list,
-                        AlgorithmKind::Kex,
-                    )
-                    .is_ok();
-                }
-            }
-
-            if !key_extension_client {
-                debug!("RFC 8308 Extension Negotiation not supported by client");
-                return Ok(());
-            }
-
-            push_packet!(enc.write, {
-                msg::EXT_INFO.encode(&mut enc.write)?;
-                1u32.encode(&mut enc.write)?;
-                "server-sig-algs".encode(&mut enc.write)?;
-
-                let config = &self.common.config;
-                NameList(
-                    config
-                        .server_sig_algs
-                        .as_deref()
-                        .unwrap_or(&config.preferred.key)
-                        .iter()
-                        .map(|x| x.to_string())
-                        .collect(),
-                )
-                .encode(&mut enc.write)?;
-            });
-        }
-        Ok(())
     }
 
     pub(crate) fn begin_rekey(&mut self) -> Result<(), Error> {
