@@ -334,13 +334,26 @@ pub(crate) fn record_run(
     if opts.email {
         let now = ctx.clock.now();
         let tz = ctx.timezone_of(tenant);
+        // The district's last nights, this run included, as this
+        // transaction sees them.
+        let trend = match report.kind {
+            "users" => Some(crate::mail::compose::trend(conn, tenant.id, tz, now, None)?),
+            _ => None,
+        };
         let mail = match changes {
-            Some(csv) => ctx
-                .composer
-                .held(tenant, tz, report, csv, received.as_ref(), now)?,
-            None => ctx
-                .composer
-                .report(tenant, tz, report, received.as_ref(), now)?,
+            Some(csv) => ctx.composer.held(
+                tenant,
+                tz,
+                report,
+                csv,
+                received.as_ref(),
+                trend.as_ref(),
+                now,
+            )?,
+            None => {
+                ctx.composer
+                    .report(tenant, tz, report, received.as_ref(), trend.as_ref(), now)?
+            }
         };
         crate::mail::queue(conn, &mail, now)?;
     }

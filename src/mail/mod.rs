@@ -6,8 +6,10 @@
 //! address a district gave is delivered, retried or refused on its own.
 //! Support's test message skips the outbox ([`direct`]).
 
+pub mod chart;
 pub mod compose;
 pub mod direct;
+pub mod html;
 pub mod sender;
 pub mod smtp;
 
