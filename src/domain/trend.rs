@@ -210,32 +210,13 @@ impl Trend {
 
     /// The highest of each figure over the nights before tonight.
     pub fn highest_before(&self) -> Option<Figures> {
-        let mut high: Option<Figures> = None;
-        for f in self
-            .before_tonight()
-            .iter()
-            .filter_map(|n| n.state.figures())
-        {
-            let h = high.get_or_insert_with(Figures::default);
-            h.created = h.created.max(f.created);
-            h.updated = h.updated.max(f.updated);
-            h.deactivated = h.deactivated.max(f.deactivated);
-            h.errors = h.errors.max(f.errors);
-        }
-        high
+        highest(self.before_tonight())
     }
 
     /// The highest value of each figure over all nights, tonight included:
     /// the top of each panel's scale.
     pub fn peaks(&self) -> Figures {
-        let mut peak = Figures::default();
-        for f in self.nights.iter().filter_map(|n| n.state.figures()) {
-            peak.created = peak.created.max(f.created);
-            peak.updated = peak.updated.max(f.updated);
-            peak.deactivated = peak.deactivated.max(f.deactivated);
-            peak.errors = peak.errors.max(f.errors);
-        }
-        peak
+        highest(&self.nights).unwrap_or_default()
     }
 
     /// The picture in words, with the numbers it shows, for its `alt` text
@@ -299,6 +280,19 @@ impl Trend {
         s.push('.');
         s
     }
+}
+
+/// The highest of each figure over `nights`; `None` if none had a file.
+fn highest(nights: &[Night]) -> Option<Figures> {
+    let mut high: Option<Figures> = None;
+    for f in nights.iter().filter_map(|n| n.state.figures()) {
+        let h = high.get_or_insert_with(Figures::default);
+        h.created = h.created.max(f.created);
+        h.updated = h.updated.max(f.updated);
+        h.deactivated = h.deactivated.max(f.deactivated);
+        h.errors = h.errors.max(f.errors);
+    }
+    high
 }
 
 #[cfg(test)]

@@ -24,8 +24,8 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use lettre::message::header::ContentType;
-use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
 
 use rusqlite::Connection;
 
@@ -498,9 +498,13 @@ Import reports, held-import notices and \"no users.csv received\" notes for {} g
                     None => MultiPart::mixed().singlepart(text),
                 };
                 for (name, bytes) in attachments {
+                    // Always base64: a CSV's bare line feeds sent as 7bit
+                    // make one long line that SMTP servers refuse.
+                    let body = Body::new_with_encoding(bytes, ContentTransferEncoding::Base64)
+                        .map_err(|_| anyhow::anyhow!("{name} cannot be base64-encoded"))?;
                     mixed = mixed.singlepart(
                         Attachment::new(name.to_owned())
-                            .body(bytes, ContentType::parse("text/csv; charset=utf-8")?),
+                            .body(body, ContentType::parse("text/csv; charset=utf-8")?),
                     );
                 }
                 builder.multipart(mixed)?
@@ -568,7 +572,7 @@ fn problems<'a>(report: &'a Report, rest: &'a str) -> Option<Problems<'a>> {
 
 /// The bytes `text` takes in a message, once encoded.
 fn text_len(text: &str) -> usize {
-    lettre::message::Body::new(text.to_owned()).len()
+    Body::new(text.to_owned()).len()
 }
 
 /// The bytes `len` bytes of binary take in a message: base64 in lines of 76.

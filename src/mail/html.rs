@@ -104,8 +104,8 @@ pub fn render(page: &Page<'_>) -> String {
                     tr { td align="center" style="padding:12px 6px;" {
                         table role="presentation" width="600" cellpadding="0" cellspacing="0"
                             style="width:100%;max-width:600px;background:#ffffff;border:1px solid #dde1e6;border-collapse:separate;" {
-                            tr { td id="verdict" style=(format!("padding:16px 24px;background:{bg};border-bottom:3px solid {fg};")) {
-                                div style=(format!("font-size:22px;font-weight:bold;color:{fg};")) {
+                            tr { td style=(format!("padding:16px 24px;background:{bg};border-bottom:3px solid {fg};")) {
+                                div id="verdict" style=(format!("font-size:22px;font-weight:bold;color:{fg};")) {
                                     @if page.dry_run { "Dry run: " }
                                     (verdict)
                                 }
