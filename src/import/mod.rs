@@ -447,6 +447,8 @@ pub(crate) fn hold(
     mut report: Report,
     why: String,
 ) -> anyhow::Result<Report> {
+    // In file order before the email's room is reckoned from them.
+    report.problems.sort_by_key(|p| p.line);
     let mut changes = Vec::new();
     if let Some(run_id) = report.run_id {
         journal::write_changes_csv(
@@ -454,13 +456,12 @@ pub(crate) fn hold(
             tenant.id,
             run_id,
             &mut changes,
-            crate::mail::compose::MAX_ATTACHMENT_BYTES,
+            Composer::held_attachment_room(&report),
         )?;
     }
     crate::store::restart_transaction(&tx)?;
     let run_id = journal::next_run_id(&tx)?;
     report.run_id = Some(run_id);
-    report.problems.sort_by_key(|p| p.line);
     report.finished_at = timestamp(ctx.clock.now());
     report.outcome = Outcome::Held;
     report.reason = Some(format!(

@@ -36,6 +36,9 @@ use crate::domain::report::{Outcome, Report};
 use crate::domain::trend::{RunFigures, Trend};
 use crate::store::Tenant;
 
+/// Where a held import's email says the problems it does not list are.
+const HELD_REST: &str = "support can list all of them";
+
 /// How many problems the body lists; the attachment has them all.
 pub const PROBLEMS_IN_BODY: usize = 50;
 /// The most bytes `errors.csv` (or `changes.csv`) may take, so that a
@@ -50,6 +53,10 @@ pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
 /// Room kept for the headers (up to ten recipients), the MIME boundaries and
 /// the sentence saying that `errors.csv` was cut.
 const HEADROOM: usize = 32 * 1024;
+/// What the HTML around its problem table and the picture take at most,
+/// encoded: the page's fixed parts and a reason quoted from the file, and a
+/// PNG of flat colours and short labels (about 15 KiB).
+const PAGE_AND_PICTURE: usize = 128 * 1024;
 
 /// Builds messages from the configured sender address.
 #[derive(Debug, Clone)]
@@ -218,7 +225,7 @@ impl Composer {
             let room = MAX_MESSAGE_BYTES.saturating_sub(used + HEADROOM);
             let mut csv = Vec::new();
             let left_out =
-                report.write_problems_csv(&mut csv, MAX_ATTACHMENT_BYTES.min(room / 78 * 57))?;
+                report.write_problems_csv(&mut csv, MAX_ATTACHMENT_BYTES.min(raw_room(room)))?;
             if left_out > 0 || report.problems_truncated > 0 {
                 let cut = format!(
                     "errors.csv lists the first {} problems; the file has more than an email can carry. Fix those and upload again to see the rest.",
@@ -250,6 +257,18 @@ impl Composer {
             attachments,
             now,
         )
+    }
+
+    /// The most bytes the `changes.csv` of `report`'s "held" email may take
+    /// (at most [`MAX_ATTACHMENT_BYTES`]): what its text, its HTML (the
+    /// problem table at most [`html::TABLE_BYTES`]) and its picture leave
+    /// under [`MAX_MESSAGE_BYTES`]. The held import writes its changes with
+    /// it before the run is stored.
+    pub fn held_attachment_room(report: &Report) -> usize {
+        let text = text_len(&report.render_text(PROBLEMS_IN_BODY, HELD_REST));
+        let html = binary_len(html::TABLE_BYTES) + PAGE_AND_PICTURE;
+        let room = MAX_MESSAGE_BYTES.saturating_sub(text + html + HEADROOM);
+        MAX_ATTACHMENT_BYTES.min(raw_room(room))
     }
 
     /// The email saying an import was held for review: what it would have
@@ -287,7 +306,7 @@ impl Composer {
         }
         facts.extend(file_facts(report));
         body.push('\n');
-        let rest = "support can list all of them";
+        let rest = HELD_REST;
         body.push_str(&report.render_text(PROBLEMS_IN_BODY, rest));
         let closing = "The attached changes.csv lists every change the file would make (before and after). If they are what you expect, ask your rostering support contact to approve the import; if not, fix the export and upload again: a newer upload replaces this one.";
         body.push_str(&format!("\n{closing}\n"));
@@ -578,6 +597,11 @@ fn text_len(text: &str) -> usize {
 /// The bytes `len` bytes of binary take in a message: base64 in lines of 76.
 fn binary_len(len: usize) -> usize {
     len.div_ceil(57) * 78
+}
+
+/// How many bytes of binary fit in `encoded` bytes of a message.
+fn raw_room(encoded: usize) -> usize {
+    encoded / 78 * 57
 }
 
 /// "lincoln-usd: users.csv imported — 1,204 created, 37 updated, 3 errors".

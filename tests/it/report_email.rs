@@ -17,7 +17,8 @@
 //! errors and held nights to `docs/` (the README shows them).
 //!
 //! Beside it: every value a district sends comes out of the HTML as text,
-//! and a worst-case report (10,000 problems, long values) stays under 1 MiB.
+//! and a worst-case report (10,000 rows of problems, long values) and held
+//! note (a changes.csv far over an email's size beside them) stay under 1 MiB.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -656,6 +657,89 @@ fn a_worst_case_report_stays_under_a_mebibyte_all_told() {
         csv.lines().last().unwrap()
     );
     assert!(text.contains("errors.csv lists the first "), "{text}");
+}
+
+#[test]
+fn a_worst_case_held_note_stays_under_a_mebibyte_all_told() {
+    let env = Env::new();
+    env.tenant("lincoln");
+    let users = 3_000;
+    let mut first = String::from("Username,First Name\n");
+    for i in 0..users {
+        first.push_str(&format!("user{i},Ann\n"));
+    }
+    let first = env.file("first.csv", first);
+    env.import_at("lincoln", &first, at("2026-11-19T07:00:00Z"), false);
+    // Every user renamed at length (a changes.csv far over what an email
+    // carries), and almost as many rows again with four errors each, every
+    // cell 600 four-byte characters.
+    let long = "😀".repeat(600);
+    let renamed = "€".repeat(90);
+    let mut body = String::from("Username,First Name,Last Name,Email Address\n");
+    for i in 0..users {
+        body.push_str(&format!("user{i},{renamed}{i},{renamed},\n"));
+    }
+    for i in 0..users - 100 {
+        let cell = quoted(&format!("{long}{i}"));
+        body.push_str(&format!(
+            "{cell},{cell},{cell},{}\n",
+            quoted(&format!("{long}@"))
+        ));
+    }
+    let file = env.file("users.csv", body);
+    let mut store = env.store();
+    let tenant = store.require_tenant("lincoln").unwrap();
+    let mut opts = options(&file, false);
+    opts.email = true;
+    opts.holds = Some(rosterd::domain::safety::HoldLimits::default());
+    let report = rosterd::import::users::import(
+        &mut store.conn,
+        &context(&env, at("2026-11-20T07:00:00Z")),
+        &tenant,
+        &file,
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(
+        report.outcome,
+        rosterd::import::Outcome::Held,
+        "{:?}",
+        report.reason
+    );
+    let (kind, message): (String, Vec<u8>) = store
+        .conn
+        .query_row(
+            "SELECT kind, message FROM outbox ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(kind, "held");
+    assert!(
+        message.len() < 1 << 20,
+        "the held note is {} bytes",
+        message.len()
+    );
+    let message = Part::parse(&message);
+    let changes = message
+        .walk()
+        .into_iter()
+        .find(|p| p.param("Content-Disposition", "filename").as_deref() == Some("changes.csv"))
+        .expect("changes.csv");
+    let changes = String::from_utf8(changes.decoded()).unwrap();
+    // Cut to the room the long text and HTML left, well short of its own
+    // limit (which, beside them, would come within 30 KB of 1 MiB).
+    assert!(
+        changes.len() < rosterd::mail::compose::MAX_ATTACHMENT_BYTES - 32 * 1024,
+        "changes.csv is {} bytes",
+        changes.len()
+    );
+    assert!(
+        changes.contains("more changes are not listed here"),
+        "{}",
+        changes.lines().last().unwrap()
+    );
+    assert!(message.find("image/png").is_some() && message.find("text/html").is_some());
 }
 
 /// Width, height and RGB pixels of a PNG.
