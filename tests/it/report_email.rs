@@ -742,6 +742,54 @@ fn a_worst_case_held_note_stays_under_a_mebibyte_all_told() {
     assert!(message.find("image/png").is_some() && message.find("text/html").is_some());
 }
 
+#[test]
+fn a_dry_runs_email_draws_tonight_from_the_dry_run_and_stores_nothing() {
+    let env = Env::new();
+    env.tenant("lincoln");
+    env.file("one.csv", "Username,First Name\njdoe,Jane\n");
+    env.file(
+        "two.csv",
+        "Username,First Name\njdoe,Jane\nasmith,Al\nbkim,Bo\n",
+    );
+    let run = |now: &str, args: &[&str]| {
+        let out = env.command(args).env("ROSTERD_NOW", now).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    };
+    run(
+        "2026-11-19T04:00:00Z",
+        &["import", "users", "lincoln", "one.csv"],
+    );
+    run(
+        "2026-11-20T04:00:00Z",
+        &[
+            "import",
+            "users",
+            "lincoln",
+            "two.csv",
+            "--dry-run",
+            "--email",
+        ],
+    );
+    let runs: i64 = env
+        .store()
+        .conn
+        .query_row("SELECT count(*) FROM import_runs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(runs, 1, "a dry run stores no run");
+    let eml = files_under(&env.path("data/outbox"))
+        .pop()
+        .expect("the email");
+    let html = Part::parse(&std::fs::read(eml).unwrap())
+        .find("text/html")
+        .unwrap()
+        .text();
+    assert!(html.contains(">Dry run: Applied</div>"), "{html}");
+    assert!(
+        html.contains("alt=\"Last 30 nights (Oct 21 to Nov 19): tonight 2 created, 0 updated, 0 deactivated, 0 errors; a typical night 1 created,"),
+        "{html}"
+    );
+}
+
 /// Width, height and RGB pixels of a PNG.
 fn decode_png(png: &[u8]) -> (u32, u32, Vec<[u8; 3]>) {
     let decoder = png::Decoder::new(std::io::Cursor::new(png));

@@ -194,6 +194,15 @@ fn changes_are_journaled_listed_and_undone_to_byte_identical_exports() {
         !mail.contains("not decoded") && !mail.contains("full sync"),
         "{mail}"
     );
+    // Its HTML says so; an undo has no nights to draw.
+    let message =
+        crate::mime::Part::parse(&std::fs::read(newest_eml_path(&env, "report")).unwrap());
+    assert_eq!(
+        message.outline(),
+        "multipart/alternative [text/plain, text/html]"
+    );
+    let html = message.find("text/html").unwrap().text();
+    assert!(html.contains(">Undone</div>"), "{html}");
     let runs: serde_json::Value =
         serde_json::from_str(&env.ok(&["runs", "lincoln", "--format", "json"])).unwrap();
     assert_eq!(runs["runs"][0]["deactivated"], 1, "{runs}");
