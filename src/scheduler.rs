@@ -499,16 +499,33 @@ fn check_missing(
     if s.pause_at(tenant, close).is_some() || s.pause_at(tenant, night_began).is_some() {
         return Ok(());
     }
+    // What the note says and the queueing it: one transaction.
+    let tx = conn.unchecked_transaction()?;
     let (before, tonight, last) =
-        crate::store::delivery_history(conn, tenant.id, night_began, close)?;
-    if !before || tonight {
+        crate::store::delivery_history(&tx, tenant.id, night_began, close)?;
+    if !before
+        || tonight
+        || crate::store::queued_for_all(
+            &tx,
+            &crate::mail::compose::missing_key(tenant, tz, close),
+            &tenant.recipients(),
+        )?
+    {
+        // Nothing to say, or said already: the picture is not drawn again.
         return Ok(());
     }
     let last = last
         .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
         .map(|d| d.to_utc());
-    let mail = s.ctx.composer.missing(tenant, tz, close, last, now)?;
-    if crate::mail::queue(conn, &mail, now)? {
+    // The missed night is the one the window closed on.
+    let trend = crate::mail::compose::trend(&tx, tenant.id, tz, close, None)?;
+    let mail = s
+        .ctx
+        .composer
+        .missing(tenant, tz, close, last, Some(&trend), now)?;
+    let queued = crate::mail::queue(&tx, &mail, now)?;
+    tx.commit()?;
+    if queued {
         tracing::warn!(tenant = %tenant.subdomain, window_closed = %timestamp(close), "no users.csv received during the window; administrator notified");
     }
     Ok(())

@@ -154,11 +154,23 @@ fn import_file(
     if args.email && args.dry_run {
         // A dry run stores nothing, so its email is queued on its own.
         let now = ctx.clock.now();
+        let tz = ctx.timezone_of(&tenant);
+        let trend = match report.kind {
+            "users" => Some(crate::mail::compose::trend(
+                &store.conn,
+                tenant.id,
+                tz,
+                now,
+                Some(crate::domain::trend::RunFigures::of(&report, now)),
+            )?),
+            _ => None,
+        };
         let mail = ctx.composer.report(
             &tenant,
-            ctx.timezone_of(&tenant),
+            tz,
             &report,
             None,
+            trend.as_ref(),
             crate::domain::credentials::Delivery::None,
             now,
         )?;

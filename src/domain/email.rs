@@ -165,8 +165,6 @@ pub struct Outgoing {
     /// server refusing one address loses the message for none of the others.
     pub recipients: Vec<String>,
     pub subject: String,
-    /// The plain-text body, as composed.
-    pub body: String,
     /// The whole RFC 5322 message.
     pub message: Vec<u8>,
     /// The message as it is to be kept once delivered, when that differs

@@ -343,13 +343,31 @@ pub(crate) fn record_run(
     if opts.email {
         let now = ctx.clock.now();
         let tz = ctx.timezone_of(tenant);
+        // The district's last nights, this run included, as this
+        // transaction sees them.
+        let trend = match report.kind {
+            "users" => Some(crate::mail::compose::trend(conn, tenant.id, tz, now, None)?),
+            _ => None,
+        };
         let mail = match changes {
-            Some(csv) => ctx
-                .composer
-                .held(tenant, tz, report, csv, received.as_ref(), now)?,
-            None => ctx
-                .composer
-                .report(tenant, tz, report, received.as_ref(), passwords, now)?,
+            Some(csv) => ctx.composer.held(
+                tenant,
+                tz,
+                report,
+                csv,
+                received.as_ref(),
+                trend.as_ref(),
+                now,
+            )?,
+            None => ctx.composer.report(
+                tenant,
+                tz,
+                report,
+                received.as_ref(),
+                trend.as_ref(),
+                passwords,
+                now,
+            )?,
         };
         crate::mail::queue(conn, &mail, now)?;
     }
@@ -485,6 +503,8 @@ pub(crate) fn hold(
     mut report: Report,
     why: String,
 ) -> anyhow::Result<Report> {
+    // In file order before the email's room is reckoned from them.
+    report.problems.sort_by_key(|p| p.line);
     let mut changes = Vec::new();
     if let Some(run_id) = report.run_id {
         journal::write_changes_csv(
@@ -492,13 +512,12 @@ pub(crate) fn hold(
             tenant.id,
             run_id,
             &mut changes,
-            crate::mail::compose::MAX_ATTACHMENT_BYTES,
+            Composer::held_attachment_room(&report),
         )?;
     }
     crate::store::restart_transaction(&tx)?;
     let run_id = journal::next_run_id(&tx)?;
     report.run_id = Some(run_id);
-    report.problems.sort_by_key(|p| p.line);
     report.finished_at = timestamp(ctx.clock.now());
     report.outcome = Outcome::Held;
     // A held import generates nothing until it is approved and imported.

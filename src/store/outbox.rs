@@ -37,6 +37,24 @@ pub fn queue_mail(
     Ok(queued)
 }
 
+/// Whether a message with `dedupe_key` was queued for every one of
+/// `recipients` already: composing it again would queue nothing.
+pub fn queued_for_all(
+    conn: &Connection,
+    dedupe_key: &str,
+    recipients: &[&str],
+) -> rusqlite::Result<bool> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE dedupe_key = ?1 AND recipient = ?2 COLLATE NOCASE)",
+    )?;
+    for recipient in recipients {
+        if !stmt.query_row(params![dedupe_key, recipient], |r| r.get::<_, bool>(0))? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Messages waiting for delivery (queued, not yet sent or given up on).
 pub fn queue_length(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row(
@@ -218,7 +236,6 @@ mod tests {
             kind: "missing",
             recipients: recipients.iter().map(|r| r.to_string()).collect(),
             subject: "s".into(),
-            body: "m".into(),
             message: b"m".to_vec(),
             after_delivery: None,
         }

@@ -1,8 +1,11 @@
-//! Import history: the runs of a district, and one run's full report.
+//! Import history: the runs of a district, one run's full report, and the
+//! figures of its recent nights for the report email's trend picture.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Result, Store};
+use crate::domain::report::Outcome;
+use crate::domain::trend::{Figures, RunFigures};
 
 /// One import as `rosterd runs` lists it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -37,7 +40,7 @@ pub fn load_report(
     tenant_id: i64,
     run_id: i64,
 ) -> anyhow::Result<crate::domain::report::Report> {
-    use crate::domain::report::{Counts, Outcome, Problem, Report, Severity};
+    use crate::domain::report::{Counts, Problem, Report, Severity};
     let mut report = conn
         .query_row(
             "SELECT r.kind, r.file_name, r.size, r.sha256, r.encoding, r.started_at, r.finished_at, r.outcome,
@@ -47,13 +50,7 @@ pub fn load_report(
              FROM import_runs r JOIN tenants t ON t.id = r.tenant_id WHERE r.tenant_id = ?1 AND r.id = ?2",
             params![tenant_id, run_id],
             |r| {
-                let outcome = match r.get::<_, String>(7)?.as_str() {
-                    "applied" => Outcome::Applied,
-                    "applied_with_errors" => Outcome::AppliedWithErrors,
-                    "unchanged" => Outcome::Unchanged,
-                    "held" => Outcome::Held,
-                    _ => Outcome::Rejected,
-                };
+                let outcome = outcome_of(r.get_ref(7)?.as_str()?);
                 let kind = match r.get_ref(0)?.as_str()? {
                     "groups" => "groups",
                     "undo" => "undo",
@@ -161,6 +158,72 @@ impl Store {
             })?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
+    }
+}
+
+/// The district's users imports (not groups, not undos) that finished at or
+/// after `since`, with the figures the report email's trend draws, and when
+/// its first users import ever finished. Read inside the transaction that
+/// queues the email, so the picture shows exactly the history it reports on.
+pub fn trend_runs(
+    conn: &Connection,
+    tenant_id: i64,
+    since: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<(Vec<RunFigures>, Option<chrono::DateTime<chrono::Utc>>)> {
+    let parse = |at: String| -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+        Ok(chrono::DateTime::parse_from_rfc3339(&at)
+            .map_err(|e| anyhow::anyhow!("a run's finished_at {at:?} is not a time: {e}"))?
+            .to_utc())
+    };
+    // Stored times are RFC 3339 in UTC, so they compare as text.
+    let since = super::timestamp(since);
+    let mut stmt = conn.prepare_cached(
+        "SELECT finished_at, outcome, created, updated, deactivated, errors
+         FROM import_runs WHERE tenant_id = ?1 AND kind = 'users' AND finished_at >= ?2
+         ORDER BY id",
+    )?;
+    let rows = stmt
+        .query_map(params![tenant_id, since], |r| {
+            let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                Figures {
+                    created: n(2)?,
+                    updated: n(3)?,
+                    deactivated: n(4)?,
+                    errors: n(5)?,
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut runs = Vec::with_capacity(rows.len());
+    for (at, outcome, figures) in rows {
+        runs.push(RunFigures {
+            finished_at: parse(at)?,
+            outcome: outcome_of(&outcome),
+            figures,
+        });
+    }
+    let first: Option<String> = conn
+        .query_row(
+            "SELECT finished_at FROM import_runs WHERE tenant_id = ?1 AND kind = 'users'
+             ORDER BY id LIMIT 1",
+            [tenant_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok((runs, first.map(parse).transpose()?))
+}
+
+/// A stored outcome, as written by [`Outcome::as_str`].
+fn outcome_of(stored: &str) -> Outcome {
+    match stored {
+        "applied" => Outcome::Applied,
+        "applied_with_errors" => Outcome::AppliedWithErrors,
+        "unchanged" => Outcome::Unchanged,
+        "held" => Outcome::Held,
+        _ => Outcome::Rejected,
     }
 }
 

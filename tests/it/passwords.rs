@@ -453,19 +453,22 @@ fn a_report_refused_for_good_keeps_no_passwords_either() {
     assert!(queued.contains("new-passwords.csv"));
     let pass = srv.block_on(mailer.run_once()).unwrap();
     assert_eq!(pass.failed, 1);
-    // The passwords it carried (quoted-printable text, soft breaks joined).
-    let queued = queued.replace("=\r\n", "");
-    let generated: Vec<&str> = ["bob.ray,Bob,Ray,Lincoln Elementary,", "cat.diaz,Cat,Diaz,,"]
-        .iter()
-        .map(|row| {
-            let at = queued
-                .find(row)
-                .unwrap_or_else(|| panic!("{row} in {queued}"));
-            let password = &queued[at + row.len()..][..rosterd::password::GENERATED_LENGTH];
-            assert_generated(password);
-            password
-        })
-        .collect();
+    // The passwords it carried: the attachment, base64-decoded.
+    let at = queued
+        .find("filename=\"new-passwords.csv\"")
+        .expect("attached");
+    let part = &queued[at..];
+    let start = part.find("\r\n\r\n").unwrap() + 4;
+    let end = start + part[start..].find("\r\n--").unwrap();
+    let b64: String = part[start..end].split_whitespace().collect();
+    use base64ct::Encoding;
+    let csv = String::from_utf8(base64ct::Base64::decode_vec(&b64).unwrap()).unwrap();
+    let rows = parse_passwords(&csv);
+    let generated: Vec<&str> = rows.values().map(|r| r[4].as_str()).collect();
+    assert_eq!(generated.len(), 2);
+    for p in &generated {
+        assert_generated(p);
+    }
     assert_nowhere(&env.path("data"), &generated);
     let kept: Vec<u8> = env
         .store()

@@ -82,26 +82,7 @@ fn assert_no_plaintext_passwords(data: &Path) {
 /// An `.eml` file with quoted-printable text decoded, as a mail reader shows it.
 pub(crate) fn read_eml(path: &Path) -> String {
     let raw = std::fs::read(path).unwrap();
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'=' if raw[i + 1..].starts_with(b"\r\n") => i += 3,
-            b'=' if raw[i + 1..].starts_with(b"\n") => i += 2,
-            b'=' if i + 2 < raw.len()
-                && raw[i + 1].is_ascii_hexdigit()
-                && raw[i + 2].is_ascii_hexdigit() =>
-            {
-                let hex = std::str::from_utf8(&raw[i + 1..i + 3]).unwrap();
-                out.push(u8::from_str_radix(hex, 16).unwrap());
-                i += 3;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
+    let out = crate::mime::quoted_printable(&raw);
     String::from_utf8_lossy(&out).replace("\r\n", "\n")
 }
 

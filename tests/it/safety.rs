@@ -4,6 +4,7 @@
 //! through the real CLI, the in-process SFTP server with a real `sftp`
 //! client, and the scheduler on a fixed clock.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::helpers::*;
@@ -28,12 +29,27 @@ fn same(i: usize) -> String {
 
 /// The newest `.eml` of `kind` in the outbox directory of `env`.
 fn newest_eml(env: &Env, kind: &str) -> String {
+    read_eml(&newest_eml_path(env, kind))
+}
+
+fn newest_eml_path(env: &Env, kind: &str) -> PathBuf {
     let mut emls: Vec<_> = files_under(&env.path("data/outbox"))
         .into_iter()
         .filter(|p| p.to_string_lossy().ends_with(&format!("-{kind}.eml")))
         .collect();
     emls.sort();
-    read_eml(emls.last().unwrap_or_else(|| panic!("no {kind} email")))
+    emls.pop().unwrap_or_else(|| panic!("no {kind} email"))
+}
+
+/// The attachment `name` of the newest `kind` email, decoded.
+fn newest_attachment(env: &Env, kind: &str, name: &str) -> String {
+    let message = crate::mime::Part::parse(&std::fs::read(newest_eml_path(env, kind)).unwrap());
+    let part = message
+        .walk()
+        .into_iter()
+        .find(|p| p.param("Content-Disposition", "filename").as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no {name} in the {kind} email"));
+    String::from_utf8(part.decoded()).unwrap()
 }
 
 fn run_outcomes(env: &Env) -> Vec<(i64, String, Option<String>)> {
@@ -178,6 +194,15 @@ fn changes_are_journaled_listed_and_undone_to_byte_identical_exports() {
         !mail.contains("not decoded") && !mail.contains("full sync"),
         "{mail}"
     );
+    // Its HTML says so; an undo has no nights to draw.
+    let message =
+        crate::mime::Part::parse(&std::fs::read(newest_eml_path(&env, "report")).unwrap());
+    assert_eq!(
+        message.outline(),
+        "multipart/alternative [text/plain, text/html]"
+    );
+    let html = message.find("text/html").unwrap().text();
+    assert!(html.contains(">Undone</div>"), "{html}");
     let runs: serde_json::Value =
         serde_json::from_str(&env.ok(&["runs", "lincoln", "--format", "json"])).unwrap();
     assert_eq!(runs["runs"][0]["deactivated"], 1, "{runs}");
@@ -409,9 +434,10 @@ fn an_import_past_a_threshold_is_held_emailed_and_applied_once_on_approval() {
     );
     assert!(mail.contains("it would update or reactivate 6 users, against the district's 10 active users (60.0%), more than its limit of 50%"), "{mail}");
     assert!(mail.contains("changes.csv"), "{mail}");
+    let changes = newest_attachment(env, "held", "changes.csv");
     assert!(
-        mail.contains("user0,updated,Last Name,Half0,New0"),
-        "{mail}"
+        changes.contains("user0,updated,Last Name,Half0,New0"),
+        "{changes}"
     );
     let status = env.ok(&["status"]);
     assert!(
