@@ -19,8 +19,8 @@
 //! store                    SQLite: schema, migrations, queries
 //! config                   the TOML configuration
 //! password, keys           Argon2id and fingerprints; SSH public-key rules
-//! clock, memory, files,    time, allocator limits, private files, crash marks
-//!   crash
+//! clock, memory, files,    time, allocator limits, private files, crash marks,
+//!   crash, systemd         systemd's notifications and watchdog
 //! domain                   the shared words: district, email address, safety
 //!                          settings, window, report, safe text (imports nothing)
 //! ```
@@ -42,3 +42,4 @@ pub mod scheduler;
 pub mod server;
 pub mod spool;
 pub mod store;
+pub mod systemd;

@@ -38,6 +38,16 @@ pub const MAX_ATTEMPTS: u32 = 3;
 /// import was cut short twice is not resumed into the same crash again.
 pub const MAX_INTERRUPTED: u32 = 2;
 
+/// What the scheduler's loop calls after each survey, on the survey's
+/// blocking thread with its connection: the daemon's sign of life (systemd's
+/// watchdog, [`crate::systemd`]) and its status line. Called from the loop
+/// itself, so a wedged loop (a survey that never returns) stops it.
+pub struct Pulse {
+    /// How often it must be called, at least (the loop wakes that often).
+    pub every: Option<Duration>,
+    pub beat: Box<dyn Fn(&Connection) + Send + Sync>,
+}
+
 /// What [`Scheduler::import_next`] did.
 #[derive(Debug)]
 pub enum Next {
@@ -353,8 +363,25 @@ impl Scheduler {
     }
 
     async fn survey_blocking(self: &Arc<Self>) -> anyhow::Result<Vec<Tenant>> {
+        self.survey_and_beat(None).await
+    }
+
+    /// [`Self::survey`], then `pulse`'s beat on the same thread and connection.
+    async fn survey_and_beat(
+        self: &Arc<Self>,
+        pulse: Option<&Arc<Pulse>>,
+    ) -> anyhow::Result<Vec<Tenant>> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.survey(&me.open()?)).await?
+        let pulse = pulse.cloned();
+        tokio::task::spawn_blocking(move || {
+            let conn = me.open()?;
+            let due = me.survey(&conn);
+            if let Some(pulse) = pulse {
+                (pulse.beat)(&conn);
+            }
+            due
+        })
+        .await?
     }
 
     fn import_blocking(&self, tenant: &Tenant) -> anyhow::Result<Next> {
@@ -368,19 +395,24 @@ impl Scheduler {
     /// Run until `stop` turns true. Imports run on a blocking thread, at most
     /// [`MAX_RUNNING_IMPORTS`] at once, the others waiting for the next survey;
     /// `uploaded` wakes the scheduler when a file arrives and `mail` is
-    /// notified after each import.
+    /// notified after each import; `pulse` beats after each survey.
     /// On stop, running imports are allowed to finish.
     pub async fn run_until_stopped(
         self: Arc<Self>,
         uploaded: Arc<tokio::sync::Notify>,
         mail: Arc<tokio::sync::Notify>,
         mut stop: tokio::sync::watch::Receiver<bool>,
+        pulse: Option<Arc<Pulse>>,
     ) {
+        let tick = pulse
+            .as_ref()
+            .and_then(|p| p.every)
+            .map_or(TICK, |every| every.min(TICK));
         let mut running = tokio::task::JoinSet::new();
         let mut busy: HashSet<i64> = HashSet::new();
         let mut resting: HashMap<i64, DateTime<Utc>> = HashMap::new();
         loop {
-            match self.survey_blocking().await {
+            match self.survey_and_beat(pulse.as_ref()).await {
                 Ok(due) => {
                     let now = self.settings().ctx.clock.now();
                     resting.retain(|_, until| *until > now);
@@ -402,7 +434,7 @@ impl Scheduler {
                 Err(e) => tracing::error!(error = %format!("{e:#}"), "scheduler survey failed"),
             }
             tokio::select! {
-                _ = tokio::time::sleep(TICK) => {}
+                _ = tokio::time::sleep(tick) => {}
                 _ = uploaded.notified() => {}
                 Some(done) = running.join_next(), if !running.is_empty() => {
                     self.finished(done, &mut busy, &mut resting, &mail);

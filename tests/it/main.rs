@@ -24,3 +24,4 @@ mod quickstart;
 mod safety;
 mod server;
 mod smtp;
+mod systemd;
