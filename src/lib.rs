@@ -20,7 +20,8 @@
 //! config                   the TOML configuration
 //! password, keys           Argon2id and fingerprints; SSH public-key rules
 //! clock, memory, files,    time, allocator limits, private files, crash marks,
-//!   crash, systemd         systemd's notifications and watchdog
+//!   crash, systemd,        systemd's notifications and watchdog, the log's
+//!   logging                text and JSON lines
 //! domain                   the shared words: district, email address, safety
 //!                          settings, window, report, safe text (imports nothing)
 //! ```
@@ -35,6 +36,7 @@ pub mod domain;
 pub mod files;
 pub mod import;
 pub mod keys;
+pub mod logging;
 pub mod mail;
 pub mod memory;
 pub mod password;

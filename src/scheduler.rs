@@ -158,7 +158,7 @@ impl Scheduler {
                     std::time::SystemTime::now() - s.staged_max_age,
                 )?;
                 if removed > 0 {
-                    tracing::info!(tenant = %tenant.subdomain, removed, "removed staged uploads never renamed to users.csv (their session has ended)");
+                    tracing::info!(district = %tenant.subdomain, removed, "removed staged uploads never renamed to users.csv (their session has ended)");
                 }
                 spool::adopt_unrecorded(conn, &self.spool_of(&tenant), tenant.id, now)?;
                 check_missing(&s, conn, &tenant, now)?;
@@ -168,7 +168,7 @@ impl Scheduler {
                 Ok(true) => due.push(tenant),
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::error!(tenant = %tenant.subdomain, error = %format!("{e:#}"), "cannot look at this district's uploads; the others go on")
+                    tracing::error!(district = %tenant.subdomain, error = %format!("{e:#}"), "cannot look at this district's uploads; the others go on")
                 }
             }
         }
@@ -202,7 +202,8 @@ impl Scheduler {
             return Ok(Next::Nothing);
         };
         let _watch = crate::crash::ImportWatch::new(claimed.upload_id);
-        let span = tracing::info_span!("import", tenant = %tenant.subdomain, upload_id = claimed.upload_id);
+        let span =
+            tracing::info_span!("import", district = %tenant.subdomain, upload = claimed.upload_id);
         let _enter = span.enter();
         let s = self.settings();
         let pause = s.pause_at(tenant, s.ctx.clock.now());
@@ -297,7 +298,7 @@ impl Scheduler {
         crate::mail::queue(&tx, &mail, now)?;
         tx.commit()?;
         tracing::error!(
-            tenant = %tenant.subdomain, upload_id, reason = why,
+            district = %tenant.subdomain, upload = upload_id, reason = why,
             "gave up importing this upload; its administrator is emailed, `rosterd status` shows it, and the next upload is imported as usual"
         );
         Ok(())
@@ -337,7 +338,7 @@ impl Scheduler {
                 self.give_up(conn, &tenant, &spool, upload_id, &why)?;
                 given_up += 1;
             } else {
-                tracing::warn!(tenant = %sub, upload_id, "the previous run stopped during this upload's import; it is imported again now");
+                tracing::warn!(district = %sub, upload = upload_id, "the previous run stopped during this upload's import; it is imported again now");
             }
         }
         Ok(given_up)
@@ -473,7 +474,7 @@ impl Scheduler {
         busy.remove(&tenant.id);
         match result {
             Ok(Next::Imported(report)) => {
-                tracing::info!(tenant = %tenant.subdomain, outcome = report.outcome.as_str(), "{}", report.headline());
+                tracing::info!(district = %tenant.subdomain, outcome = report.outcome.as_str(), "{}", report.headline());
                 mail.notify_one();
             }
             Ok(Next::Failed(_)) => {
@@ -481,7 +482,7 @@ impl Scheduler {
             }
             Ok(Next::Nothing | Next::Busy) => {}
             Err(e) => {
-                tracing::error!(tenant = %tenant.subdomain, error = %format!("{e:#}"), "import failed; the upload is kept and will be tried again in 5 minutes");
+                tracing::error!(district = %tenant.subdomain, error = %format!("{e:#}"), "import failed; the upload is kept and will be tried again in 5 minutes");
                 resting.insert(tenant.id, self.settings().ctx.clock.now() + FAILURE_BACKOFF);
             }
         }
@@ -538,7 +539,7 @@ fn check_missing(
         .map(|d| d.to_utc());
     let mail = s.ctx.composer.missing(tenant, tz, close, last, now)?;
     if crate::mail::queue(conn, &mail, now)? {
-        tracing::warn!(tenant = %tenant.subdomain, window_closed = %timestamp(close), "no users.csv received during the window; administrator notified");
+        tracing::warn!(district = %tenant.subdomain, window_closed = %timestamp(close), "no users.csv received during the window; administrator notified");
     }
     Ok(())
 }

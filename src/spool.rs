@@ -392,7 +392,7 @@ pub fn claim(
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             tracing::error!(
-                upload_id = id,
+                upload = id,
                 "the pending users.csv is missing from the spool; marking the upload lost"
             );
             crate::store::lose_upload(conn, id)?;

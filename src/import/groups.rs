@@ -107,7 +107,8 @@ pub fn import(
     }
     let report = super::conclude(tx, ctx, tenant, opts, report)?;
     tracing::info!(
-        tenant = %tenant.subdomain,
+        district = %tenant.subdomain,
+        run = report.run_id,
         outcome = report.outcome.as_str(),
         rows = report.counts.rows,
         joined = report.counts.created,

@@ -496,7 +496,8 @@ fn import_fk_off(
     };
     let c = report.counts;
     tracing::info!(
-        tenant = %tenant.subdomain,
+        district = %tenant.subdomain,
+        run = report.run_id,
         outcome = report.outcome.as_str(),
         rows = c.rows, created = c.created, updated = c.updated, unchanged = c.unchanged, skipped = c.skipped,
         seconds = started.elapsed().as_secs_f64(),
@@ -614,7 +615,7 @@ fn read_rows(
         batch.rows += 1;
         total += 1;
         if total.is_multiple_of(PROGRESS_EVERY) {
-            tracing::info!(tenant = %tenant.subdomain, rows = total, seconds = started.elapsed().as_secs_f64(), "import in progress");
+            tracing::info!(district = %tenant.subdomain, rows = total, seconds = started.elapsed().as_secs_f64(), "import in progress");
         }
         match rules.check(&record, line, &mut school_memo) {
             Ok(row) => match seen.entry(NameId::of(&row.key)) {
