@@ -14,6 +14,7 @@ use rusqlite::Connection;
 
 use crate::config::Config;
 use crate::domain::window::Window;
+use crate::import::progress::{Note, Progress, Silent, Snapshot, Watch};
 use crate::import::{ImportContext, ImportOptions, Report, Source};
 use crate::spool::{self, TenantSpool};
 use crate::store::{Store, Tenant, timestamp};
@@ -46,6 +47,46 @@ pub struct Pulse {
     /// How often it must be called, at least (the loop wakes that often).
     pub every: Option<Duration>,
     pub beat: Box<dyn Fn(&Connection) + Send + Sync>,
+}
+
+/// How [`Scheduler::import_next_showing`] shows an import's progress.
+pub enum Show<'a> {
+    /// In the log: each phase with its total, and every [`LOG_PROGRESS_EVERY`].
+    Log,
+    /// Told to this (the command line's bar or lines).
+    By(&'a dyn Progress),
+}
+
+/// How often the log says how far a running import has got.
+pub const LOG_PROGRESS_EVERY: Duration = Duration::from_secs(30);
+
+/// The daemon's log of an import's progress: each phase as it begins, with
+/// its total, and ends, and how far it has got every [`LOG_PROGRESS_EVERY`].
+/// The events name the district and upload themselves: they come from the
+/// import's worker threads, outside its span.
+fn logged_progress(district: &str, upload: i64) -> impl Progress {
+    let district = district.to_owned();
+    Watch::new(LOG_PROGRESS_EVERY, move |note, at: &Snapshot| {
+        let phase = at.phase.label();
+        match note {
+            Note::Began => tracing::info!(
+                %district, upload, phase, total = at.total, unit = at.phase.unit(),
+                "import: {phase}{}",
+                at.total
+                    .map(|t| format!(", {} {}", crate::domain::report::thousands(t), at.phase.unit()))
+                    .unwrap_or_default()
+            ),
+            Note::Going => tracing::info!(
+                %district, upload, phase, done = at.done, total = at.total,
+                rate = at.rate(), seconds_left = at.left().map(|d| d.as_secs()),
+                "import: {phase}: {}", at.describe()
+            ),
+            Note::Ended => tracing::info!(
+                %district, upload, phase, done = at.done, seconds = at.seconds,
+                "import: {phase} done, {}", at.describe_done()
+            ),
+        }
+    })
 }
 
 /// What [`Scheduler::import_next`] did.
@@ -178,8 +219,19 @@ impl Scheduler {
     /// Import the district's next upload now, whatever the time: the one a stopped
     /// daemon left half-done first, else the pending `users.csv`. The report
     /// email is queued in the import's transaction; afterwards the file is
-    /// archived with its passwords blanked.
+    /// archived with its passwords blanked. Its progress is logged.
     pub fn import_next(&self, conn: &mut Connection, tenant: &Tenant) -> anyhow::Result<Next> {
+        self.import_next_showing(conn, tenant, Show::Log)
+    }
+
+    /// [`Self::import_next`], its progress shown as `show` says; always
+    /// posted on the district's board for `rosterd status`.
+    pub fn import_next_showing(
+        &self,
+        conn: &mut Connection,
+        tenant: &Tenant,
+        show: Show<'_>,
+    ) -> anyhow::Result<Next> {
         // `tenant` was read a while ago (a survey, then other districts'
         // imports): renamed or deleted since, its folder is another or gone.
         let renamed = |conn: &Connection| -> rusqlite::Result<bool> {
@@ -240,8 +292,35 @@ impl Scheduler {
             self.give_up(conn, tenant, &spool, claimed.upload_id, &why)?;
             return Ok(Next::Failed(why));
         }
-        let report = match crate::import::users::import(conn, &s.ctx, tenant, &claimed.path, &opts)
-        {
+        let board = spool
+            .progress_board(
+                Source::Sftp.as_str(),
+                spool::USERS_CSV,
+                Some(claimed.upload_id),
+            )
+            .unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "cannot post the import's progress");
+                None
+            });
+        let logged = logged_progress(&tenant.subdomain, claimed.upload_id);
+        let shown: &dyn Progress = match show {
+            Show::Log => &logged,
+            Show::By(p) => p,
+        };
+        let progress = (
+            board.as_ref().map_or(&Silent as &dyn Progress, |b| b),
+            shown,
+        );
+        let imported = crate::import::users::import_with_progress(
+            conn,
+            &s.ctx,
+            tenant,
+            &claimed.path,
+            &opts,
+            &progress,
+        );
+        drop(board);
+        let report = match imported {
             Ok(report) => report,
             Err(e) => {
                 let why = format!("{e:#}");

@@ -145,8 +145,9 @@ rosterd completions fish > /usr/share/fish/vendor_completions.d/rosterd.fish")]
         /// Directory to write the pages to (created if missing)
         dir: PathBuf,
     },
-    /// Per district: last upload, last import and its outcome, the pending file,
-    /// when the window next opens (district time); and the mail queue
+    /// Per district: last upload, last import and its outcome, an import running
+    /// now and how far it has got, the pending file, when the window next opens
+    /// (district time); and the mail queue
     #[command(
         after_help = "Times are shown in each district's time zone; with --format json they are RFC 3339 UTC.\n\
 Messages that could not be delivered are listed with the server's answer.\n\n\

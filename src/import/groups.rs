@@ -63,8 +63,14 @@ pub fn import(
     opts: &ImportOptions,
 ) -> anyhow::Result<Report> {
     let mut report = super::new_report(ctx, tenant, "groups", opts);
-    let Some((mut rows, columns)) =
-        super::open_csv::<GroupField>(conn, tenant, path, opts, &mut report)?
+    let Some((mut rows, columns)) = super::open_csv::<GroupField>(
+        conn,
+        tenant,
+        path,
+        opts,
+        &mut report,
+        &super::progress::Silent,
+    )?
     else {
         return super::finish_early(conn, ctx, tenant, opts, report);
     };

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::fields::{self, AccessChange};
 use super::header::{Columns, FieldSet};
+use super::progress::{Phase, Progress, Silent};
 use super::{ImportContext, ImportOptions, Problem, Report, Severity, journal};
 use crate::password;
 use crate::store::{Tenant, school_name_key};
@@ -20,8 +21,6 @@ use crate::store::{Tenant, school_name_key};
 /// Rows validated, looked up and hashed together. Large enough to keep both
 /// cores busy hashing, small enough that memory stays flat.
 const BATCH: usize = 1024;
-/// How often a long import logs its progress.
-const PROGRESS_EVERY: u64 = 50_000;
 
 /// The columns of `users.csv`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -367,11 +366,27 @@ pub fn import(
     path: &Path,
     opts: &ImportOptions,
 ) -> anyhow::Result<Report> {
+    import_with_progress(conn, ctx, tenant, path, opts, &Silent)
+}
+
+/// [`import`], telling `progress` how far it has got ([`super::progress`]).
+pub fn import_with_progress(
+    conn: &mut Connection,
+    ctx: &ImportContext,
+    tenant: &Tenant,
+    path: &Path,
+    opts: &ImportOptions,
+    progress: &dyn Progress,
+) -> anyhow::Result<Report> {
     // Every school id a row stores comes from this district's schools, and
     // schools, districts and uploads are never deleted, so the checks could
     // never fail, while they cost a lookup per row and make SQLite journal
     // every statement.
-    super::without_foreign_keys(conn, |conn| import_fk_off(conn, ctx, tenant, path, opts))
+    let report = super::without_foreign_keys(conn, |conn| {
+        import_fk_off(conn, ctx, tenant, path, opts, progress)
+    });
+    progress.end();
+    report
 }
 
 fn import_fk_off(
@@ -380,10 +395,11 @@ fn import_fk_off(
     tenant: &Tenant,
     path: &Path,
     opts: &ImportOptions,
+    progress: &dyn Progress,
 ) -> anyhow::Result<Report> {
     let mut report = super::new_report(ctx, tenant, "users", opts);
     let Some((rows, columns)) =
-        super::open_csv::<UserField>(conn, tenant, path, opts, &mut report)?
+        super::open_csv::<UserField>(conn, tenant, path, opts, &mut report, progress)?
     else {
         return super::finish_early(conn, ctx, tenant, opts, report);
     };
@@ -425,6 +441,7 @@ fn import_fk_off(
     // reader thread parses and checks the rows that follow.
     let (to_apply, batches) = std::sync::mpsc::sync_channel::<Checked>(4);
     let mut journal = journal::Journal::new(run_id);
+    progress.phase(Phase::Rows, rows.rows_hint().map(|n| n as u64));
     let applied = std::thread::scope(|scope| -> anyhow::Result<Seen> {
         let reader = scope.spawn(|| {
             read_rows(
@@ -435,6 +452,7 @@ fn import_fk_off(
                 lookup,
                 opts.additions_only,
                 to_apply,
+                progress,
             )
         });
         for checked in batches {
@@ -467,6 +485,7 @@ fn import_fk_off(
         return super::reject_unreadable(conn, ctx, tenant, opts, report, why);
     }
     let seen = applied?;
+    progress.phase(Phase::Finishing, None);
     // Full sync: a complete file's omissions are deactivated. Never from a
     // file without data rows, nor while paused for additions only.
     if tenant.absent == crate::domain::safety::Absent::Deactivate
@@ -586,6 +605,7 @@ impl std::hash::BuildHasher for DigestHasher {
 
 /// The reader stage: parse, check and de-duplicate rows, handing them on in
 /// batches. Returns when the file ends or the applying stage hangs up.
+#[allow(clippy::too_many_arguments)]
 fn read_rows(
     mut rows: super::decode::CsvRows,
     rules: &Rules<'_>,
@@ -594,8 +614,8 @@ fn read_rows(
     lookup: Option<Connection>,
     additions_only: bool,
     to_apply: std::sync::mpsc::SyncSender<Checked>,
+    progress: &dyn Progress,
 ) -> anyhow::Result<Seen> {
-    let started = std::time::Instant::now();
     let mut seen: Seen =
         HashMap::with_capacity_and_hasher(rows.rows_hint().unwrap_or(0), DigestHasher::default());
     let mut valid: Vec<Row> = Vec::with_capacity(BATCH);
@@ -608,15 +628,10 @@ fn read_rows(
         journal: Vec::new(),
     };
     let mut batch = fresh();
-    let mut total: u64 = 0;
     let mut record = csv::StringRecord::new();
     let mut school_memo = SchoolMemo::default();
     while let Some(line) = rows.next(&mut record)? {
         batch.rows += 1;
-        total += 1;
-        if total.is_multiple_of(PROGRESS_EVERY) {
-            tracing::info!(district = %tenant.subdomain, rows = total, seconds = started.elapsed().as_secs_f64(), "import in progress");
-        }
         match rules.check(&record, line, &mut school_memo) {
             Ok(row) => match seen.entry(NameId::of(&row.key)) {
                 std::collections::hash_map::Entry::Occupied(first) => {
@@ -664,7 +679,9 @@ fn read_rows(
                 additions_only,
                 std::mem::take(&mut valid),
                 &batch.text,
+                progress,
             )?;
+            progress.advance(unhashed(&batch));
             if to_apply
                 .send(std::mem::replace(&mut batch, fresh()))
                 .is_err()
@@ -680,9 +697,17 @@ fn read_rows(
         additions_only,
         valid,
         &batch.text,
+        progress,
     )?;
+    progress.advance(unhashed(&batch));
     let _ = to_apply.send(batch);
     Ok(seen)
+}
+
+/// The rows of a planned batch that [`plan_batch`] did not count as it hashed
+/// their passwords.
+fn unhashed(batch: &Checked) -> u64 {
+    batch.rows - batch.plans.iter().filter(|(_, h)| h.is_some()).count() as u64
 }
 
 /// Usernames a file lists (valid rows and rows with errors alike) and the
@@ -934,6 +959,7 @@ fn plan_batch(
     additions_only: bool,
     batch: Vec<Row>,
     text: &Text,
+    progress: &dyn Progress,
 ) -> anyhow::Result<(Planned, Vec<u8>)> {
     let mut plans = Vec::with_capacity(batch.len());
     let (mut entries, mut before) = (Vec::new(), Vec::new());
@@ -982,6 +1008,10 @@ fn plan_batch(
             } => text.opt(row.password).map(password::hash),
             _ => None,
         };
+        if hash.is_some() {
+            // A row at a time: hashing is most of a first import's time.
+            progress.advance(1);
+        }
         (plan, hash)
     };
     if plans.iter().any(password_to_hash) {

@@ -20,6 +20,7 @@ mod keys;
 mod layers;
 mod mail;
 mod pipeline;
+mod progress;
 mod quickstart;
 mod safety;
 mod server;

@@ -787,6 +787,20 @@ fn sighup_reloads_the_schedule_without_dropping_sessions() {
     assert_eq!(finished["upload"], upload, "{finished}");
     assert!(finished["run"].as_i64().is_some(), "{finished}");
     assert_eq!(finished["rows"], 3, "{finished}");
+    // Each phase of the import logged with its total.
+    let rows_phase = events
+        .iter()
+        .find(|e| message(e) == "import: checking rows, hashing passwords, writing, 3 rows")
+        .unwrap_or_else(|| panic!("the rows phase logged: {log}"));
+    assert_eq!(rows_phase["district"], "lincoln", "{rows_phase}");
+    assert_eq!(rows_phase["upload"], upload, "{rows_phase}");
+    assert_eq!(rows_phase["total"], 3, "{rows_phase}");
+    assert!(
+        events
+            .iter()
+            .any(|e| message(e).starts_with("import: reading the file done, ")),
+        "{log}"
+    );
     assert!(
         events
             .iter()
