@@ -33,32 +33,25 @@ fn import_users_prints_progress_lines_when_standard_error_is_not_a_terminal() {
     assert!(stdout.contains("60 created"), "{stdout}");
     let size = rosterd::domain::report::thousands(std::fs::metadata(&file).unwrap().len());
     let lines: Vec<&str> = stderr.lines().collect();
-    let at = |text: &str| {
+    let starting = |text: &str| {
         lines
             .iter()
-            .position(|l| *l == text)
-            .unwrap_or_else(|| panic!("no line {text:?} in:\n{stderr}"))
+            .position(|l| l.starts_with(text))
+            .unwrap_or_else(|| panic!("no line {text:?}… in:\n{stderr}"))
+    };
+    let at = |text: &str| {
+        let i = starting(text);
+        assert_eq!(lines[i], text, "{stderr}");
+        i
     };
     let read = at(&format!(
         "import lincoln: reading the file: bytes {size} of {size} (100%)"
     ));
     let rows = at("import lincoln: checking rows, hashing passwords, writing (60 rows)");
-    let all = lines
-        .iter()
-        .position(|l| {
-            l.starts_with(
-                "import lincoln: checking rows, hashing passwords, writing: rows 60 of 60 (100%)",
-            )
-        })
-        .unwrap_or_else(|| panic!("no line with all 60 rows done:\n{stderr}"));
-    let done = lines
-        .iter()
-        .position(|l| {
-            l.starts_with(
-                "import lincoln: checking rows, hashing passwords, writing: done, 60 rows in ",
-            )
-        })
-        .unwrap_or_else(|| panic!("no end of the rows phase:\n{stderr}"));
+    let all =
+        starting("import lincoln: checking rows, hashing passwords, writing: rows 60 of 60 (100%)");
+    let done =
+        starting("import lincoln: checking rows, hashing passwords, writing: done, 60 rows in ");
     let finishing = at("import lincoln: finishing and committing");
     assert!(
         read < rows && rows < all && all < done && done < finishing,
