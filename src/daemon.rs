@@ -4,7 +4,9 @@
 //! server, the scheduler and the mailer), and [`Daemon::run_until_stopped`]
 //! serves SSH, runs the scheduler and the mailer, and applies SIGHUP reloads
 //! until its shutdown future completes. `rosterd serve` and the tests both
-//! build it here, so what the tests run is what `serve` runs.
+//! build it here, so what the tests run is what `serve` runs. Under systemd
+//! (`serve` only) it says when it is ready, reloading and stopping, and the
+//! scheduler's loop feeds the watchdog ([`crate::systemd`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,7 +18,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::import::ImportContext;
 use crate::mail::Mailer;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Pulse, Scheduler};
 use crate::server::Shared;
 use crate::store::Store;
 
@@ -24,7 +26,8 @@ use crate::store::Store;
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Install the process-wide handlers: the crash marker's and SIGHUP's
-    /// reload (`serve` only; the tests run many daemons in one process).
+    /// reload, and talk to systemd (`serve` only; the tests run many daemons
+    /// in one process).
     pub process_wide: bool,
 }
 
@@ -190,27 +193,38 @@ impl Daemon {
             _data_lock,
             ..
         } = self;
+        let systemd = Arc::new(if options.process_wide {
+            crate::systemd::Notifier::from_env()
+        } else {
+            crate::systemd::Notifier::off()
+        });
         let reloading = if options.process_wide {
-            let (origin, shared, scheduler, mailer) = (
+            let (origin, shared, scheduler, mailer, systemd) = (
                 config.origin.clone(),
                 shared.clone(),
                 scheduler.clone(),
                 mailer.clone(),
+                systemd.clone(),
             );
             let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
             Some(tokio::spawn(async move {
                 while hup.recv().await.is_some() {
+                    systemd.reloading();
                     match reload(&origin, &shared, &scheduler, &mailer, &clock) {
                         Ok(()) => tracing::info!("configuration reloaded (SIGHUP)"),
                         Err(e) => {
                             tracing::error!(error = %format!("{e:#}"), "configuration not reloaded; the running one stays in force")
                         }
                     }
+                    systemd.ready(&status_line(&shared, None));
                 }
             }))
         } else {
             None
         };
+        // Listening and the store migrated (both in `build`); before the
+        // scheduler's first heartbeat.
+        systemd.ready(&status_line(&shared, None));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut jobs = Vec::new();
         if background == Background::Run {
@@ -219,6 +233,7 @@ impl Daemon {
                 shared.uploaded.clone(),
                 mail_wake.clone(),
                 stopped.clone(),
+                pulse(&systemd, &shared),
             )));
             let mailer = mailer.clone();
             jobs.push(tokio::spawn(async move {
@@ -226,6 +241,11 @@ impl Daemon {
             }));
         }
         let grace = std::time::Duration::from_secs(config.server.shutdown_grace_seconds);
+        let stopping = systemd.clone();
+        let shutdown = async move {
+            shutdown.await;
+            stopping.stopping();
+        };
         crate::server::run(listener, shared, ssh, shutdown, grace).await?;
         if let Some(reloading) = reloading {
             reloading.abort();
@@ -237,6 +257,43 @@ impl Daemon {
         tracing::info!("rosterd stopped");
         Ok(())
     }
+}
+
+/// The scheduler's beat under systemd: `WATCHDOG=1` and the status line
+/// (connections, imports in the last day, mail queued), from its own loop.
+fn pulse(systemd: &Arc<crate::systemd::Notifier>, shared: &Arc<Shared>) -> Option<Arc<Pulse>> {
+    if !systemd.is_on() {
+        return None;
+    }
+    let (systemd, shared) = (systemd.clone(), shared.clone());
+    Some(Arc::new(Pulse {
+        every: systemd.heartbeat_every(),
+        beat: Box::new(move |conn| systemd.heartbeat(&status_line(&shared, Some(conn)))),
+    }))
+}
+
+/// systemd's one-line status: `3 connections, 12 imports in the last 24 h,
+/// 0 emails queued` (the store's counts only with a connection to read them).
+fn status_line(shared: &Shared, conn: Option<&rusqlite::Connection>) -> String {
+    let connections = shared.live().connections;
+    let mut line = format!(
+        "{connections} connection{}",
+        if connections == 1 { "" } else { "s" }
+    );
+    if let Some(conn) = conn {
+        let since = crate::store::timestamp(shared.clock.now() - chrono::Duration::hours(24));
+        if let (Ok(imports), Ok(queued)) = (
+            crate::store::runs_finished_since(conn, &since),
+            crate::mail::queue_length(conn),
+        ) {
+            line.push_str(&format!(
+                ", {imports} import{} in the last 24 h, {queued} email{} queued",
+                if imports == 1 { "" } else { "s" },
+                if queued == 1 { "" } else { "s" }
+            ));
+        }
+    }
+    line
 }
 
 /// What every import needs: the clock, the password fingerprint key, the

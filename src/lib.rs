@@ -19,8 +19,9 @@
 //! store                    SQLite: schema, migrations, queries
 //! config                   the TOML configuration
 //! password, keys           Argon2id and fingerprints; SSH public-key rules
-//! clock, memory, files,    time, allocator limits, private files, crash marks
-//!   crash
+//! clock, memory, files,    time, allocator limits, private files, crash marks,
+//!   crash, systemd,        systemd's notifications and watchdog, the log's
+//!   logging                text and JSON lines
 //! domain                   the shared words: district, email address, safety
 //!                          settings, window, report, safe text (imports nothing)
 //! ```
@@ -35,6 +36,7 @@ pub mod domain;
 pub mod files;
 pub mod import;
 pub mod keys;
+pub mod logging;
 pub mod mail;
 pub mod memory;
 pub mod password;
@@ -42,3 +44,4 @@ pub mod scheduler;
 pub mod server;
 pub mod spool;
 pub mod store;
+pub mod systemd;

@@ -14,6 +14,7 @@ use rusqlite::Connection;
 
 use crate::config::Config;
 use crate::domain::window::Window;
+use crate::import::progress::{Note, Progress, Silent, Snapshot, Watch};
 use crate::import::{ImportContext, ImportOptions, Report, Source};
 use crate::spool::{self, TenantSpool};
 use crate::store::{Store, Tenant, timestamp};
@@ -37,6 +38,56 @@ pub const MAX_ATTEMPTS: u32 = 3;
 /// once (a power cut, a kill) is resumed at the next start; a file whose
 /// import was cut short twice is not resumed into the same crash again.
 pub const MAX_INTERRUPTED: u32 = 2;
+
+/// What the scheduler's loop calls after each survey, on the survey's
+/// blocking thread with its connection: the daemon's sign of life (systemd's
+/// watchdog, [`crate::systemd`]) and its status line. Called from the loop
+/// itself, so a wedged loop (a survey that never returns) stops it.
+pub struct Pulse {
+    /// How often it must be called, at least (the loop wakes that often).
+    pub every: Option<Duration>,
+    pub beat: Box<dyn Fn(&Connection) + Send + Sync>,
+}
+
+/// How [`Scheduler::import_next_showing`] shows an import's progress.
+pub enum Show<'a> {
+    /// In the log: each phase with its total, and every [`LOG_PROGRESS_EVERY`].
+    Log,
+    /// Told to this (the command line's bar or lines).
+    By(&'a dyn Progress),
+}
+
+/// How often the log says how far a running import has got.
+pub const LOG_PROGRESS_EVERY: Duration = Duration::from_secs(30);
+
+/// The daemon's log of an import's progress: each phase as it begins, with
+/// its total, and ends, and how far it has got every [`LOG_PROGRESS_EVERY`].
+/// The events name the district and upload themselves: they come from the
+/// import's worker threads, outside its span.
+fn logged_progress(district: &str, upload: i64) -> impl Progress {
+    let district = district.to_owned();
+    Watch::new(LOG_PROGRESS_EVERY, move |note, at: &Snapshot| {
+        let phase = at.phase.label();
+        match note {
+            Note::Began => tracing::info!(
+                %district, upload, phase, total = at.total, unit = at.phase.unit(),
+                "import: {phase}{}",
+                at.total
+                    .map(|t| format!(", {} {}", crate::domain::report::thousands(t), at.phase.unit()))
+                    .unwrap_or_default()
+            ),
+            Note::Going => tracing::info!(
+                %district, upload, phase, done = at.done, total = at.total,
+                rate = at.rate(), seconds_left = at.left().map(|d| d.as_secs()),
+                "import: {phase}: {}", at.describe()
+            ),
+            Note::Ended => tracing::info!(
+                %district, upload, phase, done = at.done, seconds = at.seconds,
+                "import: {phase} done, {}", at.describe_done()
+            ),
+        }
+    })
+}
 
 /// What [`Scheduler::import_next`] did.
 #[derive(Debug)]
@@ -148,7 +199,7 @@ impl Scheduler {
                     std::time::SystemTime::now() - s.staged_max_age,
                 )?;
                 if removed > 0 {
-                    tracing::info!(tenant = %tenant.subdomain, removed, "removed staged uploads never renamed to users.csv (their session has ended)");
+                    tracing::info!(district = %tenant.subdomain, removed, "removed staged uploads never renamed to users.csv (their session has ended)");
                 }
                 spool::adopt_unrecorded(conn, &self.spool_of(&tenant), tenant.id, now)?;
                 check_missing(&s, conn, &tenant, now)?;
@@ -158,7 +209,7 @@ impl Scheduler {
                 Ok(true) => due.push(tenant),
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::error!(tenant = %tenant.subdomain, error = %format!("{e:#}"), "cannot look at this district's uploads; the others go on")
+                    tracing::error!(district = %tenant.subdomain, error = %format!("{e:#}"), "cannot look at this district's uploads; the others go on")
                 }
             }
         }
@@ -168,8 +219,19 @@ impl Scheduler {
     /// Import the district's next upload now, whatever the time: the one a stopped
     /// daemon left half-done first, else the pending `users.csv`. The report
     /// email is queued in the import's transaction; afterwards the file is
-    /// archived with its passwords blanked.
+    /// archived with its passwords blanked. Its progress is logged.
     pub fn import_next(&self, conn: &mut Connection, tenant: &Tenant) -> anyhow::Result<Next> {
+        self.import_next_showing(conn, tenant, Show::Log)
+    }
+
+    /// [`Self::import_next`], its progress shown as `show` says; always
+    /// posted on the district's board for `rosterd status`.
+    pub fn import_next_showing(
+        &self,
+        conn: &mut Connection,
+        tenant: &Tenant,
+        show: Show<'_>,
+    ) -> anyhow::Result<Next> {
         // `tenant` was read a while ago (a survey, then other districts'
         // imports): renamed or deleted since, its folder is another or gone.
         let renamed = |conn: &Connection| -> rusqlite::Result<bool> {
@@ -192,7 +254,8 @@ impl Scheduler {
             return Ok(Next::Nothing);
         };
         let _watch = crate::crash::ImportWatch::new(claimed.upload_id);
-        let span = tracing::info_span!("import", tenant = %tenant.subdomain, upload_id = claimed.upload_id);
+        let span =
+            tracing::info_span!("import", district = %tenant.subdomain, upload = claimed.upload_id);
         let _enter = span.enter();
         let s = self.settings();
         let pause = s.pause_at(tenant, s.ctx.clock.now());
@@ -232,8 +295,35 @@ impl Scheduler {
             self.give_up(conn, tenant, &spool, claimed.upload_id, &why)?;
             return Ok(Next::Failed(why));
         }
-        let report = match crate::import::users::import(conn, &s.ctx, tenant, &claimed.path, &opts)
-        {
+        let board = spool
+            .progress_board(
+                Source::Sftp.as_str(),
+                spool::USERS_CSV,
+                Some(claimed.upload_id),
+            )
+            .unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "cannot post the import's progress");
+                None
+            });
+        let logged = logged_progress(&tenant.subdomain, claimed.upload_id);
+        let shown: &dyn Progress = match show {
+            Show::Log => &logged,
+            Show::By(p) => p,
+        };
+        let progress = (
+            board.as_ref().map_or(&Silent as &dyn Progress, |b| b),
+            shown,
+        );
+        let imported = crate::import::users::import_with_progress(
+            conn,
+            &s.ctx,
+            tenant,
+            &claimed.path,
+            &opts,
+            &progress,
+        );
+        drop(board);
+        let report = match imported {
             Ok(report) => report,
             Err(e) => {
                 let why = format!("{e:#}");
@@ -290,7 +380,7 @@ impl Scheduler {
         crate::mail::queue(&tx, &mail, now)?;
         tx.commit()?;
         tracing::error!(
-            tenant = %tenant.subdomain, upload_id, reason = why,
+            district = %tenant.subdomain, upload = upload_id, reason = why,
             "gave up importing this upload; its administrator is emailed, `rosterd status` shows it, and the next upload is imported as usual"
         );
         Ok(())
@@ -330,7 +420,7 @@ impl Scheduler {
                 self.give_up(conn, &tenant, &spool, upload_id, &why)?;
                 given_up += 1;
             } else {
-                tracing::warn!(tenant = %sub, upload_id, "the previous run stopped during this upload's import; it is imported again now");
+                tracing::warn!(district = %sub, upload = upload_id, "the previous run stopped during this upload's import; it is imported again now");
             }
         }
         Ok(given_up)
@@ -356,8 +446,25 @@ impl Scheduler {
     }
 
     async fn survey_blocking(self: &Arc<Self>) -> anyhow::Result<Vec<Tenant>> {
+        self.survey_and_beat(None).await
+    }
+
+    /// [`Self::survey`], then `pulse`'s beat on the same thread and connection.
+    async fn survey_and_beat(
+        self: &Arc<Self>,
+        pulse: Option<&Arc<Pulse>>,
+    ) -> anyhow::Result<Vec<Tenant>> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.survey(&me.open()?)).await?
+        let pulse = pulse.cloned();
+        tokio::task::spawn_blocking(move || {
+            let conn = me.open()?;
+            let due = me.survey(&conn);
+            if let Some(pulse) = pulse {
+                (pulse.beat)(&conn);
+            }
+            due
+        })
+        .await?
     }
 
     fn import_blocking(&self, tenant: &Tenant) -> anyhow::Result<Next> {
@@ -371,19 +478,24 @@ impl Scheduler {
     /// Run until `stop` turns true. Imports run on a blocking thread, at most
     /// [`MAX_RUNNING_IMPORTS`] at once, the others waiting for the next survey;
     /// `uploaded` wakes the scheduler when a file arrives and `mail` is
-    /// notified after each import.
+    /// notified after each import; `pulse` beats after each survey.
     /// On stop, running imports are allowed to finish.
     pub async fn run_until_stopped(
         self: Arc<Self>,
         uploaded: Arc<tokio::sync::Notify>,
         mail: Arc<tokio::sync::Notify>,
         mut stop: tokio::sync::watch::Receiver<bool>,
+        pulse: Option<Arc<Pulse>>,
     ) {
+        let tick = pulse
+            .as_ref()
+            .and_then(|p| p.every)
+            .map_or(TICK, |every| every.min(TICK));
         let mut running = tokio::task::JoinSet::new();
         let mut busy: HashSet<i64> = HashSet::new();
         let mut resting: HashMap<i64, DateTime<Utc>> = HashMap::new();
         loop {
-            match self.survey_blocking().await {
+            match self.survey_and_beat(pulse.as_ref()).await {
                 Ok(due) => {
                     let now = self.settings().ctx.clock.now();
                     resting.retain(|_, until| *until > now);
@@ -405,7 +517,7 @@ impl Scheduler {
                 Err(e) => tracing::error!(error = %format!("{e:#}"), "scheduler survey failed"),
             }
             tokio::select! {
-                _ = tokio::time::sleep(TICK) => {}
+                _ = tokio::time::sleep(tick) => {}
                 _ = uploaded.notified() => {}
                 Some(done) = running.join_next(), if !running.is_empty() => {
                     self.finished(done, &mut busy, &mut resting, &mail);
@@ -444,7 +556,7 @@ impl Scheduler {
         busy.remove(&tenant.id);
         match result {
             Ok(Next::Imported(report)) => {
-                tracing::info!(tenant = %tenant.subdomain, outcome = report.outcome.as_str(), "{}", report.headline());
+                tracing::info!(district = %tenant.subdomain, outcome = report.outcome.as_str(), "{}", report.headline());
                 mail.notify_one();
             }
             Ok(Next::Failed(_)) => {
@@ -452,7 +564,7 @@ impl Scheduler {
             }
             Ok(Next::Nothing | Next::Busy) => {}
             Err(e) => {
-                tracing::error!(tenant = %tenant.subdomain, error = %format!("{e:#}"), "import failed; the upload is kept and will be tried again in 5 minutes");
+                tracing::error!(district = %tenant.subdomain, error = %format!("{e:#}"), "import failed; the upload is kept and will be tried again in 5 minutes");
                 resting.insert(tenant.id, self.settings().ctx.clock.now() + FAILURE_BACKOFF);
             }
         }
@@ -526,7 +638,7 @@ fn check_missing(
     let queued = crate::mail::queue(&tx, &mail, now)?;
     tx.commit()?;
     if queued {
-        tracing::warn!(tenant = %tenant.subdomain, window_closed = %timestamp(close), "no users.csv received during the window; administrator notified");
+        tracing::warn!(district = %tenant.subdomain, window_closed = %timestamp(close), "no users.csv received during the window; administrator notified");
     }
     Ok(())
 }

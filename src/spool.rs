@@ -13,7 +13,9 @@
 //! Each folder has three locks: the pending file changing hands (publish,
 //! claim), the right to import, and the sessions' shared hold that keeps
 //! support from renaming or deleting the district (`crate::district`) under
-//! a logged-in session.
+//! a logged-in session. A running import also posts its progress there
+//! ([`ProgressBoard`]) for `rosterd status`, under a fourth lock that tells a
+//! live board from one a crash left.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
+use crate::import::progress::{Note, Phase, Progress, Say, Snapshot, Watch};
 use crate::store::timestamp;
 
 /// The one name districts may upload.
@@ -136,12 +139,150 @@ impl TenantSpool {
     }
 }
 
-/// The lock files of a district's spool folder: they hold nothing of the
-/// district's.
-pub const LOCK_FILES: [&str; 3] = [SPOOL_LOCK, IMPORT_LOCK, SESSIONS_LOCK];
+/// The lock files of a district's spool folder, and its progress board:
+/// they hold nothing of the district's.
+pub const LOCK_FILES: [&str; 6] = [
+    SPOOL_LOCK,
+    IMPORT_LOCK,
+    SESSIONS_LOCK,
+    PROGRESS_LOCK,
+    PROGRESS_BOARD,
+    PROGRESS_BOARD_NEXT,
+];
 const SPOOL_LOCK: &str = ".spool.lock";
 const IMPORT_LOCK: &str = ".import.lock";
 const SESSIONS_LOCK: &str = ".sessions.lock";
+const PROGRESS_LOCK: &str = ".progress.lock";
+const PROGRESS_BOARD: &str = ".progress.json";
+const PROGRESS_BOARD_NEXT: &str = ".progress.json.next";
+
+/// How often a running import's board is rewritten, at most (and at each
+/// phase's beginning and end).
+const POST_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What a running import posts on its district's board.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Posted {
+    /// `sftp` (the daemon or `import run`) or `cli` (`import users`).
+    pub source: String,
+    pub file: String,
+    pub upload: Option<i64>,
+    /// The importing process.
+    pub pid: u32,
+    /// RFC 3339 UTC, as the store keeps times.
+    pub started_at: String,
+    pub updated_at: String,
+    #[serde(flatten)]
+    pub at: Snapshot,
+}
+
+/// A running import's progress, posted in its district's spool folder for
+/// `rosterd status` (another process): the import holds the board's lock
+/// from start to end, so a board a crash left behind is known stale and
+/// never shown. The store cannot hold it: the import holds the database's
+/// write lock from its first row to its commit.
+pub struct ProgressBoard {
+    board: PathBuf,
+    watch: Watch<Say>,
+    _lock: std::fs::File,
+}
+
+impl TenantSpool {
+    /// The district's board for an import of `file` (from `source`, upload
+    /// `upload`); `None` if another import of the district holds it.
+    pub fn progress_board(
+        &self,
+        source: &str,
+        file: &str,
+        upload: Option<i64>,
+    ) -> std::io::Result<Option<ProgressBoard>> {
+        self.create_dirs()?;
+        let lock = lock_file(&self.dir.join(PROGRESS_LOCK))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        let board = self.dir.join(PROGRESS_BOARD);
+        let posted = std::sync::Mutex::new(Posted {
+            source: source.to_owned(),
+            file: crate::domain::text::echo(file, 200).into_owned(),
+            upload,
+            pid: std::process::id(),
+            started_at: timestamp(chrono::Utc::now()),
+            updated_at: String::new(),
+            at: Snapshot {
+                phase: Phase::Reading,
+                done: 0,
+                total: None,
+                seconds: 0.0,
+            },
+        });
+        let dir = self.dir.clone();
+        let post = move |_: Note, at: &Snapshot| {
+            let mut posted = posted.lock().unwrap_or_else(|e| e.into_inner());
+            posted.at = *at;
+            posted.updated_at = timestamp(chrono::Utc::now());
+            // Only a help to support: a board that cannot be written is
+            // not worth stopping the import for.
+            if let Err(e) = post_board(&dir, &posted) {
+                tracing::debug!(error = %e, "cannot post the import's progress");
+            }
+        };
+        Ok(Some(ProgressBoard {
+            board,
+            watch: Watch::new(POST_EVERY, Box::new(post)),
+            _lock: lock,
+        }))
+    }
+}
+
+/// Replace the board in `dir` in one step: a reader sees the last post or
+/// this one, never half of one.
+fn post_board(dir: &Path, posted: &Posted) -> std::io::Result<()> {
+    let next = dir.join(PROGRESS_BOARD_NEXT);
+    std::fs::write(&next, serde_json::to_vec(posted)?)?;
+    std::fs::rename(&next, dir.join(PROGRESS_BOARD))
+}
+
+impl Progress for ProgressBoard {
+    fn phase(&self, phase: Phase, total: Option<u64>) {
+        self.watch.phase(phase, total)
+    }
+    fn advance(&self, n: u64) {
+        self.watch.advance(n)
+    }
+    fn end(&self) {
+        self.watch.end()
+    }
+}
+
+impl Drop for ProgressBoard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.board);
+    }
+}
+
+/// The import of the district's uploads running now, as it last posted
+/// ([`ProgressBoard`]); `None` when none runs (a board whose lock is free was
+/// left by an import that died, and is ignored).
+pub fn import_in_progress(spool: &TenantSpool) -> std::io::Result<Option<Posted>> {
+    let lock = match std::fs::File::open(spool.dir.join(PROGRESS_LOCK)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match lock.try_lock_shared() {
+        Ok(()) => return Ok(None),
+        Err(std::fs::TryLockError::WouldBlock) => {}
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    }
+    match std::fs::read(spool.dir.join(PROGRESS_BOARD)) {
+        Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
 
 fn lock_file(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -392,7 +533,7 @@ pub fn claim(
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             tracing::error!(
-                upload_id = id,
+                upload = id,
                 "the pending users.csv is missing from the spool; marking the upload lost"
             );
             crate::store::lose_upload(conn, id)?;

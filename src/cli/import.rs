@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
@@ -11,6 +12,7 @@ use clap::{Args, Subcommand};
 use super::{Format, open_store, print_report};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::import::progress::{Note, Phase, Progress, Say, Silent, Snapshot, Watch};
 use crate::import::{self, ImportContext, ImportOptions, Source};
 use crate::store::Tenant;
 
@@ -19,7 +21,10 @@ pub enum ImportCommand {
     /// Import a users.csv file now and print the report
     #[command(
         after_help = "Exit codes: 0 applied, 1 rejected (nothing applied), 3 applied but some rows were skipped. \
-A dry run exits as the real import would.\n\nExamples:\n  rosterd import users lincoln-usd users.csv --dry-run\n  \
+A dry run exits as the real import would.\n\n\
+A long import shows how far it has got on standard error: a bar on a terminal (phase, rows done of\n\
+the total, rate, time left), otherwise a line every 10 s once it has run that long\n\
+(ROSTERD_PROGRESS_SECONDS sets the interval). `rosterd status` shows it too.\n\nExamples:\n  rosterd import users lincoln-usd users.csv --dry-run\n  \
 rosterd import users lincoln-usd users.csv\n  rosterd import users lincoln-usd users.csv --format csv > problems.csv"
     )]
     Users(ImportArgs),
@@ -100,14 +105,123 @@ pub struct ImportArgs {
     passwords_out: Option<PathBuf>,
 }
 
-/// An importer: `import::users::import` or `import::groups::import`.
+/// An importer: `import::users::import_with_progress`, or
+/// `import::groups::import` (quick: no passwords, and no progress to show).
 type Importer = fn(
     &mut rusqlite::Connection,
     &ImportContext,
     &Tenant,
     &std::path::Path,
     &ImportOptions,
+    &dyn Progress,
 ) -> anyhow::Result<import::Report>;
+
+/// How often plain progress lines are printed when standard error is not a
+/// terminal, unless `ROSTERD_PROGRESS_SECONDS` says otherwise.
+const LINES_EVERY: Duration = Duration::from_secs(10);
+
+/// A long import's progress on standard error: on a terminal a bar (phase,
+/// done of total, rate, time left), cleared when done; otherwise, once the
+/// import has run [`LINES_EVERY`], a line each interval and at each phase's
+/// beginning and end, so a quick import prints nothing.
+enum Shown {
+    Bar(indicatif::ProgressBar),
+    Lines(Watch<Say>),
+}
+
+impl Shown {
+    fn on_stderr(district: &str) -> anyhow::Result<Self> {
+        use std::io::IsTerminal;
+        if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_prefix(district.to_owned());
+            bar.enable_steady_tick(Duration::from_millis(250));
+            return Ok(Self::Bar(bar));
+        }
+        let every = match std::env::var("ROSTERD_PROGRESS_SECONDS") {
+            Ok(s) => {
+                Duration::from_secs_f64(s.parse::<f64>().ok().filter(|s| *s >= 0.0).ok_or_else(
+                    || anyhow::anyhow!("ROSTERD_PROGRESS_SECONDS={s:?}: give a number of seconds"),
+                )?)
+            }
+            Err(_) => LINES_EVERY,
+        };
+        let district = district.to_owned();
+        let talking = std::sync::atomic::AtomicBool::new(false);
+        let say = move |note: Note, at: &Snapshot| {
+            use std::sync::atomic::Ordering::Relaxed;
+            let phase = at.phase.label();
+            match note {
+                Note::Going => {
+                    talking.store(true, Relaxed);
+                    eprintln!("import {district}: {phase}: {}", at.describe());
+                }
+                Note::Began if talking.load(Relaxed) => {
+                    let total = at
+                        .total
+                        .map(|t| {
+                            format!(
+                                " ({} {})",
+                                crate::domain::report::thousands(t),
+                                at.phase.unit()
+                            )
+                        })
+                        .unwrap_or_default();
+                    eprintln!("import {district}: {phase}{total}");
+                }
+                Note::Ended if talking.load(Relaxed) => {
+                    eprintln!("import {district}: {phase}: done, {}", at.describe_done());
+                }
+                _ => {}
+            }
+        };
+        Ok(Self::Lines(Watch::new(every, Box::new(say))))
+    }
+}
+
+impl Progress for Shown {
+    fn phase(&self, phase: Phase, total: Option<u64>) {
+        match self {
+            Self::Bar(bar) => {
+                let template = match (phase, total) {
+                    (Phase::Reading, Some(_)) => {
+                        "{prefix}: {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}, {eta} left"
+                    }
+                    (Phase::Rows, Some(_)) => {
+                        "{prefix}: {msg} [{bar:30}] {human_pos}/{human_len} rows, {rate} rows/s, {eta} left"
+                    }
+                    _ => "{prefix}: {msg} {spinner} {elapsed}",
+                };
+                if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+                    bar.set_style(style.progress_chars("=> ").with_key(
+                        "rate",
+                        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                            let _ = write!(w, "{:.0}", state.per_sec());
+                        },
+                    ));
+                }
+                bar.set_message(phase.label());
+                bar.reset();
+                bar.set_length(total.unwrap_or(0));
+            }
+            Self::Lines(watch) => watch.phase(phase, total),
+        }
+    }
+
+    fn advance(&self, n: u64) {
+        match self {
+            Self::Bar(bar) => bar.inc(n),
+            Self::Lines(watch) => watch.advance(n),
+        }
+    }
+
+    fn end(&self) {
+        match self {
+            Self::Bar(bar) => bar.finish_and_clear(),
+            Self::Lines(watch) => watch.end(),
+        }
+    }
+}
 
 /// `import users` and `import groups`: import a file now, print the report.
 fn import_file(
@@ -150,7 +264,20 @@ fn import_file(
         generate_passwords: args.generate_passwords,
         passwords_out: args.passwords_out.clone(),
     };
-    let report = importer(&mut store.conn, &ctx, &tenant, &args.file, &opts)?;
+    // On the district's board for `rosterd status`, unless another import
+    // of the district has it.
+    let board = crate::spool::TenantSpool::new(&config.storage.spool, &tenant.subdomain)
+        .progress_board(Source::Cli.as_str(), &opts.file_name, None)
+        .unwrap_or(None);
+    let shown = Shown::on_stderr(&tenant.subdomain)?;
+    let progress = (
+        board.as_ref().map_or(&Silent as &dyn Progress, |b| b),
+        &shown,
+    );
+    let report = importer(&mut store.conn, &ctx, &tenant, &args.file, &opts, &progress);
+    shown.end();
+    drop(board);
+    let report = report?;
     if args.email && args.dry_run {
         // A dry run stores nothing, so its email is queued on its own.
         let now = ctx.clock.now();
@@ -249,7 +376,11 @@ pub(super) fn import_run(
         tenant.id,
         clock.now(),
     )?;
-    let code = match scheduler.import_next(&mut store.conn, &tenant)? {
+    let shown = Shown::on_stderr(&tenant.subdomain)?;
+    let next =
+        scheduler.import_next_showing(&mut store.conn, &tenant, crate::scheduler::Show::By(&shown));
+    shown.end();
+    let code = match next? {
         crate::scheduler::Next::Imported(report) => {
             super::ignore_closed_pipe(print_report(&report, format, out))?;
             if let Some(reason) = &report.reason {
@@ -287,10 +418,22 @@ pub(super) fn import_command(
     out: &mut impl Write,
 ) -> anyhow::Result<i32> {
     match cmd {
-        ImportCommand::Users(args) => import_file(config, clock, args, import::users::import, out),
-        ImportCommand::Groups(args) => {
-            import_file(config, clock, args, import::groups::import, out)
-        }
+        ImportCommand::Users(args) => import_file(
+            config,
+            clock,
+            args,
+            import::users::import_with_progress,
+            out,
+        ),
+        ImportCommand::Groups(args) => import_file(
+            config,
+            clock,
+            args,
+            |conn, ctx, tenant, path, opts, _| {
+                import::groups::import(conn, ctx, tenant, path, opts)
+            },
+            out,
+        ),
         ImportCommand::Run { subdomain, format } => {
             let store = open_store(config)?;
             let t = store.require_tenant(&subdomain)?;

@@ -63,6 +63,12 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
+    /// Log format on standard error: text for people, json for Loki or
+    /// Elastic (one event per line; serve's start-up lines become events
+    /// too) [default: log.format of the configuration, else text]
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<config::LogFormat>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -140,8 +146,9 @@ rosterd completions fish > /usr/share/fish/vendor_completions.d/rosterd.fish")]
         /// Directory to write the pages to (created if missing)
         dir: PathBuf,
     },
-    /// Per district: last upload, last import and its outcome, the pending file,
-    /// when the window next opens (district time); and the mail queue
+    /// Per district: last upload, last import and its outcome, an import running
+    /// now and how far it has got, the pending file, when the window next opens
+    /// (district time); and the mail queue
     #[command(
         after_help = "Times are shown in each district's time zone; with --format json they are RFC 3339 UTC.\n\
 Messages that could not be delivered are listed with the server's answer.\n\n\
@@ -214,7 +221,11 @@ pub fn main() -> i32 {
         // `rosterd status | head`: the reader has all it wanted.
         Err(e) if broken_pipe(&e) => 0,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            if crate::logging::is_json() {
+                tracing::error!(error = %format!("{e:#}"), "rosterd stopped with an error");
+            } else {
+                eprintln!("error: {e:#}");
+            }
             1
         }
     }
@@ -328,7 +339,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         _ => {}
     }
     let config = Config::load(&config::Origin::locate(cli.config.as_deref()))?;
-    init_logging(&config);
+    let json = cli.log_format.unwrap_or(config.log.format) == config::LogFormat::Json;
+    crate::logging::init(json, &config.log.level);
     let clock = clock::from_env()?;
     let out = &mut std::io::stdout().lock();
     match cli.command {
@@ -354,20 +366,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Mail(cmd) => mail::mail_command(&config, clock.as_ref(), cmd, out),
         Command::Runs(args) => runs::runs_command(&config, clock, args, out),
     }
-}
-
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ROSTERD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = match config.log.format {
-        crate::config::LogFormat::Json => builder.json().try_init(),
-        crate::config::LogFormat::Text => builder.try_init(),
-    };
 }
 
 /// The configured database, which must exist: only `init` and `serve`

@@ -10,7 +10,8 @@ use crate::clock::Clock;
 use crate::config::Config;
 
 /// `rosterd serve`: the daemon, built by [`crate::daemon::Daemon`], with
-/// what it says at start on standard error.
+/// what it says at start on standard error (as log events when the log is
+/// JSON).
 pub(super) fn serve(
     config: Config,
     clock: Arc<dyn Clock>,
@@ -30,15 +31,24 @@ pub(super) fn serve(
         let addr = daemon.local_addr()?;
         let fingerprint = daemon.host_keys.join(", ");
         let mail_target = crate::mail::Mailer::describe(&config.mail);
-        tracing::info!(%addr, host_key = %fingerprint, mail = %mail_target, "rosterd listening for SFTP");
-        eprintln!("rosterd is listening on {addr} (SFTP); host keys {fingerprint}");
-        eprintln!("reports go to {mail_target}; imports run {} in each district's time zone (default {})", config.schedule.window, config.schedule.timezone);
+        tracing::info!(listen = %addr, host_key = %fingerprint, mail = %mail_target, "rosterd listening for SFTP");
+        // For the person who started it; an event like any other when the
+        // log is JSON, so every line of standard error parses.
+        let say = |line: String| {
+            if crate::logging::is_json() {
+                tracing::info!("{line}");
+            } else {
+                eprintln!("{line}");
+            }
+        };
+        say(format!("rosterd is listening on {addr} (SFTP); host keys {fingerprint}"));
+        say(format!("reports go to {mail_target}; imports run {} in each district's time zone (default {})", config.schedule.window, config.schedule.timezone));
         if let Some(advice) = crate::domain::tenant::timezone_advice(config.schedule.timezone) {
             tracing::warn!("schedule.timezone: {advice}");
         }
         if !daemon.has_districts {
-            eprintln!("no districts yet: register one with `rosterd tenant add SUBDOMAIN --admin-name NAME --admin-email EMAIL`,");
-            eprintln!("then its key with `rosterd key add SUBDOMAIN FILE.pub`; it uploads with `sftp -P {} SUBDOMAIN@HOST`", addr.port());
+            say("no districts yet: register one with `rosterd tenant add SUBDOMAIN --admin-name NAME --admin-email EMAIL`,".into());
+            say(format!("then its key with `rosterd key add SUBDOMAIN FILE.pub`; it uploads with `sftp -P {} SUBDOMAIN@HOST`", addr.port()));
         }
         // Ready: the listener is bound and the store settled. A script waits
         // for this file rather than guessing with a sleep.

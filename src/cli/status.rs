@@ -86,6 +86,8 @@ struct District {
     #[serde(flatten)]
     status: store::TenantStatus,
     held: Vec<store::Held>,
+    /// The import running now, as it last posted its progress.
+    importing: Option<crate::spool::Posted>,
     pause: Option<PauseState>,
     window_open: bool,
     /// When the window next closes (while open) or opens.
@@ -145,6 +147,12 @@ fn gather(
         districts.push(District {
             status: store::tenant_status(&store.conn, t.id)?,
             held: crate::spool::held(&store.conn, t.id)?,
+            // Support's view must not fail for want of a progress board.
+            importing: crate::spool::import_in_progress(&crate::spool::TenantSpool::new(
+                &config.storage.spool,
+                &t.subdomain,
+            ))
+            .unwrap_or(None),
             pause,
             window_open,
             window_changes_at: if window_open {
@@ -267,6 +275,20 @@ fn write_text(config: &Config, status: &Status, out: &mut impl Write) -> anyhow:
                 out,
                 "                the administrator was told; its passwords-blanked copy is upload-{}.csv in the district's archive",
                 f.upload
+            )?;
+        }
+        if let Some(i) = &d.importing {
+            let what = match i.upload {
+                Some(upload) => format!("upload {upload}"),
+                None => format!("{} by `rosterd import`", i.file),
+            };
+            writeln!(
+                out,
+                "  IMPORTING     {what} since {}: {}: {} (as of {})",
+                stored_time(&i.started_at, tz),
+                i.at.phase.label(),
+                i.at.describe(),
+                stored_time(&i.updated_at, tz)
             )?;
         }
         match &st.pending_since {

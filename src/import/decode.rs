@@ -43,6 +43,9 @@ pub struct Scan {
     /// for sizing what an import keeps per row; a UTF-16 file may count a
     /// few more).
     pub lines: u64,
+    /// The last byte is a line feed: the last line feed ends the last line
+    /// rather than beginning an empty one.
+    pub ends_in_line_feed: bool,
     /// Lowercase hex.
     pub sha256: String,
     pub encoding: TextEncoding,
@@ -70,9 +73,13 @@ pub fn scan_reader(mut input: impl Read) -> Result<Scan, ScanError> {
     let mut size: u64 = 0;
     let mut lines: u64 = 0;
     let mut state: Option<Checker> = None;
+    let mut ends_in_line_feed = false;
     loop {
         let n = read_full(&mut input, &mut buf)?;
         let chunk = &buf[..n];
+        if let Some(&last) = chunk.last() {
+            ends_in_line_feed = last == b'\n';
+        }
         hasher.update(chunk);
         lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
         let checker = state.get_or_insert_with(|| Checker::start(chunk));
@@ -89,6 +96,7 @@ pub fn scan_reader(mut input: impl Read) -> Result<Scan, ScanError> {
     Ok(Scan {
         size,
         lines,
+        ends_in_line_feed,
         sha256: hex(&hasher.finalize()),
         encoding,
     })

@@ -63,8 +63,14 @@ pub fn import(
     opts: &ImportOptions,
 ) -> anyhow::Result<Report> {
     let mut report = super::new_report(ctx, tenant, "groups", opts);
-    let Some((mut rows, columns)) =
-        super::open_csv::<GroupField>(conn, tenant, path, opts, &mut report)?
+    let Some((mut rows, columns)) = super::open_csv::<GroupField>(
+        conn,
+        tenant,
+        path,
+        opts,
+        &mut report,
+        &super::progress::Silent,
+    )?
     else {
         return super::finish_early(conn, ctx, tenant, opts, report);
     };
@@ -107,7 +113,8 @@ pub fn import(
     }
     let report = super::conclude(tx, ctx, tenant, opts, report, &Default::default())?;
     tracing::info!(
-        tenant = %tenant.subdomain,
+        district = %tenant.subdomain,
+        run = report.run_id,
         outcome = report.outcome.as_str(),
         rows = report.counts.rows,
         joined = report.counts.created,

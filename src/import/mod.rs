@@ -10,6 +10,7 @@ pub mod groups;
 pub mod header;
 pub mod journal;
 pub mod passwords;
+pub mod progress;
 pub mod schools;
 pub mod users;
 
@@ -154,6 +155,7 @@ pub(crate) fn open_csv<F: header::FieldSet>(
     path: &Path,
     opts: &ImportOptions,
     report: &mut Report,
+    progress: &dyn progress::Progress,
 ) -> anyhow::Result<Option<(decode::CsvRows, header::Columns<F>)>> {
     // An upload is read without following links; support may point
     // `rosterd import` at any file of theirs.
@@ -169,7 +171,11 @@ pub(crate) fn open_csv<F: header::FieldSet>(
         }
         Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
     };
-    let scan = match decode::scan_reader(&file) {
+    progress.phase(
+        progress::Phase::Reading,
+        file.metadata().ok().map(|m| m.len()),
+    );
+    let scan = match decode::scan_reader(Counted(&file, progress)) {
         Ok(scan) => scan,
         Err(decode::ScanError::Undecodable(why)) => {
             reject(report, why);
@@ -190,7 +196,7 @@ pub(crate) fn open_csv<F: header::FieldSet>(
         return Ok(None);
     }
     let mut rows = decode::CsvRows::from_file(file, scan.encoding)?;
-    rows.expect_lines(scan.lines);
+    rows.expect_lines(scan.lines - u64::from(scan.ends_in_line_feed));
     let mut record = csv::StringRecord::new();
     // The header is the first line that is not blank.
     let header = match rows.next(&mut record) {
@@ -235,6 +241,17 @@ pub(crate) fn open_csv<F: header::FieldSet>(
         });
     }
     Ok(Some((rows, columns)))
+}
+
+/// A reader that reports the bytes it reads.
+struct Counted<'a, R>(R, &'a dyn progress::Progress);
+
+impl<R: std::io::Read> std::io::Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        self.1.advance(n as u64);
+        Ok(n)
+    }
 }
 
 /// The row error for a record with non-empty cells beyond the header's width.

@@ -157,6 +157,6 @@ fn reset_fk_off(
     super::record_run(&tx, ctx, tenant, &opts, &mut report, None, Delivery::None)?;
     before_commit(&issued)?;
     tx.commit()?;
-    tracing::info!(tenant = %tenant.subdomain, run = run_id, users = n, "passwords reset");
+    tracing::info!(district = %tenant.subdomain, run = run_id, users = n, "passwords reset");
     Ok(Reset { report, issued })
 }

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::fields::{self, AccessChange};
 use super::header::{Columns, FieldSet};
+use super::progress::{Phase, Progress, Silent};
 use super::{ImportContext, ImportOptions, Problem, Report, Severity, journal};
 use crate::domain::credentials::{Issued, IssuedPassword};
 use crate::password;
@@ -22,8 +23,6 @@ use zeroize::Zeroizing;
 /// Rows validated, looked up and hashed together. Large enough to keep both
 /// cores busy hashing, small enough that memory stays flat.
 const BATCH: usize = 1024;
-/// How often a long import logs its progress.
-const PROGRESS_EVERY: u64 = 50_000;
 
 /// The columns of `users.csv`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -372,11 +371,27 @@ pub fn import(
     path: &Path,
     opts: &ImportOptions,
 ) -> anyhow::Result<Report> {
+    import_with_progress(conn, ctx, tenant, path, opts, &Silent)
+}
+
+/// [`import`], telling `progress` how far it has got ([`super::progress`]).
+pub fn import_with_progress(
+    conn: &mut Connection,
+    ctx: &ImportContext,
+    tenant: &Tenant,
+    path: &Path,
+    opts: &ImportOptions,
+    progress: &dyn Progress,
+) -> anyhow::Result<Report> {
     // Every school id a row stores comes from this district's schools, and
     // schools, districts and uploads are never deleted, so the checks could
     // never fail, while they cost a lookup per row and make SQLite journal
     // every statement.
-    super::without_foreign_keys(conn, |conn| import_fk_off(conn, ctx, tenant, path, opts))
+    let report = super::without_foreign_keys(conn, |conn| {
+        import_fk_off(conn, ctx, tenant, path, opts, progress)
+    });
+    progress.end();
+    report
 }
 
 fn import_fk_off(
@@ -385,6 +400,7 @@ fn import_fk_off(
     tenant: &Tenant,
     path: &Path,
     opts: &ImportOptions,
+    progress: &dyn Progress,
 ) -> anyhow::Result<Report> {
     let generate_passwords = tenant.generate_passwords || opts.generate_passwords;
     anyhow::ensure!(
@@ -394,7 +410,7 @@ fn import_fk_off(
     );
     let mut report = super::new_report(ctx, tenant, "users", opts);
     let Some((rows, columns)) =
-        super::open_csv::<UserField>(conn, tenant, path, opts, &mut report)?
+        super::open_csv::<UserField>(conn, tenant, path, opts, &mut report, progress)?
     else {
         return super::finish_early(conn, ctx, tenant, opts, report);
     };
@@ -438,6 +454,7 @@ fn import_fk_off(
     let (to_apply, batches) = std::sync::mpsc::sync_channel::<Checked>(4);
     let mut journal = journal::Journal::new(run_id);
     let mut issuing = Issuing::new(&tx, tenant, generate_passwords)?;
+    progress.phase(Phase::Rows, rows.rows_hint().map(|n| n as u64));
     let applied = std::thread::scope(|scope| -> anyhow::Result<Seen> {
         let reader = scope.spawn(|| {
             read_rows(
@@ -448,6 +465,7 @@ fn import_fk_off(
                 lookup,
                 opts.additions_only,
                 to_apply,
+                progress,
             )
         });
         for checked in batches {
@@ -499,6 +517,7 @@ fn import_fk_off(
             who: None,
         });
     }
+    progress.phase(Phase::Finishing, None);
     // Full sync: a complete file's omissions are deactivated. Never from a
     // file without data rows, nor while paused for additions only.
     if tenant.absent == crate::domain::safety::Absent::Deactivate
@@ -528,7 +547,8 @@ fn import_fk_off(
     };
     let c = report.counts;
     tracing::info!(
-        tenant = %tenant.subdomain,
+        district = %tenant.subdomain,
+        run = report.run_id,
         outcome = report.outcome.as_str(),
         rows = c.rows, created = c.created, updated = c.updated, unchanged = c.unchanged, skipped = c.skipped,
         seconds = started.elapsed().as_secs_f64(),
@@ -617,6 +637,7 @@ impl std::hash::BuildHasher for DigestHasher {
 
 /// The reader stage: parse, check and de-duplicate rows, handing them on in
 /// batches. Returns when the file ends or the applying stage hangs up.
+#[allow(clippy::too_many_arguments)]
 fn read_rows(
     mut rows: super::decode::CsvRows,
     rules: &Rules<'_>,
@@ -625,8 +646,8 @@ fn read_rows(
     lookup: Option<Connection>,
     additions_only: bool,
     to_apply: std::sync::mpsc::SyncSender<Checked>,
+    progress: &dyn Progress,
 ) -> anyhow::Result<Seen> {
-    let started = std::time::Instant::now();
     let mut seen: Seen =
         HashMap::with_capacity_and_hasher(rows.rows_hint().unwrap_or(0), DigestHasher::default());
     let mut valid: Vec<Row> = Vec::with_capacity(BATCH);
@@ -639,15 +660,10 @@ fn read_rows(
         journal: Vec::new(),
     };
     let mut batch = fresh();
-    let mut total: u64 = 0;
     let mut record = csv::StringRecord::new();
     let mut school_memo = SchoolMemo::default();
     while let Some(line) = rows.next(&mut record)? {
         batch.rows += 1;
-        total += 1;
-        if total.is_multiple_of(PROGRESS_EVERY) {
-            tracing::info!(tenant = %tenant.subdomain, rows = total, seconds = started.elapsed().as_secs_f64(), "import in progress");
-        }
         match rules.check(&record, line, &mut school_memo) {
             Ok(row) => match seen.entry(NameId::of(&row.key)) {
                 std::collections::hash_map::Entry::Occupied(first) => {
@@ -695,7 +711,9 @@ fn read_rows(
                 (additions_only, rules.generate_passwords),
                 std::mem::take(&mut valid),
                 &batch.text,
+                progress,
             )?;
+            progress.advance(unhashed(&batch));
             if to_apply
                 .send(std::mem::replace(&mut batch, fresh()))
                 .is_err()
@@ -711,9 +729,17 @@ fn read_rows(
         (additions_only, rules.generate_passwords),
         valid,
         &batch.text,
+        progress,
     )?;
+    progress.advance(unhashed(&batch));
     let _ = to_apply.send(batch);
     Ok(seen)
+}
+
+/// The rows of a planned batch that [`plan_batch`] did not count as it hashed
+/// their passwords.
+fn unhashed(batch: &Checked) -> u64 {
+    batch.rows - batch.plans.iter().filter(|(_, h)| h.is_some()).count() as u64
 }
 
 /// Usernames a file lists (valid rows and rows with errors alike) and the
@@ -968,6 +994,7 @@ fn plan_batch(
     (additions_only, generate_passwords): (bool, bool),
     batch: Vec<Row>,
     text: &Text,
+    progress: &dyn Progress,
 ) -> anyhow::Result<(Planned, Vec<u8>)> {
     let mut plans = Vec::with_capacity(batch.len());
     let (mut entries, mut before) = (Vec::new(), Vec::new());
@@ -1016,6 +1043,10 @@ fn plan_batch(
     let password_to_hash = |plan: &Plan| new_password(plan, text).is_some();
     let hash = |plan: Plan| {
         let hash = new_password(&plan, text).map(password::hash);
+        if hash.is_some() {
+            // A row at a time: hashing is most of a first import's time.
+            progress.advance(1);
+        }
         (plan, hash)
     };
     if plans.iter().any(password_to_hash) {

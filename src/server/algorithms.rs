@@ -170,7 +170,7 @@ pub(super) fn session_error(shared: &Shared, peer: SocketAddr, e: &anyhow::Error
                     " (server.legacy_algorithms adds OpenSSH's retired ones)"
                 }
             );
-            tracing::warn!(%peer, reason = %reason, "SSH negotiation failed");
+            tracing::warn!(address = %peer, reason = %reason, "SSH negotiation failed");
             shared.record_failure(None, peer, None, reason);
         }
         _ => tracing::debug!(error = %e, "session ended with an error"),

@@ -347,7 +347,7 @@ impl FrontDoor {
                 .is_none_or(|w| now.duration_since(w) >= WARN_EVERY)
             {
                 tracing::warn!(
-                    %ip,
+                    address = %ip,
                     refused = a.refused,
                     waiting_from_address = a.queued,
                     waiting_in_all = total_queued,
@@ -434,8 +434,8 @@ impl FrontDoor {
                     ),
                 };
                 tracing::warn!(
-                    %ip,
-                    district = bucket.tenant_id(),
+                    address = %ip,
+                    district_id = bucket.tenant_id(),
                     closed = a.refused,
                     max,
                     "connections closed at their first authentication request: {whose} already has as many connections not logged in as allowed (server.max_pending_logins_per_address)"

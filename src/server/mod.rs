@@ -409,13 +409,13 @@ impl Shared {
             Ok(Some(hold)) => Some(Arc::new(hold)),
             Ok(None) => {
                 tracing::warn!(
-                    tenant = subdomain,
+                    district = subdomain,
                     "login refused: support is renaming or deleting this district right now"
                 );
                 None
             }
             Err(e) => {
-                tracing::error!(tenant = subdomain, error = %format!("{e:#}"), "login refused: cannot hold the district's spool folder");
+                tracing::error!(district = subdomain, error = %format!("{e:#}"), "login refused: cannot hold the district's spool folder");
                 None
             }
         }
@@ -517,8 +517,8 @@ pub async fn run(
                 // session, SFTP included, carries them.
                 let span = tracing::info_span!(
                     "ssh",
-                    %peer,
-                    tenant = tracing::field::Empty,
+                    address = %peer,
+                    district = tracing::field::Empty,
                     key = tracing::field::Empty
                 );
                 let connection = serve_connection(

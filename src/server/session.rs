@@ -216,7 +216,7 @@ impl Drop for SshSession {
     fn drop(&mut self) {
         self.shared.connections.fetch_sub(1, Ordering::AcqRel);
         if let Some(login) = &self.login {
-            tracing::info!(parent: &self.span, tenant = %login.subdomain, peer = %self.peer, "session closed");
+            tracing::info!(parent: &self.span, district = %login.subdomain, address = %self.peer, "session closed");
         } else if self.refused {
             // One line for the whole connection: every username and key it
             // tried, and why each was refused.
@@ -225,7 +225,7 @@ impl Drop for SshSession {
                 .iter()
                 .map(|r| format!("{}: {}", crate::domain::text::echo(&r.user, 64), r.what))
                 .collect();
-            tracing::warn!(parent: &self.span, peer = %self.peer, refused = %tried.join("; "), "login refused");
+            tracing::warn!(parent: &self.span, address = %self.peer, refused = %tried.join("; "), "login refused");
             let mut recorded: Vec<(&str, Option<i64>)> = Vec::new();
             for r in &self.refusals {
                 // One record per username the connection tried.
@@ -331,14 +331,14 @@ impl russh::server::Handler for SshSession {
         let Some(slot) = self.shared.ledger.session(tenant_id, max) else {
             // Not a failure: the key is the district's, which is only busy.
             // The connection keeps its place in its bucket while it stays.
-            tracing::warn!(parent: &self.span, tenant = user, peer = %self.peer, max, "login refused: the tenant's session limit is reached (server.max_sessions_per_tenant)");
+            tracing::warn!(parent: &self.span, district = user, address = %self.peer, max, "login refused: the tenant's session limit is reached (server.max_sessions_per_tenant)");
             return Ok(Auth::reject());
         };
         // Not a failure either: support is renaming or deleting the district.
         let Some(hold) = self.shared.hold_spool(tenant_id, user).await else {
             return Ok(Auth::reject());
         };
-        self.span.record("tenant", user);
+        self.span.record("district", user);
         self.span.record("key", fp.as_str());
         tracing::info!(parent: &self.span, "login");
         self.login = Some(Login {

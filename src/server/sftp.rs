@@ -318,7 +318,7 @@ impl SftpSession {
                 // Freeing the replaced file's blocks is not the client's wait.
                 tokio::task::spawn_blocking(move || drop(superseded));
                 self.shared.uploaded.notify_one();
-                tracing::info!(parent: &self.span, upload_id = upload.id, size = upload.size, sha256 = %upload.sha256, "users.csv received");
+                tracing::info!(parent: &self.span, upload = upload.id, size = upload.size, sha256 = %upload.sha256, "users.csv received");
                 Ok(())
             }
             Ok(Err(e)) => {

@@ -345,3 +345,13 @@ pub fn next_run_id(conn: &Connection) -> rusqlite::Result<i64> {
         |r| r.get(0),
     )
 }
+
+/// Imports (runs of any kind, by anyone) that finished at `since` or later:
+/// the daemon's status line counts the last day's.
+pub fn runs_finished_since(conn: &Connection, since: &str) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM import_runs WHERE finished_at >= ?1",
+        [since],
+        |r| r.get(0),
+    )
+}

@@ -787,3 +787,45 @@ fn serve_stopped_the_moment_it_says_it_listens_stops_cleanly() {
         );
     }
 }
+
+/// `--log-format json` (over the configuration's text): every line of
+/// standard error is one JSON event, a fatal error included.
+#[test]
+fn log_format_json_flag_makes_every_line_of_standard_error_an_event() {
+    let env = Env::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std::fs::write(
+        &env.config,
+        format!(
+            "[server]\nlisten = \"{}\"\nhost_key = \"keys/host\"\n[storage]\ndatabase = \"data/rosterd.db\"\n[log]\nformat = \"text\"\n",
+            taken.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = env
+        .command(&["--log-format", "json", "serve"])
+        .env("ROSTERD_LOG", "info")
+        .output()
+        .unwrap();
+    let (code, _, err) = crate::helpers::decode(out);
+    assert_eq!(code, 1, "{err}");
+    let events: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "created a new host key"),
+        "{err}"
+    );
+    let last = events.last().expect("events");
+    assert_eq!(last["level"], "ERROR", "{last}");
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot listen on 127.0.0.1:"),
+        "{last}"
+    );
+}

@@ -91,7 +91,7 @@ fn a_client_with_only_retired_algorithms_is_explained_and_the_legacy_switch_lets
         .unwrap()
         .to_owned();
     assert!(line.contains(" WARN "), "{line}");
-    assert!(line.contains("peer=127.0.0.1:"), "{line}");
+    assert!(line.contains("address=127.0.0.1:"), "{line}");
     assert!(
         line.contains(
             "no key-exchange algorithm in common: the client offered key-exchange diffie-hellman-group14-sha1,"
@@ -172,7 +172,7 @@ fn a_refused_login_names_the_key_and_the_reason_in_the_log_status_and_tenant_sho
     assert!(
         refused
             .iter()
-            .all(|l| l.contains(" WARN ") && l.contains("peer=127.0.0.1:")),
+            .all(|l| l.contains(" WARN ") && l.contains("address=127.0.0.1:")),
         "{refused:?}"
     );
     assert!(
@@ -400,7 +400,7 @@ fn keys_log_in_only_from_where_their_from_option_and_the_district_allow() {
         })
         .unwrap_or_else(|| panic!("{log}"));
     assert!(
-        from_refusal.contains(" WARN ") && from_refusal.contains("peer=127.0.0.2:"),
+        from_refusal.contains(" WARN ") && from_refusal.contains("address=127.0.0.2:"),
         "{from_refusal}"
     );
     assert!(from_refusal.contains(&fingerprint), "{from_refusal}");

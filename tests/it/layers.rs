@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// (and, within a floor, none of its neighbours).
 const FLOORS: &[&[&str]] = &[
     &["domain"],
-    &["clock", "memory", "files", "crash"],
+    &["clock", "memory", "files", "crash", "systemd", "logging"],
     &["password", "keys"],
     &["config"],
     &["store"],

@@ -717,25 +717,70 @@ fn sighup_reloads_the_schedule_without_dropping_sessions() {
     assert!(sftp.wait().unwrap().success());
     daemon.kill();
 
-    // JSON logs, one object a line; the session's events carry its span.
+    // JSON logs: every line of standard error one object, the banner
+    // included, with stable top-level names; the session's and the
+    // import's events carry their span's fields.
     let log = std::fs::read_to_string(env.path("daemon.log")).unwrap();
     let events: Vec<serde_json::Value> = log
         .lines()
-        .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
-    let message = |e: &serde_json::Value| e["fields"]["message"].as_str().unwrap_or("").to_owned();
+    for e in &events {
+        for name in ["time", "level", "target", "message"] {
+            assert!(e[name].is_string(), "{name} in {e}");
+        }
+        assert!(e.get("fields").is_none() && e.get("span").is_none(), "{e}");
+        assert!(
+            e.get("tenant").is_none() && e.get("timestamp").is_none(),
+            "{e}"
+        );
+    }
+    let message = |e: &serde_json::Value| e["message"].as_str().unwrap_or("").to_owned();
+    assert!(
+        events
+            .iter()
+            .any(|e| message(e).starts_with("rosterd is listening on 127.0.0.1:")),
+        "the banner is an event: {log}"
+    );
     let login = events
         .iter()
         .find(|e| message(e) == "login")
         .expect("login logged");
-    assert_eq!(login["span"]["tenant"], "lincoln", "{login}");
+    assert_eq!(login["district"], "lincoln", "{login}");
     assert!(
-        login["span"]["key"]
-            .as_str()
-            .unwrap()
-            .starts_with("SHA256:"),
+        login["address"].as_str().unwrap().starts_with("127.0.0.1:"),
         "{login}"
+    );
+    assert!(
+        login["key"].as_str().unwrap().starts_with("SHA256:"),
+        "{login}"
+    );
+    let received = events
+        .iter()
+        .find(|e| message(e) == "users.csv received")
+        .expect("upload logged");
+    let upload = received["upload"].as_i64().expect("the upload's id");
+    let finished = events
+        .iter()
+        .find(|e| message(e) == "users import finished")
+        .expect("import logged");
+    assert_eq!(finished["district"], "lincoln", "{finished}");
+    assert_eq!(finished["upload"], upload, "{finished}");
+    assert!(finished["run"].as_i64().is_some(), "{finished}");
+    assert_eq!(finished["rows"], 3, "{finished}");
+    // Each phase of the import logged with its total.
+    let rows_phase = events
+        .iter()
+        .find(|e| message(e) == "import: checking rows, hashing passwords, writing, 3 rows")
+        .unwrap_or_else(|| panic!("the rows phase logged: {log}"));
+    assert_eq!(rows_phase["district"], "lincoln", "{rows_phase}");
+    assert_eq!(rows_phase["upload"], upload, "{rows_phase}");
+    assert_eq!(rows_phase["total"], 3, "{rows_phase}");
+    assert!(
+        events
+            .iter()
+            .any(|e| message(e).starts_with("import: reading the file done, ")),
+        "{log}"
     );
     assert!(
         events
