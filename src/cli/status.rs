@@ -269,6 +269,25 @@ fn write_text(config: &Config, status: &Status, out: &mut impl Write) -> anyhow:
                 f.upload
             )?;
         }
+        if let Some(r) = &st.refused {
+            writeln!(
+                out,
+                "  REFUSED       users.csv received {}: {}",
+                stored_time(&r.received_at, tz),
+                echo(&r.reason, MESSAGE_CHARS)
+            )?;
+            writeln!(
+                out,
+                "                refused on upload (it replaced nothing; the job was told why, the administrator emailed once a night){}",
+                r.copy
+                    .as_ref()
+                    .map(|_| format!(
+                        "; its passwords-blanked copy is upload-{}.csv in the district's archive",
+                        r.upload
+                    ))
+                    .unwrap_or_default()
+            )?;
+        }
         match &st.pending_since {
             Some(since) => writeln!(
                 out,

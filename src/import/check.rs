@@ -96,8 +96,9 @@ const PIECE: usize = 64 * 1024;
 
 /// The check of one upload, fed its bytes in order ([`Self::feed`]) and
 /// finished when the upload is closed ([`Self::finish`]). Its memory is the
-/// record being read (at most [`decode::MAX_RECORD_BYTES`]) and a piece of a
-/// write being decoded, whatever the file's size.
+/// record being read (the limits stop one at [`decode::MAX_RECORD_BYTES`])
+/// and a piece of a write being decoded, whatever the file's size: a few
+/// KiB for a real export, about 3 MiB for the worst a client can send.
 pub struct UploadCheck {
     rules: Arc<Rules>,
     text: TextFeed,
@@ -126,6 +127,11 @@ impl UploadCheck {
             reread: false,
             refused: None,
         }
+    }
+
+    /// The rules it checks by.
+    pub fn rules(&self) -> Arc<Rules> {
+        self.rules.clone()
     }
 
     /// How many bytes from the start of the file the check has taken: the

@@ -746,7 +746,8 @@ impl Checker {
             return Self::Utf16 {
                 le,
                 decoder: Box::new(enc.new_decoder_with_bom_removal()),
-                out: vec![0; CHUNK * 3 + 16],
+                // Decoded in rounds: a check fed an upload keeps this per upload.
+                out: vec![0; 64 * 1024],
             };
         }
         // Text in UTF-16 without a BOM shows as a NUL in every other byte.

@@ -21,6 +21,7 @@ mod layers;
 mod mail;
 mod pipeline;
 mod quickstart;
+mod refused;
 mod safety;
 mod server;
 mod smtp;
