@@ -8,7 +8,10 @@
 //! during the import is simply the next pending file) → `imported` (the
 //! original replaced by `archive/upload-N.csv` with its passwords blanked,
 //! deleted after the retention period). Every step is a rename followed by a
-//! store update, and each can be redone after a crash between the two.
+//! store update, and each can be redone after a crash between the two. An
+//! upload the upload check refused (`crate::import::check`) never becomes
+//! pending: it is recorded `refused`, with a blanked copy in the archive
+//! ([`refuse`]), and its file removed.
 //!
 //! Each folder has three locks: the pending file changing hands (publish,
 //! claim), the right to import, and the sessions' shared hold that keeps

@@ -140,7 +140,8 @@ rosterd completions fish > /usr/share/fish/vendor_completions.d/rosterd.fish")]
         dir: PathBuf,
     },
     /// Per district: last upload, last import and its outcome, the pending file,
-    /// when the window next opens (district time); and the mail queue
+    /// a file refused on upload and why, when the window next opens (district
+    /// time); and the mail queue
     #[command(
         after_help = "Times are shown in each district's time zone; with --format json they are RFC 3339 UTC.\n\
 Messages that could not be delivered are listed with the server's answer.\n\n\

@@ -1,5 +1,6 @@
 //! `rosterd status`: per district, the last upload and import, what is
-//! pending, held, paused or throttled, when the window opens; the mail queue.
+//! pending, refused on upload, held, paused or throttled, when the window
+//! opens; the mail queue.
 
 use std::io::Write;
 
