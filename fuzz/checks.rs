@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use rosterd::clock::FixedClock;
 use rosterd::domain::email::{self, EmailAddress};
 use rosterd::domain::text;
+use rosterd::import::check::{self, UploadCheck};
 use rosterd::import::decode::MAX_RECORD_BYTES;
 use rosterd::import::fields::{self, Username};
-use rosterd::import::{ImportContext, ImportOptions, Outcome, Source, groups, users};
+use rosterd::import::{ImportContext, ImportOptions, Outcome, Report, Source, groups, users};
 use rosterd::keys::parse_public_keys;
 use rosterd::mail::Composer;
 use rosterd::password::Fingerprinter;
@@ -122,6 +123,9 @@ pub fn csv_import(data: &[u8]) {
             ),
         }
         .unwrap_or_else(|e| panic!("{kind} import failed internally: {e:#}"));
+        if kind == "users" {
+            upload_check_agrees(w, data, &report);
+        }
         let c = report.counts;
         match report.outcome {
             Outcome::Rejected => assert!(report.reason.is_some(), "rejected without a reason"),
@@ -167,6 +171,53 @@ pub fn csv_import(data: &[u8]) {
                 "{kind}: a record over the limit was read"
             );
         }
+    }
+}
+
+/// The check an upload of `data` gets as its writes arrive never refuses a
+/// file the import (whose `report` is given) accepts, gives the same verdict
+/// however the writes cut the file, and words a refusal on one line that
+/// shows nothing hidden.
+fn upload_check_agrees(w: &World, data: &[u8], report: &Report) {
+    let today = w
+        .ctx
+        .clock
+        .now()
+        .with_timezone(&w.ctx.timezone_of(&w.tenant))
+        .date_naive();
+    let rules = Arc::new(check::Rules::load(&w.store.conn, w.tenant.id, today).expect("rules"));
+    let whole = UploadCheck::check_bytes(rules.clone(), data, usize::MAX);
+    let steps: &[usize] = if data.len() <= 64 * 1024 {
+        &[1, 7, 4096]
+    } else {
+        &[4093, 32 * 1024]
+    };
+    // A line number may differ where a file breaks its lines with CR alone:
+    // lines are counted at LF, so such a record's line is the one the text
+    // read so far has reached (as in the import, whose read-ahead decides).
+    let digits = |r: &Result<check::Passed, check::Refusal>| match r {
+        Ok(passed) => Ok(*passed),
+        Err(refusal) => Err(refusal.reason.replace(|c: char| c.is_ascii_digit(), "#")),
+    };
+    for &step in steps {
+        assert_eq!(
+            digits(&UploadCheck::check_bytes(rules.clone(), data, step)),
+            digits(&whole),
+            "the upload check's verdict changed with writes of {step} bytes"
+        );
+    }
+    if let Err(refusal) = whole {
+        assert_eq!(
+            report.outcome,
+            Outcome::Rejected,
+            "the upload check refused a file the import accepts: {}",
+            refusal.reason
+        );
+        assert!(
+            !refusal.reason.chars().any(text::is_hidden) && refusal.reason.len() < 1000,
+            "{:?}",
+            refusal.reason
+        );
     }
 }
 

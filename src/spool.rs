@@ -8,7 +8,10 @@
 //! during the import is simply the next pending file) → `imported` (the
 //! original replaced by `archive/upload-N.csv` with its passwords blanked,
 //! deleted after the retention period). Every step is a rename followed by a
-//! store update, and each can be redone after a crash between the two.
+//! store update, and each can be redone after a crash between the two. An
+//! upload the upload check refused (`crate::import::check`) never becomes
+//! pending: it is recorded `refused`, with a blanked copy in the archive
+//! ([`refuse`]), and its file removed.
 //!
 //! Each folder has three locks: the pending file changing hands (publish,
 //! claim), the right to import, and the sessions' shared hold that keeps
@@ -431,6 +434,99 @@ pub fn publish(
         })
         .ok();
     Ok((Upload { id, size, sha256 }, superseded))
+}
+
+/// How many of a district's newest refused uploads keep a blanked copy in
+/// its archive (for support's "what did they send?"); older copies are
+/// removed as new refusals arrive, and all go after `storage.archive_days`.
+pub const REFUSED_COPIES_KEPT: usize = 3;
+
+/// Record `file`, an upload the upload check refused for `reason`
+/// (`crate::import::check`), as its district's refused upload: its size
+/// and SHA-256 (hashing on from `hashed`), a passwords-blanked copy in the
+/// archive unless the district's last kept copy is of the same bytes (a job
+/// retrying one file), and the note `mail` makes of its size and SHA-256
+/// queued in the same transaction (its dedupe key keeps it to one a
+/// night). `file` is removed, whatever
+/// happens: a refused file never waits anywhere with its passwords.
+/// Nothing here touches the pending `users.csv`. Returns the upload's id.
+#[allow(clippy::too_many_arguments)]
+pub fn refuse(
+    conn: &Connection,
+    spool: &TenantSpool,
+    file: &Path,
+    hashed: Option<Hashed>,
+    sender: &Sender,
+    now: DateTime<Utc>,
+    reason: &str,
+    mail: impl FnOnce(u64, &str) -> Option<crate::domain::email::Outgoing>,
+) -> anyhow::Result<i64> {
+    let copy = spool.incoming().join(format!(
+        "{}-{}.blanked",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let recorded = record_refused(conn, spool, file, &copy, hashed, sender, now, reason, mail);
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_file(&copy);
+    recorded
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record_refused(
+    conn: &Connection,
+    spool: &TenantSpool,
+    file: &Path,
+    copy: &Path,
+    hashed: Option<Hashed>,
+    sender: &Sender,
+    now: DateTime<Utc>,
+    reason: &str,
+    mail: impl FnOnce(u64, &str) -> Option<crate::domain::email::Outgoing>,
+) -> anyhow::Result<i64> {
+    let tenant_id = sender.tenant_id;
+    let (size, sha256) = finish_hash(crate::files::open_nofollow(file)?, hashed)?;
+    spool.create_dirs()?;
+    let repeated = crate::store::last_refused_copy(conn, tenant_id)?.as_deref() == Some(&sha256);
+    // A copy that cannot be made leaves the refusal recorded without one.
+    let copied = !repeated
+        && crate::import::archive::write_blanked_copy(conn, tenant_id, file, copy)
+            .inspect_err(|e| tracing::error!(error = %format!("{e:#}"), "cannot keep a blanked copy of a refused upload"))
+            .unwrap_or(false);
+    let tx = conn.unchecked_transaction()?;
+    let id = crate::store::record_refused_file(
+        &tx,
+        &crate::store::NewUpload {
+            tenant_id,
+            received_at: now,
+            size,
+            sha256: &sha256,
+            remote_addr: Some(&sender.remote_addr),
+            key_fingerprint: Some(&sender.key_fingerprint),
+            path: &spool.pending().to_string_lossy(),
+            file_id: "",
+        },
+        reason,
+    )?;
+    if copied {
+        let kept = spool.archived(id);
+        std::fs::rename(copy, &kept)?;
+        sync_dir(&spool.archive())?;
+        crate::store::set_archive(&tx, id, Some(&kept.to_string_lossy()))?;
+    }
+    if let Some(mail) = mail(size, &sha256) {
+        crate::mail::queue(&tx, &mail, now)?;
+    }
+    tx.commit()?;
+    for (old, path) in crate::store::refused_copies_beyond(conn, tenant_id, REFUSED_COPIES_KEPT)? {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(anyhow::anyhow!("cannot delete {path}: {e}")),
+        }
+        crate::store::set_archive(conn, old, None)?;
+    }
+    Ok(id)
 }
 
 /// The identity of a file on its file system (device and inode): a new

@@ -4,10 +4,12 @@
 # (plain put with confirm, and the WinSCP-style .filepart + rename), JSch 0.1.55
 # (Java; RSA key in PEM form; also forced to group exchange), PuTTY's psftp (the
 # SSH core of WinSCP and FileZilla; .ppk key, .filepart + rename, host key pinned),
-# OpenSSH's sftp limited to each host-key type, checked against the server's key
-# files, and libssh 0.10 (a C client compiled here) with RSA, ed25519 and ECDSA
-# keys. One PASS/FAIL line per client and a final count; fails if any client
-# fails or a published file differs from what it sent. .ci/run installs the clients.
+# and OpenSSH's sftp limited to each host-key type, checked against the server's
+# key files, and libssh 0.10 (a C client compiled here) with RSA, ed25519 and
+# ECDSA keys; then what each client shows when the server refuses a broken file
+# (one SEEN line each). One PASS/FAIL line per client and a final count; fails if
+# any client fails or a published file differs from what it sent. .ci/run
+# installs the clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for tool in curl lftp rclone ssh-keygen python3 sqlite3 java psftp puttygen; do
@@ -206,6 +208,97 @@ libssh_clients() {
 }
 
 libssh_clients
+
+# Refused files: what each client shows, and its exit status, when the server
+# refuses users.csv at a write (a header without a Username column, "early")
+# and at the close (more than half of its rows bad, "late"). An early refusal
+# must end every job non-zero, and a late one every job whose client reads
+# the close's answer (curl 7.88 does not: it exits 0); the published
+# users.csv stays as it was, and each refusal is recorded. The README's table
+# "What a district's job sees when its file is refused" is these lines.
+refused_upload() { # client, file: the client's usual upload of file as users.csv
+    local file=$2
+    case $1 in
+        openssh) echo "put $file users.csv" | sftp -F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+                     -o IdentitiesOnly=yes -o LogLevel=ERROR -i key -P "$PORT" -b - demo@127.0.0.1 ;;
+        curl) curl -sS --insecure --key key --pubkey key.pub -T "$file" "sftp://demo@127.0.0.1:$PORT/users.csv" ;;
+        lftp) lftp -c "set sftp:connect-program 'ssh -a -x $SSH_OPTS'; set net:max-retries 1; open -u demo,unused sftp://127.0.0.1:$PORT; put $file -o users.csv" ;;
+        rclone) rclone --config /dev/null copyto "$file" :sftp:users.csv --sftp-host 127.0.0.1 --sftp-port "$PORT" \
+                    --sftp-user demo --sftp-key-file key --sftp-disable-hashcheck --retries 1 --low-level-retries 1 -q ;;
+        paramiko) python3 - "$PORT" "$file" <<'PY'
+import sys, paramiko
+t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
+t.connect(username="demo", pkey=paramiko.Ed25519Key.from_private_key_file("key"))
+s = paramiko.SFTPClient.from_transport(t)
+try:
+    s.put(sys.argv[2], "users.csv", confirm=True)
+except IOError as e:
+    sys.exit(f"IOError: {e}")
+finally:
+    t.close()
+PY
+        ;;
+        jsch) java -cp "$JSCH" "$JSCH_MAIN" "$PORT" demo jsch_key "$file" users.csv ;;
+        psftp) printf 'put %s users.csv.filepart\nren users.csv.filepart users.csv\n' "$file" > refused.batch
+               psftp -batch -P "$PORT" -i key.ppk -hostkey "$ED_FP" -b refused.batch demo@127.0.0.1 ;;
+        libssh) ./libssh_upload "$PORT" demo libssh_ed25519 libssh_known_hosts "$file" users.csv ;;
+    esac
+}
+refused_try() { # client, early|late, what its output must show
+    local client=$1 when=$2 want=$3 out code
+    if out=$(refused_upload "$client" "refused-$when.csv" 2>&1); then code=0; else code=$?; fi
+    out=$(printf '%s' "$out" | sed -e '/^Using username/d; /^Remote working directory/d; /^local:/d; /^sftp> /d' \
+        | tr '\n' ' ' | sed 's/  */ /g; s/ $//' | cut -c1-240)
+    clients=$((clients + 1))
+    echo "SEEN $client, refused $when: exit $code: $out"
+    if ! cmp -s refused-before.csv data/spool/demo/users.csv; then
+        echo "FAIL $client ($when): the refused file replaced users.csv" >&2; failures=$((failures + 1))
+    elif [[ $out != *"$want"* ]]; then
+        echo "FAIL $client ($when): expected its output to show \"$want\"" >&2; failures=$((failures + 1))
+    elif [ "$code" -eq 0 ] && ! { [ "$client" = curl ] && [ "$when" = late ]; }; then
+        echo "FAIL $client ($when): the job ended with status 0" >&2; failures=$((failures + 1))
+    else
+        echo "PASS $client refused $when: exit $code"
+    fi
+}
+refused_pass() {
+    python3 -c "print('Username,First Name'); [print(f'before-{i:03d},N{i}') for i in range(50)]" > refused-before.csv
+    echo "put refused-before.csv users.csv" | sftp -F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+        -o IdentitiesOnly=yes -o LogLevel=ERROR -i key -P "$PORT" -b - demo@127.0.0.1 >/dev/null
+    python3 -c "print('Student ID,First,Last'); [print(f'{i},Ann,Lee') for i in range(300)]" > refused-early.csv
+    python3 -c "print('Username,Graduation Year'); [print(f'user{i:05d},{2031 if i % 3 == 0 else 1900}') for i in range(300)]" > refused-late.csv
+    local refused_before
+    refused_before=$(sqlite3 data/rosterd.db "select count(*) from uploads where state = 'refused'")
+    refused_try openssh early 'write remote "/users.csv": Failure'
+    refused_try openssh late 'close remote: Failure'
+    refused_try curl early 'curl: (79) Error in the SSH layer'
+    refused_try curl late ''
+    refused_try lftp early 'Access failed: users.csv refused: no Username column (header: "Student ID,First,Last")'
+    refused_try lftp late 'Access failed: users.csv refused: more than half of the data rows (200 of 300) have errors'
+    refused_try rclone early 'Update ReadFrom failed: sftp: "users.csv refused: no Username column'
+    refused_try rclone late 'Update Close failed: sftp: "users.csv refused: more than half of the data rows'
+    refused_try paramiko early 'IOError: size mismatch in put!'
+    refused_try paramiko late 'IOError: size mismatch in put!'
+    refused_try jsch early 'SftpException 4: users.csv refused: no Username column'
+    refused_try jsch late 'SftpException 4: users.csv refused: more than half of the data rows'
+    refused_try psftp early 'error while writing: failure'
+    refused_try psftp late 'error while closing: failure'
+    refused_try libssh early 'refused'
+    refused_try libssh late 'refused'
+    clients=$((clients + 1))
+    local refused=0
+    for _ in $(seq 100); do
+        refused=$(( $(sqlite3 data/rosterd.db "select count(*) from uploads where state = 'refused'") - refused_before ))
+        [ "$refused" -ge 16 ] && break
+        sleep 0.1
+    done
+    if [ "$refused" -eq 16 ]; then
+        echo "PASS refused uploads recorded: $refused"
+    else
+        echo "FAIL expected 16 refused uploads recorded, got $refused" >&2; failures=$((failures + 1))
+    fi
+}
+refused_pass
 clients=$((clients + 1))
 if kill -TERM "$PID" && wait "$PID"; then
     echo "PASS serve exits 0 on SIGTERM"

@@ -147,8 +147,8 @@ rosterd completions fish > /usr/share/fish/vendor_completions.d/rosterd.fish")]
         dir: PathBuf,
     },
     /// Per district: last upload, last import and its outcome, an import running
-    /// now and how far it has got, the pending file, when the window next opens
-    /// (district time); and the mail queue
+    /// now and how far it has got, the pending file, a file refused on upload
+    /// and why, when the window next opens (district time); and the mail queue
     #[command(
         after_help = "Times are shown in each district's time zone; with --format json they are RFC 3339 UTC.\n\
 Messages that could not be delivered are listed with the server's answer.\n\n\

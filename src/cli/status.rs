@@ -1,5 +1,6 @@
 //! `rosterd status`: per district, the last upload and import, what is
-//! pending, held, paused or throttled, when the window opens; the mail queue.
+//! pending, refused on upload, held, paused or throttled, when the window
+//! opens; the mail queue.
 
 use std::io::Write;
 
@@ -289,6 +290,25 @@ fn write_text(config: &Config, status: &Status, out: &mut impl Write) -> anyhow:
                 i.at.phase.label(),
                 i.at.describe(),
                 stored_time(&i.updated_at, tz)
+            )?;
+        }
+        if let Some(r) = &st.refused {
+            writeln!(
+                out,
+                "  REFUSED       users.csv received {}: {}",
+                stored_time(&r.received_at, tz),
+                echo(&r.reason, MESSAGE_CHARS)
+            )?;
+            writeln!(
+                out,
+                "                refused on upload (it replaced nothing; the job was told why, the administrator emailed once a night){}",
+                r.copy
+                    .as_ref()
+                    .map(|_| format!(
+                        "; its passwords-blanked copy is upload-{}.csv in the district's archive",
+                        r.upload
+                    ))
+                    .unwrap_or_default()
             )?;
         }
         match &st.pending_since {

@@ -140,6 +140,36 @@ impl CsvOut<&mut Vec<u8>> {
     }
 }
 
+/// `value` as one line of printable ASCII of at most `max` bytes, for a
+/// message a client shows or logs as it is (an SFTP status): typographic
+/// dashes, quotes and ellipses as their ASCII forms, any other character
+/// beyond ASCII, or hidden, as an escape (`\u{e9}`), and a cut marked `...`.
+pub fn ascii_line(value: &str, max: usize) -> String {
+    let mut out = String::with_capacity(value.len().min(max));
+    for c in value.chars() {
+        let start = out.len();
+        match c {
+            ' '..='~' => out.push(c),
+            '\u{2010}'..='\u{2015}' | '\u{2212}' => out.push('-'),
+            '\u{2018}' | '\u{2019}' => out.push('\''),
+            '\u{201c}' | '\u{201d}' => out.push('"'),
+            '\u{2026}' => out.push_str("..."),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+        }
+        if out.len() > max {
+            out.truncate(start.min(max.saturating_sub(3)));
+            out.push_str("...");
+            return out;
+        }
+    }
+    out
+}
+
 /// Refuse `value` (a CLI argument naming `what`) if it holds a control or
 /// invisible character: an administrator's name ends up in email headers and
 /// bodies, where CR/LF would forge lines.
@@ -210,6 +240,25 @@ mod tests {
         w.row(vec![String::from("-x")]).unwrap();
         let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
         assert_eq!(text, "'=1+1,\"a,b\",ok\n'-x\n");
+    }
+
+    #[test]
+    fn ascii_lines_are_printable_ascii_on_one_line_and_capped() {
+        assert_eq!(ascii_line("plain text", 100), "plain text");
+        assert_eq!(
+            ascii_line(
+                "2025\u{2013}2040 \u{201c}x\u{201d} Jos\u{e9}\n\u{202e}\u{2026}",
+                100
+            ),
+            "2025-2040 \"x\" Jos\\u{e9}\\n\\u{202e}..."
+        );
+        assert_eq!(ascii_line(&"ab".repeat(100), 20), "ababababababababa...");
+        assert_eq!(ascii_line(&"x".repeat(20), 20), "x".repeat(20));
+        for input in ["\u{1}".repeat(1000), "é\n".repeat(1000)] {
+            let line = ascii_line(&input, 300);
+            assert!(line.len() <= 300, "{}", line.len());
+            assert!(line.bytes().all(|b| (b' '..=b'~').contains(&b)), "{line}");
+        }
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! their SHA-256) without holding the file in memory; it settles the encoding:
 //! UTF-16 with a byte-order mark, UTF-8 with or without one, otherwise
 //! Windows-1252, the usual SIS export. A second pass streams the decoded text.
+//! [`TextFeed`] does both at once for bytes that arrive in order (an upload's
+//! writes), with the same checks and the same decoding, for the check that
+//! refuses a broken upload before it replaces the pending file.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -240,31 +243,47 @@ impl CsvRows {
             if !self.reader.read_record(record)? {
                 return Ok(None);
             }
-            if record.iter().all(|f| f.trim().is_empty()) {
-                continue;
-            }
             let byte = record.position().map_or(0, |p| p.byte());
             let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+            // Asked for every record, blank or not, so the line starts
+            // before it are let go of: a file of blank records (`,` lines)
+            // would otherwise keep one for each of its lines.
             let line = lines.line_at(byte);
+            if is_blank(record) {
+                continue;
+            }
             self.rows += 1;
             if self.rows > MAX_ROWS + 1 {
-                return Err(Unreadable(format!(
-                    "the file has more than {} data rows (the one after that is on line {line}); rosterd imports at most that many users from one file, so contact support",
-                    crate::domain::report::thousands(MAX_ROWS),
-                ))
-                .into());
+                return Err(too_many_rows(line).into());
             }
             return Ok(Some(line));
         }
     }
 }
 
+/// Is `record` blank (an empty line, or only separators and spaces)? Blank
+/// records are skipped: neither the header nor a data row.
+pub fn is_blank(record: &csv::StringRecord) -> bool {
+    record.iter().all(|f| f.trim().is_empty())
+}
+
+/// Why a file with more than [`MAX_ROWS`] data rows is refused; `line` is
+/// where the first row past the limit starts.
+pub fn too_many_rows(line: u64) -> Unreadable {
+    Unreadable(format!(
+        "the file has more than {} data rows (the one after that is on line {line}); rosterd imports at most that many users from one file, so contact support",
+        crate::domain::report::thousands(MAX_ROWS),
+    ))
+}
+
 /// Where each non-empty line starts, for the stretch the parser has read
 /// ahead, and the shape of the record being read: the parser's own quoting
 /// rules (a quote opens a field only at its start, `""` inside quotes is a
 /// quote) followed byte by byte, to stop a record that grows past the limits.
+/// Fed the decoded text before the parser sees it ([`CsvRows`], and the
+/// upload check's push parser), so both stop a file at the same place.
 #[derive(Debug)]
-struct LineStarts {
+pub struct LineStarts {
     next_line: u64,
     at_line_start: bool,
     pos: u64,
@@ -319,7 +338,7 @@ impl LineStarts {
     /// can change the shape (separator, quote, line break) on its own. (A
     /// byte-at-a-time loop cost the reader stage, which limits a large
     /// import, about a tenth of its time.)
-    fn see(&mut self, bytes: &[u8]) -> Result<(), Unreadable> {
+    pub fn see(&mut self, bytes: &[u8]) -> Result<(), Unreadable> {
         let mut rest = bytes;
         while !rest.is_empty() {
             let run = rest
@@ -422,9 +441,15 @@ impl LineStarts {
         )
     }
 
+    /// Line starts kept, waiting for their records.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.starts.len()
+    }
+
     /// The line of the first content at or after `byte`. Records arrive in
     /// order, so everything before `byte` is dropped for good.
-    fn line_at(&mut self, byte: u64) -> u64 {
+    pub fn line_at(&mut self, byte: u64) -> u64 {
         while self.starts.front().is_some_and(|&(at, _)| at < byte) {
             self.starts.pop_front();
         }
@@ -474,6 +499,236 @@ pub fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// The first bytes that settle how a file is read (a byte-order mark; UTF-16
+/// without one shows as NULs in every other byte of them): the first pass
+/// decides on at most these.
+const SNIFF: usize = 512;
+
+/// A file's bytes arriving in order, as an upload's writes bring them:
+/// checked as the first pass ([`scan_reader`]) checks them and decoded as the
+/// second pass ([`text_of`]) decodes them, a piece at a time, so the text can
+/// be parsed before the file is complete. Holds no more than the piece being
+/// decoded.
+///
+/// Until the file ends, text without a byte-order mark is read as UTF-8; a
+/// later byte that is not UTF-8 makes the whole file Windows-1252. When that
+/// happens after text beyond ASCII was handed out (which reads differently in
+/// the two), [`FeedError::Reread`] says to read the file again from its
+/// start with [`TextFeed::known`]; up to then ASCII reads the same in both.
+pub struct TextFeed {
+    /// The first bytes, until they settle the encoding.
+    head: Vec<u8>,
+    checker: Option<Checker>,
+    /// Bytes checked so far.
+    offset: u64,
+    decoding: Decoding,
+    /// The encoding, when a first pass gave it.
+    known: Option<TextEncoding>,
+    /// Text beyond ASCII was handed out as UTF-8.
+    read_beyond_ascii: bool,
+    text: Vec<u8>,
+}
+
+enum Decoding {
+    /// Not settled yet (the first bytes are still coming).
+    Undecided,
+    /// UTF-8 handed out as it is, after `bom` bytes of byte-order mark.
+    Utf8 { bom: usize },
+    /// UTF-16 or Windows-1252 decoded to UTF-8.
+    Decoder(Box<encoding_rs::Decoder>),
+}
+
+/// Why a [`TextFeed`] stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedError {
+    /// Not text rosterd reads: the first pass's reason, word for word.
+    Undecodable(String),
+    /// Text beyond ASCII was handed out as UTF-8, and the file turned out to
+    /// be Windows-1252: read it again from the start, knowing its encoding.
+    Reread,
+}
+
+impl Default for TextFeed {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TextFeed {
+    /// Nothing read yet: the bytes settle the encoding, as in the first pass.
+    pub fn new() -> Self {
+        Self {
+            head: Vec::new(),
+            checker: None,
+            offset: 0,
+            decoding: Decoding::Undecided,
+            known: None,
+            read_beyond_ascii: false,
+            text: Vec::new(),
+        }
+    }
+
+    /// A file whose first pass found it readable in `encoding`: only decoded.
+    pub fn known(encoding: TextEncoding) -> Self {
+        let decoding = match encoding {
+            TextEncoding::Utf8 => Decoding::Utf8 { bom: 0 },
+            TextEncoding::Utf8Bom => Decoding::Utf8 { bom: 3 },
+            TextEncoding::Utf16Le => {
+                Decoding::Decoder(Box::new(UTF_16LE.new_decoder_with_bom_removal()))
+            }
+            TextEncoding::Utf16Be => {
+                Decoding::Decoder(Box::new(UTF_16BE.new_decoder_with_bom_removal()))
+            }
+            TextEncoding::Windows1252 => {
+                Decoding::Decoder(Box::new(WINDOWS_1252.new_decoder_without_bom_handling()))
+            }
+        };
+        Self {
+            decoding,
+            known: Some(encoding),
+            ..Self::new()
+        }
+    }
+
+    /// Take the next `bytes` of the file; returns the text they complete
+    /// (UTF-8, without a byte-order mark), which may be empty, and whether
+    /// the text so far is [settled](Self::settled).
+    pub fn feed<'a>(&'a mut self, bytes: &'a [u8]) -> Result<(&'a [u8], bool), FeedError> {
+        if self.checker.is_none() && self.known.is_none() {
+            self.head.extend_from_slice(bytes);
+            if !settles(&self.head) {
+                return Ok((&[], true));
+            }
+            let first = std::mem::take(&mut self.head);
+            self.start(&first);
+            self.check(&first, false)?;
+            self.text.clear();
+            self.decode(&first, false);
+            return Ok((&self.text, self.settled()));
+        }
+        self.check(bytes, false)?;
+        if let Decoding::Utf8 { bom } = &mut self.decoding {
+            let skip = (*bom).min(bytes.len());
+            *bom -= skip;
+            let text = &bytes[skip..];
+            if self.known.is_none() && !text.is_ascii() {
+                self.read_beyond_ascii = true;
+            }
+            return Ok((text, self.settled()));
+        }
+        self.text.clear();
+        self.decode(bytes, false);
+        Ok((&self.text, self.settled()))
+    }
+
+    /// The file ended: the text left, and the encoding the file is read in.
+    pub fn finish(&mut self) -> Result<(&[u8], TextEncoding), FeedError> {
+        self.text.clear();
+        if self.checker.is_none() && self.known.is_none() {
+            let first = std::mem::take(&mut self.head);
+            if first.is_empty() {
+                return Err(FeedError::Undecodable("the file is empty".into()));
+            }
+            self.start(&first);
+            self.check(&first, false)?;
+            self.decode(&first, false);
+        }
+        self.check(&[], true)?;
+        self.decode(&[], true);
+        let encoding = match (self.known, &self.checker) {
+            (Some(known), _) => known,
+            (None, Some(checker)) => checker.encoding(),
+            (None, None) => TextEncoding::Utf8,
+        };
+        Ok((&self.text, encoding))
+    }
+
+    /// Can the text handed out so far still read differently once the rest
+    /// of the file arrives? Not when the encoding is certain (given, a
+    /// byte-order mark, or bytes that are not UTF-8 seen already), nor when
+    /// all of it was ASCII.
+    pub fn settled(&self) -> bool {
+        self.known.is_some()
+            || !self.read_beyond_ascii
+            || !matches!(self.decoding, Decoding::Utf8 { .. })
+            || matches!(self.checker, Some(Checker::Utf8 { bom: true, .. }))
+    }
+
+    fn start(&mut self, first: &[u8]) {
+        let checker = Checker::start(first);
+        self.decoding = match &checker {
+            Checker::Utf16 { le: true, .. } => {
+                Decoding::Decoder(Box::new(UTF_16LE.new_decoder_with_bom_removal()))
+            }
+            Checker::Utf16 { le: false, .. } => {
+                Decoding::Decoder(Box::new(UTF_16BE.new_decoder_with_bom_removal()))
+            }
+            Checker::Utf8 { bom, .. } => Decoding::Utf8 {
+                bom: if *bom { 3 } else { 0 },
+            },
+        };
+        self.checker = Some(checker);
+    }
+
+    /// The first pass's checks over `bytes` (none for a known encoding); a
+    /// file found not to be UTF-8 is decoded as Windows-1252 from here on.
+    fn check(&mut self, bytes: &[u8], last: bool) -> Result<(), FeedError> {
+        let Some(checker) = &mut self.checker else {
+            return Ok(());
+        };
+        checker
+            .feed(bytes, self.offset, last)
+            .map_err(|e| FeedError::Undecodable(e.to_string()))?;
+        self.offset += bytes.len() as u64;
+        if matches!(checker, Checker::Utf8 { valid: false, .. })
+            && matches!(self.decoding, Decoding::Utf8 { .. })
+        {
+            if self.read_beyond_ascii {
+                return Err(FeedError::Reread);
+            }
+            self.decoding =
+                Decoding::Decoder(Box::new(WINDOWS_1252.new_decoder_without_bom_handling()));
+        }
+        Ok(())
+    }
+
+    /// Decode `bytes` onto the text handed out next.
+    fn decode(&mut self, bytes: &[u8], last: bool) {
+        match &mut self.decoding {
+            Decoding::Undecided => {}
+            Decoding::Utf8 { bom } => {
+                let skip = (*bom).min(bytes.len());
+                *bom -= skip;
+                let text = &bytes[skip..];
+                if self.known.is_none() && !text.is_ascii() {
+                    self.read_beyond_ascii = true;
+                }
+                self.text.extend_from_slice(text);
+            }
+            Decoding::Decoder(decoder) => {
+                let start = self.text.len();
+                let room = decoder
+                    .max_utf8_buffer_length(bytes.len())
+                    .unwrap_or(bytes.len() * 3 + 16);
+                self.text.resize(start + room, 0);
+                // Room for the worst case: every byte is read in one call.
+                // (The first pass refused what is malformed.)
+                let (_, _, written, _) =
+                    decoder.decode_to_utf8(bytes, &mut self.text[start..], last);
+                self.text.truncate(start + written);
+            }
+        }
+    }
+}
+
+/// Do the first bytes `head` settle the encoding as the first 512 bytes
+/// would? They do once they are 512, and once they are 4 whose first two are
+/// not NUL: the byte-order marks and the ZIP signature are within 4 bytes,
+/// and UTF-16 without a byte-order mark needs a NUL in one of the first two.
+fn settles(head: &[u8]) -> bool {
+    head.len() >= SNIFF || (head.len() >= 4 && head[0] != 0 && head[1] != 0)
+}
+
 /// Incremental validation, decided by the first chunk.
 enum Checker {
     /// UTF-8 so far; `carry` holds an incomplete sequence cut by the chunk end.
@@ -499,7 +754,8 @@ impl Checker {
             return Self::Utf16 {
                 le,
                 decoder: Box::new(enc.new_decoder_with_bom_removal()),
-                out: vec![0; CHUNK * 3 + 16],
+                // Decoded in rounds: a check fed an upload keeps this per upload.
+                out: vec![0; 64 * 1024],
             };
         }
         // Text in UTF-16 without a BOM shows as a NUL in every other byte.
@@ -575,8 +831,11 @@ impl Checker {
                     match result {
                         DecoderResult::InputEmpty => return Ok(()),
                         DecoderResult::OutputFull => continue,
-                        DecoderResult::Malformed(_, _) => {
-                            let at = offset + (chunk.len() - src.len()) as u64;
+                        DecoderResult::Malformed(bad, after) => {
+                            // Where the malformed sequence starts, wherever
+                            // the chunks of the file were cut.
+                            let at = (offset + (chunk.len() - src.len()) as u64)
+                                .saturating_sub(u64::from(bad) + u64::from(after));
                             return Err(ScanError::Undecodable(format!(
                                 "the file is marked as {} (byte-order mark) but is not valid {} near byte {at}; save it again as 'CSV UTF-8'",
                                 if *le { "UTF-16LE" } else { "UTF-16BE" },
@@ -774,6 +1033,18 @@ mod tests {
             why.starts_with("the file has more than 1,000,000 data rows"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn blank_records_keep_no_line_starts() {
+        let mut text = b"h\n".to_vec();
+        text.extend(b" ,\n".repeat(100_000));
+        let mut rows = CsvRows::from_text(Box::new(std::io::Cursor::new(text)));
+        let mut rec = csv::StringRecord::new();
+        assert_eq!(rows.next(&mut rec).unwrap(), Some(1));
+        assert_eq!(rows.next(&mut rec).unwrap(), None);
+        let held = rows.lines.lock().unwrap().held();
+        assert!(held < 256 * 1024 / 3, "{held} line starts kept");
     }
 
     #[test]

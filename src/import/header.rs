@@ -118,12 +118,89 @@ impl<F: FieldSet> Columns<F> {
     }
 }
 
+/// Why a header row cannot be used: the whole file is rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderError {
+    /// Two columns hold one field: their positions (from 1) and names as
+    /// written, and the field's label.
+    Repeated {
+        first: (usize, String),
+        second: (usize, String),
+        field: &'static str,
+    },
+    /// No column holds the required field: its label, every field's label
+    /// in template order, and the header's cells as written.
+    Missing {
+        required: &'static str,
+        labels: Vec<&'static str>,
+        found: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for HeaderError {
+    /// The reason a report and its email give, with what to do.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Repeated {
+                first,
+                second,
+                field,
+            } => write!(
+                f,
+                "columns {} ({:?}) and {} ({:?}) both hold {field}; remove one of them (or ask support to map one to another field or to ignore it)",
+                first.0, first.1, second.0, second.1
+            ),
+            Self::Missing {
+                required,
+                labels,
+                found,
+            } => {
+                let found: Vec<String> = found.iter().take(8).map(|n| format!("{n:?}")).collect();
+                write!(
+                    f,
+                    "no {required} column: the first line must be a header naming the columns, such as {}. The first line holds {}",
+                    labels.join(","),
+                    found.join(", ")
+                )
+            }
+        }
+    }
+}
+
+impl HeaderError {
+    /// The reason in a few words, quoting at most `max` characters of the
+    /// district's header (escaped), for a one-line SFTP status: `no Username
+    /// column (header: "Student ID,First,Last")`.
+    pub fn brief(&self, max: usize) -> String {
+        use crate::domain::text::echo;
+        match self {
+            Self::Repeated {
+                first,
+                second,
+                field,
+            } => format!(
+                "columns {} (\"{}\") and {} (\"{}\") both hold {field}",
+                first.0,
+                echo(&first.1, max / 2),
+                second.0,
+                echo(&second.1, max / 2)
+            ),
+            Self::Missing {
+                required, found, ..
+            } => format!(
+                "no {required} column (header: \"{}\")",
+                echo(&found.join(","), max)
+            ),
+        }
+    }
+}
+
 /// Match a header row. `mapping` is the district's (header key → target).
 /// Errors are whole-file rejections, worded for the district.
 pub fn match_columns<F: FieldSet>(
     header: &csv::StringRecord,
     mapping: &HashMap<String, Mapped<F>>,
-) -> Result<Columns<F>, String> {
+) -> Result<Columns<F>, HeaderError> {
     let mut by_index = Vec::with_capacity(header.len());
     let mut position: HashMap<F, usize> = HashMap::new();
     let mut unknown = Vec::new();
@@ -144,31 +221,22 @@ pub fn match_columns<F: FieldSet>(
         };
         if let Some(f) = field {
             if let Some(&first) = position.get(&f) {
-                return Err(format!(
-                    "columns {} ({:?}) and {} ({:?}) both hold {}; remove one of them (or ask support to map one to another field or to ignore it)",
-                    first + 1,
-                    names[first],
-                    i + 1,
-                    name,
-                    f.label()
-                ));
+                return Err(HeaderError::Repeated {
+                    first: (first + 1, names[first].clone()),
+                    second: (i + 1, name.clone()),
+                    field: f.label(),
+                });
             }
             position.insert(f, i);
         }
         by_index.push(field);
     }
     if !position.contains_key(&F::REQUIRED) {
-        let found: Vec<String> = names.iter().take(8).map(|n| format!("{n:?}")).collect();
-        return Err(format!(
-            "no {} column: the first line must be a header naming the columns, such as {}. The first line holds {}",
-            F::REQUIRED.label(),
-            F::ALL
-                .iter()
-                .map(|f| f.label())
-                .collect::<Vec<_>>()
-                .join(","),
-            found.join(", ")
-        ));
+        return Err(HeaderError::Missing {
+            required: F::REQUIRED.label(),
+            labels: F::ALL.iter().map(|f| f.label()).collect(),
+            found: names,
+        });
     }
     Ok(Columns {
         by_index,

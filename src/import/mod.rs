@@ -4,6 +4,7 @@
 //! result to the store in one transaction.
 
 pub mod archive;
+pub mod check;
 pub mod decode;
 pub mod fields;
 pub mod groups;
@@ -217,7 +218,7 @@ pub(crate) fn open_csv<F: header::FieldSet>(
     let columns = match header::match_columns::<F>(&record, &mapping) {
         Ok(c) => c,
         Err(why) => {
-            reject(report, why);
+            reject(report, why.to_string());
             return Ok(None);
         }
     };
@@ -309,7 +310,7 @@ pub(crate) fn reject(report: &mut Report, why: String) {
 }
 
 /// The district's stored column mapping, for the fields of `F`.
-fn tenant_mapping<F: header::FieldSet>(
+pub(crate) fn tenant_mapping<F: header::FieldSet>(
     conn: &Connection,
     tenant_id: i64,
 ) -> anyhow::Result<HashMap<String, header::Mapped<F>>> {

@@ -420,15 +420,12 @@ fn import_fk_off(
         .with_timezone(&ctx.timezone_of(tenant))
         .date_naive();
     let rules = Rules {
-        columns: &columns,
-        schools: Schools::load(conn, tenant.id)?,
-        year_end: fields::school_year_end(today),
-        oneroster_role: columns
-            .header_of(UserField::AccessType)
-            .map(super::header::header_key)
-            .as_deref()
-            == Some("role"),
         generate_passwords,
+        ..Rules::new(
+            columns,
+            Some(Schools::load(conn, tenant.id)?),
+            fields::school_year_end(today),
+        )
     };
     let now = ctx.clock.now().timestamp();
     let started = std::time::Instant::now();
@@ -640,7 +637,7 @@ impl std::hash::BuildHasher for DigestHasher {
 #[allow(clippy::too_many_arguments)]
 fn read_rows(
     mut rows: super::decode::CsvRows,
-    rules: &Rules<'_>,
+    rules: &Rules,
     ctx: &ImportContext,
     tenant: &Tenant,
     lookup: Option<Connection>,
@@ -774,16 +771,65 @@ fn first_line(line: u64) -> u32 {
     u32::try_from(line).unwrap_or(u32::MAX)
 }
 
-struct Rules<'a> {
-    columns: &'a Columns<UserField>,
-    schools: Schools,
+/// Every rule a row of `users.csv` must pass before it is matched to the
+/// store: the field rules, extra fields, and the School cell against the
+/// district's schools.
+pub(crate) struct Rules {
+    columns: Columns<UserField>,
+    /// `None`: School cells are not looked at (the upload check, which has
+    /// no store; the import finds what they name).
+    schools: Option<Schools>,
     year_end: i32,
+    /// A Graduation Year the following school year accepts passes too (the
+    /// upload check: the upload may be imported after 1 July).
+    next_year_too: bool,
     oneroster_role: bool,
     /// A user created without a password gets a generated one.
     generate_passwords: bool,
 }
 
-impl Rules<'_> {
+impl Rules {
+    fn new(columns: Columns<UserField>, schools: Option<Schools>, year_end: i32) -> Self {
+        let oneroster_role = columns
+            .header_of(UserField::AccessType)
+            .map(super::header::header_key)
+            .as_deref()
+            == Some("role");
+        Self {
+            columns,
+            schools,
+            year_end,
+            next_year_too: false,
+            oneroster_role,
+            generate_passwords: false,
+        }
+    }
+
+    /// The rules that need only the row itself, for the file whose header
+    /// gave `columns`, as of the school year ending in `year_end`: a row
+    /// they fail, the import fails too (whatever it finds in the store, and
+    /// even when it runs after the next 1 July).
+    pub(crate) fn row_alone(columns: Columns<UserField>, year_end: i32) -> Self {
+        Self {
+            next_year_too: true,
+            ..Self::new(columns, None, year_end)
+        }
+    }
+
+    /// The first problem of `record` (on `line`), if it has any.
+    pub(crate) fn first_problem(&self, record: &csv::StringRecord, line: u64) -> Option<Problem> {
+        self.check(record, line, &mut SchoolMemo::default())
+            .err()
+            .and_then(|problems| problems.into_iter().next())
+    }
+
+    fn graduation_year(&self, cell: &str) -> Result<Option<i32>, String> {
+        fields::parse_graduation_year(cell, self.year_end).or_else(|why| match self.next_year_too {
+            true => fields::parse_graduation_year(cell, self.year_end + 1).map_err(|_| why),
+            false => Err(why),
+        })
+    }
+
     /// Whose row `record` is, for its problems.
     fn who(&self, record: &csv::StringRecord) -> Option<crate::domain::report::Who> {
         let cell = |f| self.columns.get(record, f);
@@ -845,27 +891,27 @@ impl Rules<'_> {
             .map_err(|m| fail(UserField::LastName, cell(UserField::LastName), m))
             .ok()
             .flatten();
-        let school_id = match cell(UserField::School).trim() {
-            "" => None,
-            v => {
-                let found = self.schools.find_memo(v, school_memo);
+        let school_id = match (cell(UserField::School).trim(), &self.schools) {
+            ("", _) | (_, None) => None,
+            (v, Some(schools)) => {
+                let found = schools.find_memo(v, school_memo);
                 if found.is_none() {
-                    fail(UserField::School, v, self.schools.unknown(v, school_memo));
+                    fail(UserField::School, v, schools.unknown(v, school_memo));
                 }
                 found
             }
         };
-        let graduation_year =
-            fields::parse_graduation_year(cell(UserField::GraduationYear), self.year_end)
-                .map_err(|m| {
-                    fail(
-                        UserField::GraduationYear,
-                        cell(UserField::GraduationYear),
-                        m,
-                    )
-                })
-                .ok()
-                .flatten();
+        let graduation_year = self
+            .graduation_year(cell(UserField::GraduationYear))
+            .map_err(|m| {
+                fail(
+                    UserField::GraduationYear,
+                    cell(UserField::GraduationYear),
+                    m,
+                )
+            })
+            .ok()
+            .flatten();
         let access = fields::parse_access_type(cell(UserField::AccessType), self.oneroster_role)
             .map_err(|m| fail(UserField::AccessType, cell(UserField::AccessType), m))
             .unwrap_or(AccessChange::Keep);
@@ -1077,7 +1123,7 @@ fn new_password<'a>(plan: &'a Plan, text: &'a Text) -> Option<&'a str> {
 fn write_batch(
     tx: &Connection,
     tenant: &Tenant,
-    rules: &Rules<'_>,
+    rules: &Rules,
     now: i64,
     run_id: i64,
     plans: Vec<(Plan, Option<String>)>,
@@ -1221,7 +1267,7 @@ fn row_who(row: &Row, text: &Text) -> Option<crate::domain::report::Who> {
 
 /// The row's username belongs to another district's user: a row error that does
 /// not say which district.
-fn taken(report: &mut Report, rules: &Rules<'_>, row: &Row, text: &Text) {
+fn taken(report: &mut Report, rules: &Rules, row: &Row, text: &Text) {
     report.counts.skipped += 1;
     report.add(Problem {
         line: Some(row.line),

@@ -35,6 +35,7 @@ use crate::domain::credentials::Delivery;
 use crate::domain::report::thousands;
 use crate::domain::report::{Outcome, Report};
 use crate::domain::trend::{RunFigures, Trend};
+use crate::domain::window::Window;
 use crate::store::Tenant;
 
 /// Where a held import's email says the problems it does not list are.
@@ -508,6 +509,60 @@ Support has been told and will look into it; you do not need to do anything. The
         body.push_str(&footer(tenant));
         let key = format!("failed:{upload_id}");
         self.build(tenant, "failed", key, subject, body, None, Vec::new(), now)
+    }
+
+    /// The note that an upload was refused as it arrived (the upload
+    /// check's `reason`, and its `detail` with what to fix): that it
+    /// replaced nothing, what to do. One a night per district: its dedupe key is the
+    /// district and the local date on which the night's `window` closes, so
+    /// a job retrying all night is not another email each time.
+    #[allow(clippy::too_many_arguments)]
+    pub fn refused(
+        &self,
+        tenant: &Tenant,
+        tz: Tz,
+        window: Window,
+        (reason, detail): (&str, &str),
+        (size, sha256): (u64, &str),
+        received: &Received,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Outgoing> {
+        let night = window
+            .next_close(tz, received.at)
+            .with_timezone(&tz)
+            .date_naive();
+        let subject = format!(
+            "{}: users.csv refused on upload — nothing was replaced",
+            tenant.subdomain
+        );
+        let mut body = format!(
+            "Hello {},\n\nrosterd refused the users.csv that {} uploaded {}",
+            tenant.admin_name,
+            tenant.subdomain,
+            local(received.at, tz)
+        );
+        if let Some(addr) = &received.remote_addr {
+            body.push_str(&format!(" (from {addr})"));
+        }
+        body.push_str(&format!(": {reason}.\n"));
+        if detail != reason {
+            body.push_str(&format!("\n{detail}.\n"));
+        }
+        body.push_str(&format!(
+            "\n  file       users.csv ({})\n  sha256     {sha256}\n",
+            crate::domain::report::human_size(size)
+        ));
+        body.push_str(
+            "\nThe file was not stored: the users.csv received before it, if any, stays and is imported as usual, and nothing in your accounts changed because of this upload. The upload job was answered with the same reason as an error, which most SFTP clients report as a failed upload.\n\n\
+What to do: fix the export and upload users.csv again.\n",
+        );
+        body.push_str(&format!(
+            "\nThis is the only such note for the night ending {}: an upload refused again before then gets the same answer and is logged for support (`rosterd status` shows the last one).\n",
+            night.format("%a %-d %b")
+        ));
+        body.push_str(&footer(tenant));
+        let key = format!("refused:{}:{}", tenant.id, night.format("%Y-%m-%d"));
+        self.build(tenant, "refused", key, subject, body, None, Vec::new(), now)
     }
 
     /// A short message support sends (`rosterd mail test`) to see that the

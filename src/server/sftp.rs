@@ -1,7 +1,10 @@
 //! The SFTP view a district gets: a virtual root `/` holding at most the
 //! pending `users.csv`, which is the only name it may write. Everything else is
 //! refused with "permission denied" and a message naming `users.csv`. Writes go
-//! to a private temporary file; only a clean close publishes it.
+//! to a private temporary file; only a clean close publishes it, and only a
+//! file the upload check passes (`crate::import::check`, fed the writes as
+//! they arrive): a broken one is refused at the write that shows it, or at
+//! the close, with a one-line reason, and replaces nothing.
 
 use std::collections::HashMap;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -15,6 +18,7 @@ use russh_sftp::server::StatusReply;
 
 use super::Shared;
 use super::ledger::HandleSlot;
+use crate::import::check::{self, Refusal, UploadCheck};
 use crate::spool::{self, Sender, TenantSpool, USERS_CSV};
 
 /// What every refusal says.
@@ -86,7 +90,15 @@ struct Upload {
     unsynced: u64,
     /// The background sync in progress, if any (at most one per upload).
     syncing: Option<tokio::task::JoinHandle<()>>,
+    /// The upload check, fed the writes that continue the bytes it has
+    /// taken; `None` if the district's rules could not be read (the import
+    /// alone then judges the file).
+    check: Option<Box<UploadCheck>>,
 }
+
+/// The longest status message a refusal sends: one line a client's log
+/// keeps whole.
+const REFUSAL_STATUS_BYTES: usize = 400;
 
 /// Every this many bytes written, an upload's data is synced to disk in the
 /// background: the fsync at close, which makes the upload durable before
@@ -98,7 +110,7 @@ const SYNC_EVERY: u64 = 32 << 20;
 impl Upload {
     /// Account for `data`, just written at `offset`: hash it if it extends
     /// the hashed prefix, and start a background sync when due.
-    fn written(&mut self, offset: u64, data: &[u8]) {
+    fn written(&mut self, offset: u64, data: &[u8]) -> Result<(), Refusal> {
         if let Some(hashed) = &mut self.hashed {
             if offset == hashed.upto() {
                 hashed.update(data);
@@ -118,6 +130,39 @@ impl Upload {
                 let _ = file.sync_data();
             }));
         }
+        self.check_written(offset, data)
+    }
+
+    /// Feed the upload check `data`, written at `offset`, if it continues
+    /// the bytes the check has taken. A write past them (out of order) is
+    /// left for the close, which reads on from where they stop; a write
+    /// over them starts the check again from the start of the file, and
+    /// the close reads what the writes then do not bring. Either way each
+    /// byte is checked at most twice: no write order makes the close slow.
+    fn check_written(&mut self, offset: u64, data: &[u8]) -> Result<(), Refusal> {
+        let Some(check) = &mut self.check else {
+            return Ok(());
+        };
+        if offset < check.fed() {
+            **check = UploadCheck::new(check.rules());
+        }
+        if offset == check.fed() {
+            check.feed(data)?;
+        }
+        Ok(())
+    }
+
+    /// The upload is refused with `message`: later writes and the close
+    /// answer it too. Its file is moved aside (out of reach of the session
+    /// ending) for its record; returns where it went, and the hash so far.
+    fn refused(&mut self, message: String) -> (PathBuf, Option<spool::Hashed>) {
+        self.failed = Some(message);
+        let aside = self.tmp.with_extension("refused");
+        let file = match std::fs::rename(&self.tmp, &aside) {
+            Ok(()) => aside,
+            Err(_) => self.tmp.clone(),
+        };
+        (file, self.hashed.take())
     }
 }
 
@@ -273,8 +318,88 @@ impl SftpSession {
             tracing::error!(parent: span, error = %e, "upload write failed");
             return Err(Self::fail_upload(upload, message));
         }
-        upload.written(offset, data);
-        Ok(ok(id))
+        let Err(refusal) = upload.written(offset, data) else {
+            return Ok(ok(id));
+        };
+        let message = refusal_status(&upload.name, &refusal);
+        let name = upload.name.clone();
+        let (file, hashed) = upload.refused(message.clone());
+        self.record_refusal(&name, file, hashed, refusal, "write");
+        Err(failure(message))
+    }
+
+    /// The district's rules for the upload check, read at each open (a
+    /// mapping support just changed applies to the next upload); `None`,
+    /// logged, if they cannot be read.
+    async fn check_rules(&self) -> Option<Arc<check::Rules>> {
+        let shared = self.shared.clone();
+        let tenant_id = self.sender.tenant_id;
+        let read = tokio::task::spawn_blocking(move || -> anyhow::Result<check::Rules> {
+            let conn = shared.store.lock().unwrap_or_else(|e| e.into_inner());
+            let tz = crate::store::tenant_by_id(&conn, tenant_id)?
+                .ok_or_else(|| anyhow::anyhow!("the district is gone"))?
+                .timezone_or(shared.config().schedule.timezone);
+            let today = shared.clock.now().with_timezone(&tz).date_naive();
+            check::Rules::load(&conn, tenant_id, today)
+        })
+        .await;
+        match read.map_err(anyhow::Error::from).and_then(|r| r) {
+            Ok(rules) => Some(Arc::new(rules)),
+            Err(e) => {
+                tracing::error!(parent: &self.span, error = %format!("{e:#}"), "cannot read the district's rules for the upload check; this upload is left to the import to judge");
+                None
+            }
+        }
+    }
+
+    /// An upload refused by the upload check at its `moment` (`write` or
+    /// `close`): logged at warn, then recorded in the background (its row,
+    /// a passwords-blanked copy, the administrator's note, at most one a
+    /// night) while the client has its answer at once. `file` holds what
+    /// was received; the recording removes it.
+    fn record_refusal(
+        &self,
+        name: &str,
+        file: PathBuf,
+        hashed: Option<spool::Hashed>,
+        refusal: Refusal,
+        moment: &'static str,
+    ) {
+        tracing::warn!(parent: &self.span, %name, at = moment, reason = %refusal.reason, "upload refused: the file shows it cannot be imported; it replaced nothing, and the district's job was told why");
+        let (shared, spool, sender) =
+            (self.shared.clone(), self.spool.clone(), self.sender.clone());
+        let (span, hold) = (self.span.clone(), self._hold.clone());
+        tokio::task::spawn_blocking(move || {
+            // Kept until the record is made: support cannot move the
+            // district's folder from under it.
+            let _hold = hold;
+            let config = shared.config();
+            let now = shared.clock.now();
+            let conn = shared.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let mail = |size, sha256: &str| {
+                refusal_mail(&conn, &config, &sender, (size, sha256), &refusal, now)
+                    .inspect_err(|e| tracing::error!(parent: &span, error = %format!("{e:#}"), "cannot compose the refused upload's note to the administrator"))
+                    .ok()
+                    .flatten()
+            };
+            match spool::refuse(
+                &conn,
+                &spool,
+                &file,
+                hashed,
+                &sender,
+                now,
+                &refusal.reason,
+                mail,
+            ) {
+                Ok(upload_id) => {
+                    tracing::info!(parent: &span, upload_id, "refused upload recorded")
+                }
+                Err(e) => {
+                    tracing::error!(parent: &span, error = %format!("{e:#}"), "cannot record a refused upload")
+                }
+            }
+        });
     }
 
     /// The file a visible name stands for: the pending upload or a staged one.
@@ -336,6 +461,31 @@ impl SftpSession {
         }
     }
 
+    /// Finish the upload check of the closed file at `tmp` (what the
+    /// in-order writes did not bring is read from it): the refusal, if any.
+    /// A check that cannot finish (the file cannot be read) refuses
+    /// nothing: the import judges the file.
+    async fn finish_check(
+        &self,
+        check: Box<UploadCheck>,
+        tmp: &std::path::Path,
+    ) -> Option<Refusal> {
+        let path = tmp.to_owned();
+        let started = std::time::Instant::now();
+        let finished = tokio::task::spawn_blocking(move || check.finish(&path)).await;
+        match finished.map_err(std::io::Error::other).and_then(|f| f) {
+            Ok(Ok(passed)) => {
+                tracing::debug!(parent: &self.span, rows = passed.rows, bad_rows = passed.bad_rows, seconds = started.elapsed().as_secs_f64(), "upload check passed");
+                None
+            }
+            Ok(Err(refusal)) => Some(refusal),
+            Err(e) => {
+                tracing::error!(parent: &self.span, error = %e, "the upload check could not finish; the import will judge the file");
+                None
+            }
+        }
+    }
+
     fn fail_upload(upload: &mut Upload, message: String) -> StatusReply {
         let _ = std::fs::remove_file(&upload.tmp);
         upload.failed = Some(message.clone());
@@ -357,6 +507,48 @@ impl Drop for SftpSession {
             }
         }
     }
+}
+
+/// The one-line status a refused upload `name` is answered with: printable
+/// ASCII, the district's text in it escaped and cut.
+fn refusal_status(name: &str, refusal: &Refusal) -> String {
+    crate::domain::text::ascii_line(
+        &format!(
+            "{} refused: {}; nothing was replaced",
+            crate::domain::text::echo(name, 64),
+            refusal.reason
+        ),
+        REFUSAL_STATUS_BYTES,
+    )
+}
+
+/// The administrator's note of a refused upload (of `size` bytes and that
+/// SHA-256, received now from `sender`), or `None` if the district is gone.
+fn refusal_mail(
+    conn: &rusqlite::Connection,
+    config: &crate::config::Config,
+    sender: &Sender,
+    (size, sha256): (u64, &str),
+    refusal: &Refusal,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Option<crate::domain::email::Outgoing>> {
+    let Some(tenant) = crate::store::tenant_by_id(conn, sender.tenant_id)? else {
+        return Ok(None);
+    };
+    let composer = crate::mail::Composer::new(&config.mail.from)?;
+    let received = crate::mail::compose::Received {
+        at: now,
+        remote_addr: Some(sender.remote_addr.clone()),
+    };
+    Ok(Some(composer.refused(
+        &tenant,
+        tenant.timezone_or(config.schedule.timezone),
+        tenant.window_or(config.schedule.window),
+        (&refusal.reason, &refusal.detail),
+        (size, sha256),
+        &received,
+        now,
+    )?))
 }
 
 /// Attributes of a regular file or the root, as clients expect them.
@@ -442,6 +634,10 @@ impl russh_sftp::server::Handler for SftpSession {
             .open(&tmp)
             .map_err(|e| failure(format!("the server cannot store uploads right now: {e}")))?;
         let hashed = spool::Hashed::new(&file).ok();
+        let check = self
+            .check_rules()
+            .await
+            .map(|rules| Box::new(UploadCheck::new(rules)));
         self.handles.insert(
             handle.clone(),
             Entry {
@@ -453,6 +649,7 @@ impl russh_sftp::server::Handler for SftpSession {
                     hashed,
                     unsynced: 0,
                     syncing: None,
+                    check,
                 })),
                 slot,
             },
@@ -483,11 +680,19 @@ impl russh_sftp::server::Handler for SftpSession {
                     name,
                     hashed,
                     syncing,
+                    check,
                     ..
                 } = *upload;
                 drop(file);
                 if let Some(syncing) = syncing {
                     let _ = syncing.await;
+                }
+                if let Some(check) = check
+                    && let Some(refusal) = self.finish_check(check, &tmp).await
+                {
+                    let message = refusal_status(&name, &refusal);
+                    self.record_refusal(&name, tmp, hashed, refusal, "close");
+                    return Err(failure(message));
                 }
                 if name == USERS_CSV {
                     self.publish(tmp, hashed).await?;

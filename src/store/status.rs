@@ -18,6 +18,9 @@ pub struct TenantStatus {
     pub mail_queued: i64,
     /// The newest upload rosterd gave up importing, if no upload imported since.
     pub failed: Option<FailedUpload>,
+    /// The newest upload refused when it arrived, if no upload was accepted
+    /// since.
+    pub refused: Option<RefusedFile>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -46,6 +49,18 @@ pub struct FailedUpload {
     pub received_at: String,
     pub attempts: i64,
     pub reason: String,
+}
+
+/// An upload refused when it arrived (`crate::import::check`): nothing of
+/// it replaced the pending file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RefusedFile {
+    pub upload: i64,
+    pub received_at: String,
+    pub size: i64,
+    pub reason: String,
+    /// Its passwords-blanked copy, if one is kept.
+    pub copy: Option<String>,
 }
 
 pub fn tenant_status(conn: &Connection, tenant_id: i64) -> Result<TenantStatus> {
@@ -105,6 +120,24 @@ pub fn tenant_status(conn: &Connection, tenant_id: i64) -> Result<TenantStatus> 
                         received_at: r.get(1)?,
                         attempts: r.get(2)?,
                         reason: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?,
+        refused: conn
+            .query_row(
+                "SELECT id, received_at, size, coalesce(failure, ''), archive FROM uploads
+                 WHERE tenant_id = ?1 AND state = 'refused'
+                   AND id > coalesce((SELECT max(id) FROM uploads WHERE tenant_id = ?1 AND state <> 'refused'), 0)
+                 ORDER BY id DESC LIMIT 1",
+                [tenant_id],
+                |r| {
+                    Ok(RefusedFile {
+                        upload: r.get(0)?,
+                        received_at: r.get(1)?,
+                        size: r.get(2)?,
+                        reason: r.get(3)?,
+                        copy: r.get(4)?,
                     })
                 },
             )

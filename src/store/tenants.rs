@@ -279,6 +279,16 @@ pub fn column_mapping(
     rows.collect()
 }
 
+/// District `tenant_id`, on any connection; `None` once it is deleted.
+pub fn tenant_by_id(conn: &Connection, tenant_id: i64) -> rusqlite::Result<Option<Tenant>> {
+    conn.query_row(
+        &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = ?1"),
+        [tenant_id],
+        tenant_row,
+    )
+    .optional()
+}
+
 /// The subdomain district `tenant_id` has now; `None` once it is deleted.
 /// What a session or an import checks after taking a district's spool
 /// lock, since a rename or delete may have finished just before.

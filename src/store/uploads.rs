@@ -1,5 +1,6 @@
-//! Uploads: recording one as its district's pending file, taking it for
-//! import, holds and support's decisions on them, failures, archives, their
+//! Uploads: recording one as its district's pending file (or as refused
+//! when it arrived), taking it for import, holds and support's decisions on
+//! them, failures, archives, their
 //! paths when the district's folder moves, and what the scheduler reads (an
 //! import to finish or a file pending, a night's delivery history). The
 //! spool keeps the files; this, their rows.
@@ -98,6 +99,61 @@ pub fn record_upload(conn: &Connection, u: &NewUpload<'_>) -> rusqlite::Result<i
     let id = tx.last_insert_rowid();
     tx.commit()?;
     Ok(id)
+}
+
+/// Record `u` as an upload refused when it arrived, for `reason` (see
+/// `crate::import::check`): never pending, never imported; the district's
+/// pending upload stays as it is. `u.file_id` is not kept: the file is not.
+/// Returns its id.
+pub fn record_refused_file(
+    conn: &Connection,
+    u: &NewUpload<'_>,
+    reason: &str,
+) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO uploads (tenant_id, received_at, size, sha256, remote_addr, key_fingerprint, path, state, failure)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'refused', ?8)",
+        params![
+            u.tenant_id,
+            timestamp(u.received_at),
+            u.size as i64,
+            u.sha256,
+            u.remote_addr,
+            u.key_fingerprint,
+            u.path,
+            reason
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The SHA-256 of the district's newest refused upload whose blanked copy
+/// is kept, if any.
+pub fn last_refused_copy(conn: &Connection, tenant_id: i64) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT sha256 FROM uploads WHERE tenant_id = ?1 AND state = 'refused' AND archive IS NOT NULL
+         ORDER BY id DESC LIMIT 1",
+        [tenant_id],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// The district's refused uploads with a blanked copy kept, past its newest
+/// `kept`: (upload id, the copy's path).
+pub fn refused_copies_beyond(
+    conn: &Connection,
+    tenant_id: i64,
+    kept: usize,
+) -> rusqlite::Result<Vec<(i64, String)>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, archive FROM uploads WHERE tenant_id = ?1 AND state = 'refused' AND archive IS NOT NULL
+         ORDER BY id DESC LIMIT -1 OFFSET ?2",
+    )?;
+    stmt.query_map(params![tenant_id, kept as i64], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?
+    .collect()
 }
 
 /// A district's uploads that may have been taken for import before (their
@@ -278,7 +334,7 @@ pub fn newer_upload(
 ) -> rusqlite::Result<Option<i64>> {
     conn.query_row(
         "SELECT max(id) FROM uploads WHERE tenant_id = ?1 AND id > ?2
-             AND state NOT IN ('lost', 'failed', 'discarded')",
+             AND state NOT IN ('lost', 'failed', 'discarded', 'refused')",
         params![tenant_id, upload_id],
         |r| r.get(0),
     )

@@ -37,6 +37,18 @@ fn daemon_env(env: &Env, port: u16) {
 }
 
 fn put(env: &Env, key: &Path, port: u16, local: &str) {
+    let (code, err) = sftp_put(env, key, port, local);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// `put local users.csv` that the server refuses: what `sftp` printed.
+fn put_refused(env: &Env, key: &Path, port: u16, local: &str) -> String {
+    let (code, err) = sftp_put(env, key, port, local);
+    assert_eq!(code, Some(1), "{err}");
+    err
+}
+
+fn sftp_put(env: &Env, key: &Path, port: u16, local: &str) -> (Option<i32>, String) {
     use std::io::Write;
     let mut sftp = daemon_sftp(env, key, port, 300)
         .stderr(std::process::Stdio::piped())
@@ -48,17 +60,18 @@ fn put(env: &Env, key: &Path, port: u16, local: &str) {
         .write_all(format!("put {local} users.csv\n").as_bytes())
         .unwrap();
     let out = sftp.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A 128 MiB upload without a single line break (a database dump, a binary
-/// export with its NULs stripped): the daemon rejects it with a reason that
-/// names the line, stays far below 256 MiB, mails a report under 1 MiB, and
-/// imports the district's next file as usual.
+/// export with its NULs stripped): the server refuses it at the write that
+/// passes the 1 MiB line limit, naming the line; the same file found in the
+/// spool (put there before the upload check existed) is rejected by the
+/// import with the same reason. The daemon stays far below 256 MiB, mails
+/// notes under 1 MiB, and imports the district's next file as usual.
 #[test]
 fn a_file_without_line_breaks_is_rejected_in_bounded_memory() {
     let env = Env::new();
@@ -79,7 +92,36 @@ fn a_file_without_line_breaks_is_rejected_in_bounded_memory() {
     wait_for("the daemon to listen", Duration::from_secs(30), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
-    put(&env, &key, port, "one-line.csv");
+    let err = put_refused(&env, &key, port, "one-line.csv");
+    assert!(
+        err.contains("write remote \"/users.csv\": Failure"),
+        "{err}"
+    );
+    wait_for(
+        "the refused upload's record",
+        Duration::from_secs(60),
+        || query_i64(&env, "SELECT count(*) FROM uploads WHERE state = 'refused'") == 1,
+    );
+    let refused: String = env
+        .store()
+        .conn
+        .query_row(
+            "SELECT failure FROM uploads WHERE state = 'refused'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        refused.starts_with("line 1 is longer than 1 MiB: is this a CSV export"),
+        "{refused}"
+    );
+    assert!(!env.path("data/spool/lincoln/users.csv").exists());
+
+    std::fs::copy(
+        env.path("one-line.csv"),
+        env.path("data/spool/lincoln/users.csv"),
+    )
+    .unwrap();
     wait_for(
         "the import of the one-line file",
         Duration::from_secs(120),
@@ -108,8 +150,8 @@ fn a_file_without_line_breaks_is_rejected_in_bounded_memory() {
             "SELECT count(*) FROM import_runs WHERE outcome = 'applied'",
         ) == 1
     });
-    wait_for("both reports", Duration::from_secs(30), || {
-        std::fs::read_dir(env.path("data/outbox")).map_or(0, |d| d.count()) >= 2
+    wait_for("the three notes", Duration::from_secs(30), || {
+        std::fs::read_dir(env.path("data/outbox")).map_or(0, |d| d.count()) >= 3
     });
     daemon.kill();
     for eml in std::fs::read_dir(env.path("data/outbox")).unwrap() {

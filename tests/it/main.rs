@@ -24,6 +24,7 @@ mod passwords;
 mod pipeline;
 mod progress;
 mod quickstart;
+mod refused;
 mod report_email;
 mod safety;
 mod server;

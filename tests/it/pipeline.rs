@@ -608,10 +608,12 @@ fn rejected_and_unchanged_files_are_reported_as_such() {
     let unchanged = srv.block_on(scheduler.run_once()).unwrap();
     assert_eq!(unchanged[0].outcome, rosterd::import::Outcome::Unchanged);
     clock.advance(chrono::Duration::minutes(10));
+    // Rejected for what only the store shows (no such school): a file the
+    // upload check passes, whose import rejects it.
     upload(
         &srv,
         &key,
-        "Email Address,First Name\nann@example.org,Ann\n",
+        "Username,School\nann.lee,Nowhere High\nbob.ray,Nowhere High\n",
     );
     let rejected = srv.block_on(scheduler.run_once()).unwrap();
     assert_eq!(rejected[0].outcome, rosterd::import::Outcome::Rejected);
@@ -641,7 +643,10 @@ fn rejected_and_unchanged_files_are_reported_as_such() {
         bad.contains("nothing in your accounts was changed"),
         "{bad}"
     );
-    assert!(bad.contains("Why: no Username column"), "{bad}");
+    assert!(
+        bad.contains("Why: more than half of the data rows (2 of 2) have errors"),
+        "{bad}"
+    );
     assert!(bad.contains("What to do: fix the file"), "{bad}");
 }
 

@@ -531,12 +531,12 @@ fn repeated_unknown_names_throttle_the_address_without_locking_out_a_district() 
 fn interrupted_upload_publishes_nothing() {
     let (srv, key, before) = server_with_one_upload();
 
-    // A 512 MiB file, throttled by the client (-l, Kbit/s) so it is surely mid-transfer when killed.
-    let big = srv.env.path("big.csv");
-    std::fs::File::create(&big)
-        .unwrap()
-        .set_len(512 << 20)
-        .unwrap();
+    // A 16 MiB users.csv (16 s at the client's limit, -l in Kbit/s), so it
+    // is surely mid-transfer when killed.
+    let rows: String = (0..(16 << 20) / 13)
+        .map(|i| format!("user{i:08}\n"))
+        .collect();
+    srv.env.file("big.csv", format!("Username\n{rows}"));
     let mut cmd = Command::new("sftp");
     cmd.args(ssh_opts(&key))
         .args(["-l", "8000", "-P", &srv.port.to_string(), "-b", "-"])
