@@ -1,9 +1,10 @@
 //! The daemon assembled in one place: [`Daemon::build`] does everything that
 //! comes before serving (checks the data directory, opens and settles the
 //! store, loads or creates the host keys, binds the listener, builds the SSH
-//! server, the scheduler and the mailer), and [`Daemon::run_until_stopped`]
-//! serves SSH, runs the scheduler and the mailer, and applies SIGHUP reloads
-//! until its shutdown future completes. `rosterd serve` and the tests both
+//! server, the scheduler and the mailer, and the metrics endpoint's listener
+//! when `metrics.listen` is set), and [`Daemon::run_until_stopped`] serves
+//! SSH and the metrics endpoint, runs the scheduler and the mailer, and
+//! applies SIGHUP reloads until its shutdown future completes. `rosterd serve` and the tests both
 //! build it here, so what the tests run is what `serve` runs.
 
 use std::future::Future;
@@ -39,6 +40,8 @@ pub struct Daemon {
     pub shared: Arc<Shared>,
     pub scheduler: Arc<Scheduler>,
     pub mailer: Arc<Mailer>,
+    /// The operator's HTTP endpoint (`metrics.listen`), if configured.
+    metrics_listener: Option<tokio::net::TcpListener>,
     /// Each host key's fingerprint and kind: `SHA256:… (ED25519)`.
     pub host_keys: Vec<String>,
     /// Whether any district is registered yet.
@@ -108,9 +111,12 @@ impl Daemon {
                 "archived uploads whose import finished just before the previous run stopped"
             );
         }
+        // One set of counters for the daemon's life: a reload keeps them.
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let scheduler = Arc::new(Scheduler::new(
             &config,
             import_context(&config, clock.clone())?,
+            metrics.clone(),
         ));
         let crashed = if options.process_wide {
             let marker = config
@@ -135,15 +141,20 @@ impl Daemon {
             .with_context(|| {
                 format!("cannot listen on {} (server.listen)", config.server.listen)
             })?;
+        let metrics_listener = match config.metrics.listen {
+            Some(addr) => Some(crate::ops::bind(addr).await?),
+            None => None,
+        };
         let ssh = crate::server::ssh_config(&config, keys);
         let mailer = Arc::new(Mailer::new(
             &config.mail,
             Store::open(&config.storage.database)?.conn,
             clock.clone(),
+            metrics.clone(),
         )?);
         let has_districts = !store.tenants()?.is_empty();
         drop(store);
-        let shared = Shared::open(config.clone(), clock.clone())?;
+        let shared = Shared::open(config.clone(), clock.clone(), metrics)?;
         Ok(Self {
             config,
             options,
@@ -153,6 +164,7 @@ impl Daemon {
             shared,
             scheduler,
             mailer,
+            metrics_listener,
             host_keys,
             has_districts,
             _data_lock: data_lock,
@@ -162,6 +174,14 @@ impl Daemon {
     /// The address the SSH server listens on (port 0 resolved).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address the metrics endpoint listens on (port 0 resolved), if
+    /// `metrics.listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The configuration it was built with.
@@ -187,6 +207,7 @@ impl Daemon {
             shared,
             scheduler,
             mailer,
+            metrics_listener,
             _data_lock,
             ..
         } = self;
@@ -213,6 +234,16 @@ impl Daemon {
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut jobs = Vec::new();
+        // Until the daemon has stopped: while sessions drain, /readyz says
+        // the listener is closed.
+        if let Some(listener) = metrics_listener {
+            let ops = crate::ops::Ops::new(shared.clone())?;
+            jobs.push(tokio::spawn(crate::ops::serve(
+                listener,
+                ops,
+                stopped.clone(),
+            )));
+        }
         if background == Background::Run {
             let mail_wake = Arc::new(tokio::sync::Notify::new());
             jobs.push(tokio::spawn(scheduler.run_until_stopped(
@@ -253,10 +284,11 @@ pub fn import_context(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<
 }
 
 /// Re-read the configuration and apply what can change while serving: the
-/// schedule, retention, mail, and every server limit and timeout. Listen
-/// address, host key, storage paths, the session count, the shutdown grace and
-/// logging keep their running values until a restart (a warning says so). A
-/// file with an error changes nothing.
+/// schedule, retention, mail, the outbox's readiness limit, and every server
+/// limit and timeout. Listen addresses (SSH and metrics), host key, storage
+/// paths, the session count, the shutdown grace and logging keep their
+/// running values until a restart (a warning says so). A file with an error
+/// changes nothing.
 fn reload(
     origin: &crate::config::Origin,
     shared: &Shared,
@@ -282,12 +314,13 @@ fn reload(
     applied.storage.archive_days = new.storage.archive_days;
     applied.schedule = new.schedule.clone();
     applied.mail = new.mail.clone();
+    applied.metrics.outbox_stuck_seconds = new.metrics.outbox_stuck_seconds;
     let ctx = import_context(&applied, clock.clone())?;
     mailer.reload(&applied.mail)?;
     scheduler.reload(&applied, ctx);
     if format!("{applied:?}") != format!("{new:?}") {
         tracing::warn!(
-            "some changed settings (listen address, host key, storage paths, max_sessions, shutdown grace, logging) take effect only after a restart"
+            "some changed settings (listen address, metrics.listen, host key, storage paths, max_sessions, shutdown grace, logging) take effect only after a restart"
         );
     }
     shared.set_config(applied);

@@ -11,6 +11,7 @@
 //! ```text
 //! cli                      the command line: parse, call the library, print
 //! daemon                   the daemon assembled: `serve` and the tests build it
+//! ops                      the operator's HTTP endpoint: /metrics, /healthz, /readyz
 //! scheduler, server,       the nightly imports and mail; the SSH/SFTP server;
 //!   district               renaming or deleting a district, store and spool
 //! spool                    uploads: publication, claims, archive, retention
@@ -19,8 +20,8 @@
 //! store                    SQLite: schema, migrations, queries
 //! config                   the TOML configuration
 //! password, keys           Argon2id and fingerprints; SSH public-key rules
-//! clock, memory, files,    time, allocator limits, private files, crash marks
-//!   crash
+//! clock, memory, files,    time, allocator limits, private files, crash marks,
+//!   crash, metrics         the Prometheus counters and gauges
 //! domain                   the shared words: district, email address, safety
 //!                          settings, window, report, safe text (imports nothing)
 //! ```
@@ -37,6 +38,8 @@ pub mod import;
 pub mod keys;
 pub mod mail;
 pub mod memory;
+pub mod metrics;
+pub mod ops;
 pub mod password;
 pub mod scheduler;
 pub mod server;

@@ -15,6 +15,7 @@ use rusqlite::Connection;
 use crate::config::Config;
 use crate::domain::window::Window;
 use crate::import::{ImportContext, ImportOptions, Report, Source};
+use crate::metrics::{ImportOutcome, Metrics};
 use crate::spool::{self, TenantSpool};
 use crate::store::{Store, Tenant, timestamp};
 
@@ -55,6 +56,8 @@ pub struct Scheduler {
     settings: RwLock<Arc<Settings>>,
     database: PathBuf,
     spool: PathBuf,
+    /// Where its imports are counted.
+    metrics: Arc<Metrics>,
 }
 
 /// What a configuration reload may change.
@@ -84,11 +87,13 @@ impl Settings {
 }
 
 impl Scheduler {
-    pub fn new(config: &Config, ctx: ImportContext) -> Self {
+    /// A scheduler counting its imports in `metrics`.
+    pub fn new(config: &Config, ctx: ImportContext, metrics: Arc<Metrics>) -> Self {
         Self {
             settings: RwLock::new(Arc::new(Self::settings_from(config, ctx))),
             database: config.storage.database.clone(),
             spool: config.storage.spool.clone(),
+            metrics,
         }
     }
 
@@ -229,10 +234,12 @@ impl Scheduler {
             self.give_up(conn, tenant, &spool, claimed.upload_id, &why)?;
             return Ok(Next::Failed(why));
         }
+        let started = std::time::Instant::now();
         let report = match crate::import::users::import(conn, &s.ctx, tenant, &claimed.path, &opts)
         {
             Ok(report) => report,
             Err(e) => {
+                self.metrics.import_ended(ImportOutcome::Error);
                 let why = format!("{e:#}");
                 crate::store::set_upload_failure(conn, claimed.upload_id, &why)?;
                 if claimed.attempts < MAX_ATTEMPTS {
@@ -242,6 +249,12 @@ impl Scheduler {
                 return Ok(Next::Failed(why));
             }
         };
+        self.metrics.import_finished(
+            report.outcome,
+            opts.additions_only,
+            &report.counts,
+            started.elapsed().as_secs_f64(),
+        );
         // A held upload keeps its original until support decides.
         if report.outcome != crate::import::Outcome::Held {
             spool::archive_imported(conn, &spool, tenant.id, claimed.upload_id)?;
@@ -286,6 +299,7 @@ impl Scheduler {
         spool::fail(&tx, spool, tenant.id, upload_id, why)?;
         crate::mail::queue(&tx, &mail, now)?;
         tx.commit()?;
+        self.metrics.import_ended(ImportOutcome::Failed);
         tracing::error!(
             tenant = %tenant.subdomain, upload_id, reason = why,
             "gave up importing this upload; its administrator is emailed, `rosterd status` shows it, and the next upload is imported as usual"

@@ -33,6 +33,12 @@ pub(super) fn serve(
         tracing::info!(%addr, host_key = %fingerprint, mail = %mail_target, "rosterd listening for SFTP");
         eprintln!("rosterd is listening on {addr} (SFTP); host keys {fingerprint}");
         eprintln!("reports go to {mail_target}; imports run {} in each district's time zone (default {})", config.schedule.window, config.schedule.timezone);
+        let mut ready_text = format!("{addr}\n");
+        if let Some(metrics) = daemon.metrics_addr() {
+            tracing::info!(%metrics, "serving /metrics, /healthz and /readyz over HTTP");
+            eprintln!("metrics at http://{metrics}/metrics; health at /healthz and /readyz");
+            ready_text.push_str(&format!("metrics {metrics}\n"));
+        }
         if let Some(advice) = crate::domain::tenant::timezone_advice(config.schedule.timezone) {
             tracing::warn!("schedule.timezone: {advice}");
         }
@@ -44,7 +50,7 @@ pub(super) fn serve(
         // for this file rather than guessing with a sleep.
         let ready = match ready_file {
             Some(path) => {
-                crate::files::write_secret_file(&path, format!("{addr}\n").as_bytes())
+                crate::files::write_secret_file(&path, ready_text.as_bytes())
                     .context("cannot write the ready file")?;
                 Some(path)
             }

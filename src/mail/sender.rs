@@ -29,6 +29,7 @@ use super::smtp::{SendError, SmtpServer};
 
 use crate::clock::Clock;
 use crate::config::MailConfig;
+use crate::metrics::SendOutcome;
 use crate::store::timestamp;
 
 /// How long a message is reserved for the sender trying it; after a crash it
@@ -82,6 +83,7 @@ pub struct Mailer {
     /// Delivery receipts not yet recorded in the outbox; `None` for an
     /// in-memory database.
     receipts: Option<PathBuf>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 struct Route {
@@ -106,7 +108,13 @@ enum Failure {
 
 impl Mailer {
     /// A mailer for `config`, using its own connection `db` to the store.
-    pub fn new(config: &MailConfig, db: Connection, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+    /// Its attempts are counted in `metrics`.
+    pub fn new(
+        config: &MailConfig,
+        db: Connection,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> anyhow::Result<Self> {
         let receipts = db
             .path()
             .filter(|p| !p.is_empty())
@@ -116,6 +124,7 @@ impl Mailer {
             db: Arc::new(Mutex::new(db)),
             clock,
             receipts,
+            metrics,
         })
     }
 
@@ -177,6 +186,7 @@ impl Mailer {
                         Ok(())
                     })
                     .await?;
+                    self.metrics.mail_sent(SendOutcome::Delivered);
                     pass.sent += 1;
                 }
                 Err(Failure::Transient(why)) => {
@@ -185,12 +195,14 @@ impl Mailer {
                     tracing::warn!(outbox_id = id, attempts, retry_in_seconds = wait.num_seconds(), error = %why, "email not delivered yet; will retry");
                     self.db(move |c| crate::store::retry_message(c, id, next, &why))
                         .await?;
+                    self.metrics.mail_sent(SendOutcome::Deferred);
                     pass.retrying += 1;
                 }
                 Err(Failure::Permanent(why)) => {
                     tracing::error!(outbox_id = id, recipient = %msg.recipient, error = %why, "email refused for good; not retrying (see `rosterd status`)");
                     self.db(move |c| crate::store::fail_message(c, id, &why))
                         .await?;
+                    self.metrics.mail_sent(SendOutcome::Failed);
                     pass.failed += 1;
                 }
             }

@@ -15,6 +15,7 @@ use russh_sftp::server::StatusReply;
 
 use super::Shared;
 use super::ledger::HandleSlot;
+use crate::metrics::UploadRefusal;
 use crate::spool::{self, Sender, TenantSpool, USERS_CSV};
 
 /// What every refusal says.
@@ -86,6 +87,8 @@ struct Upload {
     unsynced: u64,
     /// The background sync in progress, if any (at most one per upload).
     syncing: Option<tokio::task::JoinHandle<()>>,
+    /// When the client opened it, for the upload's duration.
+    opened: std::time::Instant,
 }
 
 /// Every this many bytes written, an upload's data is synced to disk in the
@@ -194,7 +197,20 @@ impl SftpSession {
         } else {
             tracing::debug!(parent: &self.span, %name, action, "upload refused for its name");
         }
+        self.shared.metrics.upload_refused(UploadRefusal::Name);
         denied()
+    }
+
+    /// Refuse a request that is no upload (remove, mkdir, symlink).
+    fn refuse_operation(&self) -> StatusReply {
+        self.shared.metrics.upload_refused(UploadRefusal::Operation);
+        denied()
+    }
+
+    /// A failure of the server to store an upload, counted as `reason`.
+    fn storage_failure(&self, reason: UploadRefusal, message: impl Into<String>) -> StatusReply {
+        self.shared.metrics.upload_refused(reason);
+        failure(message)
     }
 
     /// A new handle's name and slot, or a failure when the district already
@@ -207,7 +223,7 @@ impl SftpSession {
             .ledger
             .handle(self.sender.tenant_id, max)
             .ok_or_else(|| {
-                failure(format!(
+                self.storage_failure(UploadRefusal::Handles, format!(
                     "too many open files for this district (at most {max} over all its sessions); close some first"
                 ))
             })?;
@@ -232,6 +248,7 @@ impl SftpSession {
         let max = config.server.max_upload_bytes;
         let in_flight = config.server.upload_bytes_in_flight_per_tenant();
         let span = &self.span;
+        let metrics = &self.shared.metrics;
         let Some(Entry {
             open: Open::Upload(upload),
             slot,
@@ -244,6 +261,7 @@ impl SftpSession {
         }
         let end = offset.saturating_add(data.len() as u64);
         if end > max {
+            metrics.upload_refused(UploadRefusal::TooLarge);
             return Err(Self::fail_upload(
                 upload,
                 format!(
@@ -253,6 +271,7 @@ impl SftpSession {
         }
         if !slot.reserve_to(end, in_flight) {
             tracing::warn!(parent: span, limit = in_flight, "upload refused: the district's uploads in progress would exceed their byte limit");
+            metrics.upload_refused(UploadRefusal::BytesInFlight);
             return Err(Self::fail_upload(
                 upload,
                 format!(
@@ -265,14 +284,23 @@ impl SftpSession {
         // (rclone, lftp) land where they belong.
         let written = tokio::task::block_in_place(|| file.write_all_at(data, offset));
         if let Err(e) = written {
-            let message = if e.raw_os_error() == Some(28) {
-                "the server's disk is full; nothing was stored, please try again later".to_string()
+            let (message, reason) = if e.raw_os_error() == Some(28) {
+                (
+                    "the server's disk is full; nothing was stored, please try again later"
+                        .to_string(),
+                    UploadRefusal::DiskFull,
+                )
             } else {
-                format!("the server could not store users.csv ({e}); nothing was stored")
+                (
+                    format!("the server could not store users.csv ({e}); nothing was stored"),
+                    UploadRefusal::Storage,
+                )
             };
             tracing::error!(parent: span, error = %e, "upload write failed");
+            metrics.upload_refused(reason);
             return Err(Self::fail_upload(upload, message));
         }
+        metrics.upload_bytes(data.len() as u64);
         upload.written(offset, data);
         Ok(ok(id))
     }
@@ -317,19 +345,22 @@ impl SftpSession {
             Ok(Ok((upload, superseded))) => {
                 // Freeing the replaced file's blocks is not the client's wait.
                 tokio::task::spawn_blocking(move || drop(superseded));
+                self.shared.metrics.upload_published();
                 self.shared.uploaded.notify_one();
                 tracing::info!(parent: &self.span, upload_id = upload.id, size = upload.size, sha256 = %upload.sha256, "users.csv received");
                 Ok(())
             }
             Ok(Err(e)) => {
                 tracing::error!(parent: &self.span, error = %e, "could not publish users.csv");
-                Err(failure(
+                Err(self.storage_failure(
+                    UploadRefusal::Storage,
                     "the server could not store users.csv; nothing was changed, please upload again",
                 ))
             }
             Err(e) => {
                 tracing::error!(parent: &self.span, error = %e, "publish task failed");
-                Err(failure(
+                Err(self.storage_failure(
+                    UploadRefusal::Storage,
                     "the server could not store users.csv; please upload again",
                 ))
             }
@@ -427,9 +458,13 @@ impl russh_sftp::server::Handler for SftpSession {
             return Err(denied());
         }
         let (handle, slot) = self.new_handle("f")?;
-        self.spool
-            .create_dirs()
-            .map_err(|e| failure(format!("the server cannot store uploads right now: {e}")))?;
+        let cannot = |e: std::io::Error| {
+            self.storage_failure(
+                UploadRefusal::Storage,
+                format!("the server cannot store uploads right now: {e}"),
+            )
+        };
+        self.spool.create_dirs().map_err(cannot)?;
         let tmp = self.spool.incoming().join(format!(
             "{}-{}.tmp",
             std::process::id(),
@@ -440,7 +475,7 @@ impl russh_sftp::server::Handler for SftpSession {
             .create_new(true)
             .mode(0o600)
             .open(&tmp)
-            .map_err(|e| failure(format!("the server cannot store uploads right now: {e}")))?;
+            .map_err(cannot)?;
         let hashed = spool::Hashed::new(&file).ok();
         self.handles.insert(
             handle.clone(),
@@ -453,6 +488,7 @@ impl russh_sftp::server::Handler for SftpSession {
                     hashed,
                     unsynced: 0,
                     syncing: None,
+                    opened: std::time::Instant::now(),
                 })),
                 slot,
             },
@@ -483,6 +519,7 @@ impl russh_sftp::server::Handler for SftpSession {
                     name,
                     hashed,
                     syncing,
+                    opened,
                     ..
                 } = *upload;
                 drop(file);
@@ -495,7 +532,10 @@ impl russh_sftp::server::Handler for SftpSession {
                     let staged = self.spool.staging().join(&name);
                     if let Err(e) = std::fs::rename(&tmp, &staged) {
                         let _ = std::fs::remove_file(&tmp);
-                        return Err(failure(format!("the server could not store {name}: {e}")));
+                        return Err(self.storage_failure(
+                            UploadRefusal::Storage,
+                            format!("the server could not store {name}: {e}"),
+                        ));
                     }
                     // Kept for the rename that publishes it; the hash says
                     // which file it is of, so another session's file of the
@@ -504,6 +544,9 @@ impl russh_sftp::server::Handler for SftpSession {
                         self.staged.insert(name, hashed);
                     }
                 }
+                self.shared
+                    .metrics
+                    .upload_stored(opened.elapsed().as_secs_f64());
                 Ok(ok(id))
             }
             None => Err(StatusCode::Failure.with_message("invalid handle")),
@@ -668,7 +711,7 @@ impl russh_sftp::server::Handler for SftpSession {
     }
 
     async fn remove(&mut self, _id: u32, _filename: String) -> Result<Status, Self::Error> {
-        Err(denied())
+        Err(self.refuse_operation())
     }
 
     async fn mkdir(
@@ -677,11 +720,11 @@ impl russh_sftp::server::Handler for SftpSession {
         _path: String,
         _attrs: FileAttributes,
     ) -> Result<Status, Self::Error> {
-        Err(denied())
+        Err(self.refuse_operation())
     }
 
     async fn rmdir(&mut self, _id: u32, _path: String) -> Result<Status, Self::Error> {
-        Err(denied())
+        Err(self.refuse_operation())
     }
 
     async fn symlink(
@@ -690,7 +733,7 @@ impl russh_sftp::server::Handler for SftpSession {
         _linkpath: String,
         _targetpath: String,
     ) -> Result<Status, Self::Error> {
-        Err(denied())
+        Err(self.refuse_operation())
     }
 
     async fn readlink(&mut self, _id: u32, _path: String) -> Result<Name, Self::Error> {

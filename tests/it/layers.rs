@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// (and, within a floor, none of its neighbours).
 const FLOORS: &[&[&str]] = &[
     &["domain"],
-    &["clock", "memory", "files", "crash"],
+    &["clock", "memory", "files", "crash", "metrics"],
     &["password", "keys"],
     &["config"],
     &["store"],
@@ -22,6 +22,7 @@ const FLOORS: &[&[&str]] = &[
     &["import"],
     &["spool"],
     &["scheduler", "server", "district"],
+    &["ops"],
     &["daemon"],
     &["cli"],
 ];
