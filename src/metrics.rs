@@ -700,6 +700,68 @@ mod tests {
         }
     }
 
+    /// The `rosterd_…` metric names `text` mentions (a histogram's
+    /// `_bucket`, `_sum` and `_count` read as the histogram).
+    fn names_in(text: &str) -> std::collections::BTreeSet<String> {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, _) in text.match_indices("rosterd_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let name = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .map_or(name.clone(), str::to_owned);
+            names.insert(name);
+        }
+        names
+    }
+
+    #[test]
+    fn the_alert_rules_and_the_dashboard_use_only_metrics_that_exist() {
+        let district = DistrictGauges {
+            subdomain: "lincoln".into(),
+            last_upload: Some(1.0),
+            last_applied_import: Some(1.0),
+            windows_missed: Some(0),
+            held_imports: 1,
+            held_since: Some(1.0),
+            paused: false,
+        };
+        let out = text(
+            &Metrics::new(),
+            &Snapshot {
+                districts: Some(vec![district]),
+                ..Snapshot::default()
+            },
+        );
+        let exported: std::collections::BTreeSet<String> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .map(str::to_owned)
+            .collect();
+        for (file, text) in [
+            (
+                "deploy/prometheus/rosterd.rules.yml",
+                include_str!("../deploy/prometheus/rosterd.rules.yml"),
+            ),
+            (
+                "deploy/grafana/rosterd.json",
+                include_str!("../deploy/grafana/rosterd.json"),
+            ),
+        ] {
+            let used = names_in(text);
+            assert!(used.len() > 5, "{file}: {used:?}");
+            let unknown: Vec<_> = used.difference(&exported).collect();
+            assert!(
+                unknown.is_empty(),
+                "{file} uses {unknown:?}, which rosterd does not export"
+            );
+        }
+    }
+
     #[test]
     fn district_series_follow_the_latest_snapshot() {
         let m = Metrics::new();

@@ -559,3 +559,36 @@ fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
     assert!(ok, "promtool test rules:\n{said}");
     assert!(said.contains("SUCCESS"), "{said}");
 }
+
+#[test]
+fn every_dashboard_query_is_promql_that_promtool_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/rosterd.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).expect("the dashboard is JSON");
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            exprs.push(target["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(exprs.len() > 20, "{exprs:?}");
+    // Each query as a recording rule (Grafana's $instance as "any"), so
+    // promtool's rule check parses it.
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, expr) in exprs.iter().enumerate() {
+        let expr = expr.replace("$instance", ".*");
+        rules.push_str(&format!(
+            "      - record: dashboard:query_{i}\n        expr: {}\n",
+            serde_json::to_string(&expr).unwrap()
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dashboard.rules.yml");
+    std::fs::write(&file, rules).unwrap();
+    let (ok, said) = promtool(&["check", "rules", file.to_str().unwrap()], None);
+    assert!(ok, "promtool refused a dashboard query:\n{said}");
+    assert!(
+        said.contains(&format!("SUCCESS: {} rules found", exprs.len())),
+        "{said}"
+    );
+}
