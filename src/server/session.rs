@@ -117,8 +117,11 @@ impl SshSession {
     /// A registered key turned away for now (the district's session limit,
     /// support renaming it).
     fn turn_away(&mut self) -> Auth {
-        self.busy = true;
-        self.shared.metrics.login(LoginOutcome::Busy);
+        // Once per connection, however often its client tries again.
+        if !self.busy {
+            self.busy = true;
+            self.shared.metrics.login(LoginOutcome::Busy);
+        }
         Auth::reject()
     }
 

@@ -63,6 +63,13 @@ fn series(scrape: &str, series: &str) -> f64 {
     value(scrape, series).unwrap_or_else(|| panic!("no {series} in:\n{scrape}"))
 }
 
+/// Each series of `expected` has its value in `scrape`.
+fn expect(scrape: &str, expected: &[(&str, f64)]) {
+    for (name, want) in expected {
+        assert_eq!(series(scrape, name), *want, "{name}");
+    }
+}
+
 /// `promtool` from Debian's `prometheus` package (tests/setup installs it).
 fn promtool(args: &[&str], stdin: Option<&str>) -> (bool, String) {
     let mut child = Command::new("promtool")
@@ -127,11 +134,13 @@ fn a_scrape_follows_a_real_upload_import_and_delivery_and_promtool_accepts_it() 
     // During a session: it is open, and counted as a login.
     let (holder, stdin) = srv.open_session("lincoln", &key);
     let during = scrape(&srv);
-    assert_eq!(series(&during, "rosterd_sessions_open"), 1.0);
-    assert_eq!(series(&during, "rosterd_connections_open"), 1.0);
-    assert_eq!(
-        series(&during, "rosterd_logins_total{outcome=\"accepted\"}"),
-        1.0
+    expect(
+        &during,
+        &[
+            ("rosterd_sessions_open", 1.0),
+            ("rosterd_connections_open", 1.0),
+            ("rosterd_logins_total{outcome=\"accepted\"}", 1.0),
+        ],
     );
     drop(stdin);
     let _ = holder.wait_with_output();
@@ -163,102 +172,71 @@ fn a_scrape_follows_a_real_upload_import_and_delivery_and_promtool_accepts_it() 
         || value(&scrape(&srv), "rosterd_logins_total{outcome=\"refused\"}") == Some(1.0),
     );
     let uploaded = scrape(&srv);
-    assert_eq!(series(&uploaded, "rosterd_uploads_total"), 1.0);
-    assert_eq!(
-        series(&uploaded, "rosterd_upload_received_bytes_total"),
-        USERS.len() as f64
-    );
-    assert_eq!(
-        series(&uploaded, "rosterd_upload_duration_seconds_count"),
-        1.0
-    );
-    assert_eq!(
-        series(&uploaded, "rosterd_upload_refusals_total{reason=\"name\"}"),
-        1.0
-    );
-    assert_eq!(
-        series(
-            &uploaded,
-            "rosterd_login_refusals_total{reason=\"key_not_registered\"}"
-        ),
-        1.0
-    );
-    assert_eq!(
-        series(&uploaded, "rosterd_logins_total{outcome=\"accepted\"}"),
-        3.0
+    expect(
+        &uploaded,
+        &[
+            ("rosterd_uploads_total", 1.0),
+            ("rosterd_upload_received_bytes_total", USERS.len() as f64),
+            ("rosterd_upload_duration_seconds_count", 1.0),
+            ("rosterd_upload_refusals_total{reason=\"name\"}", 1.0),
+            (
+                "rosterd_login_refusals_total{reason=\"key_not_registered\"}",
+                1.0,
+            ),
+            ("rosterd_logins_total{outcome=\"accepted\"}", 3.0),
+        ],
     );
     let night = at(NIGHT).timestamp() as f64;
-    assert_eq!(
-        series(
-            &uploaded,
-            "rosterd_district_last_upload_timestamp_seconds{district=\"lincoln\"}"
-        ),
-        night
-    );
-    assert_eq!(
-        series(
-            &uploaded,
-            "rosterd_imports_total{outcome=\"applied_with_errors\"}"
-        ),
-        0.0
+    expect(
+        &uploaded,
+        &[
+            (
+                "rosterd_district_last_upload_timestamp_seconds{district=\"lincoln\"}",
+                night,
+            ),
+            (
+                "rosterd_imports_total{outcome=\"applied_with_errors\"}",
+                0.0,
+            ),
+        ],
     );
 
     // The scheduler imports it: one applied with errors, two created, one
     // row errored, and its report waits in the outbox.
     assert_eq!(srv.block_on(scheduler.run_once()).unwrap().len(), 1);
     let imported = scrape(&srv);
-    assert_eq!(
-        series(
-            &imported,
-            "rosterd_imports_total{outcome=\"applied_with_errors\"}"
-        ),
-        1.0
+    expect(
+        &imported,
+        &[
+            (
+                "rosterd_imports_total{outcome=\"applied_with_errors\"}",
+                1.0,
+            ),
+            ("rosterd_import_rows_total{change=\"created\"}", 2.0),
+            ("rosterd_import_rows_total{change=\"errored\"}", 1.0),
+            ("rosterd_import_duration_seconds_count", 1.0),
+            ("rosterd_import_rows_per_second_count", 1.0),
+            (
+                "rosterd_district_last_applied_import_timestamp_seconds{district=\"lincoln\"}",
+                night,
+            ),
+            ("rosterd_district_windows_missed{district=\"lincoln\"}", 0.0),
+            ("rosterd_outbox_messages", 1.0),
+        ],
     );
-    assert_eq!(
-        series(&imported, "rosterd_import_rows_total{change=\"created\"}"),
-        2.0
-    );
-    assert_eq!(
-        series(&imported, "rosterd_import_rows_total{change=\"errored\"}"),
-        1.0
-    );
-    assert_eq!(
-        series(&imported, "rosterd_import_duration_seconds_count"),
-        1.0
-    );
-    assert_eq!(
-        series(&imported, "rosterd_import_rows_per_second_count"),
-        1.0
-    );
-    assert_eq!(
-        series(
-            &imported,
-            "rosterd_district_last_applied_import_timestamp_seconds{district=\"lincoln\"}"
-        ),
-        night
-    );
-    assert_eq!(
-        series(
-            &imported,
-            "rosterd_district_windows_missed{district=\"lincoln\"}"
-        ),
-        0.0
-    );
-    assert_eq!(series(&imported, "rosterd_outbox_messages"), 1.0);
 
     // Delivered to the real SMTP server.
     assert_eq!(srv.block_on(mailer.run_once()).unwrap().sent, 1);
     assert_eq!(smtp.messages().len(), 1);
     let delivered = scrape(&srv);
-    assert_eq!(
-        series(
-            &delivered,
-            "rosterd_mail_sends_total{outcome=\"delivered\"}"
-        ),
-        1.0
+    expect(
+        &delivered,
+        &[
+            ("rosterd_mail_sends_total{outcome=\"delivered\"}", 1.0),
+            ("rosterd_outbox_messages", 0.0),
+            ("rosterd_ready", 1.0),
+        ],
     );
-    assert_eq!(series(&delivered, "rosterd_outbox_messages"), 0.0);
-    assert_eq!(series(&delivered, "rosterd_ready"), 1.0);
 
     // Nothing a district supplied beyond its subdomain is in a label.
     assert!(!delivered.contains("users_20261120"), "{delivered}");
@@ -348,14 +326,13 @@ fn readiness_fails_while_the_data_directory_is_read_only_and_recovers() {
     // The process still answers, and the scrape says the same.
     assert_eq!(http_get(addr, "/healthz").0, 200);
     let during = scrape(&srv);
-    assert_eq!(series(&during, "rosterd_ready"), 0.0);
-    assert_eq!(
-        series(&during, "rosterd_readiness_check{check=\"store\"}"),
-        0.0
-    );
-    assert_eq!(
-        series(&during, "rosterd_readiness_check{check=\"listener\"}"),
-        1.0
+    expect(
+        &during,
+        &[
+            ("rosterd_ready", 0.0),
+            ("rosterd_readiness_check{check=\"store\"}", 0.0),
+            ("rosterd_readiness_check{check=\"listener\"}", 1.0),
+        ],
     );
 
     drop(read_only);
@@ -380,11 +357,13 @@ fn readiness_fails_while_an_email_waits_past_the_outbox_limit() {
     srv.block_on(scheduler.run_once()).unwrap();
     assert_eq!(srv.block_on(mailer.run_once()).unwrap().retrying, 1);
     let deferred = scrape(&srv);
-    assert_eq!(
-        series(&deferred, "rosterd_mail_sends_total{outcome=\"deferred\"}"),
-        1.0
+    expect(
+        &deferred,
+        &[
+            ("rosterd_mail_sends_total{outcome=\"deferred\"}", 1.0),
+            ("rosterd_outbox_messages", 1.0),
+        ],
     );
-    assert_eq!(series(&deferred, "rosterd_outbox_messages"), 1.0);
     assert_eq!(http_get(addr, "/readyz").0, 200);
 
     clock.advance(chrono::Duration::seconds(601));
@@ -403,13 +382,12 @@ fn readiness_fails_while_an_email_waits_past_the_outbox_limit() {
     assert_eq!(srv.block_on(mailer.run_once()).unwrap().sent, 1);
     assert_eq!(http_get(addr, "/readyz").0, 200);
     let sent = scrape(&srv);
-    assert_eq!(
-        series(&sent, "rosterd_outbox_oldest_unsent_age_seconds"),
-        0.0
-    );
-    assert_eq!(
-        series(&sent, "rosterd_mail_sends_total{outcome=\"delivered\"}"),
-        1.0
+    expect(
+        &sent,
+        &[
+            ("rosterd_outbox_oldest_unsent_age_seconds", 0.0),
+            ("rosterd_mail_sends_total{outcome=\"delivered\"}", 1.0),
+        ],
     );
 }
 
