@@ -1,11 +1,11 @@
 //! The daemon assembled in one place: [`Daemon::build`] does everything that
 //! comes before serving (checks the data directory, opens and settles the
 //! store, loads or creates the host keys, binds the listener, builds the SSH
-//! server, the scheduler and the mailer, and the metrics endpoint's listener
-//! when `metrics.listen` is set), and [`Daemon::run_until_stopped`] serves
-//! SSH and the metrics endpoint, runs the scheduler and the mailer, and
-//! applies SIGHUP reloads until its shutdown future completes. `rosterd serve` and the tests both
-//! build it here, so what the tests run is what `serve` runs.
+//! server, the scheduler and the mailer, and the metrics endpoint when
+//! `metrics.listen` is set), and [`Daemon::run_until_stopped`] serves SSH and
+//! the metrics endpoint, runs the scheduler and the mailer, and applies SIGHUP
+//! reloads until its shutdown future completes. `rosterd serve` and the tests
+//! both build it here, so what the tests run is what `serve` runs.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -40,8 +40,9 @@ pub struct Daemon {
     pub shared: Arc<Shared>,
     pub scheduler: Arc<Scheduler>,
     pub mailer: Arc<Mailer>,
-    /// The operator's HTTP endpoint (`metrics.listen`), if configured.
-    metrics_listener: Option<tokio::net::TcpListener>,
+    /// The operator's HTTP endpoint (`metrics.listen`), if configured: its
+    /// listener and what it answers from.
+    ops: Option<(tokio::net::TcpListener, Arc<crate::ops::Ops>)>,
     /// Each host key's fingerprint and kind: `SHA256:… (ED25519)`.
     pub host_keys: Vec<String>,
     /// Whether any district is registered yet.
@@ -155,6 +156,10 @@ impl Daemon {
         let has_districts = !store.tenants()?.is_empty();
         drop(store);
         let shared = Shared::open(config.clone(), clock.clone(), metrics)?;
+        let ops = match metrics_listener {
+            Some(listener) => Some((listener, crate::ops::Ops::new(shared.clone())?)),
+            None => None,
+        };
         Ok(Self {
             config,
             options,
@@ -164,7 +169,7 @@ impl Daemon {
             shared,
             scheduler,
             mailer,
-            metrics_listener,
+            ops,
             host_keys,
             has_districts,
             _data_lock: data_lock,
@@ -179,9 +184,7 @@ impl Daemon {
     /// The address the metrics endpoint listens on (port 0 resolved), if
     /// `metrics.listen` is set.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_listener
-            .as_ref()
-            .and_then(|l| l.local_addr().ok())
+        self.ops.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The configuration it was built with.
@@ -207,7 +210,7 @@ impl Daemon {
             shared,
             scheduler,
             mailer,
-            metrics_listener,
+            ops,
             _data_lock,
             ..
         } = self;
@@ -236,8 +239,7 @@ impl Daemon {
         let mut jobs = Vec::new();
         // Until the daemon has stopped: while sessions drain, /readyz says
         // the listener is closed.
-        if let Some(listener) = metrics_listener {
-            let ops = crate::ops::Ops::new(shared.clone())?;
+        if let Some((listener, ops)) = ops {
             jobs.push(tokio::spawn(crate::ops::serve(
                 listener,
                 ops,

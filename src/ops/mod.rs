@@ -135,12 +135,6 @@ pub async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen on {addr} (metrics.listen)"))
 }
 
-/// Completes once `stop` turns true (its guard dropped at once: the accept
-/// loop's future stays `Send`).
-async fn stopping(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
 /// Serve `listener` until `stop` turns true, then close every connection.
 pub async fn serve(listener: TcpListener, ops: Arc<Ops>, mut stop: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -172,14 +166,14 @@ pub async fn serve(listener: TcpListener, ops: Arc<Ops>, mut stop: watch::Receiv
                         .header_read_timeout(HEADER_TIMEOUT)
                         .max_buf_size(MAX_HEADER_BYTES);
                     let served = http.serve_connection(TokioIo::new(stream), service);
-                    match tokio::time::timeout(CONNECTION_LIFETIME, served).await {
-                        Ok(Err(e)) => tracing::debug!(error = %e, "metrics endpoint: connection ended with an error"),
-                        Ok(Ok(())) | Err(_) => {}
+                    // Past its lifetime, the connection is dropped (closed).
+                    if let Ok(Err(e)) = tokio::time::timeout(CONNECTION_LIFETIME, served).await {
+                        tracing::debug!(error = %e, "metrics endpoint: connection ended with an error");
                     }
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            () = stopping(&mut stop) => break,
+            () = crate::server::stopping(&mut stop) => break,
         }
     }
     connections.abort_all();

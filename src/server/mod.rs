@@ -600,8 +600,10 @@ pub async fn run(
     Ok(())
 }
 
-/// Completes once the server is stopping.
-async fn stopping(stop: &mut watch::Receiver<bool>) {
+/// Completes once `stop` turns true: the server (or the metrics endpoint)
+/// is stopping. The guard `wait_for` returns is dropped at once, so a
+/// `select!` holding this stays `Send`.
+pub(crate) async fn stopping(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
