@@ -15,6 +15,11 @@ succeed; the daemon's peak RSS is reported.
         [--baseline /tmp/base/target/release/rosterd --baseline-commit d1bac18] \\
         [--cipher aes256-gcm@openssh.com] --out bench/results/sftp.md
 
+With --metrics, the build under test (--binary) also serves its metrics
+endpoint on loopback and a scraper fetches /metrics every --scrape-every
+seconds through the whole run, as a (keen) Prometheus would: the cost of
+counting and of being scraped is in its times. The baseline runs as it is.
+
 Needs openssh-server (/usr/sbin/sshd) and the OpenSSH client. Loopback only;
 every loop is bounded (--pairs rounds, --tenants clients, each under a timeout).
 """
@@ -27,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 from benchlib import finish, free_port, head_commit, machine, vm_kib, wait_listening
 
@@ -64,7 +70,7 @@ class OpenSsh:
 
 
 class Rosterd:
-    def __init__(self, work, label, binary, commit, key_pub, size_mib):
+    def __init__(self, work, label, binary, commit, key_pub, size_mib, metrics=False):
         self.name = f"rosterd {label} ({commit})"
         self.binary, self.commit = binary, commit
         self.dir = os.path.join(work, label)
@@ -79,6 +85,9 @@ class Rosterd:
             f.write(f'[server]\nlisten = "127.0.0.1:{self.port}"\nmax_upload_bytes = {(size_mib + 1) << 20}\n'
                     f'max_sessions_per_tenant = 4\n[schedule]\ntimezone = "UTC"\nwindow = "{start}-{end}"\n'
                     '[log]\nlevel = "warn"\n')
+            self.metrics_port = free_port() if metrics else None
+            if metrics:
+                f.write(f'[metrics]\nlisten = "127.0.0.1:{self.metrics_port}"\n')
         # Builds since 2a47c46 create the database only in `init` (or `serve`);
         # an older build being compared creates it at its first command.
         if subprocess.run([binary, "init", "--help"], capture_output=True).returncode == 0:
@@ -102,6 +111,37 @@ class Rosterd:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=60)
+
+
+class Scraper:
+    """Fetches /metrics from `port` every `every` seconds until stopped;
+    counts the answers and keeps the last one."""
+
+    def __init__(self, port, every):
+        self.url, self.every = f"http://127.0.0.1:{port}/metrics", every
+        self.ok, self.failed, self.last = 0, 0, ""
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.done.wait(self.every):
+            try:
+                with urllib.request.urlopen(self.url, timeout=10) as r:
+                    self.last = r.read().decode()
+                    self.ok += r.status == 200
+            except OSError:
+                self.failed += 1
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+
+    def value(self, series):
+        for line in self.last.splitlines():
+            if line.startswith(series + " "):
+                return line.split(" ")[1]
+        return "?"
 
 
 def upload(server, key, local, cipher, timeout=600):
@@ -184,6 +224,9 @@ def main():
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--cipher", help="e.g. aes256-gcm@openssh.com (default: the client's first choice)")
     ap.add_argument("--tenants", type=int, default=64)
+    ap.add_argument("--metrics", action="store_true",
+                    help="the build under test serves metrics, scraped every --scrape-every seconds")
+    ap.add_argument("--scrape-every", type=float, default=1.0)
     ap.add_argument("--out")
     args = ap.parse_args()
     commit = args.commit or head_commit()
@@ -198,7 +241,9 @@ def main():
         servers = []
         try:
             servers.append(OpenSsh(work, key + ".pub"))
-            servers.append(Rosterd(work, "now", os.path.abspath(args.binary), commit, key + ".pub", args.size_mib))
+            servers.append(Rosterd(work, "now", os.path.abspath(args.binary), commit, key + ".pub", args.size_mib,
+                                   metrics=args.metrics))
+            scraper = Scraper(servers[1].metrics_port, args.scrape_every) if args.metrics else None
             if args.baseline:
                 servers.append(Rosterd(work, "baseline", os.path.abspath(args.baseline), args.baseline_commit,
                                        key + ".pub", args.size_mib))
@@ -228,6 +273,8 @@ def main():
             with open(small, "wb") as f:
                 f.write(os.urandom(8 << 20))
             crowd = {s.name: concurrent(s, work, args.tenants, small) for s in servers[1:]}
+            if scraper:
+                scraper.stop()
         finally:
             for s in servers:
                 s.stop()
@@ -257,6 +304,12 @@ def main():
         ratios = [b / a for a, b in zip(seconds[servers[1].name], seconds[servers[2].name])]
         lines += ["", f"rosterd {commit} against {args.baseline_commit}, per round: {spread(ratios)}."]
     lines.append("")
+    if args.metrics:
+        uploads = scraper.value("rosterd_uploads_total")
+        logins = scraper.value('rosterd_logins_total{outcome="accepted"}')
+        lines += [f"{servers[1].name} served its metrics endpoint throughout, scraped every {args.scrape_every:g} s: "
+                  f"{scraper.ok} scrapes answered, {scraper.failed} failed; its last counted {uploads} uploads "
+                  f"and {logins} logins.", ""]
     for name, (ok, intact, secs, rss) in crowd.items():
         lines.append(f"{args.tenants} districts uploading 8 MiB each at once to {name}: {ok}/{args.tenants} clients "
                      f"succeeded, {intact}/{args.tenants} files intact, {secs:.1f} s in all, peak RSS {rss} MiB.")

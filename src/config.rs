@@ -108,6 +108,27 @@ pub struct Config {
     pub log: LogConfig,
     /// Default hold thresholds for districts without their own.
     pub holds: crate::domain::safety::HoldLimits,
+    pub metrics: MetricsConfig,
+}
+
+/// The operator's HTTP endpoint: Prometheus metrics, liveness and readiness.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served over plain
+    /// HTTP; unset (the default): not at all.
+    pub listen: Option<SocketAddr>,
+    /// `/readyz` fails once an outbox message has waited this long undelivered.
+    pub outbox_stuck_seconds: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            outbox_stuck_seconds: 6 * 3600,
+        }
+    }
 }
 
 /// The SSH/SFTP listener and its limits.
@@ -422,6 +443,10 @@ impl Config {
                 "server.write_timeout_seconds",
                 self.server.write_timeout_seconds,
             ),
+            (
+                "metrics.outbox_stuck_seconds",
+                self.metrics.outbox_stuck_seconds,
+            ),
         ];
         for (key, value) in positive {
             anyhow::ensure!(value > 0, "{key} must be greater than 0");
@@ -501,6 +526,7 @@ mod tests {
         assert_eq!(format!("{:?}", c.storage), format!("{:?}", d.storage));
         assert_eq!(format!("{:?}", c.schedule), format!("{:?}", d.schedule));
         assert_eq!(format!("{:?}", c.mail), format!("{:?}", d.mail));
+        assert_eq!(format!("{:?}", c.metrics), format!("{:?}", d.metrics));
     }
 
     #[test]
@@ -511,6 +537,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(prod.server.listen.port(), 22);
+        let metrics = prod.metrics.listen.expect("production serves metrics");
+        assert!(metrics.ip().is_loopback(), "{metrics}");
         assert!(prod.storage.database.starts_with("/var/lib/rosterd"));
         let container = Config::from_toml(
             include_str!("../deploy/rosterd.container.toml"),
@@ -538,6 +566,12 @@ mod tests {
             ),
             ("[mail]\nfrom = \"not an address\"", "mail.from"),
             ("[log]\nformat = \"xml\"", "format"),
+            ("[metrics]\nlisten = \"9090\"", "listen"),
+            ("[metrics]\nport = 9090", "port"),
+            (
+                "[metrics]\noutbox_stuck_seconds = 0",
+                "metrics.outbox_stuck_seconds",
+            ),
         ];
         for (text, key) in cases {
             let err = format!("{:#}", Config::from_toml(text, "t.toml").unwrap_err());

@@ -1,12 +1,13 @@
 //! The daemon assembled in one place: [`Daemon::build`] does everything that
 //! comes before serving (checks the data directory, opens and settles the
 //! store, loads or creates the host keys, binds the listener, builds the SSH
-//! server, the scheduler and the mailer), and [`Daemon::run_until_stopped`]
-//! serves SSH, runs the scheduler and the mailer, and applies SIGHUP reloads
-//! until its shutdown future completes. `rosterd serve` and the tests both
-//! build it here, so what the tests run is what `serve` runs. Under systemd
-//! (`serve` only) it says when it is ready, reloading and stopping, and the
-//! scheduler's loop feeds the watchdog ([`crate::systemd`]).
+//! server, the scheduler and the mailer, and the metrics endpoint when
+//! `metrics.listen` is set), and [`Daemon::run_until_stopped`] serves SSH and
+//! the metrics endpoint, runs the scheduler and the mailer, and applies SIGHUP
+//! reloads until its shutdown future completes. `rosterd serve` and the tests
+//! both build it here, so what the tests run is what `serve` runs. Under
+//! systemd (`serve` only) it says when it is ready, reloading and stopping,
+//! and the scheduler's loop feeds the watchdog ([`crate::systemd`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -42,6 +43,9 @@ pub struct Daemon {
     pub shared: Arc<Shared>,
     pub scheduler: Arc<Scheduler>,
     pub mailer: Arc<Mailer>,
+    /// The operator's HTTP endpoint (`metrics.listen`), if configured: its
+    /// listener and what it answers from.
+    ops: Option<(tokio::net::TcpListener, Arc<crate::ops::Ops>)>,
     /// Each host key's fingerprint and kind: `SHA256:… (ED25519)`.
     pub host_keys: Vec<String>,
     /// Whether any district is registered yet.
@@ -111,9 +115,12 @@ impl Daemon {
                 "archived uploads whose import finished just before the previous run stopped"
             );
         }
+        // One set of counters for the daemon's life: a reload keeps them.
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let scheduler = Arc::new(Scheduler::new(
             &config,
             import_context(&config, clock.clone())?,
+            metrics.clone(),
         ));
         let crashed = if options.process_wide {
             let marker = config
@@ -138,15 +145,24 @@ impl Daemon {
             .with_context(|| {
                 format!("cannot listen on {} (server.listen)", config.server.listen)
             })?;
+        let metrics_listener = match config.metrics.listen {
+            Some(addr) => Some(crate::ops::bind(addr).await?),
+            None => None,
+        };
         let ssh = crate::server::ssh_config(&config, keys);
         let mailer = Arc::new(Mailer::new(
             &config.mail,
             Store::open(&config.storage.database)?.conn,
             clock.clone(),
+            metrics.clone(),
         )?);
         let has_districts = !store.tenants()?.is_empty();
         drop(store);
-        let shared = Shared::open(config.clone(), clock.clone())?;
+        let shared = Shared::open(config.clone(), clock.clone(), metrics)?;
+        let ops = match metrics_listener {
+            Some(listener) => Some((listener, crate::ops::Ops::new(shared.clone())?)),
+            None => None,
+        };
         Ok(Self {
             config,
             options,
@@ -156,6 +172,7 @@ impl Daemon {
             shared,
             scheduler,
             mailer,
+            ops,
             host_keys,
             has_districts,
             _data_lock: data_lock,
@@ -165,6 +182,12 @@ impl Daemon {
     /// The address the SSH server listens on (port 0 resolved).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address the metrics endpoint listens on (port 0 resolved), if
+    /// `metrics.listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The configuration it was built with.
@@ -190,6 +213,7 @@ impl Daemon {
             shared,
             scheduler,
             mailer,
+            ops,
             _data_lock,
             ..
         } = self;
@@ -227,6 +251,15 @@ impl Daemon {
         systemd.ready(&status_line(&shared, None));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut jobs = Vec::new();
+        // Until the daemon has stopped: while sessions drain, /readyz says
+        // the listener is closed.
+        if let Some((listener, ops)) = ops {
+            jobs.push(tokio::spawn(crate::ops::serve(
+                listener,
+                ops,
+                stopped.clone(),
+            )));
+        }
         if background == Background::Run {
             let mail_wake = Arc::new(tokio::sync::Notify::new());
             jobs.push(tokio::spawn(scheduler.run_until_stopped(
@@ -310,10 +343,11 @@ pub fn import_context(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<
 }
 
 /// Re-read the configuration and apply what can change while serving: the
-/// schedule, retention, mail, and every server limit and timeout. Listen
-/// address, host key, storage paths, the session count, the shutdown grace and
-/// logging keep their running values until a restart (a warning says so). A
-/// file with an error changes nothing.
+/// schedule, retention, mail, the outbox's readiness limit, and every server
+/// limit and timeout. Listen addresses (SSH and metrics), host key, storage
+/// paths, the session count, the shutdown grace and logging keep their
+/// running values until a restart (a warning says so). A file with an error
+/// changes nothing.
 fn reload(
     origin: &crate::config::Origin,
     shared: &Shared,
@@ -339,12 +373,13 @@ fn reload(
     applied.storage.archive_days = new.storage.archive_days;
     applied.schedule = new.schedule.clone();
     applied.mail = new.mail.clone();
+    applied.metrics.outbox_stuck_seconds = new.metrics.outbox_stuck_seconds;
     let ctx = import_context(&applied, clock.clone())?;
     mailer.reload(&applied.mail)?;
     scheduler.reload(&applied, ctx);
     if format!("{applied:?}") != format!("{new:?}") {
         tracing::warn!(
-            "some changed settings (listen address, host key, storage paths, max_sessions, shutdown grace, logging) take effect only after a restart"
+            "some changed settings (listen address, metrics.listen, host key, storage paths, max_sessions, shutdown grace, logging) take effect only after a restart"
         );
     }
     shared.set_config(applied);

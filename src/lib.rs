@@ -11,6 +11,7 @@
 //! ```text
 //! cli                      the command line: parse, call the library, print
 //! daemon                   the daemon assembled: `serve` and the tests build it
+//! ops                      the operator's HTTP endpoint: /metrics, /healthz, /readyz
 //! scheduler, server,       the nightly imports and mail; the SSH/SFTP server;
 //!   district               renaming or deleting a district, store and spool
 //! spool                    uploads: publication, claims, archive, retention
@@ -21,7 +22,8 @@
 //! password, keys           Argon2id and fingerprints; SSH public-key rules
 //! clock, memory, files,    time, allocator limits, private files, crash marks,
 //!   crash, systemd,        systemd's notifications and watchdog, the log's
-//!   logging                text and JSON lines
+//!   logging, metrics       text and JSON lines, the Prometheus counters and
+//!                          gauges
 //! domain                   the shared words: district, email address, safety
 //!                          settings, window, report, safe text (imports nothing)
 //! ```
@@ -39,6 +41,8 @@ pub mod keys;
 pub mod logging;
 pub mod mail;
 pub mod memory;
+pub mod metrics;
+pub mod ops;
 pub mod password;
 pub mod scheduler;
 pub mod server;

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::domain::window::Window;
 use crate::import::progress::{Note, Progress, Silent, Snapshot, Watch};
 use crate::import::{ImportContext, ImportOptions, Report, Source};
+use crate::metrics::{ImportOutcome, Metrics};
 use crate::spool::{self, TenantSpool};
 use crate::store::{Store, Tenant, timestamp};
 
@@ -106,6 +107,8 @@ pub struct Scheduler {
     settings: RwLock<Arc<Settings>>,
     database: PathBuf,
     spool: PathBuf,
+    /// Where its imports are counted.
+    metrics: Arc<Metrics>,
 }
 
 /// What a configuration reload may change.
@@ -135,11 +138,13 @@ impl Settings {
 }
 
 impl Scheduler {
-    pub fn new(config: &Config, ctx: ImportContext) -> Self {
+    /// A scheduler counting its imports in `metrics`.
+    pub fn new(config: &Config, ctx: ImportContext, metrics: Arc<Metrics>) -> Self {
         Self {
             settings: RwLock::new(Arc::new(Self::settings_from(config, ctx))),
             database: config.storage.database.clone(),
             spool: config.storage.spool.clone(),
+            metrics,
         }
     }
 
@@ -314,6 +319,7 @@ impl Scheduler {
             board.as_ref().map_or(&Silent as &dyn Progress, |b| b),
             shown,
         );
+        let started = std::time::Instant::now();
         let imported = crate::import::users::import_with_progress(
             conn,
             &s.ctx,
@@ -326,6 +332,7 @@ impl Scheduler {
         let report = match imported {
             Ok(report) => report,
             Err(e) => {
+                self.metrics.import_ended(ImportOutcome::Error);
                 let why = format!("{e:#}");
                 crate::store::set_upload_failure(conn, claimed.upload_id, &why)?;
                 if claimed.attempts < MAX_ATTEMPTS {
@@ -335,6 +342,12 @@ impl Scheduler {
                 return Ok(Next::Failed(why));
             }
         };
+        self.metrics.import_finished(
+            report.outcome,
+            opts.additions_only,
+            &report.counts,
+            started.elapsed().as_secs_f64(),
+        );
         // A held upload keeps its original until support decides.
         if report.outcome != crate::import::Outcome::Held {
             spool::archive_imported(conn, &spool, tenant.id, claimed.upload_id)?;
@@ -379,6 +392,7 @@ impl Scheduler {
         spool::fail(&tx, spool, tenant.id, upload_id, why)?;
         crate::mail::queue(&tx, &mail, now)?;
         tx.commit()?;
+        self.metrics.import_ended(ImportOutcome::Failed);
         tracing::error!(
             district = %tenant.subdomain, upload = upload_id, reason = why,
             "gave up importing this upload; its administrator is emailed, `rosterd status` shows it, and the next upload is imported as usual"

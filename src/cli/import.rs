@@ -320,7 +320,8 @@ fn import_file(
 /// cannot be delivered stays queued for it.
 pub(super) fn deliver_now(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let conn = open_store(config)?.conn;
-    let mailer = crate::mail::Mailer::new(&config.mail, conn, clock)?;
+    // Counted nowhere: only the daemon serves metrics.
+    let mailer = crate::mail::Mailer::new(&config.mail, conn, clock, Default::default())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -365,9 +366,12 @@ pub(super) fn import_run(
     let mut store = open_store(config)?;
     let tenant = store.require_tenant(subdomain)?;
     refuse_disabled(&tenant)?;
+    // Support's import is not the daemon's: its metrics are counted nowhere
+    // (the district's gauges, read from the store, still show it).
     let scheduler = crate::scheduler::Scheduler::new(
         config,
         crate::daemon::import_context(config, clock.clone())?,
+        Default::default(),
     );
     crate::spool::archive_leftovers(&store.conn, &config.storage.spool)?;
     crate::spool::adopt_unrecorded(

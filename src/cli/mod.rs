@@ -80,8 +80,9 @@ pub enum Command {
         after_help = "Example:\n  rosterd serve\n  rosterd --config /etc/rosterd/rosterd.toml serve\n  rosterd serve --ready-file rosterd.ready &   # a script waits for the file, not a fixed sleep"
     )]
     Serve {
-        /// Write this file (the address listened on) once the daemon takes
-        /// connections, and remove it when the daemon stops
+        /// Write this file once the daemon takes connections, and remove it
+        /// when the daemon stops: the SFTP address on its first line, and
+        /// `metrics ADDRESS` on the next when metrics.listen is set
         #[arg(long, value_name = "PATH")]
         ready_file: Option<PathBuf>,
     },

@@ -43,6 +43,12 @@ pub(super) fn serve(
         };
         say(format!("rosterd is listening on {addr} (SFTP); host keys {fingerprint}"));
         say(format!("reports go to {mail_target}; imports run {} in each district's time zone (default {})", config.schedule.window, config.schedule.timezone));
+        let mut ready_text = format!("{addr}\n");
+        if let Some(metrics) = daemon.metrics_addr() {
+            tracing::info!(%metrics, "serving /metrics, /healthz and /readyz over HTTP");
+            say(format!("metrics at http://{metrics}/metrics; health at /healthz and /readyz"));
+            ready_text.push_str(&format!("metrics {metrics}\n"));
+        }
         if let Some(advice) = crate::domain::tenant::timezone_advice(config.schedule.timezone) {
             tracing::warn!("schedule.timezone: {advice}");
         }
@@ -54,7 +60,7 @@ pub(super) fn serve(
         // for this file rather than guessing with a sleep.
         let ready = match ready_file {
             Some(path) => {
-                crate::files::write_secret_file(&path, format!("{addr}\n").as_bytes())
+                crate::files::write_secret_file(&path, ready_text.as_bytes())
                     .context("cannot write the ready file")?;
                 Some(path)
             }

@@ -30,6 +30,7 @@ use super::smtp::{SendError, SmtpServer};
 
 use crate::clock::Clock;
 use crate::config::MailConfig;
+use crate::metrics::SendOutcome;
 use crate::store::timestamp;
 
 /// How long a message is reserved for the sender trying it; after a crash it
@@ -86,6 +87,7 @@ pub struct Mailer {
     /// A delivered message's passwords were overwritten in the database but
     /// may still be in its write-ahead log ([`crate::store::scrub_log`]).
     scrub_pending: std::sync::atomic::AtomicBool,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 struct Route {
@@ -110,7 +112,13 @@ enum Failure {
 
 impl Mailer {
     /// A mailer for `config`, using its own connection `db` to the store.
-    pub fn new(config: &MailConfig, db: Connection, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+    /// Its attempts are counted in `metrics`.
+    pub fn new(
+        config: &MailConfig,
+        db: Connection,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> anyhow::Result<Self> {
         let receipts = db
             .path()
             .filter(|p| !p.is_empty())
@@ -121,6 +129,7 @@ impl Mailer {
             clock,
             receipts,
             scrub_pending: Default::default(),
+            metrics,
         })
     }
 
@@ -188,6 +197,7 @@ impl Mailer {
                     if scrubbed {
                         self.scrub_pending.store(true, Ordering::SeqCst);
                     }
+                    self.metrics.mail_sent(SendOutcome::Delivered);
                     pass.sent += 1;
                 }
                 Err(Failure::Transient(why)) => {
@@ -196,6 +206,7 @@ impl Mailer {
                     tracing::warn!(outbox_id = id, attempts, retry_in_seconds = wait.num_seconds(), error = %why, "email not delivered yet; will retry");
                     self.db(move |c| crate::store::retry_message(c, id, next, &why))
                         .await?;
+                    self.metrics.mail_sent(SendOutcome::Deferred);
                     pass.retrying += 1;
                 }
                 Err(Failure::Permanent(why)) => {
@@ -207,6 +218,7 @@ impl Mailer {
                         tracing::error!(outbox_id = id, report = %key, "the generated passwords this report carried were discarded with it; support can issue new ones with `rosterd users reset-passwords SUB --run N` (N from the report key)");
                         self.scrub_pending.store(true, Ordering::SeqCst);
                     }
+                    self.metrics.mail_sent(SendOutcome::Failed);
                     pass.failed += 1;
                 }
             }

@@ -150,13 +150,15 @@ pub(super) fn session_error(shared: &Shared, peer: SocketAddr, e: &anyhow::Error
             theirs,
             offered,
         }) => {
-            let what = match format!("{kind:?}").as_str() {
-                "Kex" => "key-exchange",
-                "Key" => "host-key",
-                "Cipher" => "cipher",
-                "Mac" => "MAC",
-                _ => "compression",
+            use crate::metrics::Negotiation;
+            let (what, list) = match format!("{kind:?}").as_str() {
+                "Kex" => ("key-exchange", Negotiation::Kex),
+                "Key" => ("host-key", Negotiation::HostKey),
+                "Cipher" => ("cipher", Negotiation::Cipher),
+                "Mac" => ("MAC", Negotiation::Mac),
+                _ => ("compression", Negotiation::Compression),
             };
+            shared.metrics.negotiation_failed(list);
             let offered = match offered {
                 Some(offer) => describe_offer(offer),
                 None => format!("{what} {}", offer_list(theirs)),

@@ -44,6 +44,11 @@ impl Ledger {
         }
     }
 
+    /// Sessions held over all districts.
+    pub fn sessions(&self) -> u32 {
+        self.lock().values().map(|l| l.sessions).sum()
+    }
+
     /// A session slot for `tenant`, if it has fewer than `max`.
     pub fn session(self: &Arc<Self>, tenant: i64, max: u32) -> Option<SessionSlot> {
         let mut m = self.lock();

@@ -28,7 +28,7 @@ pub use session::SshSession;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,6 +60,10 @@ pub struct Shared {
     pub uploaded: Arc<tokio::sync::Notify>,
     pub door: Arc<FrontDoor>,
     pub ledger: Arc<Ledger>,
+    /// The daemon's metrics, counted here as logins and uploads happen.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Whether [`run`] has its listener bound and is accepting.
+    listening: AtomicBool,
     connections: AtomicUsize,
     channels: AtomicUsize,
     /// Connection failures on their way to the store (see [`FailureLog`]).
@@ -120,6 +124,19 @@ impl LoginRefusal {
             Self::Unavailable => "the key lookup failed (see the error above)".into(),
         }
     }
+
+    /// Its reason as the metrics count it.
+    pub fn metric(&self) -> crate::metrics::LoginRefusal {
+        use crate::metrics::LoginRefusal as M;
+        match self {
+            Self::NoSuchDistrict => M::UnknownDistrict,
+            Self::Disabled { .. } => M::DistrictDisabled,
+            Self::KeyNotRegistered { .. } => M::KeyNotRegistered,
+            Self::KeyRevoked { .. } => M::KeyRevoked,
+            Self::AddressNotAllowed { .. } => M::AddressNotAllowed,
+            Self::Unavailable => M::StoreUnavailable,
+        }
+    }
 }
 
 /// What the front door writes to the store: connections that ended without a
@@ -177,11 +194,18 @@ pub struct Live {
     /// Connections holding a login slot, and waiting for one.
     pub logging_in: u32,
     pub waiting: u32,
+    /// Logged-in sessions, over all districts.
+    pub sessions: u32,
 }
 
 impl Shared {
-    /// Open the server's two connections to the store named by `config`.
-    pub fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Self>> {
+    /// Open the server's two connections to the store named by `config`;
+    /// logins and uploads are counted in `metrics`.
+    pub fn open(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> anyhow::Result<Arc<Self>> {
         let store = crate::store::Store::open(&config.storage.database)?.conn;
         let writer = crate::store::Store::open(&config.storage.database)?.conn;
         // An import holds the write lock for its whole transaction; an upload
@@ -196,6 +220,8 @@ impl Shared {
             uploaded: Arc::new(tokio::sync::Notify::new()),
             door: FrontDoor::new(),
             ledger: Ledger::new(),
+            metrics,
+            listening: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
             channels: AtomicUsize::new(0),
             failures,
@@ -320,7 +346,14 @@ impl Shared {
             channels: self.channels.load(Ordering::Acquire),
             logging_in,
             waiting,
+            sessions: self.ledger.sessions(),
         }
+    }
+
+    /// Whether the SSH listener is bound and accepting (false before
+    /// [`run`] starts and once it stops taking connections).
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
     }
 
     /// The district id if `subdomain` is an enabled district holding the active key
@@ -496,6 +529,7 @@ pub async fn run(
     let mut sessions = JoinSet::new();
     let mut tidy = tokio::time::interval(Duration::from_secs(60));
     tokio::pin!(shutdown);
+    shared.listening.store(true, Ordering::Release);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -538,6 +572,7 @@ pub async fn run(
             _ = tidy.tick() => shared.door.tidy(shared.limits()),
         }
     }
+    shared.listening.store(false, Ordering::Release);
     drop(listener);
     tracing::info!(
         sessions = sessions.len(),
@@ -565,8 +600,10 @@ pub async fn run(
     Ok(())
 }
 
-/// Completes once the server is stopping.
-async fn stopping(stop: &mut watch::Receiver<bool>) {
+/// Completes once `stop` turns true: the server (or the metrics endpoint)
+/// is stopping. The guard `wait_for` returns is dropped at once, so a
+/// `select!` holding this stays `Send`.
+pub(crate) async fn stopping(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 

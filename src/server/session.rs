@@ -18,6 +18,7 @@ use super::connection::Connection;
 use super::door::{self, Bucket, LoginSlot, Pending};
 use super::ledger::SessionSlot;
 use super::{Shared, channel, sftp};
+use crate::metrics::{LoginOutcome, LoginRefusal};
 use crate::spool::Sender;
 
 /// A logged-in session's district.
@@ -68,6 +69,12 @@ pub struct SshSession {
     /// What was refused, for the log and `rosterd status` if the connection
     /// never logs in: the first few.
     refusals: Vec<Refused>,
+    /// Each reason the connection was refused for, once: counted in the
+    /// metrics if it never logs in.
+    reasons: Vec<LoginRefusal>,
+    /// Its key was the district's, turned away only for now (counted as
+    /// busy, not refused).
+    busy: bool,
 }
 
 /// Refusals one connection keeps for its report; the rest are counted.
@@ -95,7 +102,27 @@ impl SshSession {
             login: None,
             refused: false,
             refusals: Vec::new(),
+            reasons: Vec::new(),
+            busy: false,
         }
+    }
+
+    /// Note that the connection was refused for `reason`.
+    fn refused_for(&mut self, reason: LoginRefusal) {
+        if !self.reasons.contains(&reason) {
+            self.reasons.push(reason);
+        }
+    }
+
+    /// A registered key turned away for now (the district's session limit,
+    /// support renaming it).
+    fn turn_away(&mut self) -> Auth {
+        // Once per connection, however often its client tries again.
+        if !self.busy {
+            self.busy = true;
+            self.shared.metrics.login(LoginOutcome::Busy);
+        }
+        Auth::reject()
     }
 
     /// Count the connection against what `user` names, at its first
@@ -123,6 +150,7 @@ impl SshSession {
             // The door has warned. Closed after the constant time of a
             // refusal, so a full bucket is no quicker to try than a refusal.
             Err(_) => {
+                self.refused_for(LoginRefusal::TooManyPending);
                 tokio::time::sleep(door::PACE).await;
                 anyhow::bail!("too many connections not logged in");
             }
@@ -144,8 +172,10 @@ impl SshSession {
         tenant_id: Option<i64>,
         what: String,
         fingerprint: Option<String>,
+        reason: LoginRefusal,
     ) -> anyhow::Result<Auth> {
         self.refused = true;
+        self.refused_for(reason);
         if self.refusals.len() < KEPT_REFUSALS {
             self.refusals.push(Refused {
                 user: user.to_owned(),
@@ -166,6 +196,7 @@ impl SshSession {
             door::Turn::Now => {}
             door::Turn::At(at) => tokio::time::sleep_until(Instant::from_std(at)).await,
             door::Turn::TooLate => {
+                self.refused_for(LoginRefusal::Throttled);
                 tokio::time::sleep(door::PACE).await;
                 tracing::info!(parent: &self.span, "closed: its refusal's turn in the throttle would come too late");
                 anyhow::bail!("a throttled refusal would come too late");
@@ -184,7 +215,8 @@ impl SshSession {
             .named
             .as_ref()
             .and_then(|n| n.pending.bucket().tenant_id());
-        self.refuse(user, tenant_id, what.into(), None).await
+        self.refuse(user, tenant_id, what.into(), None, LoginRefusal::Password)
+            .await
     }
 
     /// Start the task that serves a newly opened channel.
@@ -215,6 +247,12 @@ impl SshSession {
 impl Drop for SshSession {
     fn drop(&mut self) {
         self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+        if self.login.is_none() && !self.busy && !self.reasons.is_empty() {
+            self.shared.metrics.login(LoginOutcome::Refused);
+            for reason in &self.reasons {
+                self.shared.metrics.login_refused(*reason);
+            }
+        }
         if let Some(login) = &self.login {
             tracing::info!(parent: &self.span, district = %login.subdomain, address = %self.peer, "session closed");
         } else if self.refused {
@@ -299,6 +337,7 @@ impl russh::server::Handler for SshSession {
                     why.tenant_id(),
                     format!("{what}: {}", why.describe()),
                     Some(fp),
+                    why.metric(),
                 )
                 .await
             }
@@ -323,6 +362,7 @@ impl russh::server::Handler for SshSession {
                         why.tenant_id(),
                         format!("{what}: {}", why.describe()),
                         Some(fp),
+                        why.metric(),
                     )
                     .await;
             }
@@ -332,15 +372,16 @@ impl russh::server::Handler for SshSession {
             // Not a failure: the key is the district's, which is only busy.
             // The connection keeps its place in its bucket while it stays.
             tracing::warn!(parent: &self.span, district = user, address = %self.peer, max, "login refused: the tenant's session limit is reached (server.max_sessions_per_tenant)");
-            return Ok(Auth::reject());
+            return Ok(self.turn_away());
         };
         // Not a failure either: support is renaming or deleting the district.
         let Some(hold) = self.shared.hold_spool(tenant_id, user).await else {
-            return Ok(Auth::reject());
+            return Ok(self.turn_away());
         };
         self.span.record("district", user);
         self.span.record("key", fp.as_str());
         tracing::info!(parent: &self.span, "login");
+        self.shared.metrics.login(LoginOutcome::Accepted);
         self.login = Some(Login {
             tenant_id,
             subdomain: user.to_owned(),

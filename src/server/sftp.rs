@@ -19,6 +19,7 @@ use russh_sftp::server::StatusReply;
 use super::Shared;
 use super::ledger::HandleSlot;
 use crate::import::check::{self, Refusal, UploadCheck};
+use crate::metrics::UploadRefusal;
 use crate::spool::{self, Sender, TenantSpool, USERS_CSV};
 
 /// What every refusal says.
@@ -94,6 +95,8 @@ struct Upload {
     /// taken; `None` if the district's rules could not be read (the import
     /// alone then judges the file).
     check: Option<Box<UploadCheck>>,
+    /// When the client opened it, for the upload's duration.
+    opened: std::time::Instant,
 }
 
 /// The longest status message a refusal sends: one line a client's log
@@ -239,7 +242,20 @@ impl SftpSession {
         } else {
             tracing::debug!(parent: &self.span, %name, action, "upload refused for its name");
         }
+        self.shared.metrics.upload_refused(UploadRefusal::Name);
         denied()
+    }
+
+    /// Refuse a request that is no upload (remove, mkdir, symlink).
+    fn refuse_operation(&self) -> StatusReply {
+        self.shared.metrics.upload_refused(UploadRefusal::Operation);
+        denied()
+    }
+
+    /// A failure of the server to store an upload, counted as `reason`.
+    fn storage_failure(&self, reason: UploadRefusal, message: impl Into<String>) -> StatusReply {
+        self.shared.metrics.upload_refused(reason);
+        failure(message)
     }
 
     /// A new handle's name and slot, or a failure when the district already
@@ -252,7 +268,7 @@ impl SftpSession {
             .ledger
             .handle(self.sender.tenant_id, max)
             .ok_or_else(|| {
-                failure(format!(
+                self.storage_failure(UploadRefusal::Handles, format!(
                     "too many open files for this district (at most {max} over all its sessions); close some first"
                 ))
             })?;
@@ -277,6 +293,7 @@ impl SftpSession {
         let max = config.server.max_upload_bytes;
         let in_flight = config.server.upload_bytes_in_flight_per_tenant();
         let span = &self.span;
+        let metrics = &self.shared.metrics;
         let Some(Entry {
             open: Open::Upload(upload),
             slot,
@@ -289,6 +306,7 @@ impl SftpSession {
         }
         let end = offset.saturating_add(data.len() as u64);
         if end > max {
+            metrics.upload_refused(UploadRefusal::TooLarge);
             return Err(Self::fail_upload(
                 upload,
                 format!(
@@ -298,6 +316,7 @@ impl SftpSession {
         }
         if !slot.reserve_to(end, in_flight) {
             tracing::warn!(parent: span, limit = in_flight, "upload refused: the district's uploads in progress would exceed their byte limit");
+            metrics.upload_refused(UploadRefusal::BytesInFlight);
             return Err(Self::fail_upload(
                 upload,
                 format!(
@@ -310,14 +329,23 @@ impl SftpSession {
         // (rclone, lftp) land where they belong.
         let written = tokio::task::block_in_place(|| file.write_all_at(data, offset));
         if let Err(e) = written {
-            let message = if e.raw_os_error() == Some(28) {
-                "the server's disk is full; nothing was stored, please try again later".to_string()
+            let (message, reason) = if e.raw_os_error() == Some(28) {
+                (
+                    "the server's disk is full; nothing was stored, please try again later"
+                        .to_string(),
+                    UploadRefusal::DiskFull,
+                )
             } else {
-                format!("the server could not store users.csv ({e}); nothing was stored")
+                (
+                    format!("the server could not store users.csv ({e}); nothing was stored"),
+                    UploadRefusal::Storage,
+                )
             };
             tracing::error!(parent: span, error = %e, "upload write failed");
+            metrics.upload_refused(reason);
             return Err(Self::fail_upload(upload, message));
         }
+        metrics.upload_bytes(data.len() as u64);
         let Err(refusal) = upload.written(offset, data) else {
             return Ok(ok(id));
         };
@@ -365,6 +393,9 @@ impl SftpSession {
         refusal: Refusal,
         moment: &'static str,
     ) {
+        self.shared
+            .metrics
+            .upload_refused(UploadRefusal::BrokenFile);
         tracing::warn!(parent: &self.span, %name, at = moment, reason = %refusal.reason, "upload refused: the file shows it cannot be imported; it replaced nothing, and the district's job was told why");
         let (shared, spool, sender) =
             (self.shared.clone(), self.spool.clone(), self.sender.clone());
@@ -442,19 +473,22 @@ impl SftpSession {
             Ok(Ok((upload, superseded))) => {
                 // Freeing the replaced file's blocks is not the client's wait.
                 tokio::task::spawn_blocking(move || drop(superseded));
+                self.shared.metrics.upload_published();
                 self.shared.uploaded.notify_one();
                 tracing::info!(parent: &self.span, upload = upload.id, size = upload.size, sha256 = %upload.sha256, "users.csv received");
                 Ok(())
             }
             Ok(Err(e)) => {
                 tracing::error!(parent: &self.span, error = %e, "could not publish users.csv");
-                Err(failure(
+                Err(self.storage_failure(
+                    UploadRefusal::Storage,
                     "the server could not store users.csv; nothing was changed, please upload again",
                 ))
             }
             Err(e) => {
                 tracing::error!(parent: &self.span, error = %e, "publish task failed");
-                Err(failure(
+                Err(self.storage_failure(
+                    UploadRefusal::Storage,
                     "the server could not store users.csv; please upload again",
                 ))
             }
@@ -619,9 +653,13 @@ impl russh_sftp::server::Handler for SftpSession {
             return Err(denied());
         }
         let (handle, slot) = self.new_handle("f")?;
-        self.spool
-            .create_dirs()
-            .map_err(|e| failure(format!("the server cannot store uploads right now: {e}")))?;
+        let cannot = |e: std::io::Error| {
+            self.storage_failure(
+                UploadRefusal::Storage,
+                format!("the server cannot store uploads right now: {e}"),
+            )
+        };
+        self.spool.create_dirs().map_err(cannot)?;
         let tmp = self.spool.incoming().join(format!(
             "{}-{}.tmp",
             std::process::id(),
@@ -632,7 +670,7 @@ impl russh_sftp::server::Handler for SftpSession {
             .create_new(true)
             .mode(0o600)
             .open(&tmp)
-            .map_err(|e| failure(format!("the server cannot store uploads right now: {e}")))?;
+            .map_err(cannot)?;
         let hashed = spool::Hashed::new(&file).ok();
         let check = self
             .check_rules()
@@ -650,6 +688,7 @@ impl russh_sftp::server::Handler for SftpSession {
                     unsynced: 0,
                     syncing: None,
                     check,
+                    opened: std::time::Instant::now(),
                 })),
                 slot,
             },
@@ -681,6 +720,7 @@ impl russh_sftp::server::Handler for SftpSession {
                     hashed,
                     syncing,
                     check,
+                    opened,
                     ..
                 } = *upload;
                 drop(file);
@@ -700,7 +740,10 @@ impl russh_sftp::server::Handler for SftpSession {
                     let staged = self.spool.staging().join(&name);
                     if let Err(e) = std::fs::rename(&tmp, &staged) {
                         let _ = std::fs::remove_file(&tmp);
-                        return Err(failure(format!("the server could not store {name}: {e}")));
+                        return Err(self.storage_failure(
+                            UploadRefusal::Storage,
+                            format!("the server could not store {name}: {e}"),
+                        ));
                     }
                     // Kept for the rename that publishes it; the hash says
                     // which file it is of, so another session's file of the
@@ -709,6 +752,9 @@ impl russh_sftp::server::Handler for SftpSession {
                         self.staged.insert(name, hashed);
                     }
                 }
+                self.shared
+                    .metrics
+                    .upload_stored(opened.elapsed().as_secs_f64());
                 Ok(ok(id))
             }
             None => Err(StatusCode::Failure.with_message("invalid handle")),
@@ -873,7 +919,7 @@ impl russh_sftp::server::Handler for SftpSession {
     }
 
     async fn remove(&mut self, _id: u32, _filename: String) -> Result<Status, Self::Error> {
-        Err(denied())
+        Err(self.refuse_operation())
     }
 
     async fn mkdir(
@@ -882,11 +928,11 @@ impl russh_sftp::server::Handler for SftpSession {
         _path: String,
         _attrs: FileAttributes,
     ) -> Result<Status, Self::Error> {
-        Err(denied())
+        Err(self.refuse_operation())
     }
 
     async fn rmdir(&mut self, _id: u32, _path: String) -> Result<Status, Self::Error> {
-        Err(denied())
+        Err(self.refuse_operation())
     }
 
     async fn symlink(
@@ -895,7 +941,7 @@ impl russh_sftp::server::Handler for SftpSession {
         _linkpath: String,
         _targetpath: String,
     ) -> Result<Status, Self::Error> {
-        Err(denied())
+        Err(self.refuse_operation())
     }
 
     async fn readlink(&mut self, _id: u32, _path: String) -> Result<Name, Self::Error> {

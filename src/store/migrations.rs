@@ -328,4 +328,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE import_runs ADD COLUMN passwords_generated INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE outbox ADD COLUMN after_delivery BLOB;
     "#,
+    // 16: a row the readiness check writes (the store takes a write), and
+    // each district's newest upload found without reading its others (a
+    // metrics scrape asks for every district's).
+    r#"
+    CREATE TABLE readiness_probe (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        checked_at TEXT NOT NULL
+    );
+    CREATE INDEX uploads_tenant_received ON uploads(tenant_id, received_at);
+    "#,
 ];

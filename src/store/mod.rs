@@ -14,6 +14,7 @@ use rusqlite::Connection;
 use thiserror::Error;
 
 mod failures;
+mod gauges;
 mod groups;
 pub mod journal;
 mod keys;
@@ -28,6 +29,7 @@ mod users;
 
 pub use crate::domain::tenant::Tenant;
 pub use failures::*;
+pub use gauges::*;
 pub use groups::*;
 pub use keys::*;
 use migrations::MIGRATIONS;

@@ -462,6 +462,10 @@ fn failed_logins_left_open_give_their_turn_back_at_once() {
         &beta_key,
         "while alpha's failed logins stay open",
     );
+    // Beta's client has gone; its session ends on the server a moment later.
+    eventually("beta's session to end", Duration::from_secs(20), || {
+        srv.shared.live().sessions == 0
+    });
     let live = srv.shared.live();
     assert_eq!(live.waiting, 0, "{live:?}");
     // Alpha's own places are bounded: past 10 not logged in, the server

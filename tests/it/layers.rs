@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 /// (and, within a floor, none of its neighbours).
 const FLOORS: &[&[&str]] = &[
     &["domain"],
-    &["clock", "memory", "files", "crash", "systemd", "logging"],
+    &[
+        "clock", "memory", "files", "crash", "systemd", "logging", "metrics",
+    ],
     &["password", "keys"],
     &["config"],
     &["store"],
@@ -22,6 +24,7 @@ const FLOORS: &[&[&str]] = &[
     &["import"],
     &["spool"],
     &["scheduler", "server", "district"],
+    &["ops"],
     &["daemon"],
     &["cli"],
 ];

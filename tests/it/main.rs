@@ -19,6 +19,7 @@ mod installation;
 mod keys;
 mod layers;
 mod mail;
+mod metrics;
 mod mime;
 mod passwords;
 mod pipeline;

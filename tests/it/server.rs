@@ -24,6 +24,8 @@ pub struct TestServer {
     pub shared: Arc<server::Shared>,
     pub scheduler: Arc<rosterd::scheduler::Scheduler>,
     pub mailer: Arc<rosterd::mail::Mailer>,
+    /// The metrics endpoint's address, when the config sets `metrics.listen`.
+    pub metrics: Option<std::net::SocketAddr>,
     rt: Option<tokio::runtime::Runtime>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -75,6 +77,7 @@ impl TestServer {
             ))
             .unwrap();
         let port = daemon.local_addr().unwrap().port();
+        let metrics = daemon.metrics_addr();
         let (shared, scheduler, mailer) = (
             daemon.shared.clone(),
             daemon.scheduler.clone(),
@@ -94,6 +97,7 @@ impl TestServer {
             shared,
             scheduler,
             mailer,
+            metrics,
             rt: Some(rt),
             stop: Some(stop),
         }
