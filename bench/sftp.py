@@ -135,7 +135,7 @@ def users_csv(path, size_mib):
     names long enough (about 300 bytes a row) that 256 MiB is some 880,000
     rows, under the importer's 1,000,000."""
     grades = ["K", "1", "2nd", "3", "4th grade", "5", "6", "Grade 7", "8", "9", "10", "11", "12", "PK"]
-    pad = "abcdefghij" * 9
+    pad = "abcdefghij" * 8  # a name of at most 100 characters, the rule
     target = size_mib << 20
     written = 0
     with open(path, "w", newline="") as f:
