@@ -6,22 +6,31 @@ server, C, when --baseline names an older rosterd build; the order rotates
 each round, B C A, C A B, so no server always follows another). Each round gives a
 ratio (OpenSSH's seconds / rosterd's); the table quotes the median of those
 ratios with their min-max, so a noisy moment on this shared machine moves one
-pair, not the figure.
+pair, not the figure. The file is a valid users.csv (rosterd checks each
+upload as it arrives and refuses one that is not): rows of about 300 bytes,
+so that 256 MiB stays under the importer's 1,000,000 rows.
+
+Then --close-rounds rounds, in the same rotation, upload the same file with
+paramiko, writing in order and waiting for every write's answer, and time the
+close alone: the wait the client has between its last byte and "OK" (the
+fsync of what the background syncs left, the rename, the record and, since
+the upload check, its end).
 
 Then --tenants districts upload 8 MiB each at once to each rosterd: all must
 succeed; the daemon's peak RSS is reported.
 
     python3 bench/sftp.py --binary target/release/rosterd --pairs 7 \\
         [--baseline /tmp/base/target/release/rosterd --baseline-commit d1bac18] \\
-        [--cipher aes256-gcm@openssh.com] --out bench/results/sftp.md
+        [--cipher aes256-gcm@openssh.com] [--close-rounds 7] --out bench/results/sftp.md
 
 With --metrics, the build under test (--binary) also serves its metrics
 endpoint on loopback and a scraper fetches /metrics every --scrape-every
 seconds through the whole run, as a (keen) Prometheus would: the cost of
 counting and of being scraped is in its times. The baseline runs as it is.
 
-Needs openssh-server (/usr/sbin/sshd) and the OpenSSH client. Loopback only;
-every loop is bounded (--pairs rounds, --tenants clients, each under a timeout).
+Needs openssh-server (/usr/sbin/sshd), the OpenSSH client and paramiko.
+Loopback only; every loop is bounded (--pairs and --close-rounds rounds,
+--tenants clients, each under a timeout).
 """
 import argparse
 import datetime
@@ -161,6 +170,59 @@ def sftp_batch(server, key, batch, cipher, timeout=600):
     return seconds
 
 
+def users_csv(path, size_mib):
+    """A valid users.csv of about `size_mib` MiB: students and staff with
+    names long enough (about 300 bytes a row) that 256 MiB is some 880,000
+    rows, under the importer's 1,000,000."""
+    grades = ["K", "1", "2nd", "3", "4th grade", "5", "6", "Grade 7", "8", "9", "10", "11", "12", "PK"]
+    pad = "abcdefghij" * 8  # a name of at most 100 characters, the rule
+    target = size_mib << 20
+    written = 0
+    with open(path, "w", newline="") as f:
+        head = "Username,Password,Email Address,First Name,Last Name,School,Graduation Year,Access Type\r\n"
+        f.write(head)
+        written += len(head)
+        i = 0
+        while written < target:
+            staff = i % 20 == 0
+            user = f"user{i:07d}@bench-district.example.org"
+            grade = "" if staff else grades[i % len(grades)]
+            access = "Manager" if staff and i % 100 == 0 else ""
+            row = f"{user},Pw-{i:07d}-x,{user},First{i} {pad},Last{i} {pad},School {i % 8},{grade},{access}\r\n"
+            f.write(row)
+            written += len(row)
+            i += 1
+
+
+def close_seconds(server, key, local, timeout=600):
+    """Upload `local` to `server` with paramiko, in order, waiting for every
+    write's answer; the seconds its close alone took."""
+    import paramiko
+    t = paramiko.Transport(("127.0.0.1", server.port))
+    t.banner_timeout = t.auth_timeout = 60
+    try:
+        t.connect(username=server.user, pkey=paramiko.Ed25519Key.from_private_key_file(key))
+        sftp = paramiko.SFTPClient.from_transport(t)
+        sftp.get_channel().settimeout(timeout)
+        f = sftp.open(server.target, "wb", bufsize=1 << 20)
+        f.set_pipelined(True)
+        with open(local, "rb") as src:
+            while True:
+                block = src.read(1 << 20)
+                if not block:
+                    break
+                f.write(block)
+        f.flush()
+        # Answered after every write before it: the server has them all.
+        f.stat()
+        f._closed = True
+        start = time.monotonic()
+        sftp._request(paramiko.sftp.CMD_CLOSE, f.handle)
+        return time.monotonic() - start
+    finally:
+        t.close()
+
+
 def same_bytes(a, b):
     with open(a, "rb") as f, open(b, "rb") as g:
         while True:
@@ -227,6 +289,8 @@ def main():
     ap.add_argument("--metrics", action="store_true",
                     help="the build under test serves metrics, scraped every --scrape-every seconds")
     ap.add_argument("--scrape-every", type=float, default=1.0)
+    ap.add_argument("--close-rounds", type=int, default=3,
+                    help="rounds timing the close alone, with paramiko (0: none)")
     ap.add_argument("--out")
     args = ap.parse_args()
     commit = args.commit or head_commit()
@@ -235,9 +299,7 @@ def main():
         key = os.path.join(work, "key")
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
         big = os.path.join(work, "big.csv")
-        with open(big, "wb") as f:
-            for _ in range(args.size_mib):
-                f.write(os.urandom(1 << 20))
+        users_csv(big, args.size_mib)
         servers = []
         try:
             servers.append(OpenSsh(work, key + ".pub"))
@@ -269,9 +331,14 @@ def main():
                 stored = s.target if os.path.isabs(s.target) else s.stored("bench")
                 if not same_bytes(big, stored):
                     sys.exit(f"FAIL: {s.name} stored different bytes")
+            closes = {s.name: [] for s in servers}
+            for i in range(args.close_rounds):
+                for s in servers[i % len(servers):] + servers[:i % len(servers)]:
+                    closes[s.name].append(close_seconds(s, key, big))
+                    print(f"close round {i + 1}: {s.name} {closes[s.name][-1] * 1000:.1f} ms",
+                          file=sys.stderr, flush=True)
             small = os.path.join(work, "small.csv")
-            with open(small, "wb") as f:
-                f.write(os.urandom(8 << 20))
+            users_csv(small, 8)
             crowd = {s.name: concurrent(s, work, args.tenants, small) for s in servers[1:]}
             if scraper:
                 scraper.stop()
@@ -280,7 +347,7 @@ def main():
                 s.stop()
     ref = seconds[servers[0].name]
     lines = [
-        f"SFTP upload: {args.size_mib} MiB of random bytes, {client} `sftp` client, "
+        f"SFTP upload: a valid users.csv of {args.size_mib} MiB, {client} `sftp` client, "
         f"cipher {args.cipher or 'the client default'}, loopback. {machine()}. "
         f"{args.pairs} rounds, each uploading once to every "
         "server in turn, the order rotating by one each round; ratio = OpenSSH's seconds / the server's, per round; median (min–max).",
@@ -303,6 +370,17 @@ def main():
     if len(servers) == 3:
         ratios = [b / a for a, b in zip(seconds[servers[1].name], seconds[servers[2].name])]
         lines += ["", f"rosterd {commit} against {args.baseline_commit}, per round: {spread(ratios)}."]
+    if args.close_rounds:
+        lines += ["", f"The close alone, {args.size_mib} MiB written in order by paramiko, every write answered first; "
+                      f"{args.close_rounds} rounds, the order rotating:", "",
+                  "| server | median close, ms | min–max, ms |", "|---|---:|---:|"]
+        for s in servers:
+            ms = [c * 1000 for c in closes[s.name]]
+            lines.append(f"| {s.name} | {statistics.median(ms):.1f} | {min(ms):.1f}–{max(ms):.1f} |")
+        if len(servers) == 3:
+            added = [(a - b) * 1000 for a, b in zip(closes[servers[1].name], closes[servers[2].name])]
+            lines += ["", f"rosterd {commit}'s close minus {args.baseline_commit}'s, per round: median "
+                          f"{statistics.median(added):+.1f} ms ({min(added):+.1f} to {max(added):+.1f})."]
     lines.append("")
     if args.metrics:
         uploads = scraper.value("rosterd_uploads_total")

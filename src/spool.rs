@@ -441,24 +441,28 @@ pub fn publish(
 /// removed as new refusals arrive, and all go after `storage.archive_days`.
 pub const REFUSED_COPIES_KEPT: usize = 3;
 
-/// Record `file`, an upload the upload check refused for `reason`
-/// (`crate::import::check`), as its district's refused upload: its size
-/// and SHA-256 (hashing on from `hashed`), a passwords-blanked copy in the
-/// archive unless the district's last kept copy is of the same bytes (a job
-/// retrying one file), and the note `mail` makes of its size and SHA-256
-/// queued in the same transaction (its dedupe key keeps it to one a
-/// night). `file` is removed, whatever
-/// happens: a refused file never waits anywhere with its passwords.
-/// Nothing here touches the pending `users.csv`. Returns the upload's id.
-#[allow(clippy::too_many_arguments)]
+/// An upload the upload check refused (`crate::import::check`).
+pub struct Refused<'a> {
+    /// What was received (the whole file, or up to the write refused).
+    pub file: &'a Path,
+    /// What was hashed of it as it was written.
+    pub hashed: Option<Hashed>,
+    pub sender: &'a Sender,
+    pub at: DateTime<Utc>,
+    pub reason: &'a str,
+}
+
+/// Record `refused` as its district's refused upload: its size and SHA-256,
+/// a passwords-blanked copy in the archive unless the district's last kept
+/// copy is of the same bytes (a job retrying one file), and the note `mail`
+/// makes of its size and SHA-256 queued in the same transaction (its dedupe
+/// key keeps it to one a night). Its file is removed, whatever happens: a
+/// refused file never waits anywhere with its passwords. Nothing here
+/// touches the pending `users.csv`. Returns the upload's id.
 pub fn refuse(
     conn: &Connection,
     spool: &TenantSpool,
-    file: &Path,
-    hashed: Option<Hashed>,
-    sender: &Sender,
-    now: DateTime<Utc>,
-    reason: &str,
+    refused: Refused<'_>,
     mail: impl FnOnce(u64, &str) -> Option<crate::domain::email::Outgoing>,
 ) -> anyhow::Result<i64> {
     let copy = spool.incoming().join(format!(
@@ -466,31 +470,27 @@ pub fn refuse(
         std::process::id(),
         rand::random::<u64>()
     ));
-    let recorded = record_refused(conn, spool, file, &copy, hashed, sender, now, reason, mail);
+    let file = refused.file;
+    let recorded = record_refused(conn, spool, refused, &copy, mail);
     let _ = std::fs::remove_file(file);
     let _ = std::fs::remove_file(&copy);
     recorded
 }
 
-#[allow(clippy::too_many_arguments)]
 fn record_refused(
     conn: &Connection,
     spool: &TenantSpool,
-    file: &Path,
+    refused: Refused<'_>,
     copy: &Path,
-    hashed: Option<Hashed>,
-    sender: &Sender,
-    now: DateTime<Utc>,
-    reason: &str,
     mail: impl FnOnce(u64, &str) -> Option<crate::domain::email::Outgoing>,
 ) -> anyhow::Result<i64> {
-    let tenant_id = sender.tenant_id;
-    let (size, sha256) = finish_hash(crate::files::open_nofollow(file)?, hashed)?;
+    let tenant_id = refused.sender.tenant_id;
+    let (size, sha256) = finish_hash(crate::files::open_nofollow(refused.file)?, refused.hashed)?;
     spool.create_dirs()?;
     let repeated = crate::store::last_refused_copy(conn, tenant_id)?.as_deref() == Some(&sha256);
     // A copy that cannot be made leaves the refusal recorded without one.
     let copied = !repeated
-        && crate::import::archive::write_blanked_copy(conn, tenant_id, file, copy)
+        && crate::import::archive::write_blanked_copy(conn, tenant_id, refused.file, copy)
             .inspect_err(|e| tracing::error!(error = %format!("{e:#}"), "cannot keep a blanked copy of a refused upload"))
             .unwrap_or(false);
     let tx = conn.unchecked_transaction()?;
@@ -498,15 +498,15 @@ fn record_refused(
         &tx,
         &crate::store::NewUpload {
             tenant_id,
-            received_at: now,
+            received_at: refused.at,
             size,
             sha256: &sha256,
-            remote_addr: Some(&sender.remote_addr),
-            key_fingerprint: Some(&sender.key_fingerprint),
+            remote_addr: Some(&refused.sender.remote_addr),
+            key_fingerprint: Some(&refused.sender.key_fingerprint),
             path: &spool.pending().to_string_lossy(),
             file_id: "",
         },
-        reason,
+        refused.reason,
     )?;
     if copied {
         let kept = spool.archived(id);
@@ -515,7 +515,7 @@ fn record_refused(
         crate::store::set_archive(&tx, id, Some(&kept.to_string_lossy()))?;
     }
     if let Some(mail) = mail(size, &sha256) {
-        crate::mail::queue(&tx, &mail, now)?;
+        crate::mail::queue(&tx, &mail, refused.at)?;
     }
     tx.commit()?;
     for (old, path) in crate::store::refused_copies_beyond(conn, tenant_id, REFUSED_COPIES_KEPT)? {

@@ -8,7 +8,7 @@
 //! holds, schools, a username twice in one file) stays with the import.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -93,6 +93,8 @@ const QUOTED_CHARS: usize = 80;
 /// The most bytes decoded in one step: what the check holds of a write at
 /// once, whatever size the client's writes are.
 const PIECE: usize = 64 * 1024;
+/// How much of a closed upload is read at once.
+const READ: usize = 256 * 1024;
 
 /// The check of one upload, fed its bytes in order ([`Self::feed`]) and
 /// finished when the upload is closed ([`Self::finish`]). Its memory is the
@@ -204,20 +206,9 @@ impl UploadCheck {
     /// The file `bytes`, whole, in memory (for tests and the fuzz targets):
     /// fed in pieces of `step` bytes, as writes of that size would bring it.
     pub fn check_bytes(rules: Arc<Rules>, bytes: &[u8], step: usize) -> Result<Passed, Refusal> {
-        let mut check = Self::new(rules.clone());
-        for piece in bytes.chunks(step.max(1)) {
-            check.feed(piece)?;
-        }
-        match check.end() {
-            Ok(passed) => Ok(passed),
-            Err(Stop::Refused(refusal)) => Err(refusal),
-            Err(Stop::Reread) => {
-                let scan = decode::scan_reader(bytes).map_err(|e| Refusal::plain(e.to_string()))?;
-                let mut again = Self::with_text(rules, TextFeed::known(scan.encoding));
-                again.feed(bytes)?;
-                again.end().map_err(Stop::into_refusal)
-            }
-        }
+        Self::new(rules)
+            .finish_reading(std::io::Cursor::new(bytes), step)
+            .unwrap_or_else(|e| Err(Refusal::plain(e.to_string())))
     }
 
     /// The upload was closed: check what the in-order writes did not bring,
@@ -226,20 +217,19 @@ impl UploadCheck {
     /// its start in the one case that needs it ([`FeedError::Reread`]).
     /// Each byte is read once, or twice at most, so a client's write order
     /// cannot make this slower than reading the file.
-    pub fn finish(mut self, path: &Path) -> std::io::Result<Result<Passed, Refusal>> {
-        use std::io::{Seek, SeekFrom};
-        let mut file = crate::files::open_nofollow(path)?;
+    pub fn finish(self, path: &Path) -> std::io::Result<Result<Passed, Refusal>> {
+        self.finish_reading(crate::files::open_nofollow(path)?, READ)
+    }
+
+    fn finish_reading(
+        mut self,
+        mut input: impl Read + Seek,
+        step: usize,
+    ) -> std::io::Result<Result<Passed, Refusal>> {
         if !self.reread && self.refused.is_none() {
-            file.seek(SeekFrom::Start(self.fed))?;
-            let mut buf = vec![0u8; 256 * 1024];
-            loop {
-                let n = file.read(&mut buf)?;
-                if n == 0 || self.reread {
-                    break;
-                }
-                if let Err(refusal) = self.feed(&buf[..n]) {
-                    return Ok(Err(refusal));
-                }
+            input.seek(SeekFrom::Start(self.fed))?;
+            if let Err(refusal) = self.feed_all(&mut input, step)? {
+                return Ok(Err(refusal));
             }
         }
         match self.end() {
@@ -247,25 +237,36 @@ impl UploadCheck {
             Err(Stop::Refused(refusal)) => return Ok(Err(refusal)),
             Err(Stop::Reread) => {}
         }
-        file.rewind()?;
-        let scan = match decode::scan_reader(&file) {
+        input.rewind()?;
+        let scan = match decode::scan_reader(&mut input) {
             Ok(scan) => scan,
             Err(decode::ScanError::Undecodable(why)) => return Ok(Err(Refusal::plain(why))),
             Err(decode::ScanError::Io(e)) => return Err(e),
         };
-        file.rewind()?;
+        input.rewind()?;
         let mut again = Self::with_text(self.rules, TextFeed::known(scan.encoding));
-        let mut buf = vec![0u8; 256 * 1024];
+        if let Err(refusal) = again.feed_all(&mut input, step)? {
+            return Ok(Err(refusal));
+        }
+        Ok(again.end().map_err(Stop::into_refusal))
+    }
+
+    /// Feed what `input` holds from where it stands, `step` bytes at a time.
+    fn feed_all(
+        &mut self,
+        input: &mut impl Read,
+        step: usize,
+    ) -> std::io::Result<Result<(), Refusal>> {
+        let mut buf = vec![0u8; step.clamp(1, READ)];
         loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
+            let n = input.read(&mut buf)?;
+            if n == 0 || self.reread {
+                return Ok(Ok(()));
             }
-            if let Err(refusal) = again.feed(&buf[..n]) {
+            if let Err(refusal) = self.feed(&buf[..n]) {
                 return Ok(Err(refusal));
             }
         }
-        Ok(again.end().map_err(Stop::into_refusal))
     }
 }
 

@@ -413,16 +413,14 @@ impl SftpSession {
                     .ok()
                     .flatten()
             };
-            match spool::refuse(
-                &conn,
-                &spool,
-                &file,
+            let refused = spool::Refused {
+                file: &file,
                 hashed,
-                &sender,
-                now,
-                &refusal.reason,
-                mail,
-            ) {
+                sender: &sender,
+                at: now,
+                reason: &refusal.reason,
+            };
+            match spool::refuse(&conn, &spool, refused, mail) {
                 Ok(upload_id) => {
                     tracing::info!(parent: &span, upload_id, "refused upload recorded")
                 }

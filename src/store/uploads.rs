@@ -82,9 +82,21 @@ pub fn record_upload(conn: &Connection, u: &NewUpload<'_>) -> rusqlite::Result<i
         "UPDATE uploads SET state = 'superseded' WHERE tenant_id = ?1 AND state = 'pending'",
         [u.tenant_id],
     )?;
-    tx.execute(
-        "INSERT INTO uploads (tenant_id, received_at, size, sha256, remote_addr, key_fingerprint, path, state, file_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8)",
+    let id = insert_upload(&tx, u, "pending", Some(u.file_id), None)?;
+    tx.commit()?;
+    Ok(id)
+}
+
+fn insert_upload(
+    conn: &Connection,
+    u: &NewUpload<'_>,
+    state: &str,
+    file_id: Option<&str>,
+    failure: Option<&str>,
+) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO uploads (tenant_id, received_at, size, sha256, remote_addr, key_fingerprint, path, state, file_id, failure)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             u.tenant_id,
             timestamp(u.received_at),
@@ -93,12 +105,12 @@ pub fn record_upload(conn: &Connection, u: &NewUpload<'_>) -> rusqlite::Result<i
             u.remote_addr,
             u.key_fingerprint,
             u.path,
-            u.file_id
+            state,
+            file_id,
+            failure
         ],
     )?;
-    let id = tx.last_insert_rowid();
-    tx.commit()?;
-    Ok(id)
+    Ok(conn.last_insert_rowid())
 }
 
 /// Record `u` as an upload refused when it arrived, for `reason` (see
@@ -110,21 +122,7 @@ pub fn record_refused_file(
     u: &NewUpload<'_>,
     reason: &str,
 ) -> rusqlite::Result<i64> {
-    conn.execute(
-        "INSERT INTO uploads (tenant_id, received_at, size, sha256, remote_addr, key_fingerprint, path, state, failure)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'refused', ?8)",
-        params![
-            u.tenant_id,
-            timestamp(u.received_at),
-            u.size as i64,
-            u.sha256,
-            u.remote_addr,
-            u.key_fingerprint,
-            u.path,
-            reason
-        ],
-    )?;
-    Ok(conn.last_insert_rowid())
+    insert_upload(conn, u, "refused", None, Some(reason))
 }
 
 /// The SHA-256 of the district's newest refused upload whose blanked copy

@@ -48,7 +48,9 @@ fn put_refused(env: &Env, key: &Path, port: u16, local: &str) -> String {
     err
 }
 
-fn sftp_put(env: &Env, key: &Path, port: u16, local: &str) -> (Option<i32>, String) {
+/// `put local users.csv` with `sftp -b` to a daemon child on `port`: its
+/// exit status and what it printed on stderr.
+pub(crate) fn sftp_put(env: &Env, key: &Path, port: u16, local: &str) -> (Option<i32>, String) {
     use std::io::Write;
     let mut sftp = daemon_sftp(env, key, port, 300)
         .stderr(std::process::Stdio::piped())

@@ -422,18 +422,8 @@ fn a_refusal_is_logged_at_warn_once() {
     // 2 MiB: OpenSSH has dozens of writes in flight when the first is refused.
     let body = format!("Student ID,First\n{}", "1234,Ann\n".repeat((2 << 20) / 9));
     env.file("big.csv", &body);
-    let mut sftp = crate::pipeline::daemon_sftp(&env, &key, port, 60)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    sftp.stdin
-        .take()
-        .unwrap()
-        .write_all(b"put big.csv users.csv\n")
-        .unwrap();
-    let out = sftp.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let (code, err) = crate::bad_files::sftp_put(&env, &key, port, "big.csv");
+    assert_eq!(code, Some(1), "{err}");
     wait_for(
         "the refused upload's record",
         Duration::from_secs(20),
