@@ -283,8 +283,8 @@ refused_pass() {
     refused_try jsch late 'SftpException 4: users.csv refused: more than half of the data rows'
     refused_try psftp early 'error while writing: failure'
     refused_try psftp late 'error while closing: failure'
-    refused_try libssh early 'refused'
-    refused_try libssh late 'refused'
+    refused_try libssh early 'sftp_write failed: SFTP server: users.csv refused: no Username column'
+    refused_try libssh late 'sftp_close failed: SFTP server: users.csv refused: more than half of the data rows'
     clients=$((clients + 1))
     local refused=0
     for _ in $(seq 100); do
