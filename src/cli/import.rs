@@ -492,11 +492,7 @@ pub(super) fn import_command(
 /// or `--email` (else they would reach nobody), and the file must not exist.
 fn check_passwords_out(tenant: &Tenant, args: &ImportArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.passwords_out {
-        anyhow::ensure!(
-            !path.exists() && !path.is_symlink(),
-            "{} exists; the passwords go only to a new file (move it away, or choose another name)",
-            path.display()
-        );
+        super::passwords::refuse_existing(path)?;
     } else if tenant.generate_passwords && !args.email && !args.dry_run {
         bail!(
             "{} has passwords generated for new users (`tenant show` says so), so this import must deliver them: add --passwords-out FILE to write them to a file, or --email to send them with the report",

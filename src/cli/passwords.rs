@@ -34,6 +34,17 @@ pub struct ResetArgs {
     out: Option<PathBuf>,
 }
 
+/// Refuse a passwords file that exists (or is a dangling link): passwords
+/// go only to a new file, never over one, checked before anything changes.
+pub(super) fn refuse_existing(path: &std::path::Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !path.exists() && !path.is_symlink(),
+        "{} exists; the passwords go only to a new file (move it away, or choose another name)",
+        path.display()
+    );
+    Ok(())
+}
+
 /// Reset, then write `new-passwords.csv` to `--out` (before the change is
 /// committed, so committed passwords are never lost) or to `out` after it.
 pub(super) fn reset_passwords(
@@ -43,11 +54,7 @@ pub(super) fn reset_passwords(
     out: &mut impl Write,
 ) -> anyhow::Result<i32> {
     if let Some(path) = &args.out {
-        anyhow::ensure!(
-            !path.exists() && !path.is_symlink(),
-            "{} exists; the passwords go only to a new file (move it away, or choose another name)",
-            path.display()
-        );
+        refuse_existing(path)?;
     }
     let mut store = open_store(config)?;
     let tenant = store.require_tenant(&args.subdomain)?;

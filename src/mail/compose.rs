@@ -275,41 +275,26 @@ impl Composer {
             // A dry run has no stored run; every one is a message of its own.
             None => format!("dry-run:{}:{:016x}", tenant.id, rand::random::<u64>()),
         };
-        let Some(passwords) = new_passwords else {
-            return self.build(
+        let build = |attachments| {
+            self.build(
                 tenant,
                 "report",
-                key,
-                subject,
-                body,
-                Some(html),
+                key.clone(),
+                subject.clone(),
+                body.clone(),
+                Some(html.clone()),
                 attachments,
                 now,
-            );
+            )
+        };
+        let Some(passwords) = new_passwords else {
+            return build(attachments);
         };
         // Delivered with the passwords; kept, once delivered, without them
         // (the same Message-ID and Date: the same message).
-        let kept = self.build(
-            tenant,
-            "report",
-            key.clone(),
-            subject.clone(),
-            body.clone(),
-            Some(html.clone()),
-            attachments.clone(),
-            now,
-        )?;
+        let kept = build(attachments.clone())?;
         attachments.push(("new-passwords.csv", passwords.to_vec()));
-        let mut mail = self.build(
-            tenant,
-            "report",
-            key,
-            subject,
-            body,
-            Some(html),
-            attachments,
-            now,
-        )?;
+        let mut mail = build(attachments)?;
         mail.after_delivery = Some(kept.message);
         Ok(mail)
     }
