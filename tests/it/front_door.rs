@@ -260,12 +260,19 @@ fn handles_and_bytes_in_flight_are_bounded_per_district_not_per_subsystem() {
     let out = hog.wait_with_output().unwrap();
     checks_pass("handles", &out.stdout, &out.stderr);
     // Everything the district held comes back, and nothing stays on disk.
+    // Handles are given back as each channel's task ends, which may be just
+    // after its connection is counted closed: waited for, not sampled.
     eventually(
         "handles and bytes given back",
         Duration::from_secs(10),
         || srv.shared.live().connections == 0,
     );
     let tenant = srv.env.store().require_tenant("lincoln").unwrap().id;
+    eventually(
+        "the district's handles and bytes in flight back to none",
+        Duration::from_secs(10),
+        || srv.shared.ledger.load(tenant) == Default::default(),
+    );
     assert_eq!(srv.shared.ledger.load(tenant), Default::default());
     assert_eq!(
         files_under(&srv.env.path("data/spool/lincoln/incoming")),
