@@ -164,16 +164,7 @@ pub fn retry_message(
 /// [`mark_sent`]): they are discarded, and its key (`run:N`) is returned so
 /// the caller can say how support issues new ones.
 pub fn fail_message(conn: &Connection, id: i64, why: &str) -> rusqlite::Result<Option<String>> {
-    let carried: Option<String> = conn
-        .query_row(
-            "SELECT dedupe_key FROM outbox WHERE id = ?1 AND after_delivery IS NOT NULL",
-            [id],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if carried.is_some() {
-        conn.pragma_update(None, "secure_delete", true)?;
-    }
+    let carried = carrying_passwords(conn, id)?;
     conn.execute(
         "UPDATE outbox SET state = 'failed', last_error = ?2,
             message = coalesce(after_delivery, message), after_delivery = NULL
@@ -181,6 +172,24 @@ pub fn fail_message(conn: &Connection, id: i64, why: &str) -> rusqlite::Result<O
         params![id, why],
     )?;
     Ok(carried)
+}
+
+/// The key of copy `id` if it still carries generated passwords, with
+/// `secure_delete` turned on for this connection first, so the update that
+/// drops them (to the message kept after delivery) overwrites their bytes.
+fn carrying_passwords(conn: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
+    let key: Option<String> = conn
+        .query_row(
+            "SELECT dedupe_key FROM outbox
+             WHERE id = ?1 AND after_delivery IS NOT NULL AND state != 'sent'",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if key.is_some() {
+        conn.pragma_update(None, "secure_delete", true)?;
+    }
+    Ok(key)
 }
 
 /// Message `id` was delivered at `sent_at` to `delivered_to`.
@@ -195,17 +204,7 @@ pub fn mark_sent(
     sent_at: &str,
     delivered_to: &str,
 ) -> rusqlite::Result<bool> {
-    let carried: bool = conn
-        .query_row(
-            "SELECT after_delivery IS NOT NULL FROM outbox WHERE id = ?1 AND state != 'sent'",
-            [id],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(false);
-    if carried {
-        conn.pragma_update(None, "secure_delete", true)?;
-    }
+    let carried = carrying_passwords(conn, id)?.is_some();
     conn.execute(
         "UPDATE outbox SET state = 'sent', sent_at = ?2, delivered_to = ?3, last_error = NULL,
             message = coalesce(after_delivery, message), after_delivery = NULL
