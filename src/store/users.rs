@@ -347,23 +347,24 @@ pub fn reset_targets(
             active: r.get(6)?,
         })
     };
+    // The district's (?1) active users that `condition` picks.
+    let active =
+        |condition: &str, values: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<Vec<ResetTarget>> {
+            conn.prepare(&format!(
+                "{COLUMNS} WHERE u.tenant_id = ?1 AND {condition} AND u.active = 1 ORDER BY u.id"
+            ))?
+            .query_map(values, row)?
+            .collect()
+        };
     match selection {
-        ResetSelection::CreatedBy(run) => {
-            let mut stmt = conn.prepare(&format!(
-                "{COLUMNS} WHERE u.tenant_id = ?1 AND u.created_run = ?2 AND u.active = 1 ORDER BY u.id"
-            ))?;
-            let found: rusqlite::Result<Vec<_>> =
-                stmt.query_map(params![tenant_id, run], row)?.collect();
-            Ok((found?, Vec::new()))
-        }
-        ResetSelection::WithoutPassword => {
-            let mut stmt = conn.prepare(&format!(
-                "{COLUMNS} WHERE u.tenant_id = ?1 AND u.password_hash IS NULL AND u.active = 1 ORDER BY u.id"
-            ))?;
-            let found: rusqlite::Result<Vec<_>> =
-                stmt.query_map(params![tenant_id], row)?.collect();
-            Ok((found?, Vec::new()))
-        }
+        ResetSelection::CreatedBy(run) => Ok((
+            active("u.created_run = ?2", &[&tenant_id, run])?,
+            Vec::new(),
+        )),
+        ResetSelection::WithoutPassword => Ok((
+            active("u.password_hash IS NULL", &[&tenant_id])?,
+            Vec::new(),
+        )),
         ResetSelection::Usernames(names) => {
             let mut stmt = conn.prepare(&format!(
                 "{COLUMNS} WHERE u.tenant_id = ?1 AND u.username_key = ?2"
@@ -371,12 +372,13 @@ pub fn reset_targets(
             let (mut found, mut unknown) = (Vec::new(), Vec::new());
             for (name, key) in names.iter() {
                 match stmt.query_row(params![tenant_id, key], row).optional()? {
-                    Some(t) if !found.iter().any(|f: &ResetTarget| f.id == t.id) => found.push(t),
-                    Some(_) => {}
+                    Some(t) => found.push(t),
                     None => unknown.push(name.clone()),
                 }
             }
+            // A name given twice (in any case) is one user.
             found.sort_by_key(|t| t.id);
+            found.dedup_by_key(|t| t.id);
             Ok((found, unknown))
         }
     }
